@@ -1,0 +1,50 @@
+# wcembed: the two set-up commands are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3
+# The CPU wheel of torch 2.13.0 is what CI uses; override for a CUDA build, e.g. TORCH_SPEC="torch==2.13.0".
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+SYSTEM_STAMP := .cache/system.stamp
+CHECKPOINT ?=
+export PYTHONHASHSEED := 0
+
+.PHONY: help test demo lint format setup system clean-outputs
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $@
+
+$(SYSTEM_STAMP): scripts/setup-system.sh
+	bash scripts/setup-system.sh
+	@mkdir -p $(dir $@) && touch $@
+
+setup: $(STAMP) $(SYSTEM_STAMP)  ## create or reuse the virtual environment and system tools (idempotent)
+
+system: $(SYSTEM_STAMP)  ## install MapServer, Chromium and the map's JavaScript (needs root/apt)
+
+test: setup  ## run lint and the whole test suite (what CI runs)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest
+
+lint: $(STAMP)  ## ruff check
+	$(VENV)/bin/ruff check .
+
+format: $(STAMP)  ## ruff format and autofix
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: setup  ## the whole pipeline, offline, on the bundled sample region
+	$(PY) -m wcembed demo --checkpoint "$(CHECKPOINT)"
+
+clean-outputs:  ## remove generated outputs (keeps outputs/README.md)
+	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +
