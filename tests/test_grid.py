@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
-
 from wcembed.errors import BadColumnError, BadInputError, BadYearError, EmptyTileSetError
 from wcembed.grid import Grid, Tile, chip_id, tile_filename, tile_url
 
@@ -34,7 +33,10 @@ def test_tile_urls_for_each_year_and_source():
         == "https://esa-worldcover-s2.s3.amazonaws.com/rgbnir/2021/N37/ESA_WorldCover_10m_2021_v200_N37W076_S2RGBNIR.tif"
     )
     assert tile_url("S01E006", 2020, "s3://esa-worldcover-s2/").startswith("s3://esa-worldcover-s2/rgbnir/2020/S01/")
-    assert tile_url("N37W076", 2020, "/data/wc") == "/data/wc/rgbnir/2020/N37/ESA_WorldCover_10m_2020_v100_N37W076_S2RGBNIR.tif"
+    assert (
+        tile_url("N37W076", 2020, "/data/wc")
+        == "/data/wc/rgbnir/2020/N37/ESA_WorldCover_10m_2020_v100_N37W076_S2RGBNIR.tif"
+    )
     with pytest.raises(BadYearError):
         tile_url("N37W076", 2019, "/data")
 

@@ -3,7 +3,6 @@
 import geopandas as gpd
 import pytest
 import shapely
-
 from wcembed.errors import BadInputError, EmptyTileSetError
 from wcembed.grid import Tile, tile_key
 from wcembed.tileset import load_tiles, region_bounds, tiles_from_land_outline

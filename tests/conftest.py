@@ -1,0 +1,78 @@
+"""Shared fixtures: the real sample region, synthetic corner tiles, local servers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from rasterio.windows import Window
+from wcembed.grid import Tile, tile_key
+from wcembed.sample import build_sample_region, write_tile
+from wcembed.servers import RangeServer, moto_s3
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests never reach the network: fail fast instead of trying real hosts.
+os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
+
+CORNER_TILES = ("N40W101", "N40W100", "N39W101", "N39W100")
+"""Synthetic tiles (random values, NOT imagery) meeting at lon -100, lat 40."""
+CORNER_PX = 1536
+"""Half-size of the synthetic data square around the shared corner, in px."""
+
+
+@pytest.fixture(scope="session")
+def sample_root(tmp_path_factory) -> str:
+    """The real Virginia Sentinel-2 scene in WorldCover layout (full 12000 px tile N37W076), 2020 and 2021."""
+    root = tmp_path_factory.mktemp("sample")
+    build_sample_region(root, years=(2020, 2021))
+    return str(root)
+
+
+def write_corner_tiles(root, tiles=CORNER_TILES, year: int = 2020, seed: int = 0) -> None:
+    """Synthetic uint16 random data (not real imagery) in a square around the corner of 4 tiles."""
+    rng = np.random.default_rng(seed)
+    for name in tiles:
+        t = Tile.from_name(name)
+        # the corner (lon -100, lat 40) is at the tile's east/west and south/north edge
+        col0 = 12000 - CORNER_PX if t.lon == -101 else 0
+        row0 = 0 if t.lat == 39 else 12000 - CORNER_PX
+        data = rng.integers(1, 10000, size=(4, CORNER_PX, CORNER_PX), dtype=np.uint16)
+        write_tile(root / tile_key(t, year), t, data, Window(col0, row0, CORNER_PX, CORNER_PX), overviews=False)
+
+
+@pytest.fixture(scope="session")
+def corner_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corner")
+    write_corner_tiles(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """A moto S3 server on loopback; AWS variables point boto3, s3fs, pyarrow and GDAL at it."""
+    with moto_s3(buckets=("wc-tiles", "wc-out")) as endpoint:
+        old = {
+            k: os.environ.get(k)
+            for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+        }
+        os.environ.update(
+            AWS_ENDPOINT_URL=endpoint,
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_REGION="us-east-1",
+        )
+        try:
+            yield endpoint
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture
+def range_server(sample_root):
+    with RangeServer(sample_root) as srv:
+        yield srv
