@@ -1,0 +1,210 @@
+"""The Clay v0 encoder against the original implementation's reference case."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from wcembed.errors import CheckpointError, UntrainedWeightsError
+from wcembed.model import (
+    MEAN,
+    STD,
+    ClayConfig,
+    ClayEncoder,
+    Embedder,
+    encode_latlon,
+    encode_time,
+    load_model,
+    normalize,
+)
+
+DATA = Path(__file__).parent / "data" / "clay_v0"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_file(DATA / "clay_v0_tiny_reference.safetensors")
+
+
+def tiny_config() -> ClayConfig:
+    cfg = json.loads((DATA / "config.json").read_text())["encoder_config"]
+    return ClayConfig(
+        dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"], dim_head=cfg["dim_head"], mlp_ratio=cfg["mlp_ratio"],
+        image_size=cfg["image_size"], patch_size=cfg["patch_size"],
+        band_groups=(("rgb", 3), ("nir", 1)),  # the original was built with two groups: nir gets row 1 here
+        inputs=(("rgb", (0, 1, 2)), ("nir", (3,))),
+    )  # fmt: skip
+
+
+def test_tiny_reference_is_reproduced(reference):
+    torch.set_float32_matmul_precision("highest")
+    enc = ClayEncoder(tiny_config())
+    state = {k[len("model.encoder.") :]: v for k, v in reference.items() if k.startswith("model.encoder.")}
+    enc.load_state_dict(state, strict=True)
+    enc.eval()
+    torch.testing.assert_close(enc.pos_encoding, reference["aux.encoder.pos_encoding"], rtol=0, atol=0)
+    torch.testing.assert_close(enc.band_encoding, reference["aux.encoder.band_encoding"], rtol=0, atol=0)
+    with torch.inference_mode():
+        encoded = enc(reference["input.pixels"], reference["input.latlon"], reference["input.time"])
+        emb = ClayEncoder.embedding(encoded)
+    assert encoded.shape == (2, 34, 64)
+    assert (encoded - reference["output.encoded"]).abs().max() < 1e-4
+    assert (emb - reference["output.embedding"]).abs().max() < 1e-4
+    np.testing.assert_allclose(emb[0, :4].numpy(), [0.1677247, 0.5493840, -0.1878305, -1.0976130], atol=1e-4)
+
+
+def test_reference_latlon_and_time_encodings(reference):
+    latlon = encode_latlon([40.5, 30.1], [-105.2, -90.3])
+    torch.testing.assert_close(latlon, reference["input.latlon"], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(
+        latlon.double().numpy(),
+        [[0.6494480483301837, -2.876302607286655], [0.5015107371594574, -3.1363566658338105]],
+        atol=1e-6,
+    )
+    # chip 0: 2020-06-01; the composites' date convention
+    np.testing.assert_allclose(encode_time(2020)[0].numpy(), [-1.22173048, -1.28519699, 1.57079633], atol=1e-6)
+    np.testing.assert_allclose(encode_time(2021)[0].numpy(), [-1.57079633, -1.28519699, 1.57079633], atol=1e-6)
+    torch.testing.assert_close(encode_time([2021], month=11, day=25), reference["input.time"][1:], rtol=0, atol=1e-6)
+
+
+def test_hand_computed_latlon_for_a_chip():
+    lat, lon = 37.6746666, -75.6373333
+    got = encode_latlon(lat, lon)[0].double()
+    want = [math.sin(math.radians(lat)), math.atan2(math.cos(math.radians(lon)), math.sin(math.radians(lon)))]
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-7)
+    assert want[1] == pytest.approx(math.pi / 2 - math.radians(lon))  # = 2.8909..., no wrap at this longitude
+
+
+def test_normalisation_puts_red_and_blue_statistics_on_the_right_bands():
+    # file order B04 (red), B03, B02 (blue), B08: Clay's red mean 1741.10, blue 1369.03
+    pixels = torch.tensor([1741.10, 1597.68, 1369.03, 2858.43]).view(1, 4, 1, 1).expand(1, 4, 2, 2)
+    assert normalize(pixels).abs().max() < 1e-3
+    one_std = torch.tensor([MEAN[i] + STD[i] for i in range(4)]).view(1, 4, 1, 1)
+    np.testing.assert_allclose(normalize(one_std).flatten().numpy(), [1, 1, 1, 1], atol=1e-4)
+    assert MEAN[0] == 1741.10 and STD[0] == 2146.35  # red
+    assert MEAN[2] == 1369.03 and STD[2] == 2026.96  # blue
+    valid = torch.tensor([[[True, False], [True, True]]])
+    x = normalize(torch.full((1, 4, 2, 2), 5000, dtype=torch.int32), valid)
+    assert (x[0, :, 0, 1] == 0).all() and (x[0, :, 0, 0] > 0).all()
+
+
+def _full_size_keys():
+    keys, section = [], None
+    for line in (DATA / "state_dict_keys_v0.1_full_size.txt").read_text().splitlines():
+        if line.startswith("# A)"):
+            section = "A"
+        elif line.startswith("# B)"):
+            section = "B"
+        elif section == "A" and line.startswith("model.encoder."):
+            name, shape, _ = line.split("\t")
+            keys.append(
+                (
+                    name[len("model.encoder.") :],
+                    tuple(json.loads(shape.replace("(", "[").replace(")", "]").replace(",]", "]"))),
+                )
+            )
+    return keys
+
+
+def test_full_size_state_dict_equals_the_v01_key_list():
+    expected = _full_size_keys()
+    assert len(expected) == 162
+    enc = ClayEncoder(ClayConfig())
+    got = [(k, tuple(v.shape)) for k, v in enc.state_dict().items()]
+    assert got == expected  # same keys, shapes and order
+    assert sum(v.numel() for v in enc.state_dict().values()) == 95_271_168
+    assert enc.input_rows == [0, 2]  # rgb row 0, nir row 2 among the six groups
+
+
+def _write_lightning_checkpoint(path, enc_state, extra=None, drop=None, reshape=None):
+    state = {f"model.encoder.{k}": v for k, v in enc_state.items() if k != drop}
+    if reshape:
+        state[f"model.encoder.{reshape}"] = torch.zeros(3)
+    state["model.decoder.mask_patch"] = torch.zeros(512)
+    state["model.decoder.enc_to_dec.weight"] = torch.zeros(512, 768)
+    state.update(extra or {})
+    torch.save({"state_dict": state, "epoch": 24, "global_step": 1, "hyper_parameters": {"lr": 1e-4}}, path)
+
+
+@pytest.fixture(scope="module")
+def full_state():
+    torch.manual_seed(3)
+    return ClayEncoder(ClayConfig()).state_dict()
+
+
+def test_lightning_checkpoint_loads_strictly(tmp_path, full_state):
+    ckpt = tmp_path / "Clay_v0.1_epoch-24_val-loss-0.46.ckpt"
+    _write_lightning_checkpoint(ckpt, full_state)
+    loaded = load_model(ckpt, cache_dir=tmp_path)
+    assert not loaded.untrained and len(loaded.sha256) == 64
+    for k, v in loaded.encoder.state_dict().items():
+        assert torch.equal(v, full_state[k])
+
+
+@pytest.mark.parametrize(
+    "kind,match",
+    [
+        ("missing", "missing \\(1\\): transformer.layers.3.0.to_qkv.weight"),
+        ("shape", "wrong shape \\(1\\): latlon_embedding.bias"),
+        ("foreign", "unexpected keys"),
+    ],
+)
+def test_bad_checkpoints_fail_clearly(tmp_path, full_state, kind, match):
+    ckpt = tmp_path / "bad.ckpt"
+    if kind == "missing":
+        _write_lightning_checkpoint(ckpt, full_state, drop="transformer.layers.3.0.to_qkv.weight")
+    elif kind == "shape":
+        _write_lightning_checkpoint(ckpt, full_state, reshape="latlon_embedding.bias")
+    else:
+        torch.save({"state_dict": {"backbone.conv1.weight": torch.zeros(3)}}, ckpt)
+    with pytest.raises(CheckpointError, match=match):
+        load_model(ckpt)
+
+
+def test_truncated_and_unreadable_checkpoints(tmp_path, full_state):
+    ckpt = tmp_path / "full.ckpt"
+    _write_lightning_checkpoint(ckpt, full_state)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 3])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_model(cut)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_model(tmp_path / "nope.ckpt")
+    # a pickle that needs code execution is refused (weights_only=True)
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": _Obj()}, evil)
+    with pytest.raises(CheckpointError):
+        load_model(evil)
+
+
+class _Obj:
+    pass
+
+
+def test_untrained_needs_an_explicit_flag():
+    with pytest.raises(UntrainedWeightsError):
+        load_model(None)
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        m = load_model(
+            None, config=ClayConfig(dim=64, depth=1, heads=4, dim_head=16, image_size=64), allow_untrained=True
+        )
+    assert m.untrained and m.sha256 == "untrained"
+
+
+def test_embedder_batches_agree_with_single_chips():
+    cfg = ClayConfig(dim=64, depth=2, heads=4, dim_head=16, image_size=128)
+    with pytest.warns(UserWarning):
+        emb = Embedder(load_model(None, config=cfg, allow_untrained=True), device="cpu", precision="float32")
+    rng = np.random.default_rng(0)
+    px = rng.integers(1, 6000, size=(3, 4, 128, 128)).astype(np.uint16)
+    valid = np.ones((3, 128, 128), bool)
+    lat, lon = [37.1, 37.2, 37.3], [-75.5, -75.6, -75.7]
+    batch = emb(px, valid, lat, lon, 2020)
+    assert batch.shape == (3, 64) and batch.dtype == np.float32
+    for i in range(3):
+        one = emb(px[i : i + 1], valid[i : i + 1], lat[i : i + 1], lon[i : i + 1], 2020)
+        np.testing.assert_allclose(one[0], batch[i], atol=1e-5)
+    assert not emb.encoder.training
