@@ -198,8 +198,7 @@ class ChipReader:
         self.source = str(source)
         self.retries = retries
         self.backoff = backoff
-        self._env = rasterio.Env(**gdal_options(self.source))
-        self._env.__enter__()
+        self._options = gdal_options(self.source)
         self._open: dict[str, rasterio.DatasetReader] = {}
         self._strips: dict[tuple[str, int, int, int], np.ndarray] = {}
         self.max_strips = 8
@@ -211,14 +210,11 @@ class ChipReader:
         self.close()
 
     def close(self) -> None:
-        """Close every open tile and leave the GDAL environment."""
+        """Close every open tile and drop the cached strips."""
         for ds in self._open.values():
             ds.close()
         self._open.clear()
         self._strips.clear()
-        if self._env is not None:
-            self._env.__exit__(None, None, None)
-            self._env = None
 
     def url(self, tile: str) -> str:
         """URL (or path) of a tile of this reader's year and source."""
@@ -274,15 +270,18 @@ class ChipReader:
         """
         cs = self.grid.chip_size
         pixels = np.zeros((4, cs, cs), dtype=np.uint16)
-        for piece in self.grid.chip_pieces(column, row):
-            if not piece.exists:
-                continue
-            w, cw = piece.window, piece.chip_window
-            for k in range(w.row_off // BLOCK_PX, (w.row_off + w.height - 1) // BLOCK_PX + 1):
-                strip = self._strip(piece.tile, w.col_off, w.width, k)
-                y0, y1 = max(w.row_off, k * BLOCK_PX), min(w.row_off + w.height, (k + 1) * BLOCK_PX)
-                dst = cw.row_off + y0 - w.row_off
-                pixels[:, dst : dst + y1 - y0, cw.col_off : cw.col_off + cw.width] = strip[
-                    :, y0 - k * BLOCK_PX : y1 - k * BLOCK_PX
-                ]
+        with rasterio.Env(**self._options):
+            for piece in self.grid.chip_pieces(column, row):
+                if piece.exists:
+                    self._place(piece, pixels)
         return Chip(column, row, pixels, (pixels != NODATA).any(axis=0))
+
+    def _place(self, piece, pixels: np.ndarray) -> None:
+        w, cw = piece.window, piece.chip_window
+        for k in range(w.row_off // BLOCK_PX, (w.row_off + w.height - 1) // BLOCK_PX + 1):
+            strip = self._strip(piece.tile, w.col_off, w.width, k)
+            y0, y1 = max(w.row_off, k * BLOCK_PX), min(w.row_off + w.height, (k + 1) * BLOCK_PX)
+            dst = cw.row_off + y0 - w.row_off
+            pixels[:, dst : dst + y1 - y0, cw.col_off : cw.col_off + cw.width] = strip[
+                :, y0 - k * BLOCK_PX : y1 - k * BLOCK_PX
+            ]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from wcembed.errors import BadInputError, EmptyTileSetError
-from wcembed.grid import REGIONS, VERSIONS, Tile, check_year
+from wcembed.grid import REGIONS, VERSIONS, Grid, Tile, check_year
 
 log = logging.getLogger(__name__)
 
@@ -164,3 +164,15 @@ def load_tiles(source: str | Path, year: int, region: Region = "CONUS", tile_ind
         raise EmptyTileSetError(f"no tile of {year} in region {region!r} from {index}: refusing an empty grid")
     log.info("%d tiles of %d in %s from %s", len(tiles), year, region, index)
     return tiles
+
+
+def plan_grid(
+    year: int,
+    tiles: str | Path,
+    *,
+    tile_index: str | None = None,
+    region: Region = "CONUS",
+    chip_size: int = 512,
+) -> Grid:
+    """The chip grid of ``year`` over the tiles that exist (see :func:`load_tiles`)."""
+    return Grid(load_tiles(tiles, year, region, tile_index), chip_size=chip_size)
