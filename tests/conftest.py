@@ -11,7 +11,6 @@ from wcembed.grid import Tile, tile_key
 from wcembed.sample import build_sample_region, write_tile
 from wcembed.servers import RangeServer, moto_s3
 
-os.environ.setdefault("MPLBACKEND", "Agg")
 # Tests never reach the network: fail fast instead of trying real hosts.
 os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
 

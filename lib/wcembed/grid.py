@@ -359,6 +359,33 @@ class Grid:
                 )
         return pieces
 
+    def tiles_geodataframe(self):
+        """The tile set as a GeoDataFrame (``tile``, ``geometry``) in EPSG:4326."""
+        import geopandas as gpd
+        import shapely
+
+        tiles = sorted(self.tiles)
+        b = np.array([t.bounds for t in tiles], dtype=float).reshape(-1, 4)
+        return gpd.GeoDataFrame({"tile": [t.name for t in tiles]}, geometry=shapely.box(*b.T), crs="EPSG:4326")
+
+    def columns_geodataframe(self):
+        """One strip per column (``column``, ``index`` in the array, ``chips``, ``geometry``), EPSG:4326."""
+        import geopandas as gpd
+        import shapely
+
+        occ = self._occupied[self.columns]
+        first = occ.argmax(axis=1)
+        last = occ.shape[1] - 1 - occ[:, ::-1].argmax(axis=1)
+        west = [self.chip_bounds(int(c), 0)[0] for c in self.columns]
+        east = [self.chip_bounds(int(c), 0)[2] for c in self.columns]
+        north = [self.chip_bounds(0, int(r))[3] for r in first]
+        south = [self.chip_bounds(0, int(r))[1] for r in last]
+        return gpd.GeoDataFrame(
+            {"column": self.columns, "index": np.arange(len(self.columns)), "chips": occ.sum(axis=1)},
+            geometry=shapely.box(west, south, east, north),
+            crs="EPSG:4326",
+        )
+
     def to_geodataframe(self, year: int, column: int | None = None):
         """Chips (of one column, or all) as a GeoDataFrame in EPSG:4326.
 

@@ -194,8 +194,5 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 def file_metadata(path: str) -> dict[str, Any]:
     """The JSON metadata (``geo``, ``embedding``, ``wcembed``) of an output file."""
-    if path.startswith("s3://"):
-        schema = pq.read_schema(io.BytesIO(read_bytes(path)))
-    else:
-        schema = pq.read_schema(path)
+    schema = pq.read_schema(io.BytesIO(read_bytes(path)))
     return {k.decode(): json.loads(v) for k, v in (schema.metadata or {}).items() if k != b"ARROW:schema"}

@@ -1,0 +1,136 @@
+"""Command line: ``python -m wcembed <command>`` (also installed as ``wcembed``).
+
+Commands
+--------
+plan      plan the chip grid of a year and write it as GeoParquet
+sample    build the sample region (real Sentinel-2 scene in WorldCover layout)
+embed     embed one (year, column) into its GeoParquet file
+batch     the AWS Batch entrypoint: array index -> column -> papermill
+run-array run the entrypoint locally for a range of array indices
+submit    build (and send, or print with --dry-run) the AWS Batch array job
+resubmit-missing  submit only the columns whose output is missing
+index     ingest GeoParquet files into LanceDB
+search    nearest chips of a chip id or a lon/lat point
+demo      the whole pipeline offline on the sample region
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from wcembed import ESA_HTTPS
+
+log = logging.getLogger("wcembed")
+
+
+def _add_grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--year", type=int, required=True, help="2020 or 2021")
+    p.add_argument("--tiles", default=ESA_HTTPS, help="tile source: folder, http(s) or s3 prefix of the bucket")
+    p.add_argument("--tile-index", default=None, help="'land', a tile-index vector file, or a folder")
+    p.add_argument("--region", default="CONUS", help="CONUS or 'west,south,east,north'")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region, chip_size=args.chip_size)
+    out = Path(args.out) / f"grid_{args.year}_{args.region.replace(',', '_')}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gdf = grid.to_geodataframe(args.year)
+    gdf.to_parquet(out, compression="zstd", schema_version="1.1.0", write_covering_bbox=True)
+    print(f"tiles:   {len(grid.tiles)}")
+    print(f"columns: {len(grid.columns)} ({grid.columns[0]}..{grid.columns[-1]})  <- AWS Batch array size")
+    print(f"chips:   {grid.n_chips}")
+    print(f"grid:    {out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from wcembed.sample import build_sample_region
+
+    for p in build_sample_region(args.out, years=args.years):
+        print(p)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from wcembed.embed import embed_column
+
+    result = embed_column(
+        args.year,
+        args.column,
+        output=args.output,
+        tiles=args.tiles,
+        checkpoint=args.checkpoint,
+        tile_index=args.tile_index,
+        region=args.region,
+        batch_size=args.batch_size,
+        device=args.device,
+        min_valid_fraction=args.min_valid_fraction,
+        allow_untrained=args.allow_untrained,
+        overwrite=args.overwrite,
+        max_rows=args.max_rows,
+        workers=args.workers,
+    )
+    for k, v in result.summary().items():
+        print(f"{k:>14}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wcembed", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="plan the chip grid")
+    _add_grid_args(p)
+    p.add_argument("--chip-size", type=int, default=512)
+    p.add_argument("--out", default="outputs/grid")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("sample", help="build the sample region from the Virginia scene")
+    p.add_argument("--out", default="outputs/sample")
+    p.add_argument("--years", type=int, nargs="+", default=[2020, 2021])
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("embed", help="embed one column")
+    _add_grid_args(p)
+    p.add_argument("--column", type=int, required=True)
+    p.add_argument("--output", default="outputs/embeddings")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None)
+    p.add_argument("--min-valid-fraction", type=float, default=0.5)
+    p.add_argument("--allow-untrained", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--max-rows", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_embed)
+
+    for register in _EXTRA:
+        register(sub)
+    return parser
+
+
+_EXTRA: list = []
+"""Sub-command registrars of other modules (batch, index, demo), added below."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from wcembed.errors import WcEmbedError
+
+    try:
+        return int(args.func(args) or 0)
+    except WcEmbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        from wcembed.errors import TransientError
+
+        return 75 if isinstance(exc, TransientError) else 2

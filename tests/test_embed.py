@@ -1,0 +1,166 @@
+"""One column end to end: GeoParquet output, determinism, resumability, S3, notebooks."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import geoparquet_validator as gpv
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import shapely
+from wcembed import store
+from wcembed.embed import embed_column
+from wcembed.errors import BadColumnError, BadYearError
+from wcembed.explore import read_embeddings
+from wcembed.model import ClayConfig, Embedder, load_model
+from wcembed.tiles import ChipReader
+from wcembed.tileset import plan_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_COLUMN = 1156  # a column of the Virginia sample with 4 chips above 50 % valid
+EMPTY_COLUMN = 1150  # west of the scene: all nodata
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        return load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+
+
+@pytest.fixture(scope="module")
+def grid(sample_root):
+    return plan_grid(2020, sample_root)
+
+
+def run(sample_root, out, model, grid, **kw):
+    kw = {"batch_size": 3, "progress": False, **kw}
+    return embed_column(
+        2020, kw.pop("column", DATA_COLUMN), output=out, tiles=sample_root, model=model, grid=grid, **kw
+    )
+
+
+def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path, small_model, grid):
+    result = run(sample_root, tmp_path, small_model, grid)
+    assert result.status == "written" and result.embedded == 4 and result.chips == 24
+    assert result.path == str(tmp_path / "2020/worldcover_embeddings_2020_1156_v002.gpq")
+    report = gpv.check(result.path)
+    assert gpv.conformant(report, "core") and gpv.conformant(report, "covering"), gpv.failed(report)
+    schema = pq.read_schema(result.path)
+    assert schema.field("embeddings").type == pa.list_(pa.float32(), 64)
+    assert pq.ParquetFile(result.path).metadata.row_group(0).column(0).compression == "ZSTD"
+    gdf = gpd.read_parquet(result.path)
+    assert gdf.crs.equals("OGC:CRS84") and len(gdf) == 4
+    for _, chip in gdf.iterrows():
+        assert chip.geometry.equals(grid.chip_polygon(chip["column"], chip["row"]))
+        assert chip["chip_id"] == f"2020-{chip['column']:04d}-{chip['row']:04d}"
+    meta = store.file_metadata(result.path)
+    assert meta["embedding"]["checkpoint_sha256"] == "untrained"
+    assert "UNTRAINED" in meta["embedding"]["model"]
+    assert meta["embedding"]["dimension"] == 64 and meta["wcembed"]["chip_size_px"] == 512
+    assert "ESA WorldCover project 2020" in meta["wcembed"]["attribution"]
+    item = Path(store.stac_path(result.path))
+    assert item.exists() and '"embedding:checkpoint_sha256": "untrained"' in item.read_text()
+
+
+def test_embedding_equals_the_encoder_on_the_chip_read_directly(sample_root, tmp_path, small_model, grid):
+    result = run(sample_root, tmp_path, small_model, grid)
+    gdf, vectors = read_embeddings(result.path)
+    embedder = Embedder(small_model, device="cpu")
+    with ChipReader(grid, 2020, sample_root) as reader:
+        for i, (_, chip) in enumerate(gdf.iterrows()):
+            c = reader.read(chip["column"], chip["row"])
+            lon, lat = grid.chip_center(c.column, c.row)
+            direct = embedder(c.pixels[None], c.valid[None], [lat], [lon], 2020)[0]
+            np.testing.assert_allclose(vectors[i], direct, rtol=0, atol=2e-5)
+            assert chip["valid_fraction"] == pytest.approx(c.valid_fraction)
+
+
+def test_two_runs_give_identical_files(sample_root, tmp_path, small_model, grid):
+    a = run(sample_root, tmp_path / "a", small_model, grid)
+    b = run(sample_root, tmp_path / "b", small_model, grid, workers=2)
+    ta, tb = pq.read_table(a.path), pq.read_table(b.path)
+    assert ta.equals(tb)  # same rows, same vectors bit for bit
+    ma, mb = store.file_metadata(a.path), store.file_metadata(b.path)
+    ma["wcembed"].pop("created"), mb["wcembed"].pop("created")
+    assert ma == mb
+
+
+def test_finished_column_is_skipped_unless_overwrite(sample_root, tmp_path, small_model, grid):
+    first = run(sample_root, tmp_path, small_model, grid)
+    mtime = os.stat(first.path).st_mtime_ns
+    again = run(sample_root, tmp_path, small_model, grid)
+    assert again.status == "exists" and os.stat(first.path).st_mtime_ns == mtime
+    redo = run(sample_root, tmp_path, small_model, grid, overwrite=True)
+    assert redo.status == "written"
+
+
+def test_empty_column_writes_a_valid_zero_row_file(sample_root, tmp_path, small_model, grid):
+    result = run(sample_root, tmp_path, small_model, grid, column=EMPTY_COLUMN)
+    assert result.embedded == 0 and result.skipped == 24
+    assert len(gpd.read_parquet(result.path)) == 0
+    assert gpv.conformant(gpv.check(result.path), "core")
+    assert run(sample_root, tmp_path, small_model, grid, column=EMPTY_COLUMN).status == "exists"
+
+
+def test_bad_year_and_column(sample_root, tmp_path, small_model, grid):
+    with pytest.raises(BadYearError):
+        embed_column(2019, DATA_COLUMN, output=tmp_path, tiles=sample_root, model=small_model)
+    with pytest.raises(BadColumnError):
+        run(sample_root, tmp_path, small_model, grid, column=12)
+    with pytest.raises(ValueError):
+        run(sample_root, tmp_path, small_model, grid, min_valid_fraction=1.5)
+
+
+def test_output_to_s3(sample_root, s3_endpoint, small_model, grid):
+    result = run(sample_root, "s3://wc-out/emb", small_model, grid)
+    assert result.path == "s3://wc-out/emb/2020/worldcover_embeddings_2020_1156_v002.gpq"
+    assert store.exists(result.path) and store.exists(store.stac_path(result.path))
+    gdf, vectors = read_embeddings(result.path)
+    assert len(gdf) == 4 and vectors.shape == (4, 64)
+    assert list(store.list_outputs("s3://wc-out/emb", 2020)) == [result.path]
+    assert run(sample_root, "s3://wc-out/emb", small_model, grid).status == "exists"
+
+
+@pytest.mark.slow
+def test_killed_run_leaves_no_file_and_rerun_completes(sample_root, tmp_path):
+    """A real SIGKILL in the middle of a full-size (untrained) run."""
+    args = [sys.executable, "-m", "wcembed", "embed", "--year", "2020", "--column", "1157", "--tiles", sample_root,
+            "--output", str(tmp_path), "--allow-untrained", "--batch-size", "1"]  # fmt: skip
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    deadline = time.monotonic() + 120
+    progress = re.compile(r" ([1-9]|1\d|2[0-3])/24 ")  # tqdm shows 1..23 of 24 chips done: mid-column
+    while not progress.search(seen) and time.monotonic() < deadline and proc.poll() is None:
+        seen += proc.stderr.read(1)
+    assert progress.search(seen), seen[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    final = tmp_path / "2020/worldcover_embeddings_2020_1157_v002.gpq"
+    assert not final.exists()
+    assert not list(tmp_path.rglob("*.gpq"))
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert final.exists() and len(gpd.read_parquet(final)) > 0
+
+
+@pytest.mark.slow
+def test_embed_notebook_runs_with_papermill(sample_root, tmp_path):
+    out_nb = tmp_path / "embed_2020_1156.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/embed_column.ipynb"), str(out_nb),
+           "-p", "year", "2020", "-p", "column", str(DATA_COLUMN), "-p", "tiles", sample_root,
+           "-p", "output", str(tmp_path / "emb"), "-p", "allow_untrained", "True", "--cwd", str(tmp_path)]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    path = tmp_path / "emb/2020/worldcover_embeddings_2020_1156_v002.gpq"
+    gdf = gpd.read_parquet(path)
+    assert len(gdf) == 4 and shapely.get_num_coordinates(gdf.geometry).tolist() == [5] * 4
+    text = out_nb.read_text()
+    assert "chips_per_s" in text and "image/png" in text  # summary table and the PCA map
+    assert store.file_metadata(str(path))["embedding"]["dimension"] == 768
