@@ -110,13 +110,91 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_embed)
 
-    for register in _EXTRA:
-        register(sub)
+    p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
+    p.set_defaults(func=lambda args: __import__("wcembed.batch").batch.entrypoint())
+
+    p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
+    _add_job_args(p)
+    p.add_argument("--indices", default=None, help="e.g. 0-9 or 3,5 (default: every column)")
+    p.add_argument("--parallel", type=int, default=2)
+    p.set_defaults(func=cmd_run_array)
+
+    for name, text in (("submit", "submit a year as an AWS Batch array job"),
+                       ("resubmit-missing", "submit only the columns whose output is missing")):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        _add_job_args(p)
+        p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41 (reruns)")
+        p.add_argument("--gpu", action="store_true", help="request one GPU per job (DEVICE=cuda)")
+        p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
+        p.add_argument("--job-queue", default="wcembed")
+        p.add_argument("--job-definition", default="wcembed-column")
+        p.set_defaults(func=cmd_submit, missing=name == "resubmit-missing")
     return parser
 
 
-_EXTRA: list = []
-"""Sub-command registrars of other modules (batch, index, demo), added below."""
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    _add_grid_args(p)
+    p.add_argument("--output", required=True, help="folder or s3://bucket/prefix")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--allow-untrained", action="store_true")
+    p.add_argument("--batch-size", type=int, default=None)
+
+
+def _job_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {"YEAR": str(args.year), "OUTPUT": args.output, "TILES": args.tiles, "REGION": args.region}
+    optional = {"TILE_INDEX": args.tile_index, "CHECKPOINT": args.checkpoint, "BATCH_SIZE": args.batch_size}
+    env.update({k: str(v) for k, v in optional.items() if v})
+    if args.allow_untrained:
+        env["ALLOW_UNTRAINED"] = "true"
+    return env
+
+
+def _parse_indices(text: str | None, n: int) -> list[int]:
+    if not text:
+        return list(range(n))
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def cmd_run_array(args: argparse.Namespace) -> int:
+    from wcembed.batch import run_array
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region)
+    codes = run_array(_parse_indices(args.indices, len(grid.columns)), _job_env(args), parallel=args.parallel)
+    failed = {i: c for i, c in codes.items() if c}
+    print(f"{len(codes) - len(failed)} of {len(codes)} indices succeeded" + (f"; failed: {failed}" if failed else ""))
+    return max(failed.values(), default=0)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import json
+
+    from wcembed.batch import missing_columns, submit_request, validate
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region)
+    columns = [grid.check_column(int(c)) for c in args.columns.split(",")] if args.columns else None
+    if args.missing:
+        columns = [c for c in missing_columns(grid, args.output, args.year) if columns is None or c in columns]
+        print(f"{len(columns)} of {len(grid.columns)} columns have no output yet", file=sys.stderr)
+        if not columns:
+            return 0
+    req = submit_request(args.year, len(grid.columns), job_queue=args.job_queue, job_definition=args.job_definition,
+                         environment={k: v for k, v in _job_env(args).items() if k != "YEAR"}, columns=columns,
+                         gpu=args.gpu)  # fmt: skip
+    validate("SubmitJob", req)
+    if args.dry_run:
+        print(json.dumps(req, indent=2))
+        return 0
+    import boto3
+
+    resp = boto3.client("batch").submit_job(**req)
+    print(json.dumps({k: resp[k] for k in ("jobId", "jobName", "jobArn") if k in resp}, indent=2))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +209,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except WcEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        from wcembed.errors import TransientError
+        from wcembed.batch import exit_code_for
 
-        return 75 if isinstance(exc, TransientError) else 2
+        return exit_code_for(exc)

@@ -1,0 +1,214 @@
+"""Command line: ``python -m wcembed <command>`` (also installed as ``wcembed``).
+
+Commands
+--------
+plan      plan the chip grid of a year and write it as GeoParquet
+sample    build the sample region (real Sentinel-2 scene in WorldCover layout)
+embed     embed one (year, column) into its GeoParquet file
+batch     the AWS Batch entrypoint: array index -> column -> papermill
+run-array run the entrypoint locally for a range of array indices
+submit    build (and send, or print with --dry-run) the AWS Batch array job
+resubmit-missing  submit only the columns whose output is missing
+index     ingest GeoParquet files into LanceDB
+search    nearest chips of a chip id or a lon/lat point
+demo      the whole pipeline offline on the sample region
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from wcembed import ESA_HTTPS
+
+log = logging.getLogger("wcembed")
+
+
+def _add_grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--year", type=int, required=True, help="2020 or 2021")
+    p.add_argument("--tiles", default=ESA_HTTPS, help="tile source: folder, http(s) or s3 prefix of the bucket")
+    p.add_argument("--tile-index", default=None, help="'land', a tile-index vector file, or a folder")
+    p.add_argument("--region", default="CONUS", help="CONUS or 'west,south,east,north'")
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region, chip_size=args.chip_size)
+    out = Path(args.out) / f"grid_{args.year}_{args.region.replace(',', '_')}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    gdf = grid.to_geodataframe(args.year)
+    gdf.to_parquet(out, compression="zstd", schema_version="1.1.0", write_covering_bbox=True)
+    print(f"tiles:   {len(grid.tiles)}")
+    print(f"columns: {len(grid.columns)} ({grid.columns[0]}..{grid.columns[-1]})  <- AWS Batch array size")
+    print(f"chips:   {grid.n_chips}")
+    print(f"grid:    {out}")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from wcembed.sample import build_sample_region
+
+    for p in build_sample_region(args.out, years=args.years):
+        print(p)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from wcembed.embed import embed_column
+
+    result = embed_column(
+        args.year,
+        args.column,
+        output=args.output,
+        tiles=args.tiles,
+        checkpoint=args.checkpoint,
+        tile_index=args.tile_index,
+        region=args.region,
+        batch_size=args.batch_size,
+        device=args.device,
+        min_valid_fraction=args.min_valid_fraction,
+        allow_untrained=args.allow_untrained,
+        overwrite=args.overwrite,
+        max_rows=args.max_rows,
+        workers=args.workers,
+    )
+    for k, v in result.summary().items():
+        print(f"{k:>14}: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wcembed", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("plan", help="plan the chip grid")
+    _add_grid_args(p)
+    p.add_argument("--chip-size", type=int, default=512)
+    p.add_argument("--out", default="outputs/grid")
+    p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("sample", help="build the sample region from the Virginia scene")
+    p.add_argument("--out", default="outputs/sample")
+    p.add_argument("--years", type=int, nargs="+", default=[2020, 2021])
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("embed", help="embed one column")
+    _add_grid_args(p)
+    p.add_argument("--column", type=int, required=True)
+    p.add_argument("--output", default="outputs/embeddings")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--device", default=None)
+    p.add_argument("--min-valid-fraction", type=float, default=0.5)
+    p.add_argument("--allow-untrained", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--max-rows", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
+    p.set_defaults(func=lambda args: __import__("wcembed.batch").batch.entrypoint())
+
+    p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
+    _add_job_args(p)
+    p.add_argument("--indices", default=None, help="e.g. 0-9 or 3,5 (default: every column)")
+    p.add_argument("--parallel", type=int, default=2)
+    p.set_defaults(func=cmd_run_array)
+
+    for name, text in (("submit", "submit a year as an AWS Batch array job"),
+                       ("resubmit-missing", "submit only the columns whose output is missing")):  # fmt: skip
+        p = sub.add_parser(name, help=text)
+        _add_job_args(p)
+        p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41 (reruns)")
+        p.add_argument("--gpu", action="store_true", help="request one GPU per job (DEVICE=cuda)")
+        p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
+        p.add_argument("--job-queue", default="wcembed")
+        p.add_argument("--job-definition", default="wcembed-column")
+        p.set_defaults(func=cmd_submit, missing=name == "resubmit-missing")
+    return parser
+
+
+def _add_job_args(p: argparse.ArgumentParser) -> None:
+    _add_grid_args(p)
+    p.add_argument("--output", required=True, help="folder or s3://bucket/prefix")
+    p.add_argument("--checkpoint", default=None)
+    p.add_argument("--allow-untrained", action="store_true")
+    p.add_argument("--batch-size", type=int, default=None)
+
+
+def _job_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {"YEAR": str(args.year), "OUTPUT": args.output, "TILES": args.tiles, "REGION": args.region}
+    optional = {"TILE_INDEX": args.tile_index, "CHECKPOINT": args.checkpoint, "BATCH_SIZE": args.batch_size}
+    env.update({k: str(v) for k, v in optional.items() if v})
+    if args.allow_untrained:
+        env["ALLOW_UNTRAINED"] = "true"
+    return env
+
+
+def _parse_indices(text: str | None, n: int) -> list[int]:
+    if not text:
+        return list(range(n))
+    out: list[int] = []
+    for part in text.split(","):
+        a, _, b = part.partition("-")
+        out.extend(range(int(a), int(b or a) + 1))
+    return out
+
+
+def cmd_run_array(args: argparse.Namespace) -> int:
+    from wcembed.batch import run_array
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region)
+    codes = run_array(_parse_indices(args.indices, len(grid.columns)), _job_env(args), parallel=args.parallel)
+    failed = {i: c for i, c in codes.items() if c}
+    print(f"{len(codes) - len(failed)} of {len(codes)} indices succeeded" + (f"; failed: {failed}" if failed else ""))
+    return max(failed.values(), default=0)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    import json
+
+    from wcembed.batch import missing_columns, submit_request, validate
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region)
+    columns = [grid.check_column(int(c)) for c in args.columns.split(",")] if args.columns else None
+    if args.missing:
+        columns = [c for c in missing_columns(grid, args.output, args.year) if columns is None or c in columns]
+        print(f"{len(columns)} of {len(grid.columns)} columns have no output yet", file=sys.stderr)
+        if not columns:
+            return 0
+    req = submit_request(args.year, len(grid.columns), job_queue=args.job_queue, job_definition=args.job_definition,
+                         environment={k: v for k, v in _job_env(args).items() if k != "YEAR"}, columns=columns,
+                         gpu=args.gpu)  # fmt: skip
+    validate("SubmitJob", req)
+    if args.dry_run:
+        print(json.dumps(req, indent=2))
+        return 0
+    import boto3
+
+    resp = boto3.client("batch").submit_job(**req)
+    print(json.dumps({k: resp[k] for k in ("jobId", "jobName", "jobArn") if k in resp}, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from wcembed.errors import WcEmbedError
+
+    try:
+        return int(args.func(args) or 0)
+    except WcEmbedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        from wcembed.batch import exit_code_for
+
+        return exit_code_for(exc)

@@ -1,0 +1,198 @@
+"""GeoParquet files of embeddings: naming, schema, metadata, atomic writes (local or S3).
+
+One file per (year, column), ``{output}/{year}/worldcover_embeddings_{year}_{column:04d}_v002.gpq``,
+with one row per embedded chip. The file format is a public contract:
+
+======================= ==================================================================
+column                  type
+======================= ==================================================================
+``chip_id``             string, ``{year}-{column:04d}-{row:04d}``
+``year``                int16
+``column``, ``row``     int32, grid position (:mod:`wcembed.grid`)
+``lon``, ``lat``        float64, chip centre in degrees (EPSG:4326)
+``valid_fraction``      float32, share of pixels with data (0..1)
+``embeddings``          fixed_size_list<float32>[768], mean of Clay's patch tokens
+``geometry``            binary, WKB polygon of the chip footprint (OGC:CRS84 lon/lat)
+``bbox``                struct<xmin, ymin, xmax, ymax: double>, GeoParquet 1.1 covering
+======================= ==================================================================
+
+Metadata keys: ``geo`` (GeoParquet 1.1.0), ``embedding`` (what the vectors are:
+model, checkpoint identity, providers, licence, datetime range, source dataset
+and version, dimension, dtype) and ``wcembed`` (full provenance: normalisation,
+chip size, package version, creation time, precision, ...). A STAC Item (JSON)
+with the same facts sits beside each file.
+
+Writes are atomic: a local file is written under a temporary name in the same
+folder and renamed into place; on S3 it is one ``PutObject``, which either
+completes or leaves nothing. So a file that exists is complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FORMAT_VERSION = "v002"
+GEO_VERSION = "1.1.0"
+FILE_GLOB = "worldcover_embeddings_*_*_v002.gpq"
+
+
+def output_path(output: str | Path, year: int, column: int) -> str:
+    """Where the file of ``(year, column)`` goes under ``output`` (folder or ``s3://bucket/prefix``)."""
+    return f"{str(output).rstrip('/')}/{year}/worldcover_embeddings_{year}_{column:04d}_{FORMAT_VERSION}.gpq"
+
+
+def stac_path(path: str) -> str:
+    """The STAC Item that describes a GeoParquet file: same name, ``.json``."""
+    return path[: -len(".gpq")] + ".json"
+
+
+def _s3():
+    import boto3
+
+    return boto3.client("s3")
+
+
+def _split_s3(url: str) -> tuple[str, str]:
+    bucket, _, key = url[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def exists(path: str) -> bool:
+    """Whether a complete output file exists at ``path`` (local or ``s3://``)."""
+    if path.startswith("s3://"):
+        from botocore.exceptions import ClientError
+
+        bucket, key = _split_s3(path)
+        try:
+            _s3().head_object(Bucket=bucket, Key=key)
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+    return Path(path).is_file()
+
+
+def write_bytes_atomic(path: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+    """Write ``data`` so that ``path`` either holds all of it or does not exist."""
+    if path.startswith("s3://"):
+        bucket, key = _split_s3(path)
+        _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_bytes(path: str) -> bytes:
+    """Bytes of a local or ``s3://`` file."""
+    if path.startswith("s3://"):
+        bucket, key = _split_s3(path)
+        return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
+    return Path(path).read_bytes()
+
+
+def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
+    """Output files under ``output`` (optionally one year) with their sizes in bytes."""
+    base = str(output).rstrip("/")
+    prefix = f"{base}/{year}/" if year is not None else f"{base}/"
+    found: dict[str, int] = {}
+    if base.startswith("s3://"):
+        bucket, key = _split_s3(prefix)
+        for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
+            for obj in page.get("Contents", []):
+                if obj["Key"].endswith(f"_{FORMAT_VERSION}.gpq"):
+                    found[f"s3://{bucket}/{obj['Key']}"] = int(obj["Size"])
+        return found
+    root = Path(prefix)
+    pattern = FILE_GLOB if year is not None else f"*/{FILE_GLOB}"
+    return {str(p): p.stat().st_size for p in sorted(root.glob(pattern))} if root.is_dir() else {}
+
+
+def crs84_projjson() -> dict[str, Any]:
+    """PROJJSON of OGC:CRS84 (WGS 84, lon/lat axis order), the CRS of every geometry."""
+    from pyproj import CRS
+
+    return CRS("OGC:CRS84").to_json_dict()
+
+
+def embeddings_table(
+    *,
+    chip_ids: list[str],
+    year: int,
+    columns: np.ndarray,
+    rows: np.ndarray,
+    bounds: np.ndarray,
+    valid_fraction: np.ndarray,
+    embeddings: np.ndarray,
+    metadata: dict[str, dict],
+) -> pa.Table:
+    """The Arrow table of one file, with its ``geo`` and other metadata.
+
+    ``bounds`` is ``(N, 4)``: west, south, east, north in degrees; ``embeddings`` is ``(N, D)`` float32.
+    """
+    import shapely
+
+    n = len(chip_ids)
+    dim = int(metadata["embedding"]["dimension"])
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(n, dim)
+    b = np.asarray(bounds, dtype=np.float64).reshape(n, 4)
+    geoms = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
+    bbox = pa.StructArray.from_arrays([pa.array(b[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"])
+    table = pa.table(
+        {
+            "chip_id": pa.array(chip_ids, pa.string()),
+            "year": pa.array(np.full(n, year, np.int16)),
+            "column": pa.array(np.asarray(columns, np.int32)),
+            "row": pa.array(np.asarray(rows, np.int32)),
+            "lon": pa.array((b[:, 0] + b[:, 2]) / 2),
+            "lat": pa.array((b[:, 1] + b[:, 3]) / 2),
+            "valid_fraction": pa.array(np.asarray(valid_fraction, np.float32)),
+            "embeddings": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
+            "geometry": pa.array(shapely.to_wkb(geoms), pa.binary()),
+            "bbox": bbox,
+        }
+    )
+    geo_col: dict[str, Any] = {
+        "encoding": "WKB",
+        "geometry_types": ["Polygon"] if n else [],
+        "crs": crs84_projjson(),
+        "orientation": "counterclockwise",
+        "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
+    }
+    if n:
+        geo_col["bbox"] = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+    geo = {"version": GEO_VERSION, "primary_column": "geometry", "columns": {"geometry": geo_col}}
+    meta = {b"geo": json.dumps(geo).encode()}
+    meta.update({k.encode(): json.dumps(v).encode() for k, v in metadata.items()})
+    return table.replace_schema_metadata(meta)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    """Serialise a table as Parquet (ZSTD, one row group per column file, statistics on)."""
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd", row_group_size=max(len(table), 1) or None)
+    return buf.getvalue()
+
+
+def file_metadata(path: str) -> dict[str, Any]:
+    """The JSON metadata (``geo``, ``embedding``, ``wcembed``) of an output file."""
+    schema = pq.read_schema(io.BytesIO(read_bytes(path)))
+    return {k.decode(): json.loads(v) for k, v in (schema.metadata or {}).items() if k != b"ARROW:schema"}

@@ -1,0 +1,252 @@
+"""AWS Batch: one array job per year, one column per array index.
+
+Each array index runs :func:`entrypoint` in the container: it reads
+``AWS_BATCH_JOB_ARRAY_INDEX`` and the job's environment, maps the index to a
+column through the grid's column list (or an explicit ``COLUMNS`` list, for
+reruns), and executes ``notebooks/embed_column.ipynb`` with papermill. The
+executed notebook is stored next to the output
+(``{OUTPUT}/{YEAR}/notebooks/embed_{YEAR}_{column:04d}.ipynb``) for debugging.
+
+Exit codes tell AWS Batch's retry strategy what to do:
+
+=================== ===== ==========================================================
+outcome             code  retry strategy
+=================== ===== ==========================================================
+done (or was done)  0
+transient failure   75    ``onExitCode: 75`` -> RETRY (HTTP 5xx, timeouts, ...)
+bad input           65    EXIT (bad year/column/index, missing or corrupt tile, bad checkpoint)
+anything else       1     EXIT (a bug: look at the stored notebook)
+host lost           -     ``onStatusReason: Host EC2*`` -> RETRY (spot reclaim, host failure)
+=================== ===== ==========================================================
+
+Environment of a job: ``YEAR``, ``OUTPUT``, ``TILES``, and optionally
+``TILE_INDEX``, ``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``,
+``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``WORKERS``, ``COLUMNS``
+(comma-separated column numbers; index i runs the i-th), ``NOTEBOOK``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from wcembed import ESA_HTTPS, errors, store
+from wcembed.grid import Grid, check_year
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 65
+EXIT_TRANSIENT = 75
+EXIT_BUG = 1
+RETRY_ATTEMPTS = 3
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_NOTEBOOK = PACKAGE_ROOT / "notebooks" / "embed_column.ipynb"
+JOB_DEFINITION = PACKAGE_ROOT / "batch" / "job_definition.json"
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code of a failure: transient 75, bad input 65, anything else 1."""
+    if isinstance(exc, errors.TransientError):
+        return EXIT_TRANSIENT
+    if isinstance(exc, errors.BadInputError):
+        return EXIT_BAD_INPUT
+    name = getattr(exc, "ename", None)  # papermill's PapermillExecutionError names the notebook's exception
+    if name:
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, errors.TransientError):
+            return EXIT_TRANSIENT
+        if (isinstance(cls, type) and issubclass(cls, errors.BadInputError)) or name in ("BadYearError", "ValueError"):
+            return EXIT_BAD_INPUT
+    return EXIT_BUG
+
+
+def _grid_for(env: Mapping[str, str]) -> Grid:
+    from wcembed.tileset import plan_grid
+
+    return plan_grid(
+        check_year(int(env["YEAR"])),
+        env.get("TILES", ESA_HTTPS),
+        tile_index=env.get("TILE_INDEX") or None,
+        region=env.get("REGION", "CONUS"),
+    )
+
+
+def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
+    """The column that array index ``AWS_BATCH_JOB_ARRAY_INDEX`` (default 0) runs."""
+    raw = env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0")
+    try:
+        index = int(raw)
+    except ValueError:
+        raise errors.BadColumnError(f"AWS_BATCH_JOB_ARRAY_INDEX={raw!r} is not an integer") from None
+    if env.get("COLUMNS"):
+        columns = [int(c) for c in env["COLUMNS"].split(",") if c.strip()]
+        if not 0 <= index < len(columns):
+            raise errors.BadColumnError(f"array index {index} is outside the {len(columns)} columns of COLUMNS")
+        return (grid or _grid_for(env)).check_column(columns[index])
+    return (grid or _grid_for(env)).column_at_index(index)
+
+
+def notebook_parameters(env: Mapping[str, str], column: int) -> dict:
+    """Papermill parameters of ``embed_column.ipynb`` from a job's environment."""
+    params: dict = {
+        "year": int(env["YEAR"]),
+        "column": column,
+        "output": env["OUTPUT"],
+        "tiles": env.get("TILES", ESA_HTTPS),
+        "tile_index": env.get("TILE_INDEX") or None,
+        "region": env.get("REGION", "CONUS"),
+        "checkpoint": env.get("CHECKPOINT") or None,
+        "device": env.get("DEVICE") or None,
+        "allow_untrained": env.get("ALLOW_UNTRAINED", "").lower() in ("1", "true", "yes"),
+    }
+    for key, cast in (("BATCH_SIZE", int), ("MIN_VALID_FRACTION", float), ("WORKERS", int), ("MAX_ROWS", int)):
+        if env.get(key):
+            params[key.lower()] = cast(env[key])
+    return params
+
+
+def entrypoint(env: Mapping[str, str] | None = None) -> int:
+    """Run one array index: index -> column -> papermill. Returns the process exit code."""
+    import papermill
+
+    env = dict(os.environ if env is None else env)
+    try:
+        if "YEAR" not in env or "OUTPUT" not in env:
+            raise errors.BadInputError("the job needs YEAR and OUTPUT in its environment")
+        column = column_for_index(env)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    year = int(env["YEAR"])
+    params = notebook_parameters(env, column)
+    notebook_key = f"{env['OUTPUT'].rstrip('/')}/{year}/notebooks/embed_{year}_{column:04d}.ipynb"
+    print(f"array index {env.get('AWS_BATCH_JOB_ARRAY_INDEX', '0')} -> column {column} -> {notebook_key}")
+    code = EXIT_OK
+    with tempfile.TemporaryDirectory() as tmp:
+        executed = Path(tmp) / "executed.ipynb"
+        try:
+            papermill.execute_notebook(
+                env.get("NOTEBOOK", str(DEFAULT_NOTEBOOK)), str(executed), parameters=params, progress_bar=False,
+                cwd=env.get("WORKDIR", os.getcwd()),
+            )  # fmt: skip
+        except Exception as exc:
+            code = exit_code_for(exc)
+            print(f"error: column {column} failed ({type(exc).__name__}): {exc}", file=sys.stderr)
+        if executed.exists():
+            store.write_bytes_atomic(notebook_key, executed.read_bytes(), "application/x-ipynb+json")
+    return code
+
+
+def run_array(indices: Sequence[int], env: Mapping[str, str], parallel: int = 2) -> dict[int, int]:
+    """Run the entrypoint locally for array ``indices``, ``parallel`` at a time, as separate processes.
+
+    Each process gets ``env`` plus ``AWS_BATCH_JOB_ARRAY_INDEX``, exactly like a
+    Batch child job. Returns ``{index: exit code}``.
+    """
+
+    def one(index: int) -> int:
+        child = {**os.environ, **env, "AWS_BATCH_JOB_ARRAY_INDEX": str(index)}
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "wcembed", "batch"], env=child, capture_output=True, text=True)
+        log.info("index %d exited %d in %.1fs", index, done.returncode, time.perf_counter() - t0)
+        if done.returncode:
+            log.warning("index %d: %s", index, done.stderr.strip().splitlines()[-1:] or "")
+        return done.returncode
+
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return dict(zip(indices, pool.map(one, indices), strict=True))
+
+
+# --------------------------------------------------------------------------- requests
+
+
+def retry_strategy(attempts: int = RETRY_ATTEMPTS) -> dict:
+    """Retry lost hosts and transient failures; exit on anything else."""
+    return {
+        "attempts": attempts,
+        "evaluateOnExit": [
+            {"onStatusReason": "Host EC2*", "action": "RETRY"},
+            {"onExitCode": str(EXIT_TRANSIENT), "action": "RETRY"},
+            {"onReason": "*", "action": "EXIT"},
+        ],
+    }
+
+
+def job_definition_request(image: str, *, gpu: bool = False, path: str | Path = JOB_DEFINITION) -> dict:
+    """``register_job_definition`` parameters from ``batch/job_definition.json`` for an image."""
+    spec = json.loads(Path(path).read_text())
+    req = {k: v for k, v in spec.items() if not k.startswith("_")}
+    props = dict(req["containerProperties"])
+    props["image"] = image
+    resources = [r for r in props["resourceRequirements"] if r["type"] != "GPU"]
+    if gpu:
+        resources.append({"type": "GPU", "value": "1"})
+        props["environment"] = [*props.get("environment", []), {"name": "DEVICE", "value": "cuda"}]
+    props["resourceRequirements"] = resources
+    req["containerProperties"] = props
+    req["jobDefinitionName"] = req["jobDefinitionName"] + ("-gpu" if gpu else "")
+    req["retryStrategy"] = retry_strategy()
+    return req
+
+
+def submit_request(
+    year: int,
+    n_jobs: int,
+    *,
+    job_queue: str,
+    job_definition: str,
+    environment: Mapping[str, str],
+    columns: Sequence[int] | None = None,
+    gpu: bool = False,
+    timeout_s: int = 4 * 3600,
+) -> dict:
+    """``submit_job`` parameters of a year's array job (``n_jobs`` children; one column each)."""
+    env = {"YEAR": str(check_year(year)), **environment}
+    if columns is not None:
+        env["COLUMNS"] = ",".join(str(c) for c in columns)
+        n_jobs = len(columns)
+    if n_jobs < 1:
+        raise errors.BadInputError("nothing to submit: no column")
+    overrides: dict = {"environment": [{"name": k, "value": str(v)} for k, v in sorted(env.items())]}
+    if gpu:
+        overrides["resourceRequirements"] = [{"type": "GPU", "value": "1"}]
+    req: dict = {
+        "jobName": f"wcembed-{year}" + ("-rerun" if columns is not None else ""),
+        "jobQueue": job_queue,
+        "jobDefinition": job_definition,
+        "containerOverrides": overrides,
+        "retryStrategy": retry_strategy(),
+        "timeout": {"attemptDurationSeconds": int(timeout_s)},
+        "tags": {"project": "wcembed", "year": str(year)},
+    }
+    if n_jobs >= 2:  # AWS Batch array size is 2..10000; a single column is a plain job (index defaults to 0)
+        if n_jobs > 10_000:
+            raise errors.BadInputError(f"{n_jobs} columns exceed AWS Batch's array limit of 10000")
+        req["arrayProperties"] = {"size": n_jobs}
+    return req
+
+
+def missing_columns(grid: Grid, output: str, year: int) -> list[int]:
+    """Columns of ``grid`` whose output file for ``year`` does not exist under ``output``."""
+    done = set(store.list_outputs(output, year))
+    return [int(c) for c in grid.columns if store.output_path(output, year, int(c)) not in done]
+
+
+def validate(operation: str, params: dict) -> None:
+    """Validate request parameters against botocore's AWS Batch service model (no network)."""
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    model = botocore.session.get_session().get_service_model("batch")
+    report = ParamValidator().validate(params, model.operation_model(operation).input_shape)
+    if report.has_errors():
+        raise errors.BadInputError(f"invalid {operation} request: {report.generate_report()}")

@@ -1,0 +1,182 @@
+"""AWS Batch: requests valid against botocore's model, moto accepts them, the entrypoint, reruns."""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from moto import mock_aws
+from wcembed import store
+from wcembed.batch import (
+    EXIT_BAD_INPUT,
+    column_for_index,
+    entrypoint,
+    exit_code_for,
+    job_definition_request,
+    missing_columns,
+    submit_request,
+    validate,
+)
+from wcembed.errors import BadColumnError, TileMissingError, TileTransientError
+from wcembed.tileset import plan_grid
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _request(**kw):
+    return submit_request(2020, 1383, job_queue="wcembed", job_definition="wcembed-column",
+                          environment={"OUTPUT": "s3://b/emb", "TILES": "s3://esa-worldcover-s2"}, **kw)  # fmt: skip
+
+
+def test_requests_pass_botocore_validation_with_stubber():
+    client = boto3.client("batch", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    req = _request(gpu=True)
+    jd = job_definition_request("123456789012.dkr.ecr.us-east-1.amazonaws.com/wcembed:latest", gpu=True)
+    with Stubber(client) as stub:
+        stub.add_response("submit_job", {"jobName": req["jobName"], "jobId": "j-1"}, req)
+        stub.add_response("register_job_definition", {"jobDefinitionName": jd["jobDefinitionName"],
+                          "jobDefinitionArn": "arn:aws:batch:us-east-1:1:job-definition/wcembed-column-gpu:1",
+                          "revision": 1}, jd)  # fmt: skip
+        assert client.submit_job(**req)["jobId"] == "j-1"
+        client.register_job_definition(**jd)
+        stub.assert_no_pending_responses()
+    assert req["arrayProperties"] == {"size": 1383}
+    assert {"onStatusReason": "Host EC2*", "action": "RETRY"} in req["retryStrategy"]["evaluateOnExit"]
+    assert {"type": "GPU", "value": "1"} in jd["containerProperties"]["resourceRequirements"]
+    validate("SubmitJob", req)
+    validate("RegisterJobDefinition", jd)
+    bad = {**req, "arrayProperties": {"size": "1383"}}
+    with pytest.raises(ValueError, match="arrayProperties"):
+        validate("SubmitJob", bad)
+
+
+def test_explicit_columns_set_the_array_size_and_columns_env():
+    req = _request(columns=[5, 9, 700])
+    assert req["arrayProperties"] == {"size": 3}
+    env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
+    assert env["COLUMNS"] == "5,9,700" and env["YEAR"] == "2020"
+    single = _request(columns=[12])
+    assert "arrayProperties" not in single  # Batch arrays need 2+ children; one column is a plain job
+
+
+@mock_aws(config={"batch": {"use_docker": False}})
+def test_moto_batch_accepts_the_array_submission():
+    region = "us-east-1"
+    ec2, iam, batch = (boto3.client(s, region_name=region) for s in ("ec2", "iam", "batch"))
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.0.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="wcembed", Description="x", VpcId=vpc)["GroupId"]
+    role = iam.create_role(RoleName="wcembed", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    env = batch.create_compute_environment(
+        computeEnvironmentName="wcembed-ce", type="MANAGED", serviceRole=role,
+        computeResources={"type": "FARGATE", "maxvCpus": 64, "subnets": [subnet], "securityGroupIds": [sg]},
+    )["computeEnvironmentArn"]  # fmt: skip
+    batch.create_job_queue(jobQueueName="wcembed", state="ENABLED", priority=1,
+                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}])  # fmt: skip
+    jd = job_definition_request("wcembed:latest")
+    arn = batch.register_job_definition(**jd)["jobDefinitionArn"]
+    req = submit_request(2020, 4, job_queue="wcembed", job_definition=arn, environment={"OUTPUT": "s3://b/e"})
+    job = batch.submit_job(**req)
+    desc = batch.describe_jobs(jobs=[job["jobId"]])["jobs"][0]
+    assert desc["arrayProperties"]["size"] == 4
+
+
+def test_exit_codes_separate_transient_from_bad_input():
+    assert exit_code_for(TileTransientError("x", tile="N37W076", url="u")) == 75
+    assert exit_code_for(TileMissingError("x")) == EXIT_BAD_INPUT
+    assert exit_code_for(BadColumnError("x")) == EXIT_BAD_INPUT
+    assert exit_code_for(RuntimeError("bug")) == 1
+
+    class Executed(Exception):
+        ename = "TileTransientError"
+
+    assert exit_code_for(Executed()) == 75
+
+
+def test_index_maps_to_the_grid_column_list(sample_root):
+    env = {"YEAR": "2020", "TILES": sample_root}
+    grid = plan_grid(2020, sample_root)
+    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3"}, grid) == grid.columns[3]
+    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "COLUMNS": "1160,1156"}, grid) == 1156
+    with pytest.raises(BadColumnError):
+        column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))}, grid)
+    with pytest.raises(BadColumnError):
+        column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "COLUMNS": "12"}, grid)
+
+
+@pytest.mark.slow
+def test_entrypoint_index_3_writes_the_fourth_column(sample_root, tmp_path):
+    grid = plan_grid(2020, sample_root)
+    env = {**os.environ, "YEAR": "2020", "TILES": sample_root, "OUTPUT": str(tmp_path), "ALLOW_UNTRAINED": "true",
+           "AWS_BATCH_JOB_ARRAY_INDEX": "3", "MAX_ROWS": "2"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "wcembed", "batch"], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    column = int(grid.columns[3])
+    assert Path(store.output_path(tmp_path, 2020, column)).exists()
+    assert (tmp_path / f"2020/notebooks/embed_2020_{column:04d}.ipynb").exists()
+    past = subprocess.run([sys.executable, "-m", "wcembed", "batch"], capture_output=True, text=True, timeout=600,
+                          env={**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))})  # fmt: skip
+    assert past.returncode == EXIT_BAD_INPUT
+    assert "outside" in past.stderr
+
+
+def test_entrypoint_without_environment_is_bad_input(capsys):
+    assert entrypoint({"AWS_BATCH_JOB_ARRAY_INDEX": "0"}) == EXIT_BAD_INPUT
+    assert "YEAR and OUTPUT" in capsys.readouterr().err
+
+
+def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_endpoint):
+    grid = plan_grid(2020, sample_root)
+    s3 = boto3.client("s3")
+    present = [int(c) for c in grid.columns[::3]]
+    for c in present:
+        bucket, key = store.output_path("s3://wc-out/rerun", 2020, c)[5:].split("/", 1)
+        s3.put_object(Bucket=bucket, Key=key, Body=b"done")
+    expected = [int(c) for c in grid.columns if int(c) not in present]
+    assert missing_columns(grid, "s3://wc-out/rerun", 2020) == expected
+    cmd = [sys.executable, "-m", "wcembed", "resubmit-missing", "--year", "2020", "--tiles", sample_root,
+           "--output", "s3://wc-out/rerun", "--dry-run"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    req = json.loads(done.stdout)
+    env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
+    assert [int(c) for c in env["COLUMNS"].split(",")] == expected
+    assert req["arrayProperties"]["size"] == len(expected)
+
+
+def test_dockerfile_lints_clean():
+    hadolint = Path(sys.executable).with_name("hadolint")
+    done = subprocess.run([str(hadolint), str(ROOT / "batch/Dockerfile")],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_dockerfile_install_steps_run_outside_docker(tmp_path):
+    """The Dockerfile's pip install runs here, in a fresh venv on top of the test environment's packages."""
+    lines = (ROOT / "batch/Dockerfile").read_text().replace("\\\n", " ").splitlines()
+    installs = [ln.split("RUN", 1)[1].split("&&")[0].strip() for ln in lines if ln.startswith("RUN pip install")]
+    assert installs == ["pip install --no-cache-dir ."]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    # the image's base has the heavy dependencies (torch); here the test environment's packages play that part
+    purelib = Path(sysconfig.get_paths()["purelib"])
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "base_image_packages.pth").write_text(f"{purelib}\n")
+    for cmd in installs:
+        pip, *args = cmd.split()
+        assert pip == "pip"
+        done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), *args,
+                               "--no-build-isolation", "--no-index"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+    ok = subprocess.run(
+        [str(venv / "bin/python"), "-m", "wcembed", "--help"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert ok.returncode == 0 and "batch" in ok.stdout
