@@ -1,0 +1,129 @@
+"""LanceDB ingest and search against brute force."""
+
+import numpy as np
+import pytest
+from wcembed import store
+from wcembed.grid import Grid, chip_id
+from wcembed.index import ChipIndex, ingest, query_vector
+
+DIM = 32
+
+
+def write_column(out, year, column, rng, rows=range(10), dim=DIM):
+    """A GeoParquet file (our own writer) with random vectors: synthetic, for search tests."""
+    grid = Grid(["N37W076"])
+    rows = list(rows)
+    meta = {"embedding": {"dimension": dim}, "wcembed": {"year": year, "column": column}}
+    table = store.embeddings_table(
+        chip_ids=[chip_id(year, column, r) for r in rows], year=year, columns=np.full(len(rows), column),
+        rows=np.array(rows), bounds=np.array([grid.chip_bounds(column, r) for r in rows]),
+        valid_fraction=np.ones(len(rows)), embeddings=rng.normal(size=(len(rows), dim)).astype(np.float32),
+        metadata=meta,
+    )  # fmt: skip
+    path = store.output_path(out, year, column)
+    store.write_bytes_atomic(path, store.parquet_bytes(table))
+    return path
+
+
+@pytest.fixture
+def db(tmp_path):
+    rng = np.random.default_rng(0)
+    out = tmp_path / "emb"
+    for year in (2020, 2021):
+        for column in range(1150, 1160):
+            write_column(out, year, column, rng, rows=range(280, 300))
+    report = ingest(out, tmp_path / "db")
+    assert report.rows == 2 * 10 * 20 and report.files_added == 20
+    return out, tmp_path / "db"
+
+
+def brute_force(idx, query, k, mask=None):
+    all_rows = idx.table.to_arrow()
+    ids = np.array(all_rows["chip_id"].to_pylist())
+    vecs = np.stack(all_rows["vector"].to_numpy(zero_copy_only=False))
+    keep = np.ones(len(ids), bool) if mask is None else mask(all_rows)
+    ids, vecs = ids[keep], vecs[keep]
+    cos = vecs @ query / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(query))
+    order = np.argsort(1 - cos, kind="stable")[:k]
+    return list(ids[order]), (1 - cos)[order]
+
+
+def test_exact_search_equals_numpy_brute_force(db):
+    _, path = db
+    idx = ChipIndex(path)
+    q = np.random.default_rng(5).normal(size=DIM).astype(np.float32)
+    res = idx.by_vector(q, k=10)
+    ids, dist = brute_force(idx, q, 10)
+    assert res["chip_id"].tolist() == ids
+    np.testing.assert_allclose(res["distance"], dist, atol=1e-5)
+    assert res.crs.equals("OGC:CRS84") and list(res["rank"]) == list(range(1, 11))
+    res20 = idx.by_vector(q, k=5, year=2021)
+    ids20, _ = brute_force(idx, q, 5, mask=lambda t: np.array(t["year"].to_pylist()) == 2021)
+    assert res20["chip_id"].tolist() == ids20
+
+
+def test_search_by_chip_point_examples_and_filters(db):
+    _, path = db
+    idx = ChipIndex(path)
+    target = "2020-1155-0290"
+    res = idx.by_chip(target, k=5)
+    assert target not in res["chip_id"].tolist() and len(res) == 5
+    grid = Grid(["N37W076"])
+    lon, lat = grid.chip_center(1155, 290)
+    assert idx.chip_at(lon, lat, 2020) == target
+    assert (
+        idx.by_point(lon, lat, k=5, year=2020)["chip_id"].tolist()
+        == idx.by_chip(target, k=5, year=2020)["chip_id"].tolist()
+    )
+    pos, neg = ["2020-1155-0290", "2020-1156-0281"], ["2021-1151-0299"]
+    q = query_vector(idx.vectors(pos), idx.vectors(neg))
+    ex = idx.by_examples(pos, neg, k=8)
+    ids, _ = brute_force(idx, q, 8, mask=lambda t: ~np.isin(t["chip_id"].to_pylist(), pos + neg))
+    assert ex["chip_id"].tolist() == ids
+    w, s, e, n = grid.chip_bounds(1152, 285)
+    inside = idx.by_vector(q, k=50, bbox=(w, s, e, n))
+    assert set(inside["column"]) == {1152} and set(inside["row"]) == {285}
+    with pytest.raises(KeyError):
+        idx.vectors(["nope"])
+
+
+def test_ingest_is_incremental_and_never_duplicates(db):
+    out, path = db
+    again = ingest(out, path)
+    assert (again.files_added, again.files_replaced, again.files_unchanged, again.rows) == (0, 0, 20, 400)
+    write_column(out, 2020, 1160, np.random.default_rng(1), rows=range(280, 287))
+    new = ingest(out, path)
+    assert new.files_added == 1 and new.rows == 407
+    write_column(out, 2020, 1160, np.random.default_rng(2), rows=range(280, 283))  # rewritten, fewer rows
+    changed = ingest(out, path)
+    assert changed.files_replaced == 1 and changed.rows == 403
+    ids = ChipIndex(path).table.to_arrow()["chip_id"].to_pylist()
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.slow
+def test_ann_index_recall_at_10(tmp_path):
+    rng = np.random.default_rng(3)
+    out = tmp_path / "emb"
+    centres = rng.normal(size=(40, DIM))
+    for column in range(1150, 1170):  # 20 files x 1000 rows, clustered like real embeddings
+        write_column(out, 2020, column, rng, rows=range(1000))
+        path = store.output_path(out, 2020, column)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        t = pq.read_table(path)
+        vec = (centres[rng.integers(0, 40, 1000)] + 0.3 * rng.normal(size=(1000, DIM))).astype(np.float32)
+        t = t.set_column(t.schema.get_field_index("embeddings"), "embeddings",
+                         pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), DIM))  # fmt: skip
+        store.write_bytes_atomic(path, store.parquet_bytes(t))
+    report = ingest(out, tmp_path / "db", ann_min_rows=10_000)
+    idx = ChipIndex(tmp_path / "db")
+    assert report.rows == 20_000 and idx.table.list_indices()
+    hits = 0
+    queries = rng.normal(size=(50, DIM)).astype(np.float32)
+    for q in queries:
+        ann = set(idx.by_vector(q, k=10)["chip_id"])
+        exact = set(idx.by_vector(q, k=10, exact=True)["chip_id"])
+        hits += len(ann & exact)
+    assert hits / (10 * len(queries)) >= 0.95
