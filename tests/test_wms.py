@@ -1,0 +1,56 @@
+"""OWSLib against the local MapServer WMS: real imagery, the source tile's pixels."""
+
+import io
+
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+from wcembed.grid import tile_key
+from wcembed.tileset import plan_grid
+from wcembed.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient, layer_name
+
+
+@pytest.fixture(scope="module")
+def wms(sample_root, tmp_path_factory):
+    with LocalWMS(sample_root, tmp_path_factory.mktemp("ms")) as server:
+        yield server
+
+
+def stretch(values, lo_hi):
+    lo, hi = lo_hi
+    return np.clip((values.astype(np.float64) - lo) * 255.0 / (hi - lo), 0, 255)
+
+
+@pytest.mark.parametrize("kind,bands,scale", [("TCC", (1, 2, 3), TCC_SCALE), ("FCC", (4, 1, 2), FCC_SCALE)])
+def test_getmap_returns_the_source_pixels(wms, sample_root, tmp_path, kind, bands, scale):
+    grid = plan_grid(2020, sample_root)
+    c, r = 1156, 288
+    (piece,) = grid.chip_pieces(c, r)
+    client = WMSClient(wms.url, cache_dir=tmp_path / "cache")
+    assert layer_name(2020, kind) in client.layers()
+    png = client.thumbnail(grid.chip_bounds(c, r), layer_name(2020, kind), size=(512, 512))
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    assert img.shape == (512, 512, 4)
+    with rasterio.open(f"{sample_root}/{tile_key('N37W076', 2020)}") as ds:
+        src = ds.read(list(bands), window=piece.window)
+    want = stretch(src, scale).transpose(1, 2, 0)
+    diff = np.abs(img[..., :3].astype(float) - want)
+    assert (diff <= 1.5).mean() > 0.99, f"only {(diff <= 1.5).mean():.3f} of pixels match"
+    assert (img[..., 3] == 255).all()  # all data, opaque
+    assert list((tmp_path / "cache").glob("*.png"))  # cached on disk
+    assert client.thumbnail(grid.chip_bounds(c, r), layer_name(2020, kind), size=(512, 512)) == png
+
+
+def test_outside_the_data_is_transparent(wms, sample_root):
+    grid = plan_grid(2020, sample_root)
+    png = WMSClient(wms.url, cache_dir=None).thumbnail(grid.chip_bounds(1150, 280), layer_name(2020), (128, 96))
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    assert img.shape == (96, 128, 4) and (img[..., 3] == 0).all()
+
+
+def test_layer_names():
+    assert layer_name(2021, "map") == "WORLDCOVER_2021_MAP"
+    assert layer_name(2020, "FCC") == "WORLDCOVER_2020_S2_FCC"
+    with pytest.raises(ValueError):
+        layer_name(2020, "NDVI")
