@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
-$(SYSTEM_STAMP): scripts/setup-system.sh
+$(SYSTEM_STAMP): scripts/setup-system.sh scripts/package.json
 	bash scripts/setup-system.sh
 	@mkdir -p $(dir $@) && touch $@
 

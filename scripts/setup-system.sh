@@ -18,7 +18,7 @@ if ((${#need[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
-if [ -f scripts/package.json ] && [ ! -d .cache/js/node_modules ]; then
+if [ ! -d .cache/js/node_modules ] || ! cmp -s scripts/package.json .cache/js/package.json; then
     mkdir -p .cache/js
     cp scripts/package.json .cache/js/
     (cd .cache/js && npm install --silent --no-audit --no-fund >/dev/null)

@@ -110,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_embed)
 
+    p = sub.add_parser("demo", help="the whole pipeline offline on the sample region (outputs/)")
+    p.add_argument(
+        "--checkpoint", default=None, help="Clay v0.1 checkpoint (default: cached/downloadable, else untrained)"
+    )
+    p.add_argument("--outputs", default="outputs")
+    p.add_argument("--parallel", type=int, default=2)
+    p.set_defaults(func=lambda a: __import__("wcembed.demo").demo.run(a.checkpoint or None, a.outputs, a.parallel))
+
+    p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
+    p.add_argument("source")
+    p.add_argument("--db", default="outputs/lancedb")
+    p.set_defaults(func=lambda a: print(__import__("wcembed.index").index.ingest(a.source, a.db)))
+
+    p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
+    p.add_argument("--db", default="outputs/lancedb")
+    p.add_argument("--chip", default=None)
+    p.add_argument("--point", type=float, nargs=2, metavar=("LON", "LAT"), default=None)
+    p.add_argument("--year", type=int, default=None)
+    p.add_argument("-k", type=int, default=10)
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
     p.set_defaults(func=lambda args: __import__("wcembed.batch").batch.entrypoint())
 
@@ -157,6 +178,20 @@ def _parse_indices(text: str | None, n: int) -> list[int]:
         a, _, b = part.partition("-")
         out.extend(range(int(a), int(b or a) + 1))
     return out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from wcembed.index import ChipIndex
+
+    idx = ChipIndex(args.db)
+    if args.chip:
+        res = idx.by_chip(args.chip, args.k, year=args.year)
+    elif args.point:
+        res = idx.by_point(*args.point, k=args.k, year=args.year)
+    else:
+        raise SystemExit("give --chip or --point")
+    print(res.drop(columns="geometry").to_string(index=False))
+    return 0
 
 
 def cmd_run_array(args: argparse.Namespace) -> int:

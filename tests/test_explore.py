@@ -1,0 +1,86 @@
+"""The explore map: click handler, WMS imagery in a real headless browser."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from wcembed.embed import embed_column
+from wcembed.explore import Explorer, first_principal_component, offline_html, rank_colors, screenshot
+from wcembed.index import ChipIndex, ingest
+from wcembed.model import ClayConfig, load_model
+from wcembed.tileset import plan_grid
+from wcembed.wms import LocalWMS, WMSClient
+
+ROOT = Path(__file__).resolve().parents[1]
+NODE_MODULES = ROOT / ".cache/js/node_modules"
+
+
+@pytest.fixture(scope="module")
+def explore_db(sample_root, tmp_path_factory):
+    """Embeddings of the sample region's columns (small untrained encoder) in LanceDB."""
+    tmp = tmp_path_factory.mktemp("explore")
+    grid = plan_grid(2020, sample_root)
+    with pytest.warns(UserWarning):
+        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    for column in range(1153, 1161):
+        embed_column(2020, column, output=tmp / "emb", tiles=sample_root, model=model, grid=grid, progress=False)
+    ingest(tmp / "emb", tmp / "db")
+    with LocalWMS(sample_root, tmp / "ms") as wms:
+        yield grid, ChipIndex(tmp / "db"), wms, tmp
+
+
+def test_click_handler_updates_results_and_gallery(explore_db):
+    grid, index, wms, tmp = explore_db
+    ex = Explorer(index, wms.url, k=5, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
+    assert set(ex.layers) == {"TCC", "FCC"}  # no local land-cover map
+    lon, lat = grid.chip_center(1156, 288)
+    ex.handle_interaction(type="mousemove", coordinates=[lat, lon])  # ignored
+    assert ex.results is None and ex.result_layer.data["features"] == []
+    ex.handle_interaction(type="click", coordinates=[lat, lon])  # what ipyleaflet sends on a click
+    assert list(ex.results["chip_id"]) == list(index.by_chip("2020-1156-0288", 5, year=2020)["chip_id"])
+    feats = ex.result_layer.data["features"]
+    assert len(feats) == 6 and feats[0]["properties"]["chip_id"] == "2020-1156-0288"  # query + 5 neighbours
+    assert [f["properties"]["style"]["color"] for f in feats[1:]] == rank_colors(5)
+    assert len(ex.gallery.children) == 5
+    assert bytes(ex.gallery.children[0].children[0].value).startswith(b"\x89PNG")
+    ex.mode.value = "positive"
+    ex.handle_interaction(type="click", coordinates=[lat, lon])
+    ex.mode.value = "negative"
+    nlon, nlat = grid.chip_center(1158, 290)
+    ex.handle_interaction(type="click", coordinates=[nlat, nlon])
+    assert ex.negatives == ["2020-1158-0290"] and "negatives 1" in ex.status.value
+    assert "2020-1158-0290" not in set(ex.results["chip_id"])
+    ex.mode.value = "search"
+    assert ex.click(-80.0, 30.0) is None and "no chip" in ex.status.value
+
+
+@pytest.mark.slow
+def test_map_page_shows_imagery_and_neighbours_in_chromium(explore_db):
+    grid, index, wms, tmp = explore_db
+    ex = Explorer(index, wms.url, k=8, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
+    lon, lat = grid.chip_center(1156, 288)
+    ex.handle_interaction(type="click", coordinates=[lat, lon])
+    page = ex.to_html(tmp / "map.html", center=[37.675, -75.62], zoom=12)
+    out = ROOT / "outputs" / "test_map.png"
+    out.parent.mkdir(exist_ok=True)
+    screenshot(offline_html(page, NODE_MODULES), out, size=(1000, 700))
+    img = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    assert img.shape == (700, 1000, 3)
+    centre = img[250:450, 350:650]
+    background = (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean()
+    assert background < 0.2, "no imagery where the data is"
+    assert centre.std() > 15  # real texture, not a flat colour
+    corner = img[5:40, 960:995]  # outside the data: Leaflet's empty background
+    assert corner.std() < 10
+    colours = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in rank_colors(8)}
+    hits = sum((np.abs(img - np.array(c)).sum(axis=2) < 30).sum() for c in colours)
+    assert hits > 500, "neighbour outlines not drawn"
+
+
+def test_first_principal_component():
+    rng = np.random.default_rng(0)
+    x = np.outer(np.linspace(-1, 1, 50), rng.normal(size=8)) + 0.01 * rng.normal(size=(50, 8))
+    pc1 = first_principal_component(x)
+    assert abs(np.corrcoef(pc1, np.linspace(-1, 1, 50))[0, 1]) > 0.99
+    assert first_principal_component(x[:1]).tolist() == [0.0]
