@@ -29,8 +29,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _request(**kw):
-    return submit_request(2020, 1383, job_queue="wcembed", job_definition="wcembed-column",
-                          environment={"OUTPUT": "s3://b/emb", "TILES": "s3://esa-worldcover-s2"}, **kw)  # fmt: skip
+    return submit_request(
+        2020,
+        1383,
+        job_queue="wcembed",
+        job_definition="wcembed-column",
+        environment={"OUTPUT": "s3://b/emb", "TILES": "s3://esa-worldcover-s2"},
+        **kw,
+    )
 
 
 def test_requests_pass_botocore_validation_with_stubber():
@@ -39,9 +45,15 @@ def test_requests_pass_botocore_validation_with_stubber():
     jd = job_definition_request("123456789012.dkr.ecr.us-east-1.amazonaws.com/wcembed:latest", gpu=True)
     with Stubber(client) as stub:
         stub.add_response("submit_job", {"jobName": req["jobName"], "jobId": "j-1"}, req)
-        stub.add_response("register_job_definition", {"jobDefinitionName": jd["jobDefinitionName"],
-                          "jobDefinitionArn": "arn:aws:batch:us-east-1:1:job-definition/wcembed-column-gpu:1",
-                          "revision": 1}, jd)  # fmt: skip
+        stub.add_response(
+            "register_job_definition",
+            {
+                "jobDefinitionName": jd["jobDefinitionName"],
+                "jobDefinitionArn": "arn:aws:batch:us-east-1:1:job-definition/wcembed-column-gpu:1",
+                "revision": 1,
+            },
+            jd,
+        )
         assert client.submit_job(**req)["jobId"] == "j-1"
         client.register_job_definition(**jd)
         stub.assert_no_pending_responses()
@@ -73,11 +85,17 @@ def test_moto_batch_accepts_the_array_submission():
     sg = ec2.create_security_group(GroupName="wcembed", Description="x", VpcId=vpc)["GroupId"]
     role = iam.create_role(RoleName="wcembed", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
     env = batch.create_compute_environment(
-        computeEnvironmentName="wcembed-ce", type="MANAGED", serviceRole=role,
+        computeEnvironmentName="wcembed-ce",
+        type="MANAGED",
+        serviceRole=role,
         computeResources={"type": "FARGATE", "maxvCpus": 64, "subnets": [subnet], "securityGroupIds": [sg]},
-    )["computeEnvironmentArn"]  # fmt: skip
-    batch.create_job_queue(jobQueueName="wcembed", state="ENABLED", priority=1,
-                           computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}])  # fmt: skip
+    )["computeEnvironmentArn"]
+    batch.create_job_queue(
+        jobQueueName="wcembed",
+        state="ENABLED",
+        priority=1,
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env}],
+    )
     jd = job_definition_request("wcembed:latest")
     arn = batch.register_job_definition(**jd)["jobDefinitionArn"]
     req = submit_request(2020, 4, job_queue="wcembed", job_definition=arn, environment={"OUTPUT": "s3://b/e"})
@@ -112,16 +130,29 @@ def test_index_maps_to_the_grid_column_list(sample_root):
 @pytest.mark.slow
 def test_entrypoint_index_3_writes_the_fourth_column(sample_root, tmp_path):
     grid = plan_grid(2020, sample_root)
-    env = {**os.environ, "YEAR": "2020", "TILES": sample_root, "OUTPUT": str(tmp_path), "ALLOW_UNTRAINED": "true",
-           "AWS_BATCH_JOB_ARRAY_INDEX": "3", "MAX_ROWS": "2"}  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "wcembed", "batch"], env=env, capture_output=True, text=True,
-                          timeout=600, cwd=tmp_path)  # fmt: skip
+    env = {
+        **os.environ,
+        "YEAR": "2020",
+        "TILES": sample_root,
+        "OUTPUT": str(tmp_path),
+        "ALLOW_UNTRAINED": "true",
+        "AWS_BATCH_JOB_ARRAY_INDEX": "3",
+        "MAX_ROWS": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "wcembed", "batch"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     column = int(grid.columns[3])
     assert Path(store.output_path(tmp_path, 2020, column)).exists()
     assert (tmp_path / f"2020/notebooks/embed_2020_{column:04d}.ipynb").exists()
-    past = subprocess.run([sys.executable, "-m", "wcembed", "batch"], capture_output=True, text=True, timeout=600,
-                          env={**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))})  # fmt: skip
+    past = subprocess.run(
+        [sys.executable, "-m", "wcembed", "batch"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))},
+    )
     assert past.returncode == EXIT_BAD_INPUT
     assert "outside" in past.stderr
 
@@ -140,8 +171,19 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
         s3.put_object(Bucket=bucket, Key=key, Body=b"done")
     expected = [int(c) for c in grid.columns if int(c) not in present]
     assert missing_columns(grid, "s3://wc-out/rerun", 2020) == expected
-    cmd = [sys.executable, "-m", "wcembed", "resubmit-missing", "--year", "2020", "--tiles", sample_root,
-           "--output", "s3://wc-out/rerun", "--dry-run"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "wcembed",
+        "resubmit-missing",
+        "--year",
+        "2020",
+        "--tiles",
+        sample_root,
+        "--output",
+        "s3://wc-out/rerun",
+        "--dry-run",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ)
     assert done.returncode == 0, done.stderr
     req = json.loads(done.stdout)
@@ -152,8 +194,7 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
 
 def test_dockerfile_lints_clean():
     hadolint = Path(sys.executable).with_name("hadolint")
-    done = subprocess.run([str(hadolint), str(ROOT / "batch/Dockerfile")],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run([str(hadolint), str(ROOT / "batch/Dockerfile")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -172,9 +213,22 @@ def test_dockerfile_install_steps_run_outside_docker(tmp_path):
     for cmd in installs:
         pip, *args = cmd.split()
         assert pip == "pip"
-        done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin/python"), *args,
-                               "--no-build-isolation", "--no-index"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "--python",
+                str(venv / "bin/python"),
+                *args,
+                "--no-build-isolation",
+                "--no-index",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
     ok = subprocess.run(
         [str(venv / "bin/python"), "-m", "wcembed", "--help"], capture_output=True, text=True, cwd=tmp_path

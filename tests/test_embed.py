@@ -131,8 +131,23 @@ def test_output_to_s3(sample_root, s3_endpoint, small_model, grid):
 @pytest.mark.slow
 def test_killed_run_leaves_no_file_and_rerun_completes(sample_root, tmp_path):
     """A real SIGKILL in the middle of a full-size (untrained) run."""
-    args = [sys.executable, "-m", "wcembed", "embed", "--year", "2020", "--column", "1157", "--tiles", sample_root,
-            "--output", str(tmp_path), "--allow-untrained", "--batch-size", "1"]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "wcembed",
+        "embed",
+        "--year",
+        "2020",
+        "--column",
+        "1157",
+        "--tiles",
+        sample_root,
+        "--output",
+        str(tmp_path),
+        "--allow-untrained",
+        "--batch-size",
+        "1",
+    ]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     seen = ""
     deadline = time.monotonic() + 120
@@ -153,9 +168,30 @@ def test_killed_run_leaves_no_file_and_rerun_completes(sample_root, tmp_path):
 @pytest.mark.slow
 def test_embed_notebook_runs_with_papermill(sample_root, tmp_path):
     out_nb = tmp_path / "embed_2020_1156.ipynb"
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/embed_column.ipynb"), str(out_nb),
-           "-p", "year", "2020", "-p", "column", str(DATA_COLUMN), "-p", "tiles", sample_root,
-           "-p", "output", str(tmp_path / "emb"), "-p", "allow_untrained", "True", "--cwd", str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(ROOT / "notebooks/embed_column.ipynb"),
+        str(out_nb),
+        "-p",
+        "year",
+        "2020",
+        "-p",
+        "column",
+        str(DATA_COLUMN),
+        "-p",
+        "tiles",
+        sample_root,
+        "-p",
+        "output",
+        str(tmp_path / "emb"),
+        "-p",
+        "allow_untrained",
+        "True",
+        "--cwd",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     path = tmp_path / "emb/2020/worldcover_embeddings_2020_1156_v002.gpq"

@@ -15,11 +15,15 @@ def write_column(out, year, column, rng, rows=range(10), dim=DIM):
     rows = list(rows)
     meta = {"embedding": {"dimension": dim}, "wcembed": {"year": year, "column": column}}
     table = store.embeddings_table(
-        chip_ids=[chip_id(year, column, r) for r in rows], year=year, columns=np.full(len(rows), column),
-        rows=np.array(rows), bounds=np.array([grid.chip_bounds(column, r) for r in rows]),
-        valid_fraction=np.ones(len(rows)), embeddings=rng.normal(size=(len(rows), dim)).astype(np.float32),
+        chip_ids=[chip_id(year, column, r) for r in rows],
+        year=year,
+        columns=np.full(len(rows), column),
+        rows=np.array(rows),
+        bounds=np.array([grid.chip_bounds(column, r) for r in rows]),
+        valid_fraction=np.ones(len(rows)),
+        embeddings=rng.normal(size=(len(rows), dim)).astype(np.float32),
         metadata=meta,
-    )  # fmt: skip
+    )
     path = store.output_path(out, year, column)
     store.write_bytes_atomic(path, store.parquet_bytes(table))
     return path
@@ -114,8 +118,11 @@ def test_ann_index_recall_at_10(tmp_path):
 
         t = pq.read_table(path)
         vec = (centres[rng.integers(0, 40, 1000)] + 0.3 * rng.normal(size=(1000, DIM))).astype(np.float32)
-        t = t.set_column(t.schema.get_field_index("embeddings"), "embeddings",
-                         pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), DIM))  # fmt: skip
+        t = t.set_column(
+            t.schema.get_field_index("embeddings"),
+            "embeddings",
+            pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), DIM),
+        )
         store.write_bytes_atomic(path, store.parquet_bytes(t))
     report = ingest(out, tmp_path / "db", ann_min_rows=10_000)
     idx = ChipIndex(tmp_path / "db")

@@ -32,11 +32,16 @@ def reference():
 def tiny_config() -> ClayConfig:
     cfg = json.loads((DATA / "config.json").read_text())["encoder_config"]
     return ClayConfig(
-        dim=cfg["dim"], depth=cfg["depth"], heads=cfg["heads"], dim_head=cfg["dim_head"], mlp_ratio=cfg["mlp_ratio"],
-        image_size=cfg["image_size"], patch_size=cfg["patch_size"],
+        dim=cfg["dim"],
+        depth=cfg["depth"],
+        heads=cfg["heads"],
+        dim_head=cfg["dim_head"],
+        mlp_ratio=cfg["mlp_ratio"],
+        image_size=cfg["image_size"],
+        patch_size=cfg["patch_size"],
         band_groups=(("rgb", 3), ("nir", 1)),  # the original was built with two groups: nir gets row 1 here
         inputs=(("rgb", (0, 1, 2)), ("nir", (3,))),
-    )  # fmt: skip
+    )
 
 
 def test_tiny_reference_is_reproduced(reference):

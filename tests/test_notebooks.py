@@ -38,8 +38,21 @@ def test_parameters_cell_holds_only_literals(path):
 @pytest.mark.slow
 def test_plan_grid_notebook_runs_offline(tmp_path):
     out = tmp_path / "plan.ipynb"
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks/plan_grid.ipynb"), str(out),
-           "-p", "year", "2021", "-p", "output", str(tmp_path / "grid"), "--cwd", str(tmp_path)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "papermill",
+        str(ROOT / "notebooks/plan_grid.ipynb"),
+        str(out),
+        "-p",
+        "year",
+        "2021",
+        "-p",
+        "output",
+        str(tmp_path / "grid"),
+        "--cwd",
+        str(tmp_path),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "grid/grid_2021_CONUS.parquet").exists()

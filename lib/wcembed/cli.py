@@ -140,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=2)
     p.set_defaults(func=cmd_run_array)
 
-    for name, text in (("submit", "submit a year as an AWS Batch array job"),
-                       ("resubmit-missing", "submit only the columns whose output is missing")):  # fmt: skip
+    for name, text in (
+        ("submit", "submit a year as an AWS Batch array job"),
+        ("resubmit-missing", "submit only the columns whose output is missing"),
+    ):
         p = sub.add_parser(name, help=text)
         _add_job_args(p)
         p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41 (reruns)")
@@ -218,9 +220,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"{len(columns)} of {len(grid.columns)} columns have no output yet", file=sys.stderr)
         if not columns:
             return 0
-    req = submit_request(args.year, len(grid.columns), job_queue=args.job_queue, job_definition=args.job_definition,
-                         environment={k: v for k, v in _job_env(args).items() if k != "YEAR"}, columns=columns,
-                         gpu=args.gpu)  # fmt: skip
+    req = submit_request(
+        args.year,
+        len(grid.columns),
+        job_queue=args.job_queue,
+        job_definition=args.job_definition,
+        environment={k: v for k, v in _job_env(args).items() if k != "YEAR"},
+        columns=columns,
+        gpu=args.gpu,
+    )
     validate("SubmitJob", req)
     if args.dry_run:
         print(json.dumps(req, indent=2))

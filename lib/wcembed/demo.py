@@ -68,15 +68,25 @@ def run(checkpoint: str | None = None, outputs: str | Path = "outputs", parallel
     nb_out.mkdir(parents=True, exist_ok=True)
 
     banner("2/6 planning the grid of the sample region (plan_grid.ipynb)")
-    papermill.execute_notebook(ROOT / "notebooks/plan_grid.ipynb", nb_out / "plan_grid.ipynb", cwd=ROOT,
-                               parameters={"year": YEAR, "tiles": str(sample), "tile_index": str(sample),
-                                           "output": str(out / "grid")}, progress_bar=False)  # fmt: skip
+    papermill.execute_notebook(
+        ROOT / "notebooks/plan_grid.ipynb",
+        nb_out / "plan_grid.ipynb",
+        cwd=ROOT,
+        parameters={"year": YEAR, "tiles": str(sample), "tile_index": str(sample), "output": str(out / "grid")},
+        progress_bar=False,
+    )
     grid = plan_grid(YEAR, sample)
     print(f"{len(grid.columns)} columns, {grid.n_chips} chips")
 
     banner(f"3/6 embedding {len(grid.columns)} columns with the local array runner ({parallel} at a time)")
-    env = {"YEAR": str(YEAR), "OUTPUT": str(out / "embeddings"), "TILES": str(sample), "WORKDIR": str(ROOT),
-           "OMP_NUM_THREADS": "1" if parallel > 1 else "", "BATCH_SIZE": "4"}  # fmt: skip
+    env = {
+        "YEAR": str(YEAR),
+        "OUTPUT": str(out / "embeddings"),
+        "TILES": str(sample),
+        "WORKDIR": str(ROOT),
+        "OMP_NUM_THREADS": "1" if parallel > 1 else "",
+        "BATCH_SIZE": "4",
+    }
     env.update({"CHECKPOINT": weights} if weights else {"ALLOW_UNTRAINED": "true"})
     codes = run_array(list(range(len(grid.columns))), {k: v for k, v in env.items() if v}, parallel=parallel)
     failed = {i: c for i, c in codes.items() if c}
@@ -94,16 +104,32 @@ def run(checkpoint: str | None = None, outputs: str | Path = "outputs", parallel
     node_modules = ROOT / ".cache/js/node_modules"
     with LocalWMS(sample, out / "wms", footprints=footprints) as wms:
         papermill.execute_notebook(
-            ROOT / "notebooks/explore.ipynb", nb_out / "explore.ipynb", cwd=ROOT, progress_bar=False,
-            parameters={"db": str(out / "lancedb"), "wms_url": wms.url, "year": YEAR, "lon": START[0], "lat": START[1],
-                        "html": str(out / "map.html"), "screenshot_png": str(out / "map.png"),
-                        "node_modules": str(node_modules)},
-        )  # fmt: skip
+            ROOT / "notebooks/explore.ipynb",
+            nb_out / "explore.ipynb",
+            cwd=ROOT,
+            progress_bar=False,
+            parameters={
+                "db": str(out / "lancedb"),
+                "wms_url": wms.url,
+                "year": YEAR,
+                "lon": START[0],
+                "lat": START[1],
+                "html": str(out / "map.html"),
+                "screenshot_png": str(out / "map.png"),
+                "node_modules": str(node_modules),
+            },
+        )
 
     banner("6/6 done")
-    for name, path in (("grid", out / "grid"), ("GeoParquet files", out / "embeddings" / str(YEAR)),
-                       ("LanceDB", out / "lancedb"), ("executed notebooks", nb_out), ("map screenshot", out / "map.png"),
-                       ("map page", out / "map.html")):  # fmt: skip
+    places = {
+        "grid": out / "grid",
+        "GeoParquet files": out / "embeddings" / str(YEAR),
+        "LanceDB": out / "lancedb",
+        "executed notebooks": nb_out,
+        "map screenshot": out / "map.png",
+        "map page": out / "map.html",
+    }
+    for name, path in places.items():
         print(f"{name:>20}: {path}")
     print(f"{'time':>20}: {time.perf_counter() - t0:.0f} s")
     print("Open them in JupyterLab:  .venv/bin/pip install jupyterlab && .venv/bin/jupyter lab outputs/notebooks")

@@ -101,8 +101,9 @@ class Explorer:
     searches with the examples.
     """
 
-    def __init__(self, index, wms_url: str, year: int = 2020, k: int = 10, center=None, zoom: int = 12,
-                 thumbnails=None) -> None:  # fmt: skip
+    def __init__(
+        self, index, wms_url: str, year: int = 2020, k: int = 10, center=None, zoom: int = 12, thumbnails=None
+    ) -> None:
         import ipywidgets as w
         import leafmap
 
@@ -120,20 +121,25 @@ class Explorer:
         for kind in ("TCC", "FCC", "MAP"):
             name = layer_name(year, kind)
             if name in offered:
-                self.map.add_wms_layer(url=wms_url, layers=name, name=name, format="image/png", transparent=True,
-                                       shown=kind == "TCC")  # fmt: skip
+                self.map.add_wms_layer(
+                    url=wms_url, layers=name, name=name, format="image/png", transparent=True, shown=kind == "TCC"
+                )
                 self.layers[kind] = name
         if "CHIPS" in offered:
             self.map.add_wms_layer(url=wms_url, layers="CHIPS", name="chips", format="image/png", transparent=True)
         from ipyleaflet import GeoJSON
 
-        self.result_layer = GeoJSON(data={"type": "FeatureCollection", "features": []}, name="neighbours",
-                                    style_callback=lambda f: f["properties"]["style"])  # fmt: skip
+        self.result_layer = GeoJSON(
+            data={"type": "FeatureCollection", "features": []},
+            name="neighbours",
+            style_callback=lambda f: f["properties"]["style"],
+        )
         self.map.add_layer(self.result_layer)
         self.k = w.IntSlider(value=k, min=1, max=50, description="k")
         self.year_box = w.Dropdown(options=[2020, 2021], value=year, description="year")
-        self.layer_box = w.Dropdown(options=list(self.layers), value="TCC" if "TCC" in self.layers else None,
-                                    description="layer")  # fmt: skip
+        self.layer_box = w.Dropdown(
+            options=list(self.layers), value="TCC" if "TCC" in self.layers else None, description="layer"
+        )
         self.mode = w.ToggleButtons(options=["search", "positive", "negative"], value="search")
         self.status = w.HTML()
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
@@ -188,16 +194,30 @@ class Explorer:
         cards = []
         for _, row in results.iterrows():
             png = self.thumbs.thumbnail(tuple(row.geometry.bounds), layer, (128, 128)) if layer else b""
-            cards.append(w.VBox([w.Image(value=png, format="png", width=128, height=128),
-                                 w.HTML(f"#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}")]))  # fmt: skip
+            cards.append(
+                w.VBox(
+                    [
+                        w.Image(value=png, format="png", width=128, height=128),
+                        w.HTML(f"#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}"),
+                    ]
+                )
+            )
         self.gallery.children = cards
-        self.status.value = (f"{len(results)} nearest of {chip} (positives {len(self.positives)}, "
-                             f"negatives {len(self.negatives)})")  # fmt: skip
+        self.status.value = (
+            f"{len(results)} nearest of {chip} (positives {len(self.positives)}, negatives {len(self.negatives)})"
+        )
 
     def to_html(self, path: str | Path, *, center=None, zoom: int | None = None) -> Path:
         """The current map (WMS layer, neighbours, query chip) as a standalone Leaflet page (folium)."""
-        return export_html(path, self.wms_url, self.layers.get(self.layer_box.value or "TCC"), self.results, self.query,
-                           center=center or list(self.map.center), zoom=zoom or int(self.map.zoom))  # fmt: skip
+        return export_html(
+            path,
+            self.wms_url,
+            self.layers.get(self.layer_box.value or "TCC"),
+            self.results,
+            self.query,
+            center=center or list(self.map.center),
+            zoom=zoom or int(self.map.zoom),
+        )
 
 
 def export_html(path, wms_url: str, layer: str | None, results=None, query=None, *, center, zoom: int) -> Path:
@@ -206,11 +226,13 @@ def export_html(path, wms_url: str, layer: str | None, results=None, query=None,
 
     m = folium.Map(location=center, zoom_start=zoom, tiles=None, control_scale=True)
     if layer:
-        folium.raster_layers.WmsTileLayer(url=wms_url, layers=layer, fmt="image/png", transparent=True, name=layer,
-                                          version="1.3.0").add_to(m)  # fmt: skip
+        folium.raster_layers.WmsTileLayer(
+            url=wms_url, layers=layer, fmt="image/png", transparent=True, name=layer, version="1.3.0"
+        ).add_to(m)
     if results is not None:
-        folium.GeoJson(results_geojson(results, query), name="neighbours",
-                       style_function=lambda f: f["properties"]["style"]).add_to(m)  # fmt: skip
+        folium.GeoJson(
+            results_geojson(results, query), name="neighbours", style_function=lambda f: f["properties"]["style"]
+        ).add_to(m)
     m.save(str(path))
     return Path(path)
 
@@ -242,8 +264,9 @@ def offline_html(html_path: str | Path, node_modules: str | Path) -> Path:
     return out
 
 
-def screenshot(html_path: str | Path, png_path: str | Path, size: tuple[int, int] = (1000, 700),
-               budget_ms: int = 15000) -> Path:  # fmt: skip
+def screenshot(
+    html_path: str | Path, png_path: str | Path, size: tuple[int, int] = (1000, 700), budget_ms: int = 15000
+) -> Path:
     """Render a page with headless Chromium (Debian's ``chromium``) to a PNG."""
     import shutil
     import subprocess
@@ -253,11 +276,23 @@ def screenshot(html_path: str | Path, png_path: str | Path, size: tuple[int, int
     if exe is None:
         raise FileNotFoundError("no Chromium found (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory() as profile:
-        cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--allow-file-access-from-files", f"--user-data-dir={profile}", f"--window-size={size[0]},{size[1]}",
-               f"--virtual-time-budget={budget_ms}", f"--screenshot={Path(png_path).resolve()}",
-               Path(html_path).resolve().as_uri()]  # fmt: skip
+        cmd = [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--allow-file-access-from-files",
+            f"--user-data-dir={profile}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--virtual-time-budget={budget_ms}",
+            f"--screenshot={Path(png_path).resolve()}",
+            Path(html_path).resolve().as_uri(),
+        ]
         subprocess.run(cmd, capture_output=True, timeout=120, check=False)
     if not Path(png_path).exists():
         raise RuntimeError(f"Chromium wrote no screenshot of {html_path}")
@@ -273,8 +308,8 @@ def gallery_figure(results, thumbs, layer: str, size: int = 160):
 
     n = len(results)
     cols = min(n, 5) or 1
-    fig, axes = plt.subplots((n + cols - 1) // cols or 1, cols, figsize=(2.2 * cols, 2.5 * ((n + cols - 1) // cols or 1)),
-                             squeeze=False)  # fmt: skip
+    nrows = (n + cols - 1) // cols or 1
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.2 * cols, 2.5 * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, (_, row) in zip(axes.ravel(), results.iterrows(), strict=False):
@@ -293,7 +328,7 @@ def write_footprints(db: str | Path, path: str | Path) -> Path:
     from wcembed.index import ChipIndex
 
     t = ChipIndex(db).table.to_arrow().select(["chip_id", "year", "geometry"])
-    gdf = gpd.GeoDataFrame(t.drop(["geometry"]).to_pandas(), geometry=shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False)),
-                           crs="EPSG:4326")  # fmt: skip
+    geometry = shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
+    gdf = gpd.GeoDataFrame(t.drop(["geometry"]).to_pandas(), geometry=geometry, crs="EPSG:4326")
     gdf.to_file(path, driver="FlatGeobuf")
     return Path(path)

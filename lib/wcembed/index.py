@@ -88,8 +88,9 @@ def ingest(source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_RO
         added += path not in seen
         seen[path] = size
         log.info("ingested %s (%d rows)", path, rows.num_rows)
-    conn.create_table(FILES, pa.table({"path": list(seen), "size": pa.array(list(seen.values()), pa.int64())}),
-                      mode="overwrite")  # fmt: skip
+    conn.create_table(
+        FILES, pa.table({"path": list(seen), "size": pa.array(list(seen.values()), pa.int64())}), mode="overwrite"
+    )
     n = chips.count_rows() if chips is not None else 0
     if chips is not None and n >= ann_min_rows and (added or replaced or not chips.list_indices()):
         build_ann_index(chips)
@@ -196,8 +197,12 @@ class ChipIndex:
 
     def by_examples(self, positives: Sequence[str], negatives: Sequence[str] = (), k: int = 10, **kw):
         """Nearest chips of ``mean(positives)`` (minus ``mean(negatives)`` when given); examples excluded."""
-        return self.by_vector(query_vector(self.vectors(positives), self.vectors(negatives) if negatives else None), k,
-                              exclude=[*positives, *negatives, *kw.pop("exclude", ())], **kw)  # fmt: skip
+        return self.by_vector(
+            query_vector(self.vectors(positives), self.vectors(negatives) if negatives else None),
+            k,
+            exclude=[*positives, *negatives, *kw.pop("exclude", ())],
+            **kw,
+        )
 
 
 def query_vector(positives: np.ndarray, negatives: np.ndarray | None = None) -> np.ndarray:

@@ -209,9 +209,16 @@ def _serve_cgi(script: str, port: int) -> None:
             if not parts.path.startswith("/cgi-bin/"):
                 self.send_error(404)
                 return
-            env = {**os.environ, "GATEWAY_INTERFACE": "CGI/1.1", "REQUEST_METHOD": "GET", "QUERY_STRING": parts.query,
-                   "SCRIPT_NAME": parts.path, "SERVER_NAME": LOOPBACK, "SERVER_PORT": str(port),
-                   "SERVER_PROTOCOL": "HTTP/1.1"}  # fmt: skip
+            env = {
+                **os.environ,
+                "GATEWAY_INTERFACE": "CGI/1.1",
+                "REQUEST_METHOD": "GET",
+                "QUERY_STRING": parts.query,
+                "SCRIPT_NAME": parts.path,
+                "SERVER_NAME": LOOPBACK,
+                "SERVER_PORT": str(port),
+                "SERVER_PROTOCOL": "HTTP/1.1",
+            }
             done = subprocess.run([script], env=env, capture_output=True, timeout=120)
             head, _, body = done.stdout.partition(b"\r\n\r\n")
             if not _:

@@ -87,9 +87,14 @@ class WMSClient:
         if cached is not None and cached.exists():
             return cached.read_bytes()
         resp = self.service.getmap(
-            layers=[layer], srs="EPSG:4326", bbox=tuple(bounds), size=size, format="image/png", transparent=True,
+            layers=[layer],
+            srs="EPSG:4326",
+            bbox=tuple(bounds),
+            size=size,
+            format="image/png",
+            transparent=True,
             timeout=self.timeout,
-        )  # fmt: skip
+        )
         data = resp.read()
         if not data.startswith(b"\x89PNG"):
             raise RuntimeError(f"WMS {self.url} returned no PNG for {layer}: {data[:200]!r}")
@@ -166,8 +171,9 @@ class LocalWMS:
     ...     WMSClient(wms.url).layers()
     """
 
-    def __init__(self, tiles_root: str | Path, workdir: str | Path, footprints: str | Path | None = None,
-                 port: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, tiles_root: str | Path, workdir: str | Path, footprints: str | Path | None = None, port: int | None = None
+    ) -> None:
         self.tiles_root, self.workdir, self.footprints = Path(tiles_root), Path(workdir), footprints
         self.port = port
 
@@ -185,8 +191,10 @@ class LocalWMS:
         env = {**os.environ, "MAPSERVER_CONFIG_FILE": str(conf)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wcembed.servers", "cgi", mapserv, "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         wait_for_port(self.port, self.proc)
         log.info("local WMS on %s", self.url)
         return self
