@@ -10,7 +10,7 @@ SYSTEM_STAMP := .cache/system.stamp
 CHECKPOINT ?=
 export PYTHONHASHSEED := 0
 
-.PHONY: help test demo lint format setup system clean-outputs
+.PHONY: help test demo lint format setup system clean-outputs bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -48,3 +48,6 @@ demo: setup  ## the whole pipeline, offline, on the bundled sample region
 
 clean-outputs:  ## remove generated outputs (keeps outputs/README.md)
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +
+
+bench: setup  ## run the benchmarks (ratios against the seed's way, results in outputs/benchmarks/)
+	cd benchmarks && ../$(PY) bench_tiles.py && ../$(PY) bench_model.py && ../$(PY) bench_embed.py && ../$(PY) bench_index.py

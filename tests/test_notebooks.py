@@ -32,7 +32,8 @@ def test_parameters_cell_holds_only_literals(path):
     assert len(tagged) == 1
     tree = ast.parse("".join(tagged[0]["source"]))
     for stmt in tree.body:
-        assert isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Constant), ast.dump(stmt)
+        assert isinstance(stmt, ast.Assign), ast.dump(stmt)
+        ast.literal_eval(stmt.value)  # a plain literal, or this raises
 
 
 @pytest.mark.slow
@@ -66,4 +67,4 @@ def test_cli_plan_prints_the_array_size(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "columns: 1383 (0..1382)" in done.stdout and "chips:   538076" in done.stdout
     bad = subprocess.run([*cmd[:5], "2019", *cmd[6:]], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "2019" in bad.stderr
+    assert bad.returncode == 65 and "2019" in bad.stderr  # bad input: AWS Batch must not retry

@@ -48,7 +48,13 @@ def choose_weights(checkpoint: str | None) -> str | None:
         return None
 
 
-def run(checkpoint: str | None = None, outputs: str | Path = "outputs", parallel: int = 2) -> int:
+def run(
+    checkpoint: str | None = None,
+    outputs: str | Path = "outputs",
+    parallel: int = 2,
+    indices: list[int] | None = None,
+) -> int:
+    """Run the demo into ``outputs``; ``indices`` limits the array indices embedded (default: all)."""
     t0 = time.perf_counter()
     out = Path(outputs).resolve()
     weights = choose_weights(checkpoint)
@@ -78,7 +84,8 @@ def run(checkpoint: str | None = None, outputs: str | Path = "outputs", parallel
     grid = plan_grid(YEAR, sample)
     print(f"{len(grid.columns)} columns, {grid.n_chips} chips")
 
-    banner(f"3/6 embedding {len(grid.columns)} columns with the local array runner ({parallel} at a time)")
+    indices = list(range(len(grid.columns))) if indices is None else indices
+    banner(f"3/6 embedding {len(indices)} columns with the local array runner ({parallel} at a time)")
     env = {
         "YEAR": str(YEAR),
         "OUTPUT": str(out / "embeddings"),
@@ -88,7 +95,7 @@ def run(checkpoint: str | None = None, outputs: str | Path = "outputs", parallel
         "BATCH_SIZE": "4",
     }
     env.update({"CHECKPOINT": weights} if weights else {"ALLOW_UNTRAINED": "true"})
-    codes = run_array(list(range(len(grid.columns))), {k: v for k, v in env.items() if v}, parallel=parallel)
+    codes = run_array(indices, {k: v for k, v in env.items() if v}, parallel=parallel)
     failed = {i: c for i, c in codes.items() if c}
     if failed:
         print(f"failed array indices (exit codes): {failed}", file=sys.stderr)

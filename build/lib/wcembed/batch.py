@@ -135,9 +135,12 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
         executed = Path(tmp) / "executed.ipynb"
         try:
             papermill.execute_notebook(
-                env.get("NOTEBOOK", str(DEFAULT_NOTEBOOK)), str(executed), parameters=params, progress_bar=False,
+                env.get("NOTEBOOK", str(DEFAULT_NOTEBOOK)),
+                str(executed),
+                parameters=params,
+                progress_bar=False,
                 cwd=env.get("WORKDIR", os.getcwd()),
-            )  # fmt: skip
+            )
         except Exception as exc:
             code = exit_code_for(exc)
             print(f"error: column {column} failed ({type(exc).__name__}): {exc}", file=sys.stderr)

@@ -110,6 +110,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_embed)
 
+    p = sub.add_parser("demo", help="the whole pipeline offline on the sample region (outputs/)")
+    p.add_argument(
+        "--checkpoint", default=None, help="Clay v0.1 checkpoint (default: cached/downloadable, else untrained)"
+    )
+    p.add_argument("--outputs", default="outputs")
+    p.add_argument("--parallel", type=int, default=2)
+    p.set_defaults(func=lambda a: __import__("wcembed.demo").demo.run(a.checkpoint or None, a.outputs, a.parallel))
+
+    p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
+    p.add_argument("source")
+    p.add_argument("--db", default="outputs/lancedb")
+    p.set_defaults(func=lambda a: print(__import__("wcembed.index").index.ingest(a.source, a.db)))
+
+    p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
+    p.add_argument("--db", default="outputs/lancedb")
+    p.add_argument("--chip", default=None)
+    p.add_argument("--point", type=float, nargs=2, metavar=("LON", "LAT"), default=None)
+    p.add_argument("--year", type=int, default=None)
+    p.add_argument("-k", type=int, default=10)
+    p.set_defaults(func=cmd_search)
+
     p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
     p.set_defaults(func=lambda args: __import__("wcembed.batch").batch.entrypoint())
 
@@ -119,8 +140,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=2)
     p.set_defaults(func=cmd_run_array)
 
-    for name, text in (("submit", "submit a year as an AWS Batch array job"),
-                       ("resubmit-missing", "submit only the columns whose output is missing")):  # fmt: skip
+    for name, text in (
+        ("submit", "submit a year as an AWS Batch array job"),
+        ("resubmit-missing", "submit only the columns whose output is missing"),
+    ):
         p = sub.add_parser(name, help=text)
         _add_job_args(p)
         p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41 (reruns)")
@@ -159,6 +182,20 @@ def _parse_indices(text: str | None, n: int) -> list[int]:
     return out
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from wcembed.index import ChipIndex
+
+    idx = ChipIndex(args.db)
+    if args.chip:
+        res = idx.by_chip(args.chip, args.k, year=args.year)
+    elif args.point:
+        res = idx.by_point(*args.point, k=args.k, year=args.year)
+    else:
+        raise SystemExit("give --chip or --point")
+    print(res.drop(columns="geometry").to_string(index=False))
+    return 0
+
+
 def cmd_run_array(args: argparse.Namespace) -> int:
     from wcembed.batch import run_array
     from wcembed.tileset import plan_grid
@@ -183,9 +220,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
         print(f"{len(columns)} of {len(grid.columns)} columns have no output yet", file=sys.stderr)
         if not columns:
             return 0
-    req = submit_request(args.year, len(grid.columns), job_queue=args.job_queue, job_definition=args.job_definition,
-                         environment={k: v for k, v in _job_env(args).items() if k != "YEAR"}, columns=columns,
-                         gpu=args.gpu)  # fmt: skip
+    req = submit_request(
+        args.year,
+        len(grid.columns),
+        job_queue=args.job_queue,
+        job_definition=args.job_definition,
+        environment={k: v for k, v in _job_env(args).items() if k != "YEAR"},
+        columns=columns,
+        gpu=args.gpu,
+    )
     validate("SubmitJob", req)
     if args.dry_run:
         print(json.dumps(req, indent=2))

@@ -104,8 +104,16 @@ class _Prefetcher:
             r.close()
 
 
-def provenance(model: LoadedModel, embedder: Embedder, *, year: int, column: int, chip_size: int,
-               tiles: str, min_valid_fraction: float) -> dict[str, dict]:  # fmt: skip
+def provenance(
+    model: LoadedModel,
+    embedder: Embedder,
+    *,
+    year: int,
+    column: int,
+    chip_size: int,
+    tiles: str,
+    min_valid_fraction: float,
+) -> dict[str, dict]:
     """The ``embedding`` and ``wcembed`` metadata of a file."""
     untrained = model.untrained
     model_name = "Clay v0.1 encoder (UNTRAINED random weights, not Clay embeddings)" if untrained else "Clay v0.1"
@@ -166,9 +174,13 @@ def stac_item(path: str, table, metadata: dict[str, dict], bounds: tuple[float, 
     )
     item.add_asset(
         "data",
-        pystac.Asset(href=f"./{Path(path).name}", media_type="application/vnd.apache.parquet", roles=["data"],
-                     title="Chip embeddings (GeoParquet 1.1)"),
-    )  # fmt: skip
+        pystac.Asset(
+            href=f"./{Path(path).name}",
+            media_type="application/vnd.apache.parquet",
+            roles=["data"],
+            title="Chip embeddings (GeoParquet 1.1)",
+        ),
+    )
     return item.to_dict(include_self_link=False)
 
 
@@ -283,8 +295,15 @@ def embed_column(
         prefetch.close()
     seconds = time.perf_counter() - t0
 
-    meta = provenance(model, embedder, year=year, column=column, chip_size=grid.chip_size, tiles=str(tiles),
-                      min_valid_fraction=min_valid_fraction)  # fmt: skip
+    meta = provenance(
+        model,
+        embedder,
+        year=year,
+        column=column,
+        chip_size=grid.chip_size,
+        tiles=str(tiles),
+        min_valid_fraction=min_valid_fraction,
+    )
     dim = model.encoder.config.dim
     table = store.embeddings_table(
         chip_ids=[chip_id(year, c.column, c.row) for c in kept],

@@ -188,6 +188,54 @@ class _CountingWriter:
         return getattr(self.raw, name)
 
 
+# --------------------------------------------------------------------------- CGI gateway
+
+
+def _serve_cgi(script: str, port: int) -> None:
+    """Serve ``GET /cgi-bin/<name>?...`` by running a CGI program (MapServer's ``mapserv``).
+
+    Unlike ``http.server --cgi``, the program runs as the current user (the
+    stdlib switches to ``nobody`` when run as root, which then cannot read the tiles).
+    """
+    from http.server import BaseHTTPRequestHandler
+    from urllib.parse import urlsplit
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            if not parts.path.startswith("/cgi-bin/"):
+                self.send_error(404)
+                return
+            env = {
+                **os.environ,
+                "GATEWAY_INTERFACE": "CGI/1.1",
+                "REQUEST_METHOD": "GET",
+                "QUERY_STRING": parts.query,
+                "SCRIPT_NAME": parts.path,
+                "SERVER_NAME": LOOPBACK,
+                "SERVER_PORT": str(port),
+                "SERVER_PROTOCOL": "HTTP/1.1",
+            }
+            done = subprocess.run([script], env=env, capture_output=True, timeout=120)
+            head, _, body = done.stdout.partition(b"\r\n\r\n")
+            if not _:
+                head, _, body = done.stdout.partition(b"\n\n")
+            headers = [h.split(b":", 1) for h in head.splitlines() if b":" in h]
+            status = next((int(v.split()[0]) for k, v in headers if k.strip().lower() == b"status"), 200)
+            self.send_response(status)
+            for k, v in headers:
+                if k.strip().lower() != b"status":
+                    self.send_header(k.strip().decode(), v.strip().decode())
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    ThreadingHTTPServer((LOOPBACK, port), Handler).serve_forever()
+
+
 # --------------------------------------------------------------------------- moto S3
 
 
@@ -232,8 +280,14 @@ def main(argv: list[str] | None = None) -> None:
     rng.add_argument("--port", type=int, required=True)
     rng.add_argument("--log", required=True)
     rng.add_argument("--fault", action="append", default=[], help="SUBSTRING:STATUS:COUNT")
+    cgi = sub.add_parser("cgi", help="serve a CGI program (mapserv) under /cgi-bin/ on loopback")
+    cgi.add_argument("script")
+    cgi.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    _serve_range(args.root, args.port, args.log, args.fault)
+    if args.cmd == "range":
+        _serve_range(args.root, args.port, args.log, args.fault)
+    else:
+        _serve_cgi(args.script, args.port)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,142 @@
+"""``make demo``: the whole pipeline, offline, on the bundled sample region.
+
+plan -> embed every column (local AWS Batch array runner, papermill, the real
+``embed_column.ipynb``) -> LanceDB -> explore notebook with a sample query ->
+map screenshot. Everything lands under ``outputs/``. A rerun reuses what is
+done (finished columns are skipped). Servers it starts are stopped, also on
+failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import papermill
+
+from wcembed.batch import run_array
+from wcembed.index import ingest
+from wcembed.model import CLAY_V01_URL, default_cache_dir, fetch_checkpoint
+from wcembed.sample import build_sample_region
+from wcembed.tileset import plan_grid
+from wcembed.wms import LocalWMS
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[2]
+YEAR = 2020
+START = (-75.62, 37.675)  # lon, lat: farmland near Accomac, Virginia
+
+
+def banner(text: str) -> None:
+    print(f"\n{'=' * 78}\n{text}\n{'=' * 78}", flush=True)
+
+
+def choose_weights(checkpoint: str | None) -> str | None:
+    """The user's checkpoint, else the cached or downloadable Clay v0.1, else None (untrained)."""
+    if checkpoint:
+        return checkpoint
+    cached = default_cache_dir() / "checkpoints" / Path(CLAY_V01_URL).name
+    if cached.exists():
+        return str(cached)
+    try:
+        return str(fetch_checkpoint(CLAY_V01_URL))
+    except Exception as exc:  # offline: no Hugging Face
+        log.info("Clay v0.1 checkpoint not available: %s", exc)
+        return None
+
+
+def run(checkpoint: str | None = None, outputs: str | Path = "outputs", parallel: int = 2) -> int:
+    t0 = time.perf_counter()
+    out = Path(outputs).resolve()
+    weights = choose_weights(checkpoint)
+    weights_note = (
+        f"weights: Clay v0.1 checkpoint {weights}"
+        if weights
+        else "weights: UNTRAINED (no Clay checkpoint given, cached or downloadable). The embeddings are NOT Clay\n"
+        "embeddings; every file records 'untrained'. Use real weights: make demo CHECKPOINT=/path/to/Clay_v0.1.ckpt"
+    )
+    banner(weights_note)
+
+    sample = out / "sample"
+    if not list(sample.glob(f"rgbnir/{YEAR}/*/*.tif")):
+        banner("1/6 building the sample region (Virginia Sentinel-2 scene -> WorldCover layout)")
+        build_sample_region(sample, years=(YEAR,))
+    nb_out = out / "notebooks"
+    nb_out.mkdir(parents=True, exist_ok=True)
+
+    banner("2/6 planning the grid of the sample region (plan_grid.ipynb)")
+    papermill.execute_notebook(
+        ROOT / "notebooks/plan_grid.ipynb",
+        nb_out / "plan_grid.ipynb",
+        cwd=ROOT,
+        parameters={"year": YEAR, "tiles": str(sample), "tile_index": str(sample), "output": str(out / "grid")},
+        progress_bar=False,
+    )
+    grid = plan_grid(YEAR, sample)
+    print(f"{len(grid.columns)} columns, {grid.n_chips} chips")
+
+    banner(f"3/6 embedding {len(grid.columns)} columns with the local array runner ({parallel} at a time)")
+    env = {
+        "YEAR": str(YEAR),
+        "OUTPUT": str(out / "embeddings"),
+        "TILES": str(sample),
+        "WORKDIR": str(ROOT),
+        "OMP_NUM_THREADS": "1" if parallel > 1 else "",
+        "BATCH_SIZE": "4",
+    }
+    env.update({"CHECKPOINT": weights} if weights else {"ALLOW_UNTRAINED": "true"})
+    codes = run_array(list(range(len(grid.columns))), {k: v for k, v in env.items() if v}, parallel=parallel)
+    failed = {i: c for i, c in codes.items() if c}
+    if failed:
+        print(f"failed array indices (exit codes): {failed}", file=sys.stderr)
+        return 1
+
+    banner("4/6 ingesting into LanceDB")
+    print(ingest(out / "embeddings", out / "lancedb"))
+    from wcembed.explore import write_footprints
+
+    footprints = write_footprints(out / "lancedb", out / "footprints.fgb")
+
+    banner("5/6 explore.ipynb with a sample query, served by a local MapServer WMS")
+    node_modules = ROOT / ".cache/js/node_modules"
+    with LocalWMS(sample, out / "wms", footprints=footprints) as wms:
+        papermill.execute_notebook(
+            ROOT / "notebooks/explore.ipynb",
+            nb_out / "explore.ipynb",
+            cwd=ROOT,
+            progress_bar=False,
+            parameters={
+                "db": str(out / "lancedb"),
+                "wms_url": wms.url,
+                "year": YEAR,
+                "lon": START[0],
+                "lat": START[1],
+                "html": str(out / "map.html"),
+                "screenshot_png": str(out / "map.png"),
+                "node_modules": str(node_modules),
+            },
+        )
+
+    banner("6/6 done")
+    places = {
+        "grid": out / "grid",
+        "GeoParquet files": out / "embeddings" / str(YEAR),
+        "LanceDB": out / "lancedb",
+        "executed notebooks": nb_out,
+        "map screenshot": out / "map.png",
+        "map page": out / "map.html",
+    }
+    for name, path in places.items():
+        print(f"{name:>20}: {path}")
+    print(f"{'time':>20}: {time.perf_counter() - t0:.0f} s")
+    print("Open them in JupyterLab:  .venv/bin/pip install jupyterlab && .venv/bin/jupyter lab outputs/notebooks")
+    banner(weights_note)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    logging.basicConfig(level=logging.INFO)
+    raise SystemExit(run(os.environ.get("CHECKPOINT") or None))

@@ -1,0 +1,203 @@
+"""WMS: an OWSLib client for thumbnails, and a local MapServer for offline imagery.
+
+Layers follow ESA's WorldCover WMS (``https://services.terrascope.be/wms/v2``):
+``WORLDCOVER_{year}_S2_TCC`` (true colour), ``WORLDCOVER_{year}_S2_FCC``
+(false colour: NIR, red, green) and ``WORLDCOVER_{year}_MAP`` (land cover map).
+
+Offline, :class:`LocalWMS` serves a local tile folder (the sample region) with
+MapServer (Debian ``mapserver-bin``/``cgi-mapserver``; conda-forge ``mapserver``)
+through a mapfile generated from the folder: one group of layers per year with
+the same names as ESA's true- and false-colour layers, plus, when given, a
+``CHIPS`` layer drawing chip footprints from a FlatGeobuf (rendered by the
+server, so a whole year's 0.5 million chips stay responsive in a browser). The
+land-cover map has no local source and is only served by ESA.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from wcembed import ESA_WMS
+from wcembed.grid import VERSIONS
+from wcembed.servers import LOOPBACK, free_port, stop, wait_for_port
+
+log = logging.getLogger(__name__)
+
+TCC_SCALE = (200, 2200)
+"""Linear stretch of the local true-colour layer (reflectance x 10000 -> 0..255)."""
+FCC_SCALE = (200, 4000)
+"""Linear stretch of the local false-colour layer."""
+
+
+def layer_name(year: int, kind: str = "TCC") -> str:
+    """ESA's WMS layer name: kind ``TCC``, ``FCC`` or ``MAP``."""
+    kind = kind.upper()
+    if kind not in ("TCC", "FCC", "MAP"):
+        raise ValueError(f"layer kind must be TCC, FCC or MAP, not {kind!r}")
+    return f"WORLDCOVER_{year}_MAP" if kind == "MAP" else f"WORLDCOVER_{year}_S2_{kind}"
+
+
+# --------------------------------------------------------------------------- client
+
+
+class WMSClient:
+    """Thumbnails of chips from a WMS (OWSLib), with a timeout and an on-disk cache.
+
+    Parameters
+    ----------
+    url : str
+        WMS endpoint; default ESA's.
+    cache_dir : path, optional
+        Folder for cached PNGs (default ``outputs/cache/wms``); None disables caching.
+    timeout : float
+        Seconds per request.
+    """
+
+    def __init__(self, url: str = ESA_WMS, cache_dir: str | Path | None = "outputs/cache/wms", timeout: float = 30):
+        self.url = url
+        self.timeout = timeout
+        self.cache_dir = Path(cache_dir) if cache_dir else None
+        self._wms = None
+
+    @property
+    def service(self):
+        """The OWSLib ``WebMapService`` (capabilities fetched on first use)."""
+        if self._wms is None:
+            from owslib.wms import WebMapService
+
+            self._wms = WebMapService(self.url, version="1.3.0", timeout=self.timeout)
+        return self._wms
+
+    def layers(self) -> list[str]:
+        """Names of the layers the server offers."""
+        return list(self.service.contents)
+
+    def thumbnail(
+        self, bounds: tuple[float, float, float, float], layer: str, size: tuple[int, int] = (256, 256)
+    ) -> bytes:
+        """PNG of ``layer`` over ``bounds`` (west, south, east, north in degrees, EPSG:4326)."""
+        key = hashlib.sha256(repr((self.url, layer, tuple(round(b, 9) for b in bounds), size)).encode()).hexdigest()
+        cached = self.cache_dir / f"{key}.png" if self.cache_dir else None
+        if cached is not None and cached.exists():
+            return cached.read_bytes()
+        resp = self.service.getmap(
+            layers=[layer],
+            srs="EPSG:4326",
+            bbox=tuple(bounds),
+            size=size,
+            format="image/png",
+            transparent=True,
+            timeout=self.timeout,
+        )
+        data = resp.read()
+        if not data.startswith(b"\x89PNG"):
+            raise RuntimeError(f"WMS {self.url} returned no PNG for {layer}: {data[:200]!r}")
+        if cached is not None:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            cached.write_bytes(data)
+        return data
+
+
+# --------------------------------------------------------------------------- local server
+
+
+def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = None) -> str:
+    """A MapServer mapfile serving the WorldCover-layout tiles under ``tiles_root``."""
+    root = Path(tiles_root).resolve()
+    layers = []
+    for year, version in sorted(VERSIONS.items()):
+        for tif in sorted(root.glob(f"rgbnir/{year}/*/ESA_WorldCover_10m_{year}_{version}_*_S2RGBNIR.tif")):
+            tile = tif.name.split("_")[5]
+            for kind, bands, (lo, hi) in (("TCC", "1,2,3", TCC_SCALE), ("FCC", "4,1,2", FCC_SCALE)):
+                layers.append(f"""
+  LAYER
+    NAME "{kind.lower()}_{year}_{tile}"
+    GROUP "{layer_name(year, kind)}"
+    TYPE RASTER
+    STATUS ON
+    DATA "{tif}"
+    PROJECTION "init=epsg:4326" END
+    PROCESSING "BANDS={bands}"
+    PROCESSING "SCALE={lo},{hi}"
+    PROCESSING "NODATA=0"
+    PROCESSING "RESAMPLE=NEAREST"
+    METADATA "wms_title" "{layer_name(year, kind)}" "wms_srs" "EPSG:4326 EPSG:3857" END
+  END""")
+    if footprints:
+        layers.append(f"""
+  LAYER
+    NAME "CHIPS"
+    TYPE POLYGON
+    STATUS ON
+    CONNECTIONTYPE FLATGEOBUF
+    DATA "{Path(footprints).resolve()}"
+    PROJECTION "init=epsg:4326" END
+    METADATA "wms_title" "chip footprints" "wms_srs" "EPSG:4326 EPSG:3857" END
+    CLASS STYLE OUTLINECOLOR 255 255 0 WIDTH 0.6 END END
+  END""")
+    if not layers:
+        raise FileNotFoundError(f"no WorldCover-layout tile under {root}")
+    return f"""MAP
+  NAME "wcembed"
+  EXTENT -180 -90 180 90
+  SIZE 512 512
+  UNITS DD
+  PROJECTION "init=epsg:4326" END
+  IMAGETYPE "png"
+  OUTPUTFORMAT NAME "png" DRIVER AGG/PNG MIMETYPE "image/png" IMAGEMODE RGBA EXTENSION "png" TRANSPARENT ON END
+  WEB
+    METADATA
+      "wms_title" "wcembed local WorldCover WMS"
+      "wms_onlineresource" "{url}?"
+      "wms_srs" "EPSG:4326 EPSG:3857"
+      "wms_enable_request" "*"
+    END
+  END
+{"".join(layers)}
+END
+"""
+
+
+class LocalWMS:
+    """MapServer (``mapserv`` behind a small CGI gateway) on loopback serving a local tile folder.
+
+    >>> with LocalWMS("outputs/sample") as wms:  # doctest: +SKIP
+    ...     WMSClient(wms.url).layers()
+    """
+
+    def __init__(
+        self, tiles_root: str | Path, workdir: str | Path, footprints: str | Path | None = None, port: int | None = None
+    ) -> None:
+        self.tiles_root, self.workdir, self.footprints = Path(tiles_root), Path(workdir), footprints
+        self.port = port
+
+    def __enter__(self) -> LocalWMS:
+        mapserv = shutil.which("mapserv") or "/usr/lib/cgi-bin/mapserv"
+        if not Path(mapserv).exists():
+            raise FileNotFoundError("MapServer is not installed (Debian: mapserver-bin cgi-mapserver)")
+        self.port = self.port or free_port()
+        self.url = f"http://{LOOPBACK}:{self.port}/cgi-bin/mapserv"
+        ms = self.workdir.resolve()
+        ms.mkdir(parents=True, exist_ok=True)
+        (ms / "wms.map").write_text(mapfile(self.tiles_root, self.url, self.footprints))
+        conf = ms / "mapserver.conf"
+        conf.write_text(f'CONFIG\n  ENV\n    MS_MAP_PATTERN "^{ms}/"\n    MS_MAPFILE "{ms / "wms.map"}"\n  END\nEND\n')
+        env = {**os.environ, "MAPSERVER_CONFIG_FILE": str(conf)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "wcembed.servers", "cgi", mapserv, "--port", str(self.port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port, self.proc)
+        log.info("local WMS on %s", self.url)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop(self.proc)

@@ -1,0 +1,31 @@
+"""The demo pipeline, smaller (4 columns), so CI catches a broken `make demo`."""
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from wcembed import demo, store
+
+
+@pytest.mark.slow
+def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
+    out = tmp_path / "outputs"
+    # array indices 6..9 are grid columns 1154..1157, where the sample scene has data
+    assert demo.run(outputs=out, indices=[6, 7, 8, 9]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("UNTRAINED") >= 2  # said at the start and at the end
+    files = store.list_outputs(out / "embeddings", 2020)
+    assert len(files) == 4
+    for path in files:
+        assert store.file_metadata(path)["embedding"]["weights"] == "untrained"
+    assert (out / "lancedb").is_dir()
+    for nb in ("plan_grid.ipynb", "explore.ipynb"):
+        assert (out / "notebooks" / nb).exists()
+    assert len(list((out / "embeddings/2020/notebooks").glob("embed_2020_*.ipynb"))) == 4
+    img = np.asarray(Image.open(out / "map.png").convert("RGB")).astype(int)
+    centre = img[250:450, 350:650]
+    assert (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean() < 0.2 and centre.std() > 15
+    mtimes = {p: os.stat(p).st_mtime_ns for p in files}
+    assert demo.run(outputs=out, indices=[6, 7, 8, 9]) == 0  # rerun: finished columns are skipped
+    assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
