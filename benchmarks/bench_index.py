@@ -10,7 +10,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 from common import Timer, report
-from wcembed.index import build_ann_index
+from wcembed.index import build_ann_index, probes
 
 
 def clustered(n: int, dim: int, rng, centres: int = 1000) -> np.ndarray:
@@ -83,6 +83,7 @@ def main() -> None:
         for k, v in lat.items():
             result[f"{k}_p50_ms"] = 1000 * float(np.percentile(v, 50))
             result[f"{k}_p95_ms"] = 1000 * float(np.percentile(v, 95))
+        result["nprobes"] = probes(args.rows)
         result["recall_at_10"] = hits / (10 * args.queries)
         result["latency_ratio_exact_over_ann_p50"] = result["exact_p50_ms"] / result["ann_p50_ms"]
     report(f"index_{args.rows}", result)

@@ -97,15 +97,22 @@ def ingest(source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_RO
     return IngestReport(added, replaced, len(files) - added - replaced, n)
 
 
-def build_ann_index(table, *, num_partitions: int | None = None) -> None:
-    """Build an IVF_HNSW_SQ cosine index on ``vector`` (about sqrt(N) partitions)."""
-    n = table.count_rows()
+def partitions(n_rows: int) -> int:
+    """IVF partitions of the ANN index for a table of ``n_rows``: sqrt(N) / 2."""
+    return max(1, int(math.sqrt(n_rows) / 2))
+
+
+def probes(n_rows: int) -> int:
+    """Partitions searched per query: a quarter of them, at least 32 (recall over speed)."""
+    return max(32, partitions(n_rows) // 4)
+
+
+def build_ann_index(table) -> None:
+    """Build an IVF_HNSW_SQ cosine index on ``vector`` with :func:`partitions` partitions."""
+    from lancedb.index import IvfHnswSq
+
     table.create_index(
-        metric="cosine",
-        vector_column_name="vector",
-        index_type="IVF_HNSW_SQ",
-        num_partitions=num_partitions or max(1, int(math.sqrt(n) / 2)),
-        replace=True,
+        "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions(table.count_rows())), replace=True
     )
 
 
@@ -176,7 +183,7 @@ class ChipIndex:
         if exact or (exact is None and not self.table.list_indices()):
             q = q.bypass_vector_index()
         elif self.table.list_indices():
-            q = q.nprobes(32).refine_factor(4)
+            q = q.nprobes(probes(len(self))).refine_factor(5)
         res = q.to_arrow().drop(["vector"])
         df = res.to_pandas().rename(columns={"_distance": "distance"})
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
