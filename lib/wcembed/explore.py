@@ -111,8 +111,10 @@ class Explorer:
 
         self.index, self.wms_url, self.year = index, wms_url, year
         self.thumbs = thumbnails or WMSClient(wms_url)
-        self.positives: list[str] = []
-        self.negatives: list[str] = []
+        from wcembed.classify import Labels
+
+        self.labels = Labels()
+        self.scores = None
         self.results = None
         self.query = None
         self.map = leafmap.Map(center=center or [37.67, -75.62], zoom=zoom, draw_control=False, measure_control=False)
@@ -135,6 +137,14 @@ class Explorer:
             style_callback=lambda f: f["properties"]["style"],
         )
         self.map.add_layer(self.result_layer)
+        self.label_layer = GeoJSON(data=self.labels.to_geojson(), name="labels", style_callback=_label_style)
+        self.map.add_layer(self.label_layer)
+        self.score_layer = GeoJSON(
+            data={"type": "FeatureCollection", "features": []},
+            name="scores",
+            style_callback=lambda f: f["properties"]["style"],
+        )
+        self.map.add_layer(self.score_layer)
         self.k = w.IntSlider(value=k, min=1, max=50, description="k")
         self.year_box = w.Dropdown(options=[2020, 2021], value=year, description="year")
         self.layer_box = w.Dropdown(
@@ -143,6 +153,8 @@ class Explorer:
         self.mode = w.ToggleButtons(options=["search", "positive", "negative"], value="search")
         self.status = w.HTML()
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.threshold = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="score ≥")
+        self.threshold.observe(self.on_threshold, names="value")
         self.layer_box.observe(lambda ch: self._show_layer(ch["new"]), names="value")
         self.map.on_interaction(self.handle_interaction)
 
@@ -155,7 +167,16 @@ class Explorer:
         """The map with its controls, status line and thumbnail gallery."""
         import ipywidgets as w
 
-        return w.VBox([w.HBox([self.k, self.year_box, self.layer_box, self.mode]), self.map, self.status, self.gallery])
+        controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode, self.threshold])
+        return w.VBox([controls, self.map, self.status, self.gallery])
+
+    @property
+    def positives(self) -> list[str]:
+        return self.labels.positives
+
+    @property
+    def negatives(self) -> list[str]:
+        return self.labels.negatives
 
     def handle_interaction(self, **event) -> None:
         """ipyleaflet's interaction callback: a click at ``coordinates`` (lat, lon) selects a chip."""
@@ -172,16 +193,48 @@ class Explorer:
             self.status.value = f"no chip of {year} at {lat:.4f}, {lon:.4f}"
             return None
         if self.mode.value == "search":
-            self.positives, self.negatives = [chip], []
             results = self.index.by_chip(chip, self.k.value, year=year)
         else:
-            (self.positives if self.mode.value == "positive" else self.negatives).append(chip)
+            self.toggle_label(chip, self.mode.value, year)
             if not self.positives:
                 self.status.value = "add a positive example first"
                 return None
             results = self.index.by_examples(self.positives, self.negatives, self.k.value, year=year)
         self.show(results, chip)
         return results
+
+    def toggle_label(self, chip: str, label: str, year: int) -> None:
+        """Label a chip (clicking it again with the same label removes the label) and redraw the labels."""
+        if self.labels.items.get(chip, {}).get("label") == label:
+            self.labels.remove(chip)
+        else:
+            geom = self.index.by_vector(self.index.vectors([chip])[0], 1, year=year).geometry.iloc[0]
+            self.labels.add(chip, label, year=year, bounds=geom.bounds)
+        self.label_layer.data = self.labels.to_geojson()
+
+    def save_labels(self, path: str | Path) -> Path:
+        """Save the labels as GeoJSON."""
+        return self.labels.save(path)
+
+    def load_labels(self, path: str | Path) -> None:
+        """Load labels from GeoJSON (replacing the current ones) and draw them."""
+        from wcembed.classify import Labels
+
+        self.labels = Labels.load(path)
+        self.label_layer.data = self.labels.to_geojson()
+
+    def show_scores(self, scores) -> None:
+        """Draw classifier scores (GeoDataFrame with ``score``) above the threshold slider's value."""
+        self.scores = scores
+        self.on_threshold({"new": self.threshold.value})
+
+    def on_threshold(self, change: dict) -> None:
+        """The threshold slider's observer: redraw the chips whose score is at least the new value."""
+        if self.scores is None:
+            return
+        self.score_layer.data = scores_geojson(self.scores, change["new"])
+        n = len(self.score_layer.data["features"])
+        self.status.value = f"{n} chips with score ≥ {change['new']:.2f}"
 
     def show(self, results, chip: str) -> None:
         """Draw results (coloured by rank) and the query chip; fill the gallery with WMS thumbnails."""
@@ -208,20 +261,46 @@ class Explorer:
         )
 
     def to_html(self, path: str | Path, *, center=None, zoom: int | None = None) -> Path:
-        """The current map (WMS layer, neighbours, query chip) as a standalone Leaflet page (folium)."""
+        """The current map (WMS layer, neighbours, query chip, scores, labels) as a standalone Leaflet page."""
         return export_html(
             path,
             self.wms_url,
             self.layers.get(self.layer_box.value or "TCC"),
             self.results,
             self.query,
+            extra=[self.score_layer.data, self.label_layer.data],
             center=center or list(self.map.center),
             zoom=zoom or int(self.map.zoom),
         )
 
 
-def export_html(path, wms_url: str, layer: str | None, results=None, query=None, *, center, zoom: int) -> Path:
-    """Write a Leaflet page (folium) with a WMS layer and search results."""
+def _label_style(feature: dict) -> dict:
+    colour = "#00ff00" if feature["properties"]["label"] == "positive" else "#ff0000"
+    return {"color": colour, "weight": 3, "fillOpacity": 0.25, "fillColor": colour}
+
+
+def scores_geojson(scores, threshold: float) -> dict:
+    """Chips whose score is at least ``threshold``, as GeoJSON styled by score (yellow = high)."""
+    import json
+
+    import matplotlib
+
+    keep = scores[scores["score"] >= threshold]
+    data = json.loads(keep[["chip_id", "score", "geometry"]].to_json())
+    cmap = matplotlib.colormaps["inferno"]
+    for f in data["features"]:
+        c = matplotlib.colors.to_hex(cmap(0.3 + 0.7 * f["properties"]["score"]))
+        f["properties"]["style"] = {"color": c, "weight": 1, "fillColor": c, "fillOpacity": 0.45}
+    return data
+
+
+def export_html(
+    path, wms_url: str, layer: str | None, results=None, query=None, *, center, zoom: int, extra: list[dict] = ()
+) -> Path:
+    """Write a Leaflet page (folium) with a WMS layer, search results and extra GeoJSON layers.
+
+    Features of ``extra`` layers carry their style in ``properties.style`` (labels are styled by label).
+    """
     import folium
 
     m = folium.Map(location=center, zoom_start=zoom, tiles=None, control_scale=True)
@@ -229,10 +308,12 @@ def export_html(path, wms_url: str, layer: str | None, results=None, query=None,
         folium.raster_layers.WmsTileLayer(
             url=wms_url, layers=layer, fmt="image/png", transparent=True, name=layer, version="1.3.0"
         ).add_to(m)
-    if results is not None:
-        folium.GeoJson(
-            results_geojson(results, query), name="neighbours", style_function=lambda f: f["properties"]["style"]
-        ).add_to(m)
+    layers = [results_geojson(results, query)] if results is not None else []
+    for data in [*layers, *(d for d in extra if d.get("features"))]:
+        for f in data["features"]:
+            if "style" not in f["properties"]:
+                f["properties"]["style"] = _label_style(f)
+        folium.GeoJson(data, style_function=lambda f: f["properties"]["style"]).add_to(m)
     m.save(str(path))
     return Path(path)
 

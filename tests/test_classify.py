@@ -1,0 +1,186 @@
+"""Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from wcembed.classify import Labels, LabelsError, export, score_index, train
+from wcembed.embed import embed_column
+from wcembed.explore import Explorer, offline_html, screenshot
+from wcembed.grid import Grid
+from wcembed.index import ChipIndex, ingest
+from wcembed.model import ClayConfig, load_model
+from wcembed.tiles import ChipReader
+from wcembed.wms import LocalWMS, WMSClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_chips(sample_root, tmp_path_factory):
+    """The real sample region cut into 128 px chips, embedded with a small untrained encoder, and
+    labelled by a rule independent of the embeddings: water when the chip's mean NDWI
+    ((green - NIR) / (green + NIR), from its pixels) is above 0."""
+    tmp = tmp_path_factory.mktemp("classify")
+    grid = Grid(["N37W076"], chip_size=128)
+    with pytest.warns(UserWarning):
+        model = load_model(
+            None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16, image_size=128), allow_untrained=True
+        )
+    lon0, lat0, lon1, lat1 = -75.72, 37.59, -75.52, 37.75
+    c0 = grid.chip_at(lon0, lat1)[0]
+    c1 = grid.chip_at(lon1, lat0)[0]
+    for column in range(c0, c1 + 1):
+        embed_column(
+            2020,
+            column,
+            output=tmp / "emb",
+            tiles=sample_root,
+            model=model,
+            grid=grid,
+            progress=False,
+            min_valid_fraction=0.99,
+            batch_size=16,
+        )
+    ingest(tmp / "emb", tmp / "db")
+    index = ChipIndex(tmp / "db")
+    labels = Labels()
+    rows = index.table.to_arrow().select(["chip_id", "column", "row"]).to_pylist()
+    with ChipReader(grid, 2020, sample_root) as reader:
+        for r in rows:
+            px = reader.read(r["column"], r["row"]).pixels.astype(float)
+            ndwi = (px[1] - px[3]) / (px[1] + px[3])
+            labels.add(
+                r["chip_id"],
+                "positive" if ndwi.mean() > 0 else "negative",
+                year=2020,
+                bounds=grid.chip_bounds(r["column"], r["row"]),
+            )
+    return index, labels, tmp
+
+
+def test_labels_round_trip_and_malformed_files(tmp_path):
+    labels = Labels()
+    labels.add("2020-1156-0288", "positive", year=2020, bounds=(-75.64, 37.65, -75.59, 37.69))
+    labels.add("2020-1157-0289", "negative", year=2020, bounds=(-75.59, 37.61, -75.55, 37.65))
+    labels.add("2020-1158-0290", "negative", year=2020, bounds=(-75.55, 37.57, -75.51, 37.61))
+    labels.remove("2020-1158-0290")
+    path = labels.save(tmp_path / "labels.geojson")
+    again = Labels.load(path)
+    assert again == labels and again.positives == ["2020-1156-0288"] and again.negatives == ["2020-1157-0289"]
+    data = json.loads(path.read_text())
+    data["features"][1]["properties"]["label"] = "maybe"
+    (tmp_path / "bad.geojson").write_text(json.dumps(data))
+    with pytest.raises(LabelsError, match=r"feature 1 \(2020-1157-0289\) has label 'maybe'"):
+        Labels.load(tmp_path / "bad.geojson")
+    del data["features"][0]["properties"]["year"]
+    (tmp_path / "bad2.geojson").write_text(json.dumps(data))
+    with pytest.raises(LabelsError, match=r"feature 0 lacks \['year'\]"):
+        Labels.load(tmp_path / "bad2.geojson")
+    (tmp_path / "bad3.geojson").write_text("{not json")
+    with pytest.raises(LabelsError, match="cannot read"):
+        Labels.load(tmp_path / "bad3.geojson")
+
+
+@pytest.mark.slow
+def test_blocked_cv_beats_random_and_scores_match_row_by_row(small_chips, tmp_path):
+    index, labels, _ = small_chips
+    assert len(labels) > 200 and len(labels.positives) > 30 and len(labels.negatives) > 30
+    clf = train(index, labels, block_deg=0.03)
+    print(f"blocked CV balanced accuracy {clf.cv_balanced_accuracy:.3f}, random {clf.baseline_balanced_accuracy:.3f}")
+    assert clf.cv_balanced_accuracy > clf.baseline_balanced_accuracy + 0.2
+    scores = score_index(index, clf.model, tmp_path / "scores.parquet", batch_rows=37)
+    assert len(scores) == len(index)
+    ids = scores["chip_id"].tolist()[:25]
+    one_by_one = [clf.model.predict_proba(index.vectors([c]))[0, 1] for c in ids]
+    np.testing.assert_allclose(scores["score"].to_numpy()[:25], one_by_one, rtol=0, atol=1e-6)
+    import geopandas as gpd
+
+    back = gpd.read_parquet(tmp_path / "scores.parquet")
+    assert back["chip_id"].tolist() == scores["chip_id"].tolist()
+    export(index.by_chip(ids[0], 5), tmp_path / "neighbours.geojson")
+    assert len(json.loads((tmp_path / "neighbours.geojson").read_text())["features"]) == 5
+
+
+@pytest.mark.slow
+def test_score_layer_and_threshold_slider_in_the_map(small_chips, sample_root, tmp_path):
+    index, labels, _ = small_chips
+    clf = train(index, labels, block_deg=0.03)
+    scores = score_index(index, clf.model)
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        ex.show_scores(scores)
+        assert len(ex.score_layer.data["features"]) == int((scores["score"] >= 0.5).sum())
+        ex.threshold.value = 0.9  # the slider calls its observer, as in the browser
+        high = int((scores["score"] >= 0.9).sum())
+        assert len(ex.score_layer.data["features"]) == high and f"{high} chips" in ex.status.value
+        ex.threshold.value = 0.2
+        assert len(ex.score_layer.data["features"]) == int((scores["score"] >= 0.2).sum())
+        page = ex.to_html(tmp_path / "scores.html", center=[37.675, -75.62], zoom=12)
+        png = screenshot(offline_html(page, ROOT / ".cache/js/node_modules"), ROOT / "outputs/test_scores.png")
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    centre = img[250:450, 350:650]
+    assert centre.std() > 15 and (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean() < 0.2
+
+
+def test_labels_in_the_map_toggle_and_save(small_chips, sample_root, tmp_path):
+    index, _, _ = small_chips
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        ids = index.table.to_arrow()["chip_id"].to_pylist()[:3]
+        ex.mode.value = "positive"
+        ex.toggle_label(ids[0], "positive", 2020)
+        ex.toggle_label(ids[1], "negative", 2020)
+        ex.toggle_label(ids[2], "positive", 2020)
+        ex.toggle_label(ids[2], "positive", 2020)  # a second click removes the label
+        assert ex.positives == [ids[0]] and ex.negatives == [ids[1]]
+        assert len(ex.label_layer.data["features"]) == 2
+        path = ex.save_labels(tmp_path / "l.geojson")
+        ex.load_labels(path)
+        assert ex.positives == [ids[0]] and len(ex.label_layer.data["features"]) == 2
+
+
+@pytest.mark.slow
+def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root, tmp_path):
+    import subprocess
+    import sys
+
+    index, labels, tmp = small_chips
+    labels_path = labels.save(tmp_path / "labels.geojson")
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        cmd = [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(ROOT / "notebooks/explore.ipynb"),
+            str(tmp_path / "out.ipynb"),
+            "-p",
+            "db",
+            str(tmp / "db"),
+            "-p",
+            "wms_url",
+            wms.url,
+            "-p",
+            "labels",
+            str(labels_path),
+            "-p",
+            "scores_out",
+            str(tmp_path / "scores.parquet"),
+            "-p",
+            "lon",
+            "-75.6",
+            "-p",
+            "lat",
+            "37.68",
+            "--cwd",
+            str(ROOT),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    text = (tmp_path / "out.ipynb").read_text()
+    assert "CV balanced accuracy" in text
+    import geopandas as gpd
+
+    assert len(gpd.read_parquet(tmp_path / "scores.parquet")) == len(index)
