@@ -1,5 +1,0 @@
-"""``python -m wcembed``: see :mod:`wcembed.cli`."""
-
-from wcembed.cli import main
-
-raise SystemExit(main())
