@@ -213,3 +213,30 @@ def test_embedder_batches_agree_with_single_chips():
         one = emb(px[i : i + 1], valid[i : i + 1], lat[i : i + 1], lon[i : i + 1], 2020)
         np.testing.assert_allclose(one[0], batch[i], atol=1e-5)
     assert not emb.encoder.training
+
+
+def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, full_state, s3_endpoint):
+    import boto3
+
+    from wcembed.servers import RangeServer
+
+    src = tmp_path / "serve"
+    src.mkdir()
+    ckpt = src / "Clay_v0.1_epoch-24_val-loss-0.46.ckpt"
+    _write_lightning_checkpoint(ckpt, full_state)
+    want = __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    with RangeServer(src) as srv:
+        url = f"{srv.url}/{ckpt.name}"
+        first = load_model(url, cache_dir=cache)
+        second = load_model(url, cache_dir=cache)
+        gets = [r for r in srv.requests() if r["method"] == "GET"]
+    assert first.sha256 == second.sha256 == want and len(gets) == 1  # the second load used the cache
+    cached = cache / "checkpoints" / ckpt.name
+    assert cached.exists() and (cache / "checkpoints" / f"{ckpt.name}.sha256").read_text().strip() == want
+    boto3.client("s3").upload_file(str(ckpt), "wc-out", "models/v0.ckpt")
+    from_s3 = load_model("s3://wc-out/models/v0.ckpt", cache_dir=tmp_path / "cache2")
+    assert from_s3.sha256 == want
+    with pytest.raises(CheckpointError, match="cannot download"):
+        load_model("s3://wc-out/models/missing.ckpt", cache_dir=tmp_path / "cache3")
+    assert not list((tmp_path / "cache3" / "checkpoints").glob("*"))  # nothing half-written left behind
