@@ -217,7 +217,6 @@ def test_embedder_batches_agree_with_single_chips():
 
 def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, full_state, s3_endpoint):
     import boto3
-
     from wcembed.servers import RangeServer
 
     src = tmp_path / "serve"
