@@ -252,7 +252,7 @@ def embed_column(
     model = model or load_model(checkpoint, allow_untrained=allow_untrained)
     embedder = Embedder(model, device=device, precision=precision)
     rows = [int(r) for r in grid.rows(column)][:max_rows]
-    kept: list[Chip] = []
+    kept: list[tuple[int, int, float]] = []  # column, row, valid fraction of the embedded chips
     vectors: list[np.ndarray] = []
     batch: list[Chip] = []
     skipped = 0
@@ -270,8 +270,7 @@ def embed_column(
                 year,
             )
         )
-        for c in batch:  # keep only what the table needs
-            kept.append(Chip(c.column, c.row, np.empty(0, np.uint16), np.array([c.valid_fraction])))
+        kept.extend((c.column, c.row, c.valid_fraction) for c in batch)  # pixels are not kept
         batch.clear()
 
     from tqdm.auto import tqdm
@@ -306,12 +305,12 @@ def embed_column(
     )
     dim = model.encoder.config.dim
     table = store.embeddings_table(
-        chip_ids=[chip_id(year, c.column, c.row) for c in kept],
+        chip_ids=[chip_id(year, c, r) for c, r, _ in kept],
         year=year,
-        columns=np.array([c.column for c in kept], np.int32),
-        rows=np.array([c.row for c in kept], np.int32),
-        bounds=np.array([grid.chip_bounds(c.column, c.row) for c in kept]).reshape(-1, 4),
-        valid_fraction=np.array([c.valid[0] for c in kept], np.float32),
+        columns=np.array([c for c, _, _ in kept], np.int32),
+        rows=np.array([r for _, r, _ in kept], np.int32),
+        bounds=np.array([grid.chip_bounds(c, r) for c, r, _ in kept]).reshape(-1, 4),
+        valid_fraction=np.array([v for _, _, v in kept], np.float32),
         embeddings=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
         metadata=meta,
     )

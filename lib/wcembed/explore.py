@@ -208,8 +208,7 @@ class Explorer:
         if self.labels.items.get(chip, {}).get("label") == label:
             self.labels.remove(chip)
         else:
-            geom = self.index.by_vector(self.index.vectors([chip])[0], 1, year=year).geometry.iloc[0]
-            self.labels.add(chip, label, year=year, bounds=geom.bounds)
+            self.labels.add(chip, label, year=year, bounds=self.index.chips([chip]).geometry.iloc[0].bounds)
         self.label_layer.data = self.labels.to_geojson()
 
     def save_labels(self, path: str | Path) -> Path:
@@ -241,7 +240,7 @@ class Explorer:
         import ipywidgets as w
 
         self.results = results
-        self.query = self.index.by_vector(self.index.vectors([chip])[0], 1, exclude=(), year=self.year_box.value)
+        self.query = self.index.chips([chip])
         self.result_layer.data = results_geojson(results, self.query)
         layer = self.layers.get(self.layer_box.value or "TCC", next(iter(self.layers.values()), None))
         cards = []

@@ -131,21 +131,30 @@ class ChipIndex:
     def __len__(self) -> int:
         return self.table.count_rows()
 
-    def vectors(self, chip_ids: Sequence[str]) -> np.ndarray:
-        """Vectors of the given chips, in that order (KeyError for an unknown id)."""
+    def _rows(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
+        """Rows of the given chips, in that order (KeyError for an unknown id)."""
         quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in chip_ids)
-        got = (
-            self.table.search()
-            .where(f"chip_id IN ({quoted})")
-            .select(["chip_id", "vector"])
-            .limit(len(chip_ids))
-            .to_arrow()
-        )
-        lookup = dict(zip(got["chip_id"].to_pylist(), _matrix(got["vector"]), strict=True))
-        missing = [c for c in chip_ids if c not in lookup]
+        got = self.table.search().where(f"chip_id IN ({quoted})").select(columns).limit(len(chip_ids)).to_arrow()
+        order = {c: i for i, c in enumerate(got["chip_id"].to_pylist())}
+        missing = [c for c in chip_ids if c not in order]
         if missing:
             raise KeyError(f"unknown chip ids: {missing}")
-        return np.stack([lookup[c] for c in chip_ids])
+        return got.take([order[c] for c in chip_ids])
+
+    def vectors(self, chip_ids: Sequence[str]) -> np.ndarray:
+        """Vectors ``(N, D)`` of the given chips, in that order (KeyError for an unknown id)."""
+        return np.stack(_matrix(self._rows(chip_ids, ["chip_id", "vector"])["vector"]))
+
+    def chips(self, chip_ids: Sequence[str]):
+        """The given chips (id, year, column, row, centre, footprint) as a GeoDataFrame, in that order."""
+        import geopandas as gpd
+        import shapely
+
+        t = self._rows(chip_ids, [*KEEP, "xmin", "ymin", "xmax", "ymax"])
+        df = t.drop(["geometry"]).to_pandas()
+        return gpd.GeoDataFrame(
+            df, geometry=shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False)), crs="OGC:CRS84"
+        )
 
     def chip_at(self, lon: float, lat: float, year: int | None = None) -> str | None:
         """Id of the chip whose footprint holds the point (degrees), or None."""
