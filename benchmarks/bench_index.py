@@ -14,9 +14,20 @@ from wcembed.index import build_ann_index, probes
 
 
 def clustered(n: int, dim: int, rng, centres: int = 1000) -> np.ndarray:
-    """Vectors around cluster centres: embeddings of satellite chips are clustered, not uniform."""
-    c = rng.normal(size=(centres, dim)).astype(np.float32)
+    """Hard case: 1000 tight clusters with isotropic noise in all dimensions (near-equidistant neighbours)."""
+    c = np.random.default_rng(1).normal(size=(centres, dim)).astype(np.float32)
     return c[rng.integers(0, centres, n)] + 0.35 * rng.normal(size=(n, dim)).astype(np.float32)
+
+
+def lowrank(n: int, dim: int, rng, rank: int = 16) -> np.ndarray:
+    """Vectors on a curved 16-dimensional manifold plus noise: a model of embeddings (low intrinsic dimension)."""
+    w = np.random.default_rng(1).normal(size=(rank, dim)).astype(np.float32)
+    return np.tanh(rng.normal(size=(n, rank)).astype(np.float32)) @ w + 0.3 * rng.normal(size=(n, dim)).astype(
+        np.float32
+    )
+
+
+DATA = {"lowrank": lowrank, "clusters": clustered}
 
 
 def table(vectors: np.ndarray, start: int) -> pa.Table:
@@ -37,12 +48,14 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--queries", type=int, default=100)
     ap.add_argument("--ingest-rows", type=int, default=20_000)
+    ap.add_argument("--data", choices=sorted(DATA), default="lowrank")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    result = {"rows": args.rows, "dim": args.dim}
+    make = DATA[args.data]
+    result = {"rows": args.rows, "dim": args.dim, "data": args.data}
     with tempfile.TemporaryDirectory() as tmp:
         db = lancedb.connect(tmp)
-        small = clustered(args.ingest_rows, args.dim, rng)
+        small = make(args.ingest_rows, args.dim, rng)
         with Timer() as t:
             db.create_table("arrow", table(small, 0))
         result["ingest_arrow_rows_per_s"] = args.ingest_rows / t.s
@@ -55,13 +68,13 @@ def main() -> None:
         result["ingest_dict_rows_per_s"] = args.ingest_rows / t.s
         result["ingest_ratio_arrow_over_dict"] = result["ingest_arrow_rows_per_s"] / result["ingest_dict_rows_per_s"]
 
-        big = db.create_table("big", table(clustered(min(args.rows, 100_000), args.dim, rng), 0))
+        big = db.create_table("big", table(make(min(args.rows, 100_000), args.dim, rng), 0))
         for start in range(100_000, args.rows, 100_000):
-            big.add(table(clustered(min(100_000, args.rows - start), args.dim, rng), start))
+            big.add(table(make(min(100_000, args.rows - start), args.dim, rng), start))
         with Timer() as t:
             build_ann_index(big)
         result["index_build_s"] = t.s
-        queries = clustered(args.queries, args.dim, rng)
+        queries = make(args.queries, args.dim, rng)
         lat = {"ann": [], "exact": []}
         hits = 0
         for q in queries:
@@ -86,7 +99,7 @@ def main() -> None:
         result["nprobes"] = probes(args.rows)
         result["recall_at_10"] = hits / (10 * args.queries)
         result["latency_ratio_exact_over_ann_p50"] = result["exact_p50_ms"] / result["ann_p50_ms"]
-    report(f"index_{args.rows}", result)
+    report(f"index_{args.data}_{args.rows}", result)
 
 
 if __name__ == "__main__":

@@ -147,6 +147,10 @@ def test_entrypoint_index_3_writes_the_fourth_column(sample_root, tmp_path):
     column = int(grid.columns[3])
     assert Path(store.output_path(tmp_path, 2020, column)).exists()
     assert (tmp_path / f"2020/notebooks/embed_2020_{column:04d}.ipynb").exists()
+    again = subprocess.run(
+        [sys.executable, "-m", "wcembed", "batch"], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path
+    )
+    assert again.returncode == 0 and "is done" in again.stdout  # a rerun of a finished column is a no-op
     past = subprocess.run(
         [sys.executable, "-m", "wcembed", "batch"],
         capture_output=True,

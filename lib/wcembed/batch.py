@@ -21,7 +21,7 @@ host lost           -     ``onStatusReason: Host EC2*`` -> RETRY (spot reclaim, 
 
 Environment of a job: ``YEAR``, ``OUTPUT``, ``TILES``, and optionally
 ``TILE_INDEX``, ``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``,
-``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``WORKERS``, ``COLUMNS``
+``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``WORKERS``, ``OVERWRITE``, ``COLUMNS``
 (comma-separated column numbers; index i runs the i-th), ``NOTEBOOK``.
 """
 
@@ -107,6 +107,7 @@ def notebook_parameters(env: Mapping[str, str], column: int) -> dict:
         "checkpoint": env.get("CHECKPOINT") or None,
         "device": env.get("DEVICE") or None,
         "allow_untrained": env.get("ALLOW_UNTRAINED", "").lower() in ("1", "true", "yes"),
+        "overwrite": env.get("OVERWRITE", "").lower() in ("1", "true", "yes"),
     }
     for key, cast in (("BATCH_SIZE", int), ("MIN_VALID_FRACTION", float), ("WORKERS", int), ("MAX_ROWS", int)):
         if env.get(key):
@@ -128,6 +129,10 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
         return exit_code_for(exc)
     year = int(env["YEAR"])
     params = notebook_parameters(env, column)
+    done = store.output_path(env["OUTPUT"], year, column)
+    if not params["overwrite"] and store.exists(done):
+        print(f"column {column} of {year} is done: {done}")
+        return EXIT_OK
     notebook_key = f"{env['OUTPUT'].rstrip('/')}/{year}/notebooks/embed_{year}_{column:04d}.ipynb"
     print(f"array index {env.get('AWS_BATCH_JOB_ARRAY_INDEX', '0')} -> column {column} -> {notebook_key}")
     code = EXIT_OK

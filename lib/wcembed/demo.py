@@ -17,7 +17,7 @@ from pathlib import Path
 
 import papermill
 
-from wcembed.batch import run_array
+from wcembed.batch import missing_columns, run_array
 from wcembed.index import ingest
 from wcembed.model import CLAY_V01_URL, default_cache_dir, fetch_checkpoint
 from wcembed.sample import build_sample_region
@@ -85,7 +85,13 @@ def run(
     print(f"{len(grid.columns)} columns, {grid.n_chips} chips")
 
     indices = list(range(len(grid.columns))) if indices is None else indices
-    banner(f"3/6 embedding {len(indices)} columns with the local array runner ({parallel} at a time)")
+    todo = set(missing_columns(grid, str(out / "embeddings"), YEAR))
+    done = [i for i in indices if int(grid.columns[i]) not in todo]
+    indices = [i for i in indices if int(grid.columns[i]) in todo]
+    banner(
+        f"3/6 embedding {len(indices)} columns with the local array runner ({parallel} at a time); "
+        f"{len(done)} done already"
+    )
     env = {
         "YEAR": str(YEAR),
         "OUTPUT": str(out / "embeddings"),
