@@ -54,3 +54,27 @@ def test_layer_names():
     assert layer_name(2020, "FCC") == "WORLDCOVER_2020_S2_FCC"
     with pytest.raises(ValueError):
         layer_name(2020, "NDVI")
+
+
+def test_server_rendered_chip_footprints(sample_root, tmp_path):
+    """The CHIPS layer draws every footprint on the server (no GeoJSON per chip in the browser)."""
+    import geopandas as gpd
+    from wcembed.grid import Grid
+
+    grid = Grid(["N37W076"])
+    chips = grid.to_geodataframe(2020)  # all 576 chips of the tile
+    chips.to_file(tmp_path / "chips.fgb", driver="FlatGeobuf")
+    with LocalWMS(sample_root, tmp_path / "ms", footprints=tmp_path / "chips.fgb") as server:
+        client = WMSClient(server.url, cache_dir=None)
+        assert "CHIPS" in client.layers()
+        w, s, e, n = grid.chip_bounds(1156, 288)
+        png = client.thumbnail((w - 0.01, s - 0.01, e + 0.01, n + 0.01), "CHIPS", (300, 300))
+    img = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    drawn = img[..., 3] > 0
+    assert 0.005 < drawn.mean() < 0.2  # outlines, not fills
+    yellow = drawn & (img[..., 0] > 200) & (img[..., 1] > 200) & (img[..., 2] < 80)
+    assert yellow.sum() > 0.8 * drawn.sum()
+    # an outline runs along the chip's western edge, at x = (w - (w - 0.01)) / width * 300 px
+    col = round(0.01 / (e - w + 0.02) * 300)
+    assert drawn[:, max(col - 2, 0) : col + 3].any(axis=1).mean() > 0.8
+    assert isinstance(gpd.read_file(tmp_path / "chips.fgb"), gpd.GeoDataFrame)

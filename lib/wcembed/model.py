@@ -405,6 +405,22 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
+def set_cpu_threads() -> int:
+    """Use every core this process may run on for torch's CPU kernels, unless ``OMP_NUM_THREADS`` says otherwise.
+
+    (Inside a container torch may see the host's cores rather than the job's
+    share; the scheduler affinity is the job's share.)
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        n = os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
 def cpu_has_amx_bf16() -> bool:
     """Whether this CPU has AMX bf16 matrix units (``amx_bf16`` in /proc/cpuinfo)."""
     try:
@@ -452,6 +468,8 @@ class Embedder:
     def __init__(self, model: LoadedModel, device: str | None = None, precision: str = "auto") -> None:
         self.model = model
         self.device = pick_device(device)
+        if self.device.type == "cpu":
+            set_cpu_threads()
         self.encoder = model.encoder.to(self.device).eval()
         if precision not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"unknown precision {precision!r}")
