@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,20 @@ from wcembed.servers import RangeServer, moto_s3
 
 # Tests never reach the network: fail fast instead of trying real hosts.
 os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_papermill(notebook: str, out: Path, params: dict, cwd: Path) -> str:
+    """Execute ``notebooks/<notebook>`` with papermill's CLI in a new process, as a user would;
+    return the executed notebook's text."""
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / notebook), str(out), "--cwd", str(cwd)]
+    for key, value in params.items():
+        cmd += ["-p", key, str(value)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Path(out).read_text()
+
 
 CORNER_TILES = ("N40W101", "N40W100", "N39W101", "N39W100")
 """Synthetic tiles (random values, NOT imagery) meeting at lon -100, lat 40."""

@@ -11,6 +11,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from conftest import ROOT
 from moto import mock_aws
 from wcembed import store
 from wcembed.batch import (
@@ -25,8 +26,6 @@ from wcembed.batch import (
 )
 from wcembed.errors import BadColumnError, TileMissingError, TileTransientError
 from wcembed.tileset import plan_grid
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _request(**kw):

@@ -1,10 +1,10 @@
 """Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, run_papermill
 from PIL import Image
 from wcembed.classify import Labels, LabelsError, export, score_index, train
 from wcembed.embed import embed_column
@@ -14,8 +14,6 @@ from wcembed.index import ChipIndex, ingest
 from wcembed.model import ClayConfig, load_model
 from wcembed.tiles import ChipReader
 from wcembed.wms import LocalWMS, WMSClient
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -144,42 +142,18 @@ def test_labels_in_the_map_toggle_and_save(small_chips, sample_root, tmp_path):
 
 @pytest.mark.slow
 def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root, tmp_path):
-    import subprocess
-    import sys
-
     index, labels, tmp = small_chips
     labels_path = labels.save(tmp_path / "labels.geojson")
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
-        cmd = [
-            sys.executable,
-            "-m",
-            "papermill",
-            str(ROOT / "notebooks/explore.ipynb"),
-            str(tmp_path / "out.ipynb"),
-            "-p",
-            "db",
-            str(tmp / "db"),
-            "-p",
-            "wms_url",
-            wms.url,
-            "-p",
-            "labels",
-            str(labels_path),
-            "-p",
-            "scores_out",
-            str(tmp_path / "scores.parquet"),
-            "-p",
-            "lon",
-            "-75.6",
-            "-p",
-            "lat",
-            "37.68",
-            "--cwd",
-            str(ROOT),
-        ]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    text = (tmp_path / "out.ipynb").read_text()
+        params = {
+            "db": tmp / "db",
+            "wms_url": wms.url,
+            "labels": labels_path,
+            "lon": -75.6,
+            "lat": 37.68,
+            "scores_out": tmp_path / "scores.parquet",
+        }
+        text = run_papermill("explore.ipynb", tmp_path / "out.ipynb", params, cwd=ROOT)
     assert "CV balanced accuracy" in text
     import geopandas as gpd
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from conftest import run_papermill
 from wcembed import store
 from wcembed.embed import embed_column
 from wcembed.errors import BadColumnError, BadYearError
@@ -23,7 +24,6 @@ from wcembed.model import ClayConfig, Embedder, load_model
 from wcembed.tiles import ChipReader
 from wcembed.tileset import plan_grid
 
-ROOT = Path(__file__).resolve().parents[1]
 DATA_COLUMN = 1156  # a column of the Virginia sample with 4 chips above 50 % valid
 EMPTY_COLUMN = 1150  # west of the scene: all nodata
 
@@ -167,36 +167,16 @@ def test_killed_run_leaves_no_file_and_rerun_completes(sample_root, tmp_path):
 
 @pytest.mark.slow
 def test_embed_notebook_runs_with_papermill(sample_root, tmp_path):
-    out_nb = tmp_path / "embed_2020_1156.ipynb"
-    cmd = [
-        sys.executable,
-        "-m",
-        "papermill",
-        str(ROOT / "notebooks/embed_column.ipynb"),
-        str(out_nb),
-        "-p",
-        "year",
-        "2020",
-        "-p",
-        "column",
-        str(DATA_COLUMN),
-        "-p",
-        "tiles",
-        sample_root,
-        "-p",
-        "output",
-        str(tmp_path / "emb"),
-        "-p",
-        "allow_untrained",
-        "True",
-        "--cwd",
-        str(tmp_path),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    params = {
+        "year": 2020,
+        "column": DATA_COLUMN,
+        "tiles": sample_root,
+        "output": tmp_path / "emb",
+        "allow_untrained": True,
+    }
+    text = run_papermill("embed_column.ipynb", tmp_path / "embed_2020_1156.ipynb", params, cwd=tmp_path)
     path = tmp_path / "emb/2020/worldcover_embeddings_2020_1156_v002.gpq"
     gdf = gpd.read_parquet(path)
     assert len(gdf) == 4 and shapely.get_num_coordinates(gdf.geometry).tolist() == [5] * 4
-    text = out_nb.read_text()
     assert "chips_per_s" in text and "image/png" in text  # summary table and the PCA map
     assert store.file_metadata(str(path))["embedding"]["dimension"] == 768

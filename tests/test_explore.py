@@ -1,9 +1,8 @@
 """The explore map: click handler, WMS imagery in a real headless browser."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import ROOT
 from PIL import Image
 from wcembed.embed import embed_column
 from wcembed.explore import Explorer, first_principal_component, offline_html, rank_colors, screenshot
@@ -12,7 +11,6 @@ from wcembed.model import ClayConfig, load_model
 from wcembed.tileset import plan_grid
 from wcembed.wms import LocalWMS, WMSClient
 
-ROOT = Path(__file__).resolve().parents[1]
 NODE_MODULES = ROOT / ".cache/js/node_modules"
 
 

@@ -3,11 +3,10 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from conftest import ROOT, run_papermill
 
-ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
@@ -38,26 +37,10 @@ def test_parameters_cell_holds_only_literals(path):
 
 @pytest.mark.slow
 def test_plan_grid_notebook_runs_offline(tmp_path):
-    out = tmp_path / "plan.ipynb"
-    cmd = [
-        sys.executable,
-        "-m",
-        "papermill",
-        str(ROOT / "notebooks/plan_grid.ipynb"),
-        str(out),
-        "-p",
-        "year",
-        "2021",
-        "-p",
-        "output",
-        str(tmp_path / "grid"),
-        "--cwd",
-        str(tmp_path),
-    ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    text = run_papermill(
+        "plan_grid.ipynb", tmp_path / "plan.ipynb", {"year": 2021, "output": tmp_path / "grid"}, cwd=tmp_path
+    )
     assert (tmp_path / "grid/grid_2021_CONUS.parquet").exists()
-    text = out.read_text()
     assert "columns (array size)" in text and "image/png" in text and "leaflet" in text.lower()
 
 

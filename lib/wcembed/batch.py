@@ -64,7 +64,7 @@ def exit_code_for(exc: BaseException) -> int:
         cls = getattr(errors, name, None)
         if isinstance(cls, type) and issubclass(cls, errors.TransientError):
             return EXIT_TRANSIENT
-        if (isinstance(cls, type) and issubclass(cls, errors.BadInputError)) or name in ("BadYearError", "ValueError"):
+        if (isinstance(cls, type) and issubclass(cls, errors.BadInputError)) or name == "ValueError":
             return EXIT_BAD_INPUT
     return EXIT_BUG
 
@@ -95,6 +95,10 @@ def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
     return (grid or _grid_for(env)).column_at_index(index)
 
 
+def _flag(env: Mapping[str, str], key: str) -> bool:
+    return env.get(key, "").lower() in ("1", "true", "yes")
+
+
 def notebook_parameters(env: Mapping[str, str], column: int) -> dict:
     """Papermill parameters of ``embed_column.ipynb`` from a job's environment."""
     params: dict = {
@@ -106,8 +110,8 @@ def notebook_parameters(env: Mapping[str, str], column: int) -> dict:
         "region": env.get("REGION", "CONUS"),
         "checkpoint": env.get("CHECKPOINT") or None,
         "device": env.get("DEVICE") or None,
-        "allow_untrained": env.get("ALLOW_UNTRAINED", "").lower() in ("1", "true", "yes"),
-        "overwrite": env.get("OVERWRITE", "").lower() in ("1", "true", "yes"),
+        "allow_untrained": _flag(env, "ALLOW_UNTRAINED"),
+        "overwrite": _flag(env, "OVERWRITE"),
     }
     for key, cast in (("BATCH_SIZE", int), ("MIN_VALID_FRACTION", float), ("WORKERS", int), ("MAX_ROWS", int)):
         if env.get(key):

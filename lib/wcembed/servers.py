@@ -112,10 +112,6 @@ class RangeServer:
             return []
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
-    def reset(self) -> None:
-        """Forget the requests logged so far."""
-        self.log.write_text("")
-
 
 def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
     from RangeHTTPServer import RangeRequestHandler
