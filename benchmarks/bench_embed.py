@@ -9,9 +9,10 @@ import numpy as np
 from bench_model import seed_way
 from common import Timer, report, sample_root
 from wcembed.embed import embed_column
-from wcembed.model import Embedder, load_model
+from wcembed.inference import Embedder
 from wcembed.tiles import ChipReader
 from wcembed.tileset import plan_grid
+from wcembed.weights import load_model
 
 
 def main() -> None:

@@ -7,13 +7,15 @@ import argparse
 import numpy as np
 import torch
 from common import Timer, report
-from wcembed.model import MEAN, STD, ClayConfig, ClayEncoder, Embedder, LoadedModel, agreement
+from wcembed.inference import Embedder, agreement, encode_latlon, encode_time
+from wcembed.model import ClayConfig, ClayEncoder
+from wcembed.weights import CLAY_V01, UNTRAINED, LoadedModel
+
+MEAN, STD = CLAY_V01.mean, CLAY_V01.std
 
 
 def seed_way(encoder: ClayEncoder, pixels: np.ndarray, lat, lon, year) -> np.ndarray:
     """Batch of 1, training-mode flags, autograd on, per-chip Python normalisation."""
-    from wcembed.model import encode_latlon, encode_time
-
     encoder.train()
     out = []
     for i in range(len(pixels)):
@@ -34,7 +36,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = LoadedModel(ClayEncoder(ClayConfig()).eval(), "untrained", "untrained")
+    model = LoadedModel(ClayEncoder(ClayConfig()).eval(), UNTRAINED, UNTRAINED)
     rng = np.random.default_rng(0)
     pixels = rng.integers(1, 8000, size=(args.chips, 4, 512, 512)).astype(np.uint16)
     valid = np.ones((args.chips, 512, 512), bool)

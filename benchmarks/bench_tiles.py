@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import rasterio
 from common import Timer, report, sample_root
+from local_servers import RangeServer
 from rasterio.windows import Window
-from wcembed.grid import tile_url
-from wcembed.servers import RangeServer
-from wcembed.tiles import ChipReader, gdal_options, gdal_path
+from wcembed.product import gdal_path, tile_url
+from wcembed.tiles import ChipReader, gdal_options
 from wcembed.tileset import plan_grid
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
-from pathlib import Path
 
 import torch
+from wcembed import ROOT
 
-OUT = Path(__file__).resolve().parents[1] / "outputs" / "benchmarks"
+OUT = ROOT / "outputs" / "benchmarks"
+sys.path.insert(0, str(ROOT / "tests"))  # the test servers (tests/local_servers.py) serve the benchmarks too
 
 
 def sample_root() -> str:

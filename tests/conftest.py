@@ -9,21 +9,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from local_servers import RangeServer, moto_s3
 from rasterio.windows import Window
-from wcembed.grid import Tile, tile_key
+from wcembed import NOTEBOOKS
+from wcembed.product import Tile, tile_key
 from wcembed.sample import build_sample_region, write_tile
-from wcembed.servers import RangeServer, moto_s3
 
 # Tests never reach the network: fail fast instead of trying real hosts.
 os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_papermill(notebook: str, out: Path, params: dict, cwd: Path) -> str:
     """Execute ``notebooks/<notebook>`` with papermill's CLI in a new process, as a user would;
     return the executed notebook's text."""
-    cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / notebook), str(out), "--cwd", str(cwd)]
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / notebook), str(out), "--cwd", str(cwd)]
     for key, value in params.items():
         cmd += ["-p", key, str(value)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

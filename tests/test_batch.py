@@ -11,9 +11,8 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from conftest import ROOT
 from moto import mock_aws
-from wcembed import store
+from wcembed import ROOT, store
 from wcembed.batch import (
     EXIT_BAD_INPUT,
     column_for_index,
@@ -159,6 +158,48 @@ def test_entrypoint_index_3_writes_the_fourth_column(sample_root, tmp_path):
     )
     assert past.returncode == EXIT_BAD_INPUT
     assert "outside" in past.stderr
+
+
+@pytest.mark.slow
+def test_checkpoint_download_failure_exits_75_and_the_retry_succeeds(sample_root, tmp_path):
+    """A 503 storm on the checkpoint makes the job transient (Batch retries it); the retry completes it."""
+    import torch
+    from local_servers import RangeServer
+    from wcembed.model import ClayConfig, ClayEncoder
+
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    torch.manual_seed(0)
+    state = {f"model.encoder.{k}": v for k, v in ClayEncoder(ClayConfig()).state_dict().items()}
+    torch.save({"state_dict": state}, serve / "clay.ckpt")
+    grid = plan_grid(2020, sample_root)
+    with RangeServer(serve, faults=[("clay.ckpt", 503, 3)]) as srv:  # every attempt of the first job fails
+        env = {
+            **os.environ,
+            "YEAR": "2020",
+            "TILES": sample_root,
+            "OUTPUT": str(tmp_path / "out"),
+            "CHECKPOINT": f"{srv.url}/clay.ckpt",
+            "WCEMBED_CACHE": str(tmp_path / "cache"),
+            "AWS_BATCH_JOB_ARRAY_INDEX": "0",
+            "MAX_ROWS": "1",
+        }
+        run = [sys.executable, "-m", "wcembed", "batch"]
+        first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert first.returncode == 75, first.stderr[-3000:]
+        assert "CheckpointDownloadError" in first.stderr
+        second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+        assert second.returncode == 0, second.stderr[-3000:]
+        assert [r["status"] for r in srv.requests() if r["method"] == "GET"] == [503, 503, 503, 200]
+    path = store.output_path(tmp_path / "out", 2020, int(grid.columns[0]))
+    meta = store.file_metadata(path)["embedding"]
+    assert meta["weights"] == "clay-v0.1" and meta["checkpoint_sha256"] == store_sha(serve / "clay.ckpt")
+
+
+def store_sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_entrypoint_without_environment_is_bad_input(capsys):

@@ -4,15 +4,19 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ROOT, run_papermill
+from conftest import run_papermill
 from PIL import Image
-from wcembed.classify import Labels, LabelsError, export, score_index, train
+from wcembed import ROOT
+from wcembed.classify import Labels, export, score_index, train
 from wcembed.embed import embed_column
-from wcembed.explore import Explorer, offline_html, screenshot
+from wcembed.errors import LabelsError
+from wcembed.explore import Explorer
 from wcembed.grid import Grid
 from wcembed.index import ChipIndex, ingest
-from wcembed.model import ClayConfig, load_model
+from wcembed.model import ClayConfig
+from wcembed.pages import offline_html, screenshot
 from wcembed.tiles import ChipReader
+from wcembed.weights import load_model
 from wcembed.wms import LocalWMS, WMSClient
 
 

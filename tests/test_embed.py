@@ -19,10 +19,11 @@ from conftest import run_papermill
 from wcembed import store
 from wcembed.embed import embed_column
 from wcembed.errors import BadColumnError, BadYearError
-from wcembed.explore import read_embeddings
-from wcembed.model import ClayConfig, Embedder, load_model
+from wcembed.inference import Embedder
+from wcembed.model import ClayConfig
 from wcembed.tiles import ChipReader
 from wcembed.tileset import plan_grid
+from wcembed.weights import load_model
 
 DATA_COLUMN = 1156  # a column of the Virginia sample with 4 chips above 50 % valid
 EMPTY_COLUMN = 1150  # west of the scene: all nodata
@@ -71,7 +72,7 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
 
 def test_embedding_equals_the_encoder_on_the_chip_read_directly(sample_root, tmp_path, small_model, grid):
     result = run(sample_root, tmp_path, small_model, grid)
-    gdf, vectors = read_embeddings(result.path)
+    gdf, vectors = store.read_column(result.path)
     embedder = Embedder(small_model, device="cpu")
     with ChipReader(grid, 2020, sample_root) as reader:
         for i, (_, chip) in enumerate(gdf.iterrows()):
@@ -122,7 +123,7 @@ def test_output_to_s3(sample_root, s3_endpoint, small_model, grid):
     result = run(sample_root, "s3://wc-out/emb", small_model, grid)
     assert result.path == "s3://wc-out/emb/2020/worldcover_embeddings_2020_1156_v002.gpq"
     assert store.exists(result.path) and store.exists(store.stac_path(result.path))
-    gdf, vectors = read_embeddings(result.path)
+    gdf, vectors = store.read_column(result.path)
     assert len(gdf) == 4 and vectors.shape == (4, 64)
     assert list(store.list_outputs("s3://wc-out/emb", 2020)) == [result.path]
     assert run(sample_root, "s3://wc-out/emb", small_model, grid).status == "exists"

@@ -2,13 +2,17 @@
 
 import numpy as np
 import pytest
-from conftest import ROOT
 from PIL import Image
+from wcembed import ROOT
 from wcembed.embed import embed_column
-from wcembed.explore import Explorer, first_principal_component, offline_html, rank_colors, screenshot
+from wcembed.explore import Explorer
+from wcembed.figures import first_principal_component
 from wcembed.index import ChipIndex, ingest
-from wcembed.model import ClayConfig, load_model
+from wcembed.model import ClayConfig
+from wcembed.pages import offline_html, screenshot
+from wcembed.styles import rank_colors
 from wcembed.tileset import plan_grid
+from wcembed.weights import load_model
 from wcembed.wms import LocalWMS, WMSClient
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"

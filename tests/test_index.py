@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from wcembed import store
+from wcembed.errors import UnknownChipError
 from wcembed.grid import Grid, chip_id
 from wcembed.index import ChipIndex, ingest, query_vector
 
@@ -87,7 +88,7 @@ def test_search_by_chip_point_examples_and_filters(db):
     w, s, e, n = grid.chip_bounds(1152, 285)
     inside = idx.by_vector(q, k=50, bbox=(w, s, e, n))
     assert set(inside["column"]) == {1152} and set(inside["row"]) == {285}
-    with pytest.raises(KeyError):
+    with pytest.raises(UnknownChipError):
         idx.vectors(["nope"])
 
 

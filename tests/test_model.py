@@ -9,17 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from wcembed.errors import CheckpointError, UntrainedWeightsError
-from wcembed.model import (
-    MEAN,
-    STD,
-    ClayConfig,
-    ClayEncoder,
-    Embedder,
-    encode_latlon,
-    encode_time,
-    load_model,
-    normalize,
-)
+from wcembed.inference import Embedder, encode_latlon, encode_time, normalize
+from wcembed.model import ClayConfig, ClayEncoder
+from wcembed.weights import CLAY_V01, load_model
+
+MEAN, STD = CLAY_V01.mean, CLAY_V01.std
 
 DATA = Path(__file__).parent / "data" / "clay_v0"
 
@@ -217,7 +211,7 @@ def test_embedder_batches_agree_with_single_chips():
 
 def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, full_state, s3_endpoint):
     import boto3
-    from wcembed.servers import RangeServer
+    from local_servers import RangeServer
 
     src = tmp_path / "serve"
     src.mkdir()
@@ -239,3 +233,28 @@ def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, ful
     with pytest.raises(CheckpointError, match="cannot download"):
         load_model("s3://wc-out/models/missing.ckpt", cache_dir=tmp_path / "cache3")
     assert not list((tmp_path / "cache3" / "checkpoints").glob("*"))  # nothing half-written left behind
+
+
+def test_checkpoint_download_retries_network_failures_and_gives_up_transiently(tmp_path, full_state):
+    from local_servers import RangeServer
+    from wcembed.errors import CheckpointDownloadError, TransientError
+    from wcembed.weights import fetch_checkpoint
+
+    src = tmp_path / "serve"
+    src.mkdir()
+    ckpt = src / "clay.ckpt"
+    _write_lightning_checkpoint(ckpt, full_state)
+    with RangeServer(src, faults=[("clay.ckpt", 503, 1)]) as srv:  # one 503, then the file
+        got = fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c1", backoff=0.1)
+        assert got.read_bytes() == ckpt.read_bytes()
+        assert [r["status"] for r in srv.requests() if r["method"] == "GET"] == [503, 200]
+    with RangeServer(src, faults=[("clay.ckpt", 503, 10)]) as srv:
+        with pytest.raises(CheckpointDownloadError, match="after 3 attempts") as info:
+            fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c2", backoff=0.1)
+        assert isinstance(info.value, TransientError)
+        with pytest.raises(CheckpointError, match="404"):  # a wrong URL is bad input, not retried
+            fetch_checkpoint(f"{srv.url}/nope.ckpt", tmp_path / "c2", backoff=0.1)
+    assert not list((tmp_path / "c2" / "checkpoints").glob("*"))  # no partial file left to be used
+    with pytest.raises(CheckpointError, match="sha256"):
+        fetch_checkpoint(f"file://{ckpt}", tmp_path / "c3", sha256="0" * 64)
+    assert not list((tmp_path / "c3" / "checkpoints").glob("*"))

@@ -5,9 +5,20 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, run_papermill
+from conftest import run_papermill
+from wcembed import ROOT
+from wcembed.job import ColumnJob
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+def _parameters(name: str) -> dict:
+    """The names and literal values of a notebook's ``parameters`` cell, in order."""
+    import ast
+
+    nb = json.loads((ROOT / "notebooks" / name).read_text())
+    (cell,) = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    return {s.targets[0].id: ast.literal_eval(s.value) for s in ast.parse("".join(cell["source"])).body}
 
 
 def test_there_are_notebooks():
@@ -33,6 +44,57 @@ def test_parameters_cell_holds_only_literals(path):
     for stmt in tree.body:
         assert isinstance(stmt, ast.Assign), ast.dump(stmt)
         ast.literal_eval(stmt.value)  # a plain literal, or this raises
+
+
+def test_embed_notebook_parameters_are_the_column_job_definition():
+    """The notebook's parameters cell declares exactly ColumnJob's fields, in order, with its defaults."""
+    params = _parameters("embed_column.ipynb")
+    fields = ColumnJob.fields()
+    assert list(params) == [f.name for f in fields]
+    for f in fields:
+        assert params[f.name] == ColumnJob.example(f), f.name
+        assert type(params[f.name]) in (ColumnJob.kind(f), type(None)), f.name
+    job = ColumnJob.from_mapping(params)  # what the notebook's run cell does with its globals
+    assert job.parameters() == params
+
+
+def test_column_job_round_trips_through_env_flags_and_papermill():
+    import argparse
+
+    job = ColumnJob(
+        year=2021, column=40, output="s3://b/e", tile_index="land", batch_size=16, precision="bfloat16",
+        min_valid_fraction=0.25, allow_untrained=True, max_rows=3, workers=4,
+    )  # fmt: skip
+    assert ColumnJob.from_env(job.to_env(), column=40) == job
+    parser = argparse.ArgumentParser()
+    ColumnJob.add_arguments(parser)
+    argv = [f"--{k.replace('_', '-')}" for k, v in job.parameters().items() if v is True]
+    for k, v in job.parameters().items():
+        if v is not None and not isinstance(v, bool):
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    assert ColumnJob.from_args(parser.parse_args(argv)) == job
+    env = job.to_env()
+    assert env["ALLOW_UNTRAINED"] == "true" and env["BATCH_SIZE"] == "16" and "COLUMN" not in env
+    assert "CHECKPOINT" not in env  # None is left out, so a job definition's own value stands
+
+
+@pytest.mark.parametrize(
+    "env,match",
+    [
+        ({"OUTPUT": "x"}, "YEAR"),
+        ({"YEAR": "2019"}, "2019"),
+        ({"YEAR": "2020", "BATCH_SIZE": "eight"}, "BATCH_SIZE"),
+        ({"YEAR": "2020", "BATCH_SIZE": "0"}, "batch_size"),
+        ({"YEAR": "2020", "OVERWRITE": "maybe"}, "OVERWRITE"),
+        ({"YEAR": "2020", "MIN_VALID_FRACTION": "1.5"}, "min_valid_fraction"),
+        ({"YEAR": "2020", "PRECISION": "int4"}, "precision"),
+    ],
+)
+def test_bad_job_environment_is_bad_input(env, match):
+    from wcembed.errors import BadParameterError
+
+    with pytest.raises(BadParameterError, match=match):
+        ColumnJob.from_env(env)
 
 
 @pytest.mark.slow

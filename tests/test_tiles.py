@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 from conftest import CORNER_TILES
+from local_servers import RangeServer
 from rasterio.merge import merge
 from rasterio.windows import Window
 from wcembed.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError, TransientError
-from wcembed.grid import Grid, tile_key
+from wcembed.grid import Grid
+from wcembed.product import tile_key
 from wcembed.sample import write_tile
-from wcembed.servers import RangeServer
 from wcembed.tiles import ChipReader
 from wcembed.tileset import load_tiles
 
@@ -202,7 +203,7 @@ def test_wrong_band_count_or_dtype(tmp_path, count, dtype, match):
 def test_wrong_transform(tmp_path):
     grid = Grid(["N37W076"])
     # the right pixels written for the wrong tile (N36W076) under N37W076's name
-    from wcembed.grid import Tile
+    from wcembed.product import Tile
 
     write_tile(
         tmp_path / tile_key("N37W076", 2020),

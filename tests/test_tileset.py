@@ -4,7 +4,7 @@ import geopandas as gpd
 import pytest
 import shapely
 from wcembed.errors import BadInputError, EmptyTileSetError
-from wcembed.grid import Tile, tile_key
+from wcembed.product import Tile, tile_key
 from wcembed.tileset import load_tiles, region_bounds, tiles_from_land_outline
 
 
@@ -41,6 +41,23 @@ def test_grid_file_with_year_flags(tmp_path):
         load_tiles("/unused", 2020, tile_index=str(bad))
     with pytest.raises(BadInputError, match="does not exist"):
         load_tiles("/unused", 2020, tile_index=str(tmp_path / "nope.fgb"))
+
+
+def test_tile_index_over_http_network_failure_is_transient_and_404_is_bad_input(tmp_path):
+    from local_servers import RangeServer
+    from wcembed.errors import TileIndexError, TileIndexTransientError, TransientError
+
+    names = ["N37W076", "N24W082"]
+    gdf = gpd.GeoDataFrame({"tile": names}, geometry=[shapely.box(*Tile.from_name(n).bounds) for n in names])
+    gdf.set_crs("EPSG:4326").to_file(tmp_path / "index.fgb", driver="FlatGeobuf")
+    with RangeServer(tmp_path, faults=[("index.fgb", 503, 1000)]) as srv:
+        with pytest.raises(TileIndexTransientError, match="503") as info:
+            load_tiles(srv.url, 2020, tile_index=f"{srv.url}/index.fgb")
+        assert isinstance(info.value, TransientError)  # a Batch job exits 75 and is retried
+    with RangeServer(tmp_path) as srv:
+        assert load_tiles(srv.url, 2020, tile_index=f"{srv.url}/index.fgb") == ["N24W082", "N37W076"]
+        with pytest.raises(TileIndexError):
+            load_tiles(srv.url, 2020, tile_index=f"{srv.url}/missing.fgb")
 
 
 def test_offline_land_outline_covers_conus_edges():

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
-from wcembed.grid import tile_key
+from wcembed.product import layer_name, tile_key
 from wcembed.tileset import plan_grid
-from wcembed.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient, layer_name
+from wcembed.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient
 
 
 @pytest.fixture(scope="module")

@@ -19,14 +19,17 @@ anything else       1     EXIT (a bug: look at the stored notebook)
 host lost           -     ``onStatusReason: Host EC2*`` -> RETRY (spot reclaim, host failure)
 =================== ===== ==========================================================
 
-Environment of a job: ``YEAR``, ``OUTPUT``, ``TILES``, and optionally
-``TILE_INDEX``, ``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``,
-``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``WORKERS``, ``OVERWRITE``, ``COLUMNS``
-(comma-separated column numbers; index i runs the i-th), ``NOTEBOOK``.
+Environment of a job: the parameters of :class:`~wcembed.job.ColumnJob` under
+their environment names (``YEAR``, ``OUTPUT``, ``TILES``, ``TILE_INDEX``,
+``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``, ``PRECISION``,
+``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``OVERWRITE``, ``MAX_ROWS``,
+``WORKERS``), and optionally ``COLUMNS`` (comma-separated column numbers; index
+i runs the i-th) and ``NOTEBOOK`` (another notebook to run).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -38,8 +41,10 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wcembed import ESA_HTTPS, errors, store
-from wcembed.grid import Grid, check_year
+from wcembed import NOTEBOOKS, ROOT, errors, store
+from wcembed.grid import Grid
+from wcembed.job import ColumnJob
+from wcembed.product import check_year
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,8 @@ EXIT_BAD_INPUT = 65
 EXIT_TRANSIENT = 75
 EXIT_BUG = 1
 RETRY_ATTEMPTS = 3
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_NOTEBOOK = PACKAGE_ROOT / "notebooks" / "embed_column.ipynb"
-JOB_DEFINITION = PACKAGE_ROOT / "batch" / "job_definition.json"
+DEFAULT_NOTEBOOK = NOTEBOOKS / "embed_column.ipynb"
+JOB_DEFINITION = ROOT / "batch" / "job_definition.json"
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -60,24 +64,12 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, errors.BadInputError):
         return EXIT_BAD_INPUT
     name = getattr(exc, "ename", None)  # papermill's PapermillExecutionError names the notebook's exception
-    if name:
-        cls = getattr(errors, name, None)
-        if isinstance(cls, type) and issubclass(cls, errors.TransientError):
-            return EXIT_TRANSIENT
-        if (isinstance(cls, type) and issubclass(cls, errors.BadInputError)) or name == "ValueError":
-            return EXIT_BAD_INPUT
+    cls = getattr(errors, name, None) if name else None
+    if isinstance(cls, type) and issubclass(cls, errors.TransientError):
+        return EXIT_TRANSIENT
+    if isinstance(cls, type) and issubclass(cls, errors.BadInputError):
+        return EXIT_BAD_INPUT
     return EXIT_BUG
-
-
-def _grid_for(env: Mapping[str, str]) -> Grid:
-    from wcembed.tileset import plan_grid
-
-    return plan_grid(
-        check_year(int(env["YEAR"])),
-        env.get("TILES", ESA_HTTPS),
-        tile_index=env.get("TILE_INDEX") or None,
-        region=env.get("REGION", "CONUS"),
-    )
 
 
 def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
@@ -88,35 +80,22 @@ def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
     except ValueError:
         raise errors.BadColumnError(f"AWS_BATCH_JOB_ARRAY_INDEX={raw!r} is not an integer") from None
     if env.get("COLUMNS"):
-        columns = [int(c) for c in env["COLUMNS"].split(",") if c.strip()]
+        try:
+            columns = [int(c) for c in env["COLUMNS"].split(",") if c.strip()]
+        except ValueError:
+            raise errors.BadColumnError(f"COLUMNS={env['COLUMNS']!r} is not a list of column numbers") from None
         if not 0 <= index < len(columns):
             raise errors.BadColumnError(f"array index {index} is outside the {len(columns)} columns of COLUMNS")
-        return (grid or _grid_for(env)).check_column(columns[index])
-    return (grid or _grid_for(env)).column_at_index(index)
+        return (grid or ColumnJob.from_env(env).plan_grid()).check_column(columns[index])
+    return (grid or ColumnJob.from_env(env).plan_grid()).column_at_index(index)
 
 
-def _flag(env: Mapping[str, str], key: str) -> bool:
-    return env.get(key, "").lower() in ("1", "true", "yes")
-
-
-def notebook_parameters(env: Mapping[str, str], column: int) -> dict:
-    """Papermill parameters of ``embed_column.ipynb`` from a job's environment."""
-    params: dict = {
-        "year": int(env["YEAR"]),
-        "column": column,
-        "output": env["OUTPUT"],
-        "tiles": env.get("TILES", ESA_HTTPS),
-        "tile_index": env.get("TILE_INDEX") or None,
-        "region": env.get("REGION", "CONUS"),
-        "checkpoint": env.get("CHECKPOINT") or None,
-        "device": env.get("DEVICE") or None,
-        "allow_untrained": _flag(env, "ALLOW_UNTRAINED"),
-        "overwrite": _flag(env, "OVERWRITE"),
-    }
-    for key, cast in (("BATCH_SIZE", int), ("MIN_VALID_FRACTION", float), ("WORKERS", int), ("MAX_ROWS", int)):
-        if env.get(key):
-            params[key.lower()] = cast(env[key])
-    return params
+def job_for_index(env: Mapping[str, str], grid: Grid | None = None) -> ColumnJob:
+    """The column job that a Batch job's environment and array index describe."""
+    if "YEAR" not in env or "OUTPUT" not in env:
+        raise errors.BadParameterError("the job needs YEAR and OUTPUT in its environment")
+    job = ColumnJob.from_env(env)
+    return dataclasses.replace(job, column=column_for_index(env, grid or job.plan_grid()))
 
 
 def entrypoint(env: Mapping[str, str] | None = None) -> int:
@@ -125,19 +104,16 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
 
     env = dict(os.environ if env is None else env)
     try:
-        if "YEAR" not in env or "OUTPUT" not in env:
-            raise errors.BadInputError("the job needs YEAR and OUTPUT in its environment")
-        column = column_for_index(env)
+        job = job_for_index(env)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
-    year = int(env["YEAR"])
-    params = notebook_parameters(env, column)
-    done = store.output_path(env["OUTPUT"], year, column)
-    if not params["overwrite"] and store.exists(done):
+    year, column = job.year, job.column
+    done = job.output_path
+    if not job.overwrite and store.exists(done):
         print(f"column {column} of {year} is done: {done}")
         return EXIT_OK
-    notebook_key = f"{env['OUTPUT'].rstrip('/')}/{year}/notebooks/embed_{year}_{column:04d}.ipynb"
+    notebook_key = f"{job.output.rstrip('/')}/{year}/notebooks/embed_{year}_{column:04d}.ipynb"
     print(f"array index {env.get('AWS_BATCH_JOB_ARRAY_INDEX', '0')} -> column {column} -> {notebook_key}")
     code = EXIT_OK
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,7 +122,7 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
             papermill.execute_notebook(
                 env.get("NOTEBOOK", str(DEFAULT_NOTEBOOK)),
                 str(executed),
-                parameters=params,
+                parameters=job.parameters(),
                 progress_bar=False,
                 cwd=env.get("WORKDIR", os.getcwd()),
             )

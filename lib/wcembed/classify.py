@@ -22,15 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from wcembed.errors import BadInputError
+from wcembed.errors import BadParameterError, LabelsError
+from wcembed.product import CRS
+from wcembed.store import vector_matrix
 
 log = logging.getLogger(__name__)
 
 LABELS = ("positive", "negative")
-
-
-class LabelsError(BadInputError):
-    """A labels file is malformed."""
 
 
 class Labels:
@@ -189,13 +187,9 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
     import pandas as pd
     import shapely
 
-    query = index.table.search().select(["chip_id", "year", "geometry", "vector"]).limit(None)
-    if year is not None:
-        query = query.where(f"year = {int(year)}")
     parts = []
-    for batch in query.to_batches(batch_size=batch_rows):
-        vec = batch.column("vector")
-        x = vec.flatten().to_numpy(zero_copy_only=False).reshape(len(vec), vec.type.list_size)
+    for batch in index.batches(["chip_id", "year", "geometry", "vector"], year=year, batch_rows=batch_rows):
+        x = vector_matrix(batch.column("vector"))
         parts.append(
             pd.DataFrame(
                 {
@@ -209,7 +203,7 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
     df = (
         pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["chip_id", "year", "score", "geometry"])
     )
-    gdf = gpd.GeoDataFrame(df, geometry="geometry", crs="OGC:CRS84")
+    gdf = gpd.GeoDataFrame(df, geometry="geometry", crs=CRS)
     if path is not None:
         export(gdf, path)
     return gdf
@@ -224,5 +218,5 @@ def export(results, path: str | Path) -> Path:
     elif path.suffix in (".geojson", ".json"):
         results.to_file(path, driver="GeoJSON")
     else:
-        raise BadInputError(f"export to .parquet, .gpq or .geojson, not {path.suffix!r}")
+        raise BadParameterError(f"export to .parquet, .gpq or .geojson, not {path.suffix!r}")
     return path

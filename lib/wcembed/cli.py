@@ -21,16 +21,13 @@ import logging
 import sys
 from pathlib import Path
 
-from wcembed import ESA_HTTPS
+from wcembed.errors import BadParameterError
+from wcembed.job import ColumnJob
+from wcembed.product import YEARS
 
 log = logging.getLogger("wcembed")
-
-
-def _add_grid_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--year", type=int, required=True, help="2020 or 2021")
-    p.add_argument("--tiles", default=ESA_HTTPS, help="tile source: folder, http(s) or s3 prefix of the bucket")
-    p.add_argument("--tile-index", default=None, help="'land', a tile-index vector file, or a folder")
-    p.add_argument("--region", default="CONUS", help="CONUS or 'west,south,east,north'")
+GRID_PARAMETERS = ("year", "tiles", "tile_index", "region")
+"""The job parameters that decide the grid."""
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -57,24 +54,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from wcembed.embed import embed_column
+    from wcembed.embed import run_job
 
-    result = embed_column(
-        args.year,
-        args.column,
-        output=args.output,
-        tiles=args.tiles,
-        checkpoint=args.checkpoint,
-        tile_index=args.tile_index,
-        region=args.region,
-        batch_size=args.batch_size,
-        device=args.device,
-        min_valid_fraction=args.min_valid_fraction,
-        allow_untrained=args.allow_untrained,
-        overwrite=args.overwrite,
-        max_rows=args.max_rows,
-        workers=args.workers,
-    )
+    result = run_job(ColumnJob.from_args(args))
     for k, v in result.summary().items():
         print(f"{k:>14}: {v}")
     return 0
@@ -86,28 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="plan the chip grid")
-    _add_grid_args(p)
+    ColumnJob.add_arguments(p, only=GRID_PARAMETERS)
     p.add_argument("--chip-size", type=int, default=512)
     p.add_argument("--out", default="outputs/grid")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("sample", help="build the sample region from the Virginia scene")
     p.add_argument("--out", default="outputs/sample")
-    p.add_argument("--years", type=int, nargs="+", default=[2020, 2021])
+    p.add_argument("--years", type=int, nargs="+", default=list(YEARS))
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("embed", help="embed one column")
-    _add_grid_args(p)
-    p.add_argument("--column", type=int, required=True)
-    p.add_argument("--output", default="outputs/embeddings")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--device", default=None)
-    p.add_argument("--min-valid-fraction", type=float, default=0.5)
-    p.add_argument("--allow-untrained", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--max-rows", type=int, default=None)
-    p.add_argument("--workers", type=int, default=1)
+    ColumnJob.add_arguments(p, required=("column",))
     p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("demo", help="the whole pipeline offline on the sample region (outputs/)")
@@ -135,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda args: __import__("wcembed.batch").batch.entrypoint())
 
     p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
-    _add_job_args(p)
+    ColumnJob.add_arguments(p, exclude=("column",))
     p.add_argument("--indices", default=None, help="e.g. 0-9 or 3,5 (default: every column)")
     p.add_argument("--parallel", type=int, default=2)
     p.set_defaults(func=cmd_run_array)
@@ -145,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("resubmit-missing", "submit only the columns whose output is missing"),
     ):
         p = sub.add_parser(name, help=text)
-        _add_job_args(p)
+        ColumnJob.add_arguments(p, exclude=("column",), required=("output",))
         p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41 (reruns)")
         p.add_argument("--gpu", action="store_true", help="request one GPU per job (DEVICE=cuda)")
         p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
@@ -155,30 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_job_args(p: argparse.ArgumentParser) -> None:
-    _add_grid_args(p)
-    p.add_argument("--output", required=True, help="folder or s3://bucket/prefix")
-    p.add_argument("--checkpoint", default=None)
-    p.add_argument("--allow-untrained", action="store_true")
-    p.add_argument("--batch-size", type=int, default=None)
-
-
-def _job_env(args: argparse.Namespace) -> dict[str, str]:
-    env = {"YEAR": str(args.year), "OUTPUT": args.output, "TILES": args.tiles, "REGION": args.region}
-    optional = {"TILE_INDEX": args.tile_index, "CHECKPOINT": args.checkpoint, "BATCH_SIZE": args.batch_size}
-    env.update({k: str(v) for k, v in optional.items() if v})
-    if args.allow_untrained:
-        env["ALLOW_UNTRAINED"] = "true"
-    return env
-
-
 def _parse_indices(text: str | None, n: int) -> list[int]:
     if not text:
         return list(range(n))
     out: list[int] = []
     for part in text.split(","):
         a, _, b = part.partition("-")
-        out.extend(range(int(a), int(b or a) + 1))
+        try:
+            out.extend(range(int(a), int(b or a) + 1))
+        except ValueError:
+            raise BadParameterError(f"{text!r} is not a list of numbers: use e.g. 0-9 or 3,5") from None
     return out
 
 
@@ -198,10 +156,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_run_array(args: argparse.Namespace) -> int:
     from wcembed.batch import run_array
-    from wcembed.tileset import plan_grid
 
-    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region)
-    codes = run_array(_parse_indices(args.indices, len(grid.columns)), _job_env(args), parallel=args.parallel)
+    job = ColumnJob.from_args(args)
+    indices = _parse_indices(args.indices, len(job.plan_grid().columns))
+    codes = run_array(indices, job.to_env(), parallel=args.parallel)
     failed = {i: c for i, c in codes.items() if c}
     print(f"{len(codes) - len(failed)} of {len(codes)} indices succeeded" + (f"; failed: {failed}" if failed else ""))
     return max(failed.values(), default=0)
@@ -211,10 +169,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     import json
 
     from wcembed.batch import missing_columns, submit_request, validate
-    from wcembed.tileset import plan_grid
 
-    grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region)
-    columns = [grid.check_column(int(c)) for c in args.columns.split(",")] if args.columns else None
+    job = ColumnJob.from_args(args)
+    grid = job.plan_grid()
+    columns = [grid.check_column(c) for c in _parse_indices(args.columns, 0)] if args.columns else None
     if args.missing:
         columns = [c for c in missing_columns(grid, args.output, args.year) if columns is None or c in columns]
         print(f"{len(columns)} of {len(grid.columns)} columns have no output yet", file=sys.stderr)
@@ -225,7 +183,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         len(grid.columns),
         job_queue=args.job_queue,
         job_definition=args.job_definition,
-        environment={k: v for k, v in _job_env(args).items() if k != "YEAR"},
+        environment={k: v for k, v in job.to_env().items() if k != "YEAR"},
         columns=columns,
         gpu=args.gpu,
     )

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import papermill
 
+from wcembed import NOTEBOOKS, ROOT
 from wcembed.batch import missing_columns, run_array
-from wcembed.index import ingest
-from wcembed.model import CLAY_V01_URL, default_cache_dir, fetch_checkpoint
+from wcembed.index import ChipIndex, ingest
+from wcembed.job import ColumnJob
 from wcembed.sample import build_sample_region
-from wcembed.tileset import plan_grid
+from wcembed.weights import CLAY_V01, default_cache_dir, fetch_checkpoint
 from wcembed.wms import LocalWMS
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[2]
 YEAR = 2020
 START = (-75.62, 37.675)  # lon, lat: farmland near Accomac, Virginia
 
@@ -38,11 +38,11 @@ def choose_weights(checkpoint: str | None) -> str | None:
     """The user's checkpoint, else the cached or downloadable Clay v0.1, else None (untrained)."""
     if checkpoint:
         return checkpoint
-    cached = default_cache_dir() / "checkpoints" / Path(CLAY_V01_URL).name
+    cached = default_cache_dir() / "checkpoints" / CLAY_V01.filename
     if cached.exists():
         return str(cached)
     try:
-        return str(fetch_checkpoint(CLAY_V01_URL))
+        return str(fetch_checkpoint(CLAY_V01.url, sha256=CLAY_V01.sha256))
     except Exception as exc:  # offline: no Hugging Face
         log.info("Clay v0.1 checkpoint not available: %s", exc)
         return None
@@ -75,33 +75,33 @@ def run(
 
     banner("2/6 planning the grid of the sample region (plan_grid.ipynb)")
     papermill.execute_notebook(
-        ROOT / "notebooks/plan_grid.ipynb",
+        NOTEBOOKS / "plan_grid.ipynb",
         nb_out / "plan_grid.ipynb",
         cwd=ROOT,
         parameters={"year": YEAR, "tiles": str(sample), "tile_index": str(sample), "output": str(out / "grid")},
         progress_bar=False,
     )
-    grid = plan_grid(YEAR, sample)
+    job = ColumnJob(
+        year=YEAR,
+        output=str(out / "embeddings"),
+        tiles=str(sample),
+        batch_size=4,
+        checkpoint=weights,
+        allow_untrained=not weights,
+    )
+    grid = job.plan_grid()
     print(f"{len(grid.columns)} columns, {grid.n_chips} chips")
 
     indices = list(range(len(grid.columns))) if indices is None else indices
-    todo = set(missing_columns(grid, str(out / "embeddings"), YEAR))
+    todo = set(missing_columns(grid, job.output, YEAR))
     done = [i for i in indices if int(grid.columns[i]) not in todo]
     indices = [i for i in indices if int(grid.columns[i]) in todo]
     banner(
         f"3/6 embedding {len(indices)} columns with the local array runner ({parallel} at a time); "
         f"{len(done)} done already"
     )
-    env = {
-        "YEAR": str(YEAR),
-        "OUTPUT": str(out / "embeddings"),
-        "TILES": str(sample),
-        "WORKDIR": str(ROOT),
-        "OMP_NUM_THREADS": "1" if parallel > 1 else "",
-        "BATCH_SIZE": "4",
-    }
-    env.update({"CHECKPOINT": weights} if weights else {"ALLOW_UNTRAINED": "true"})
-    codes = run_array(indices, {k: v for k, v in env.items() if v}, parallel=parallel)
+    env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if parallel > 1 else {})
+    codes = run_array(indices, env, parallel=parallel)
     failed = {i: c for i, c in codes.items() if c}
     if failed:
         print(f"failed array indices (exit codes): {failed}", file=sys.stderr)
@@ -109,15 +109,14 @@ def run(
 
     banner("4/6 ingesting into LanceDB")
     print(ingest(out / "embeddings", out / "lancedb"))
-    from wcembed.explore import write_footprints
-
-    footprints = write_footprints(out / "lancedb", out / "footprints.fgb")
+    footprints = out / "footprints.fgb"
+    ChipIndex(out / "lancedb").footprints().to_file(footprints, driver="FlatGeobuf")
 
     banner("5/6 explore.ipynb with a sample query, served by a local MapServer WMS")
     node_modules = ROOT / ".cache/js/node_modules"
     with LocalWMS(sample, out / "wms", footprints=footprints) as wms:
         papermill.execute_notebook(
-            ROOT / "notebooks/explore.ipynb",
+            NOTEBOOKS / "explore.ipynb",
             nb_out / "explore.ipynb",
             cwd=ROOT,
             progress_bar=False,

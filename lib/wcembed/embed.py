@@ -10,6 +10,9 @@ With ``workers=1`` (the default) every COG block of the column is fetched
 once; more workers help a fast GPU keep busy at the cost of some blocks fetched
 by two threads.
 
+The parameters of a run are a :class:`~wcembed.job.ColumnJob`; the file, its
+metadata and the STAC Item beside it are written by :func:`wcembed.store.write_column`.
+
 Example
 -------
 >>> result = embed_column(2020, 1410, output="outputs/embeddings", tiles="outputs/sample",
@@ -22,22 +25,22 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import json
 import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 
 import wcembed
 from wcembed import store
-from wcembed.grid import VERSIONS, Grid, check_year, chip_id
-from wcembed.model import MEAN, STD, Embedder, LoadedModel, load_model
+from wcembed.grid import Grid
+from wcembed.inference import COMPOSITE_DATE, Embedder
+from wcembed.job import ColumnJob
+from wcembed.product import VERSIONS, attribution
 from wcembed.tiles import Chip, ChipReader
-from wcembed.tileset import Region, plan_grid
+from wcembed.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -104,27 +107,20 @@ class _Prefetcher:
             r.close()
 
 
-def provenance(
-    model: LoadedModel,
-    embedder: Embedder,
-    *,
-    year: int,
-    column: int,
-    chip_size: int,
-    tiles: str,
-    min_valid_fraction: float,
-) -> dict[str, dict]:
-    """The ``embedding`` and ``wcembed`` metadata of a file."""
-    untrained = model.untrained
-    model_name = "Clay v0.1 encoder (UNTRAINED random weights, not Clay embeddings)" if untrained else "Clay v0.1"
+def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size: int) -> dict[str, dict]:
+    """The ``embedding`` and ``wcembed`` metadata of a column's file."""
+    untrained, weights, year = model.untrained, model.weights, job.year
+    model_name = weights.name
+    if untrained:
+        model_name += " encoder (UNTRAINED random weights, not Clay embeddings)"
     embedding = {
         "model": model_name,
-        "model_version": "v0.1",
+        "model_version": weights.version,
         "checkpoint": model.checkpoint,
         "checkpoint_sha256": model.sha256,
-        "weights": "untrained" if untrained else "clay-v0.1",
+        "weights": "untrained" if untrained else f"clay-{weights.version}",
         "providers": ["ESA WorldCover (imagery)", "Clay (model)", "wcembed (embeddings)"],
-        "license": "CC-BY-4.0 (imagery: " + wcembed.attribution(year) + "); model weights OpenRAIL-M",
+        "license": f"CC-BY-4.0 (imagery: {attribution(year)}); model weights {weights.license}",
         "datetime_range": [f"{year}-01-01T00:00:00Z", f"{year}-12-31T23:59:59Z"],
         "source_dataset": "ESA WorldCover 10m S2 RGBNIR annual composite",
         "source_version": VERSIONS[year],
@@ -133,77 +129,35 @@ def provenance(
         "column": "embeddings",
         "pooling": "mean of patch tokens (rgb and nir groups; latlon and time tokens excluded)",
     }
+    month, day = COMPOSITE_DATE
     prov = {
         "package": "wcembed",
         "package_version": wcembed.__version__,
         "format": store.FORMAT_VERSION,
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "year": year,
-        "column": column,
+        "column": job.column,
         "chip_size_px": chip_size,
         "pixel_size_deg": "1/12000",
-        "bands": ["B04", "B03", "B02", "B08"],
-        "band_groups": {"rgb": [0, 1, 2], "nir": [3], "band_encoding_rows": {"rgb": 0, "nir": 2}},
-        "normalisation": {"mean": list(MEAN), "std": list(STD), "order": "B04,B03,B02,B08", "nodata": "band mean"},
-        "date_encoded": f"{year}-06-01",
-        "min_valid_fraction": min_valid_fraction,
-        "tiles": str(tiles),
+        **weights.describe(),
+        "date_encoded": f"{year}-{month:02d}-{day:02d}",
+        "min_valid_fraction": job.min_valid_fraction,
+        "tiles": str(job.tiles),
         "precision": embedder.precision,
         "device": str(embedder.device),
-        "attribution": wcembed.attribution(year),
+        "attribution": attribution(year),
     }
     return {"embedding": embedding, "wcembed": prov}
-
-
-def stac_item(path: str, table, metadata: dict[str, dict], bounds: tuple[float, float, float, float]) -> dict:
-    """A STAC Item (dict) describing one output file."""
-    import pystac
-    import shapely
-
-    emb, prov = metadata["embedding"], metadata["wcembed"]
-    year, column = prov["year"], prov["column"]
-    item = pystac.Item(
-        id=f"worldcover-embeddings-{year}-{column:04d}",
-        geometry=shapely.geometry.mapping(shapely.box(*bounds)),
-        bbox=list(bounds),
-        datetime=None,
-        start_datetime=dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc),
-        end_datetime=dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
-        properties={f"embedding:{k}": v for k, v in emb.items() if k != "datetime_range"}
-        | {"wcembed:column": column, "wcembed:rows": table.num_rows, "wcembed:format": prov["format"]},
-    )
-    item.add_asset(
-        "data",
-        pystac.Asset(
-            href=f"./{Path(path).name}",
-            media_type="application/vnd.apache.parquet",
-            roles=["data"],
-            title="Chip embeddings (GeoParquet 1.1)",
-        ),
-    )
-    return item.to_dict(include_self_link=False)
 
 
 def embed_column(
     year: int,
     column: int,
     *,
-    output: str | Path,
-    tiles: str | Path,
-    checkpoint: str | None = None,
-    tile_index: str | None = None,
-    region: Region = "CONUS",
-    batch_size: int = 8,
-    device: str | None = None,
-    precision: str = "auto",
-    min_valid_fraction: float = 0.5,
-    allow_untrained: bool = False,
-    overwrite: bool = False,
-    max_rows: int | None = None,
-    workers: int = 1,
     grid: Grid | None = None,
     model: LoadedModel | None = None,
     progress: bool = True,
+    **params,
 ) -> ColumnResult:
     """Embed every chip of one column and write its GeoParquet file.
 
@@ -211,48 +165,39 @@ def embed_column(
     ----------
     year, column : int
         What to embed (column numbers are grid columns, see :mod:`wcembed.grid`).
-    output : str or Path
-        Folder or ``s3://bucket/prefix``; the file goes to
-        ``{output}/{year}/worldcover_embeddings_{year}_{column:04d}_v002.gpq``.
-    tiles : str or Path
-        Tile source (folder, http(s) or s3 prefix of the bucket).
-    checkpoint : str, optional
-        Clay v0.1 checkpoint (path, https or s3 URL).
-    tile_index : str, optional
-        Where the tile list comes from (see :func:`wcembed.tileset.load_tiles`).
-    batch_size : int
-        Chips per forward pass.
-    device, precision : str
-        See :class:`wcembed.model.Embedder`.
-    min_valid_fraction : float
-        Chips with a smaller share of valid pixels are skipped (0..1).
-    allow_untrained : bool
-        Run with random weights when no checkpoint is given (recorded in the file).
-    overwrite : bool
-        Redo a column whose file exists (else it is skipped as done).
-    max_rows : int, optional
-        Embed only the first ``max_rows`` chips of the column (quick runs).
-    workers : int
-        Reader threads.
+    grid : Grid, optional
+        The grid, if already planned (else planned from the tile source).
+    model : LoadedModel, optional
+        The encoder, if already loaded (else loaded from ``checkpoint``).
+    progress : bool
+        Show a progress bar.
+    **params
+        Any other parameter of :class:`~wcembed.job.ColumnJob`: ``output``, ``tiles``,
+        ``checkpoint``, ``batch_size``, ``min_valid_fraction``, ``allow_untrained``, ...
 
     Returns
     -------
     ColumnResult
     """
-    year = check_year(year)
-    if not 0 <= min_valid_fraction <= 1:
-        raise ValueError(f"min_valid_fraction must be within 0..1, got {min_valid_fraction}")
-    grid = grid or plan_grid(year, tiles, tile_index=tile_index, region=region)
-    column = grid.check_column(column)
-    path = store.output_path(output, year, column)
-    if store.exists(path) and not overwrite:
+    return run_job(ColumnJob(year=year, column=column, **params), grid=grid, model=model, progress=progress)
+
+
+def run_job(
+    job: ColumnJob, *, grid: Grid | None = None, model: LoadedModel | None = None, progress: bool = True
+) -> ColumnResult:
+    """Run a :class:`~wcembed.job.ColumnJob`: read, embed and write one column (see :func:`embed_column`)."""
+    grid = grid or job.plan_grid()
+    year = job.year
+    column = grid.check_column(job.column)
+    path = store.output_path(job.output, year, column)
+    if store.exists(path) and not job.overwrite:
         log.info("%s exists: column %d of %d is done", path, column, year)
         return ColumnResult(year, column, path, "exists")
 
-    model = model or load_model(checkpoint, allow_untrained=allow_untrained)
-    embedder = Embedder(model, device=device, precision=precision)
-    rows = [int(r) for r in grid.rows(column)][:max_rows]
-    kept: list[tuple[int, int, float]] = []  # column, row, valid fraction of the embedded chips
+    model = model or load_model(job.checkpoint, allow_untrained=job.allow_untrained)
+    embedder = Embedder(model, device=job.device, precision=job.precision)
+    rows = [int(r) for r in grid.rows(column)][: job.max_rows]
+    kept: list[tuple[int, float]] = []  # row and valid fraction of the embedded chips
     vectors: list[np.ndarray] = []
     batch: list[Chip] = []
     skipped = 0
@@ -270,19 +215,19 @@ def embed_column(
                 year,
             )
         )
-        kept.extend((c.column, c.row, c.valid_fraction) for c in batch)  # pixels are not kept
+        kept.extend((c.row, c.valid_fraction) for c in batch)  # pixels are not kept
         batch.clear()
 
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    prefetch = _Prefetcher(grid, year, str(tiles), workers=max(1, workers), depth=2 * batch_size)
+    prefetch = _Prefetcher(grid, year, str(job.tiles), workers=job.workers, depth=2 * job.batch_size)
     bar = tqdm(total=len(rows), unit="chip", desc=f"{year} column {column}", disable=not progress)
     try:
         for chip in prefetch(column, rows):
-            if chip.valid_fraction >= min_valid_fraction and chip.valid_fraction > 0:
+            if chip.valid_fraction >= job.min_valid_fraction and chip.valid_fraction > 0:
                 batch.append(chip)
-                if len(batch) >= batch_size:
+                if len(batch) >= job.batch_size:
                     flush()
             else:
                 skipped += 1
@@ -294,32 +239,10 @@ def embed_column(
         prefetch.close()
     seconds = time.perf_counter() - t0
 
-    meta = provenance(
-        model,
-        embedder,
-        year=year,
-        column=column,
-        chip_size=grid.chip_size,
-        tiles=str(tiles),
-        min_valid_fraction=min_valid_fraction,
-    )
+    meta = provenance(model, embedder, job, grid.chip_size)
     dim = model.encoder.config.dim
-    table = store.embeddings_table(
-        chip_ids=[chip_id(year, c, r) for c, r, _ in kept],
-        year=year,
-        columns=np.array([c for c, _, _ in kept], np.int32),
-        rows=np.array([r for _, r, _ in kept], np.int32),
-        bounds=np.array([grid.chip_bounds(c, r) for c, r, _ in kept]).reshape(-1, 4),
-        valid_fraction=np.array([v for _, _, v in kept], np.float32),
-        embeddings=np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32),
-        metadata=meta,
-    )
-    w, _, e, _ = grid.chip_bounds(column, 0)
-    r_all = grid.rows(column)
-    col_bounds = (w, grid.chip_bounds(column, int(r_all[-1]))[1], e, grid.chip_bounds(column, int(r_all[0]))[3])
-    item = stac_item(path, table, meta, col_bounds)
-    store.write_bytes_atomic(store.stac_path(path), json.dumps(item, indent=1).encode(), "application/json")
-    store.write_bytes_atomic(path, store.parquet_bytes(table), "application/vnd.apache.parquet")
+    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
+    store.write_column(path, grid, year, column, kept, embeddings, meta)
     weights = meta["embedding"]["weights"]
     log.info("wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)", path, len(kept), skipped, seconds, weights)
     return ColumnResult(year, column, path, "written", len(rows), len(kept), skipped, seconds, weights)

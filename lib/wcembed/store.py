@@ -29,16 +29,22 @@ completes or leaves nothing. So a file that exists is complete.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import os
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from wcembed.errors import OutputError
+from wcembed.grid import Grid, chip_id
+from wcembed.product import CRS
 
 FORMAT_VERSION = "v002"
 GEO_VERSION = "1.1.0"
@@ -126,11 +132,11 @@ def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
     return {str(p): p.stat().st_size for p in sorted(root.glob(pattern))} if root.is_dir() else {}
 
 
-def crs84_projjson() -> dict[str, Any]:
-    """PROJJSON of OGC:CRS84 (WGS 84, lon/lat axis order), the CRS of every geometry."""
-    from pyproj import CRS
+def crs_projjson() -> dict[str, Any]:
+    """PROJJSON of :data:`wcembed.product.CRS` (OGC:CRS84: WGS 84, lon/lat axis order), the CRS of every geometry."""
+    from pyproj import CRS as ProjCRS
 
-    return CRS("OGC:CRS84").to_json_dict()
+    return ProjCRS(CRS).to_json_dict()
 
 
 def embeddings_table(
@@ -173,7 +179,7 @@ def embeddings_table(
     geo_col: dict[str, Any] = {
         "encoding": "WKB",
         "geometry_types": ["Polygon"] if n else [],
-        "crs": crs84_projjson(),
+        "crs": crs_projjson(),
         "orientation": "counterclockwise",
         "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
     }
@@ -190,6 +196,89 @@ def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd", row_group_size=max(len(table), 1) or None)
     return buf.getvalue()
+
+
+def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column of fixed-size float lists (``embeddings``, ``vector``) as an ``(N, D)`` matrix."""
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pa.types.is_fixed_size_list(arr.type):
+        raise OutputError(f"not a column of fixed-size vectors: {arr.type}")
+    return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size)
+
+
+def write_column(
+    path: str,
+    grid: Grid,
+    year: int,
+    column: int,
+    chips: Sequence[tuple[int, float]],
+    embeddings: np.ndarray,
+    metadata: dict[str, dict],
+) -> str:
+    """Write one column's GeoParquet file and the STAC Item beside it; return the file's path.
+
+    ``chips`` are ``(row, valid_fraction)`` of the embedded chips of ``column``,
+    in the order of the rows of ``embeddings`` (``(N, D)`` float32). The STAC
+    Item is written first and the GeoParquet file last, each atomically, so a
+    file that exists is complete and described.
+    """
+    rows = np.array([r for r, _ in chips], np.int32)
+    table = embeddings_table(
+        chip_ids=[chip_id(year, column, int(r)) for r in rows],
+        year=year,
+        columns=np.full(len(rows), column, np.int32),
+        rows=rows,
+        bounds=np.array([grid.chip_bounds(column, int(r)) for r in rows]).reshape(-1, 4),
+        valid_fraction=np.array([v for _, v in chips], np.float32),
+        embeddings=embeddings,
+        metadata=metadata,
+    )
+    all_rows = grid.rows(column)
+    west, _, east, north = grid.chip_bounds(column, int(all_rows[0]))
+    south = grid.chip_bounds(column, int(all_rows[-1]))[1]
+    item = _stac_item(path, table, metadata, (west, south, east, north))
+    write_bytes_atomic(stac_path(path), json.dumps(item, indent=1).encode(), "application/json")
+    write_bytes_atomic(path, parquet_bytes(table), "application/vnd.apache.parquet")
+    return path
+
+
+def _stac_item(path: str, table: pa.Table, metadata: dict[str, dict], bounds: tuple[float, ...]) -> dict:
+    """A STAC Item (dict) describing one output file; ``bounds`` is the column's (west, south, east, north)."""
+    import pystac
+    import shapely
+
+    emb, prov = metadata["embedding"], metadata["wcembed"]
+    year, column = prov["year"], prov["column"]
+    item = pystac.Item(
+        id=f"worldcover-embeddings-{year}-{column:04d}",
+        geometry=shapely.geometry.mapping(shapely.box(*bounds)),
+        bbox=list(bounds),
+        datetime=None,
+        start_datetime=dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc),
+        end_datetime=dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
+        properties={f"embedding:{k}": v for k, v in emb.items() if k != "datetime_range"}
+        | {"wcembed:column": column, "wcembed:rows": table.num_rows, "wcembed:format": prov["format"]},
+    )
+    item.add_asset(
+        "data",
+        pystac.Asset(
+            href=f"./{Path(path).name}",
+            media_type="application/vnd.apache.parquet",
+            roles=["data"],
+            title="Chip embeddings (GeoParquet 1.1)",
+        ),
+    )
+    return item.to_dict(include_self_link=False)
+
+
+def read_column(path: str):
+    """A column's GeoParquet file as a GeoDataFrame (without the vectors) and its ``(N, D)`` float32 matrix."""
+    import geopandas as gpd
+
+    data = read_bytes(path)
+    vectors = vector_matrix(pq.read_table(io.BytesIO(data), columns=["embeddings"])["embeddings"])
+    names = [n for n in pq.read_schema(io.BytesIO(data)).names if n not in ("embeddings", "bbox")]
+    return gpd.read_parquet(io.BytesIO(data), columns=names), vectors
 
 
 def file_metadata(path: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ read from its tile and placed in the chip; pieces on tiles that do not exist
 
 Sources
 -------
-One string, the same everywhere (:func:`wcembed.grid.tile_url` appends the
+One string, the same everywhere (:func:`wcembed.product.tile_url` appends the
 bucket layout): a local folder mirroring the bucket, an ``http(s)://`` prefix
 (GDAL ``/vsicurl/``) or an ``s3://bucket[/prefix]`` (GDAL ``/vsis3/``; unsigned
 unless credentials are set; ``AWS_ENDPOINT_URL`` points it at another S3 API,
@@ -57,15 +57,20 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from wcembed.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError
-from wcembed.grid import PX_PER_DEGREE, TILE_PX, Grid, Tile, check_year, tile_url
+from wcembed.grid import Grid
+from wcembed.product import (
+    BLOCK_PX,
+    ESA_REGION,
+    NODATA,
+    TILE_CRS,
+    TILE_PX,
+    Tile,
+    check_year,
+    gdal_path,
+    tile_url,
+)
 
 log = logging.getLogger(__name__)
-
-BANDS = ("B04", "B03", "B02", "B08")
-"""Band order of the WorldCover S2 RGBNIR files (and of every chip array)."""
-NODATA = 0
-BLOCK_PX = 1024
-"""Internal block size of the WorldCover COGs."""
 
 _TRANSIENT = re.compile(
     r"HTTP response code: 5\d\d|timed? ?out|Timeout|Connection reset|Couldn't connect|"
@@ -73,15 +78,6 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _MISSING = re.compile(r"HTTP response code: 404|No such file|does not exist|NoSuchKey|Not Found", re.IGNORECASE)
-
-
-def gdal_path(url: str) -> str:
-    """GDAL path of a tile URL: ``/vsicurl/`` for http(s), ``/vsis3/`` for s3, else as is."""
-    if url.startswith(("http://", "https://")):
-        return "/vsicurl/" + url
-    if url.startswith("s3://"):
-        return "/vsis3/" + url[len("s3://") :]
-    return url
 
 
 def gdal_options(source: str) -> dict[str, object]:
@@ -111,7 +107,7 @@ def gdal_options(source: str) -> dict[str, object]:
     if str(source).startswith("s3://"):
         if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")):
             opts["AWS_NO_SIGN_REQUEST"] = "YES"
-        opts["AWS_REGION"] = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "eu-central-1"))
+        opts["AWS_REGION"] = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", ESA_REGION))
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
         if endpoint:
             parsed = urlparse(endpoint)
@@ -121,12 +117,21 @@ def gdal_options(source: str) -> dict[str, object]:
     return opts
 
 
+def error_kind(message: str) -> str:
+    """What a GDAL error message says went wrong: ``"missing"`` (404, no such file), ``"transient"``
+    (HTTP 5xx, timeouts, resets: worth a retry) or ``"corrupt"`` (anything else: the file itself)."""
+    if _MISSING.search(message):
+        return "missing"
+    return "transient" if _TRANSIENT.search(message) else "corrupt"
+
+
 def classify(exc: Exception, tile: str, url: str) -> Exception:
     """Map a GDAL/rasterio error to the package's transient or permanent tile error."""
     msg = str(exc)
-    if _MISSING.search(msg):
+    kind = error_kind(msg)
+    if kind == "missing":
         return TileMissingError(f"tile file not found: {msg}", tile=tile, url=url)
-    if _TRANSIENT.search(msg):
+    if kind == "transient":
         return TileTransientError(f"transient error reading tile: {msg}", tile=tile, url=url)
     return TileCorruptError(f"tile cannot be decoded (corrupt or truncated?): {msg}", tile=tile, url=url)
 
@@ -140,9 +145,9 @@ def check_tile_layout(ds: rasterio.DatasetReader, tile: Tile, url: str) -> None:
         problems.append(f"dtypes {ds.dtypes}, expected uint16")
     if (ds.width, ds.height) != (TILE_PX, TILE_PX):
         problems.append(f"size {ds.width}x{ds.height}, expected {TILE_PX}x{TILE_PX}")
-    if ds.crs is None or ds.crs.to_epsg() != 4326:
-        problems.append(f"CRS {ds.crs}, expected EPSG:4326")
-    expected = rasterio.Affine(1 / PX_PER_DEGREE, 0, tile.lon, 0, -1 / PX_PER_DEGREE, tile.lat + 1)
+    if ds.crs is None or ds.crs != rasterio.crs.CRS.from_user_input(TILE_CRS):
+        problems.append(f"CRS {ds.crs}, expected {TILE_CRS}")
+    expected = tile.transform
     if not np.allclose(tuple(ds.transform)[:6], tuple(expected)[:6], rtol=0, atol=1e-9):
         problems.append(f"transform {tuple(ds.transform)[:6]}, expected {tuple(expected)[:6]}")
     if problems:

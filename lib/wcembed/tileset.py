@@ -17,19 +17,18 @@ an error (:class:`~wcembed.errors.EmptyTileSetError`), never an empty grid.
 from __future__ import annotations
 
 import logging
-import re
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from wcembed.errors import BadInputError, EmptyTileSetError
-from wcembed.grid import REGIONS, VERSIONS, Grid, Tile, check_year
+from wcembed.errors import BadParameterError, EmptyTileSetError, TileIndexError, TileIndexTransientError
+from wcembed.grid import REGIONS, Grid
+from wcembed.product import TILE_INDEX_FILE, Tile, check_year, gdal_path, parse_tile_filename
+from wcembed.tiles import error_kind
 
 log = logging.getLogger(__name__)
 
-GRID_FILE = "esa_worldcover_grid_composites.fgb"
-"""Name of the ESA tile index inside the bucket."""
 LAND = "land"
 """Tile-index value selecting the offline land outline."""
 _US_BUFFER_DEG = 0.25
@@ -44,9 +43,9 @@ def region_bounds(region: Region) -> tuple[float, float, float, float]:
         try:
             region = tuple(float(v) for v in region.split(","))
         except ValueError:
-            raise BadInputError(f"unknown region {region!r}: use {sorted(REGIONS)} or 'w,s,e,n'") from None
+            raise BadParameterError(f"unknown region {region!r}: use {sorted(REGIONS)} or 'w,s,e,n'") from None
     if len(region) != 4 or not (region[0] < region[2] and region[1] < region[3]):
-        raise BadInputError(f"region must be (west, south, east, north) with west<east, south<north: {region!r}")
+        raise BadParameterError(f"region must be (west, south, east, north) with west<east, south<north: {region!r}")
     return tuple(float(v) for v in region)
 
 
@@ -58,10 +57,8 @@ def _in_region(tiles: list[Tile], region: Region) -> list[str]:
 def tiles_from_folder(root: str | Path, year: int, region: Region = "CONUS") -> list[str]:
     """Tiles present in a local folder that mirrors the bucket layout."""
     year = check_year(year)
-    pattern = re.compile(rf"^ESA_WorldCover_10m_{year}_{VERSIONS[year]}_([NS]\d\d[EW]\d{{3}})_S2RGBNIR\.tif$")
-    base = Path(root) / "rgbnir" / str(year)
-    found = [Tile.from_name(m[1]) for p in base.glob("*/*.tif") if (m := pattern.match(p.name))]
-    return _in_region(found, region)
+    parsed = (parse_tile_filename(p.name) for p in (Path(root) / "rgbnir" / str(year)).glob("*/*.tif"))
+    return _in_region([Tile.from_name(p[1]) for p in parsed if p and p[0] == year], region)
 
 
 def tiles_from_grid_file(path: str, year: int, region: Region = "CONUS") -> list[str]:
@@ -74,18 +71,15 @@ def tiles_from_grid_file(path: str, year: int, region: Region = "CONUS") -> list
     import pyogrio
 
     year = check_year(year)
-    url = str(path)
-    if url.startswith(("http://", "https://")):
-        url = "/vsicurl/" + url
-    elif url.startswith("s3://"):
-        url = "/vsis3/" + url[5:]
     try:
-        df = pyogrio.read_dataframe(url, bbox=region_bounds(region), read_geometry=False)
+        df = pyogrio.read_dataframe(gdal_path(path), bbox=region_bounds(region), read_geometry=False)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
-        raise BadInputError(f"cannot read the tile index {path}: {exc}") from exc
+        if error_kind(str(exc)) == "transient":
+            raise TileIndexTransientError(f"network failure reading the tile index {path}: {exc}") from exc
+        raise TileIndexError(f"cannot read the tile index {path}: {exc}") from exc
     name_col = next((c for c in ("tile", "ll_tile") if c in df.columns), None)
     if name_col is None:
-        raise BadInputError(f"tile index {path} has no 'tile' column (columns: {list(df.columns)})")
+        raise TileIndexError(f"tile index {path} has no 'tile' column (columns: {list(df.columns)})")
     flag = f"s2_rgbnir_{year}"
     if flag in df.columns:
         df = df[df[flag].astype(bool)]
@@ -99,7 +93,7 @@ def _us_outline():
 
     shp = Path(pyogrio.__file__).parent / "tests/fixtures/naturalearth_lowres/naturalearth_lowres.shp"
     if not shp.exists():
-        raise BadInputError(f"the Natural Earth outline shipped with pyogrio is missing: {shp}")
+        raise TileIndexError(f"the Natural Earth outline shipped with pyogrio is missing: {shp}")
     world = gpd.read_file(shp)
     return world.loc[world["iso_a3"] == "USA", "geometry"].union_all().buffer(_US_BUFFER_DEG)
 
@@ -151,13 +145,13 @@ def load_tiles(source: str | Path, year: int, region: Region = "CONUS", tile_ind
     """
     year = check_year(year)
     src = str(source)
-    index = tile_index or (src if "://" not in src else f"{src.rstrip('/')}/{GRID_FILE}")
+    index = tile_index or (src if "://" not in src else f"{src.rstrip('/')}/{TILE_INDEX_FILE}")
     if index == LAND:
         tiles = tiles_from_land_outline(region)
     elif "://" not in index and Path(index).is_dir():
         tiles = tiles_from_folder(index, year, region)
     elif "://" not in index and not Path(index).exists():
-        raise BadInputError(f"tile index {index} does not exist (a folder, a vector file or 'land')")
+        raise TileIndexError(f"tile index {index} does not exist (a folder, a vector file or 'land')")
     else:
         tiles = tiles_from_grid_file(index, year, region)
     if not tiles:

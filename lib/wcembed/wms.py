@@ -15,6 +15,7 @@ land-cover map has no local source and is only served by ESA.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -23,8 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wcembed import ESA_WMS
-from wcembed.grid import VERSIONS
+from wcembed.errors import EmptyTileSetError, ToolError, WMSError, WMSTransientError
+from wcembed.product import ESA_WMS, TILE_CRS, layer_name, parse_tile_filename
 from wcembed.servers import LOOPBACK, free_port, stop, wait_for_port
 
 log = logging.getLogger(__name__)
@@ -33,14 +34,6 @@ TCC_SCALE = (200, 2200)
 """Linear stretch of the local true-colour layer (reflectance x 10000 -> 0..255)."""
 FCC_SCALE = (200, 4000)
 """Linear stretch of the local false-colour layer."""
-
-
-def layer_name(year: int, kind: str = "TCC") -> str:
-    """ESA's WMS layer name: kind ``TCC``, ``FCC`` or ``MAP``."""
-    kind = kind.upper()
-    if kind not in ("TCC", "FCC", "MAP"):
-        raise ValueError(f"layer kind must be TCC, FCC or MAP, not {kind!r}")
-    return f"WORLDCOVER_{year}_MAP" if kind == "MAP" else f"WORLDCOVER_{year}_S2_{kind}"
 
 
 # --------------------------------------------------------------------------- client
@@ -71,7 +64,8 @@ class WMSClient:
         if self._wms is None:
             from owslib.wms import WebMapService
 
-            self._wms = WebMapService(self.url, version="1.3.0", timeout=self.timeout)
+            with _network_errors(self.url):
+                self._wms = WebMapService(self.url, version="1.3.0", timeout=self.timeout)
         return self._wms
 
     def layers(self) -> list[str]:
@@ -86,22 +80,39 @@ class WMSClient:
         cached = self.cache_dir / f"{key}.png" if self.cache_dir else None
         if cached is not None and cached.exists():
             return cached.read_bytes()
-        resp = self.service.getmap(
-            layers=[layer],
-            srs="EPSG:4326",
-            bbox=tuple(bounds),
-            size=size,
-            format="image/png",
-            transparent=True,
-            timeout=self.timeout,
-        )
-        data = resp.read()
+        with _network_errors(self.url):
+            resp = self.service.getmap(
+                layers=[layer],
+                srs=TILE_CRS,
+                bbox=tuple(bounds),
+                size=size,
+                format="image/png",
+                transparent=True,
+                timeout=self.timeout,
+            )
+            data = resp.read()
         if not data.startswith(b"\x89PNG"):
-            raise RuntimeError(f"WMS {self.url} returned no PNG for {layer}: {data[:200]!r}")
+            raise WMSError(f"WMS {self.url} returned no PNG for {layer}: {data[:200]!r}")
         if cached is not None:
             cached.parent.mkdir(parents=True, exist_ok=True)
             cached.write_bytes(data)
         return data
+
+
+@contextlib.contextmanager
+def _network_errors(url: str):
+    """Turn a WMS's network failures (unreachable, timeout, HTTP 5xx/429) into :class:`WMSTransientError`
+    and its other HTTP errors into :class:`WMSError`."""
+    import requests
+
+    try:
+        yield
+    except requests.HTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else 0
+        kind = WMSTransientError if status == 429 or status >= 500 else WMSError
+        raise kind(f"WMS {url} answered HTTP {status}: {exc}") from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise WMSTransientError(f"WMS {url} cannot be reached: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- local server
@@ -111,11 +122,10 @@ def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = No
     """A MapServer mapfile serving the WorldCover-layout tiles under ``tiles_root``."""
     root = Path(tiles_root).resolve()
     layers = []
-    for year, version in sorted(VERSIONS.items()):
-        for tif in sorted(root.glob(f"rgbnir/{year}/*/ESA_WorldCover_10m_{year}_{version}_*_S2RGBNIR.tif")):
-            tile = tif.name.split("_")[5]
-            for kind, bands, (lo, hi) in (("TCC", "1,2,3", TCC_SCALE), ("FCC", "4,1,2", FCC_SCALE)):
-                layers.append(f"""
+    tifs = ((parse_tile_filename(p.name), p) for p in root.glob("rgbnir/*/*/*.tif"))
+    for (year, tile), tif in sorted(t for t in tifs if t[0] is not None):
+        for kind, bands, (lo, hi) in (("TCC", "1,2,3", TCC_SCALE), ("FCC", "4,1,2", FCC_SCALE)):
+            layers.append(f"""
   LAYER
     NAME "{kind.lower()}_{year}_{tile}"
     GROUP "{layer_name(year, kind)}"
@@ -142,7 +152,7 @@ def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = No
     CLASS STYLE OUTLINECOLOR 255 255 0 WIDTH 0.6 END END
   END""")
     if not layers:
-        raise FileNotFoundError(f"no WorldCover-layout tile under {root}")
+        raise EmptyTileSetError(f"no WorldCover-layout tile under {root}")
     return f"""MAP
   NAME "wcembed"
   EXTENT -180 -90 180 90
@@ -180,7 +190,7 @@ class LocalWMS:
     def __enter__(self) -> LocalWMS:
         mapserv = shutil.which("mapserv") or "/usr/lib/cgi-bin/mapserv"
         if not Path(mapserv).exists():
-            raise FileNotFoundError("MapServer is not installed (Debian: mapserver-bin cgi-mapserver)")
+            raise ToolError("MapServer is not installed (Debian: mapserver-bin cgi-mapserver)")
         self.port = self.port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}/cgi-bin/mapserv"
         ms = self.workdir.resolve()

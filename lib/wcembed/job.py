@@ -1,0 +1,193 @@
+"""What one column job is: its parameters, defined once.
+
+:class:`ColumnJob` is the single definition of the parameters of embedding a
+(year, column). Each field carries its default, the environment variable an
+AWS Batch job passes it in, and its help text; from it come
+
+* the ``python -m wcembed embed`` flags (and those of ``run-array``, ``submit``,
+  ``resubmit-missing``) with :meth:`ColumnJob.add_arguments`;
+* a Batch job's environment, both ways (:meth:`ColumnJob.to_env`, :meth:`ColumnJob.from_env`),
+  which the local array runner and the demo use too;
+* the papermill parameters of ``notebooks/embed_column.ipynb``
+  (:meth:`ColumnJob.parameters`), whose ``parameters`` cell a test holds to these
+  names and defaults.
+
+This module imports nothing heavy, so that submitting jobs needs no torch.
+
+Examples
+--------
+>>> job = ColumnJob(year=2020, column=12, output="s3://bucket/embeddings", batch_size=16)
+>>> job.to_env()["BATCH_SIZE"]
+'16'
+>>> ColumnJob.from_env({"YEAR": "2020", "OUTPUT": "s3://bucket/embeddings", "BATCH_SIZE": "16"}, column=12) == job
+True
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wcembed.errors import BadParameterError
+from wcembed.product import ESA_HTTPS, check_year
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+_CASTS = {"int": int, "float": float, "str": str, "bool": bool}
+_TRUE, _FALSE = ("1", "true", "yes"), ("", "0", "false", "no")
+
+
+def _param(default: Any = dataclasses.MISSING, *, env: str | None, help: str, example: Any = None) -> Any:
+    """A job parameter: its default, environment variable, help text and (for required ones) an example."""
+    return field(default=default, metadata={"env": env, "help": help, "example": example})
+
+
+def parse_flag(value: str, name: str = "flag") -> bool:
+    """An environment flag: ``1``/``true``/``yes`` or ``0``/``false``/``no``/empty (any case)."""
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise BadParameterError(f"{name}={value!r} is not a flag: use true or false")
+
+
+@dataclass(frozen=True)
+class ColumnJob:
+    """The parameters of embedding one (year, column).
+
+    ``column`` is None in a job *template* (what ``submit`` sends to AWS Batch),
+    where each array index picks its column from the grid.
+    """
+
+    year: int = _param(env="YEAR", help="WorldCover composite year: 2020 or 2021", example=2020)
+    column: int | None = _param(
+        None, env=None, help="grid column number (see plan_grid.ipynb); in Batch, from the array index", example=12
+    )
+    output: str = _param("outputs/embeddings", env="OUTPUT", help="local folder or s3://bucket/prefix")
+    tiles: str = _param(ESA_HTTPS, env="TILES", help="tile source: bucket URL, s3:// prefix or local mirror")
+    tile_index: str | None = _param(
+        None, env="TILE_INDEX", help="which tiles exist: None (from the tile source), land, a .fgb path/URL, a folder"
+    )
+    region: str = _param("CONUS", env="REGION", help="region the grid is planned over: CONUS or w,s,e,n degrees")
+    checkpoint: str | None = _param(None, env="CHECKPOINT", help="Clay v0.1 checkpoint: path, https or s3 URL")
+    batch_size: int = _param(8, env="BATCH_SIZE", help="chips per forward pass")
+    device: str | None = _param(None, env="DEVICE", help="cuda, mps or cpu; None picks CUDA, then MPS, then CPU")
+    precision: str = _param("auto", env="PRECISION", help="auto, float32, bfloat16 or float16")
+    min_valid_fraction: float = _param(
+        0.5, env="MIN_VALID_FRACTION", help="skip chips with a smaller share of valid pixels (0..1)"
+    )
+    allow_untrained: bool = _param(
+        False, env="ALLOW_UNTRAINED", help="run random weights when no checkpoint is given (recorded as untrained)"
+    )
+    overwrite: bool = _param(False, env="OVERWRITE", help="redo a column whose file exists")
+    max_rows: int | None = _param(None, env="MAX_ROWS", help="embed only the first N chips of the column")
+    workers: int = _param(1, env="WORKERS", help="chip reader threads")
+
+    def __post_init__(self) -> None:
+        check_year(self.year)
+        if not 0 <= self.min_valid_fraction <= 1:
+            raise BadParameterError(f"min_valid_fraction must be within 0..1, got {self.min_valid_fraction}")
+        for name in ("batch_size", "workers"):
+            if getattr(self, name) < 1:
+                raise BadParameterError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_rows is not None and self.max_rows < 0:
+            raise BadParameterError(f"max_rows must be None or at least 0, got {self.max_rows}")
+        if self.precision not in PRECISIONS:
+            raise BadParameterError(f"unknown precision {self.precision!r}: one of {PRECISIONS}")
+
+    # ------------------------------------------------------------------ the definition
+    @classmethod
+    def fields(cls) -> list[dataclasses.Field]:
+        """The parameters, in order."""
+        return list(dataclasses.fields(cls))
+
+    @staticmethod
+    def kind(f: dataclasses.Field) -> type:
+        """The parameter's value type (``int``, ``float``, ``str`` or ``bool``; None allowed where the default is)."""
+        return _CASTS[str(f.type).split("|")[0].strip()]
+
+    @staticmethod
+    def example(f: dataclasses.Field) -> Any:
+        """The value the notebook's parameters cell shows: the example of a required one, else the default."""
+        return f.metadata["example"] if f.metadata["example"] is not None else f.default
+
+    # ------------------------------------------------------------------ from and to
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], **overrides: Any) -> ColumnJob:
+        """A job from the entries of ``values`` named like parameters (others ignored), e.g. a
+        notebook's ``globals()`` after papermill injected its parameters."""
+        names = {f.name for f in cls.fields()}
+        return cls(**{k: v for k, v in values.items() if k in names} | overrides)
+
+    @classmethod
+    def add_arguments(
+        cls,
+        parser: argparse.ArgumentParser,
+        *,
+        only: Iterable[str] | None = None,
+        exclude: Iterable[str] = (),
+        required: Iterable[str] = (),
+    ) -> None:
+        """Add ``--name`` flags for the parameters (``only`` some, or all but ``exclude``)."""
+        keep, skip, must = (set(only) if only is not None else None), set(exclude), set(required)
+        for f in cls.fields():
+            if (keep is not None and f.name not in keep) or f.name in skip:
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if cls.kind(f) is bool:
+                parser.add_argument(flag, action="store_true", help=f.metadata["help"])
+                continue
+            needed = f.default is dataclasses.MISSING or f.name in must
+            default = None if needed else f.default
+            parser.add_argument(flag, type=cls.kind(f), default=default, required=needed, help=f.metadata["help"])
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, **overrides: Any) -> ColumnJob:
+        """A job from parsed flags (see :meth:`add_arguments`)."""
+        return cls.from_mapping(vars(args), **overrides)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: Any) -> ColumnJob:
+        """A job from an AWS Batch job's environment (``YEAR``, ``OUTPUT``, ``TILES``, ...)."""
+        values: dict[str, Any] = {}
+        for f in cls.fields():
+            raw = env.get(f.metadata["env"] or "")
+            if raw is None or (raw == "" and cls.kind(f) is not bool):
+                continue
+            try:
+                values[f.name] = parse_flag(raw, f.metadata["env"]) if cls.kind(f) is bool else cls.kind(f)(raw)
+            except ValueError:
+                raise BadParameterError(f"{f.metadata['env']}={raw!r} is not a {cls.kind(f).__name__}") from None
+        if "year" not in values and "year" not in overrides:
+            raise BadParameterError("the job's environment has no YEAR")
+        return cls(**values | overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment of a Batch job running this job (parameters that are None are left out)."""
+        env = {}
+        for f in self.fields():
+            value = getattr(self, f.name)
+            if f.metadata["env"] and value is not None:
+                env[f.metadata["env"]] = str(value).lower() if isinstance(value, bool) else str(value)
+        return env
+
+    def parameters(self) -> dict[str, Any]:
+        """The papermill parameters of ``embed_column.ipynb``."""
+        return dataclasses.asdict(self)
+
+    # ------------------------------------------------------------------ what it touches
+    def plan_grid(self):
+        """The grid this job's column belongs to (:func:`wcembed.tileset.plan_grid`)."""
+        from wcembed.tileset import plan_grid
+
+        return plan_grid(self.year, self.tiles, tile_index=self.tile_index, region=self.region)
+
+    @property
+    def output_path(self) -> str:
+        """Where the column's GeoParquet file goes."""
+        from wcembed.store import output_path
+
+        if self.column is None:
+            raise BadParameterError("a job template has no column, hence no output file")
+        return output_path(self.output, self.year, self.column)

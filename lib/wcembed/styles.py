@@ -1,0 +1,53 @@
+"""How search results, labels and scores look on a map: GeoJSON whose features carry their style.
+
+Used by the live map (:mod:`wcembed.explore`) and the exported page
+(:mod:`wcembed.pages`) alike, so both draw the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+
+RANK_CMAP = "plasma"
+
+
+def rank_colors(n: int) -> list[str]:
+    """Hex colours for ranks 1..n (rank 1 brightest)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps[RANK_CMAP]
+    return [matplotlib.colors.to_hex(cmap(0.95 - 0.8 * i / max(n - 1, 1))) for i in range(n)]
+
+
+def results_geojson(results, query=None) -> dict:
+    """Search results (GeoDataFrame) as GeoJSON whose features carry their style (colour by rank)."""
+    gdf = results[["chip_id", "rank", "distance", "geometry"]].copy()
+    gdf["color"] = rank_colors(len(gdf))
+    data = json.loads(gdf.to_json())
+    for f in data["features"]:
+        f["properties"]["style"] = {"color": f["properties"]["color"], "weight": 3, "fillOpacity": 0.15}
+    if query is not None:
+        q = json.loads(query[["chip_id", "geometry"]].to_json())["features"]
+        for f in q:
+            f["properties"].update(rank=0, style={"color": "#00ffff", "weight": 4, "fillOpacity": 0.0})
+        data["features"] = q + data["features"]
+    return data
+
+
+def label_style(feature: dict) -> dict:
+    """Style of a labelled chip: green for positive, red for negative."""
+    colour = "#00ff00" if feature["properties"]["label"] == "positive" else "#ff0000"
+    return {"color": colour, "weight": 3, "fillOpacity": 0.25, "fillColor": colour}
+
+
+def scores_geojson(scores, threshold: float) -> dict:
+    """Chips whose score is at least ``threshold``, as GeoJSON styled by score (yellow = high)."""
+    import matplotlib
+
+    keep = scores[scores["score"] >= threshold]
+    data = json.loads(keep[["chip_id", "score", "geometry"]].to_json())
+    cmap = matplotlib.colormaps["inferno"]
+    for f in data["features"]:
+        c = matplotlib.colors.to_hex(cmap(0.3 + 0.7 * f["properties"]["score"]))
+        f["properties"]["style"] = {"color": c, "weight": 1, "fillColor": c, "fillOpacity": 0.45}
+    return data

@@ -1,0 +1,322 @@
+"""Clay v0 weights: what a checkpoint is, where it comes from, and loading it strictly.
+
+As in TorchGeo, the architecture (:mod:`wcembed.model`) is separate from the
+weights: a :class:`ClayWeights` record holds everything that belongs to a set
+of trained weights, the download URL and its mirrors, the expected sha256 where
+it is known, the normalisation statistics (listed in the WorldCover file's
+band order), the encoder configuration (band groups, which chip channels feed
+them, image size), so that provenance reads them instead of retyping them.
+
+Checkpoints are untrusted input: they are read with
+``torch.load(weights_only=True)`` and loaded into the encoder strictly.
+Downloads are cached; a network failure is a
+:class:`~wcembed.errors.CheckpointDownloadError` (transient: an AWS Batch job
+exits 75 and is retried), a missing or unreadable file a
+:class:`~wcembed.errors.CheckpointError` (permanent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import os
+import shutil
+import socket
+import time
+import urllib.error
+import urllib.request
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from wcembed.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError
+from wcembed.model import ClayConfig, ClayEncoder
+from wcembed.product import BANDS
+
+log = logging.getLogger(__name__)
+
+ENCODER_PREFIX = "model.encoder."
+DECODER_PREFIX = "model.decoder."
+UNTRAINED = "untrained"
+"""Checkpoint identity recorded when no real weights were used."""
+
+
+@dataclass(frozen=True)
+class ClayWeights:
+    """A set of Clay v0 weights and the facts that go with them.
+
+    Attributes
+    ----------
+    name, version : str
+        E.g. ``"Clay v0.1"``, ``"v0.1"``.
+    url : str
+        Where the checkpoint is published; ``mirrors`` lists other copies.
+    sha256 : str or None
+        Expected hex sha256 of the checkpoint file, where known.
+    bands : tuple of str
+        Band order of the chips the statistics are listed in (the WorldCover files' order).
+    mean, std : tuple of float
+        Normalisation statistics per band of ``bands`` (reflectance x 10000).
+    config : ClayConfig
+        Encoder size, band groups (in band-encoding order) and which chip channels feed which group.
+    license : str
+        Licence of the weights.
+    """
+
+    name: str
+    version: str
+    url: str
+    bands: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    config: ClayConfig = field(default_factory=ClayConfig)
+    mirrors: tuple[str, ...] = ()
+    sha256: str | None = None
+    license: str = "OpenRAIL-M"
+
+    @property
+    def filename(self) -> str:
+        """File name of the checkpoint (its name in the download cache)."""
+        return Path(self.url.split("?")[0]).name
+
+    def describe(self) -> dict:
+        """Bands, band groups and normalisation as recorded in each output file's metadata."""
+        groups: dict = {g: list(ch) for g, ch in self.config.inputs}
+        return {
+            "bands": list(self.bands),
+            "band_groups": {**groups, "band_encoding_rows": self.config.band_encoding_rows},
+            "normalisation": {
+                "mean": list(self.mean),
+                "std": list(self.std),
+                "order": ",".join(self.bands),
+                "nodata": "band mean",
+            },
+        }
+
+
+CLAY_V01 = ClayWeights(
+    name="Clay v0.1",
+    version="v0.1",
+    url="https://huggingface.co/made-with-clay/Clay/resolve/main/Clay_v0.1_epoch-24_val-loss-0.46.ckpt",
+    mirrors=("s3://clay-model-ckpt/v0/mae_epoch-24_val-loss-0.46.ckpt",),
+    bands=BANDS,
+    # Clay lists these as B02, B03, B04, B08 (blue 1369.03/2026.96, red 1741.10/2146.35):
+    # here they are in the WorldCover file's order B04, B03, B02, B08.
+    mean=(1741.10, 1597.68, 1369.03, 2858.43),
+    std=(2146.35, 2011.88, 2026.96, 2016.38),
+)
+"""The published Clay v0.1 checkpoint (Hugging Face ``made-with-clay/Clay``, 511 MB, OpenRAIL-M)."""
+
+
+# --------------------------------------------------------------------------- files
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$WCEMBED_CACHE`` or ``~/.cache/wcembed``."""
+    return Path(os.environ.get("WCEMBED_CACHE", Path.home() / ".cache" / "wcembed"))
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether a download failure is the network's (worth a retry) rather than the location's."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code == 429 or exc.code >= 500
+    if isinstance(exc, (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException)):
+        return True
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:  # pragma: no cover - boto3 is a dependency
+        return False
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        return status == 429 or status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout")
+    return isinstance(exc, BotoCoreError)  # connection, endpoint and read-timeout errors
+
+
+def _download(url: str, part: Path) -> None:
+    if url.startswith("s3://"):
+        import boto3
+        from botocore import UNSIGNED
+        from botocore.config import Config
+
+        bucket, key = url[5:].split("/", 1)
+        signed = bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
+        s3 = boto3.client("s3", config=None if signed else Config(signature_version=UNSIGNED))
+        s3.download_file(bucket, key, str(part))
+        return
+    with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as fh:
+        expected = resp.headers.get("Content-Length")
+        shutil.copyfileobj(resp, fh, 1 << 22)
+    if expected is not None and part.stat().st_size != int(expected):
+        raise http.client.IncompleteRead(b"", int(expected) - part.stat().st_size)
+
+
+def fetch_checkpoint(
+    location: str | Path,
+    cache_dir: str | Path | None = None,
+    *,
+    sha256: str | None = None,
+    retries: int = 2,
+    backoff: float = 1.0,
+) -> Path:
+    """A local path for a checkpoint given as a path, an https URL or an s3 URL.
+
+    Downloads go to ``cache_dir/checkpoints/`` under a temporary name and are
+    moved into place when complete, with their sha256 beside them; a cached
+    file is reused. Network failures are retried ``retries`` times (backoff
+    doubling from ``backoff`` seconds), then raise
+    :class:`~wcembed.errors.CheckpointDownloadError` (transient); a location
+    that does not exist, or a file whose sha256 is not ``sha256``, raises
+    :class:`~wcembed.errors.CheckpointError`.
+    """
+    loc = str(location)
+    if "://" not in loc:
+        if not Path(loc).is_file():
+            raise CheckpointError(f"checkpoint file not found: {loc}")
+        return Path(loc)
+    cache = Path(cache_dir or default_cache_dir()) / "checkpoints"
+    cache.mkdir(parents=True, exist_ok=True)
+    target = cache / Path(loc.split("?")[0]).name
+    if target.exists():
+        return target
+    part = target.with_name(f"{target.name}.{os.getpid()}.part")
+    for attempt in range(retries + 1):
+        try:
+            log.info("downloading %s", loc)
+            _download(loc, part)
+            break
+        except Exception as exc:
+            part.unlink(missing_ok=True)
+            if not _is_transient(exc):
+                raise CheckpointError(f"cannot download checkpoint {loc}: {exc}") from exc
+            if attempt == retries:
+                raise CheckpointDownloadError(
+                    f"cannot download checkpoint {loc} after {retries + 1} attempts (network): {exc}"
+                ) from exc
+            delay = backoff * 2**attempt
+            log.warning("download of %s failed (%s), retrying in %.1fs", loc, exc, delay)
+            time.sleep(delay)
+    digest = sha256_file(part)
+    if sha256 and digest != sha256:
+        part.unlink(missing_ok=True)
+        raise CheckpointError(f"checkpoint {loc} has sha256 {digest}, expected {sha256}")
+    part.replace(target)
+    target.with_name(target.name + ".sha256").write_text(digest + "\n")
+    return target
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a Lightning ``.ckpt`` (``torch.load(weights_only=True)``) or a ``.safetensors`` file."""
+    path = Path(path)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(path)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated, corrupt or not a checkpoint): {exc}") from exc
+    state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} holds no state_dict of tensors")
+    return dict(state)
+
+
+def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The encoder's tensors of a checkpoint state dict, prefix stripped; decoder keys ignored by name."""
+    enc = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
+    foreign = [k for k in state if not k.startswith((ENCODER_PREFIX, DECODER_PREFIX))]
+    if not enc or foreign:
+        sample = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
+        raise CheckpointError(
+            f"not a Clay v0 checkpoint: {len(enc)} '{ENCODER_PREFIX}*' tensors"
+            + (f", {len(foreign)} unexpected keys ({sample})" if foreign else "")
+        )
+    return enc
+
+
+def load_encoder_state(model: ClayEncoder, state: Mapping[str, torch.Tensor]) -> None:
+    """Load encoder tensors strictly, with an error that lists what is missing, unexpected or misshaped."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    misshaped = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or misshaped:
+        parts = [
+            f"{label} ({len(keys)}): {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped))
+            if keys
+        ]
+        raise CheckpointError("checkpoint does not match the Clay v0 encoder: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+@dataclass
+class LoadedModel:
+    """An encoder with the identity of its weights (``sha256`` of the checkpoint file, or ``"untrained"``)."""
+
+    encoder: ClayEncoder
+    checkpoint: str
+    sha256: str
+    weights: ClayWeights = CLAY_V01
+
+    @property
+    def untrained(self) -> bool:
+        return self.sha256 == UNTRAINED
+
+
+def load_model(
+    checkpoint: str | Path | None = None,
+    *,
+    weights: ClayWeights = CLAY_V01,
+    config: ClayConfig | None = None,
+    allow_untrained: bool = False,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Build the encoder and load ``weights`` from ``checkpoint`` (path, https or s3 URL).
+
+    ``config`` overrides the weights' encoder configuration (small encoders for
+    tests). Without a checkpoint, untrained weights (seeded, reproducible) are
+    used only when ``allow_untrained`` is True, with a loud warning; they are
+    recorded as ``"untrained"`` wherever embeddings are written.
+    """
+    config = config or weights.config
+    if not checkpoint:
+        if not allow_untrained:
+            raise UntrainedWeightsError(
+                f"no checkpoint given: pass the {weights.name} checkpoint (path, https or s3 URL), "
+                "or allow_untrained=True to run with random weights (NOT Clay embeddings)"
+            )
+        msg = "UNTRAINED WEIGHTS: these embeddings are NOT Clay embeddings (random encoder, for demos and tests only)"
+        warnings.warn(msg, stacklevel=2)
+        log.warning(msg)
+        torch.manual_seed(seed)
+        return LoadedModel(ClayEncoder(config).eval(), UNTRAINED, UNTRAINED, weights)
+    expected = weights.sha256 if str(checkpoint) in (weights.url, *weights.mirrors) else None
+    path = fetch_checkpoint(checkpoint, cache_dir, sha256=expected)
+    sidecar = path.with_name(path.name + ".sha256")
+    digest = sidecar.read_text().strip() if sidecar.exists() else sha256_file(path)
+    model = ClayEncoder(config)
+    load_encoder_state(model, encoder_state(read_state_dict(path)))
+    return LoadedModel(model.eval(), str(checkpoint), digest, weights)

@@ -1,0 +1,199 @@
+"""Servers the tests and benchmarks run on loopback (test-only packages: RangeHTTPServer, moto).
+
+* :class:`RangeServer`: a static file server with HTTP Range support (what
+  GDAL's ``/vsicurl/`` needs) that logs every request (method, path, range,
+  status, bytes) and can inject faults, for measuring requests per column and
+  testing retries. It runs as a separate process (``python tests/local_servers.py range ...``).
+* :func:`moto_s3`: the moto S3 API server (``moto_server``) as a separate
+  process (GDAL writes deadlock against moto's in-process server).
+
+Both bind to 127.0.0.1 only and are stopped by PID when the context exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+
+from wcembed.servers import LOOPBACK, free_port, stop, wait_for_port
+
+# --------------------------------------------------------------------------- range server
+
+
+@dataclass
+class RangeServer:
+    """A loopback HTTP server with Range support, request log and fault injection.
+
+    Parameters
+    ----------
+    root : path
+        Folder to serve.
+    faults : list of (substring, status, count)
+        The first ``count`` requests whose path contains ``substring`` get ``status``.
+
+    Examples
+    --------
+    >>> with RangeServer("outputs/sample") as srv:  # doctest: +SKIP
+    ...     url = srv.url          # http://127.0.0.1:PORT
+    ...     stats = srv.requests()  # one dict per request
+    """
+
+    root: str | Path
+    faults: list[tuple[str, int, int]] = field(default_factory=list)
+
+    def __enter__(self) -> RangeServer:
+        self.port = free_port()
+        self.log = Path(self.root).resolve() / f".requests-{self.port}.jsonl"
+        self.log.unlink(missing_ok=True)
+        args = [sys.executable, __file__, str(self.root), "--port", str(self.port)]
+        args += ["--log", str(self.log)]
+        for sub, status, count in self.faults:
+            args += ["--fault", f"{sub}:{status}:{count}"]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for_port(self.port, self.proc)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        stop(self.proc)
+        self.log.unlink(missing_ok=True)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the served folder."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def requests(self) -> list[dict]:
+        """Requests served so far: ``method``, ``path``, ``range``, ``status``, ``bytes``."""
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+
+def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
+    from RangeHTTPServer import RangeRequestHandler
+
+    lock = threading.Lock()
+    remaining = []
+    for f in faults:
+        sub, status, count = f.rsplit(":", 2)
+        remaining.append([sub, int(status), int(count)])
+
+    class Handler(RangeRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def _record(self, status: int, nbytes: int) -> None:
+            entry = {"method": self.command, "path": self.path, "range": self.headers.get("Range")}
+            entry.update(status=status, bytes=nbytes)
+            with lock, open(log, "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+
+        def _fault(self) -> bool:
+            with lock:
+                for f in remaining:
+                    if f[0] in self.path and f[2] > 0:
+                        f[2] -= 1
+                        status = f[1]
+                        break
+                else:
+                    return False
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            self._record(status, 0)
+            return True
+
+        def do_GET(self) -> None:
+            if self._fault():
+                return
+            counter = _CountingWriter(self.wfile)
+            self.wfile = counter
+            super().do_GET()
+            self._record(getattr(self, "_status", 200), counter.n)
+
+        def do_HEAD(self) -> None:
+            if self._fault():
+                return
+            super().do_HEAD()
+            self._record(getattr(self, "_status", 200), 0)
+
+        def send_response(self, code, message=None) -> None:
+            self._status = code
+            super().send_response(code, message)
+
+    os.chdir(root)
+    ThreadingHTTPServer((LOOPBACK, port), Handler).serve_forever()
+
+
+class _CountingWriter:
+    def __init__(self, raw) -> None:
+        self.raw, self.n, self._headers_done = raw, 0, False
+
+    def write(self, data: bytes) -> int:
+        if self._headers_done:
+            self.n += len(data)
+        elif data.endswith(b"\r\n\r\n") or b"\r\n\r\n" in data:
+            self._headers_done = True
+        return self.raw.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
+# --------------------------------------------------------------------------- moto S3
+
+
+@contextlib.contextmanager
+def moto_s3(buckets: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run ``moto_server`` on loopback; yield its endpoint URL.
+
+    Sets nothing globally: callers pass the endpoint (or set ``AWS_ENDPOINT_URL``
+    for the duration of their own code). Credentials for it: any, e.g.
+    ``testing``/``testing``, region ``us-east-1``.
+    """
+    port = free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen(
+        [str(exe), "-H", LOOPBACK, "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_port(port, proc)
+        endpoint = f"http://{LOOPBACK}:{port}"
+        if buckets:
+            import boto3
+
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+                region_name="us-east-1",
+            )
+            for b in buckets:
+                s3.create_bucket(Bucket=b)
+        yield endpoint
+    finally:
+        stop(proc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python tests/local_servers.py", description="serve a folder with Range")
+    parser.add_argument("root")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--fault", action="append", default=[], help="SUBSTRING:STATUS:COUNT")
+    args = parser.parse_args(argv)
+    _serve_range(args.root, args.port, args.log, args.fault)
+
+
+if __name__ == "__main__":
+    main()
