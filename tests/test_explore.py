@@ -1,5 +1,11 @@
 """The explore map: click handler, WMS imagery in a real headless browser."""
 
+import html
+import io
+import re
+import time
+import urllib.request
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -45,7 +51,9 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     assert len(feats) == 6 and feats[0]["properties"]["chip_id"] == "2020-1156-0288"  # query + 5 neighbours
     assert [f["properties"]["style"]["color"] for f in feats[1:]] == rank_colors(5)
     assert len(ex.gallery.children) == 5
-    assert bytes(ex.gallery.children[0].children[0].value).startswith(b"\x89PNG")
+    src = re.search(r'<img src="([^"]+)"', ex.gallery.children[0].value)[1]
+    png = urllib.request.urlopen(html.unescape(src), timeout=60).read()  # what the browser fetches
+    assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == (128, 128)
     ex.mode.value = "positive"
     ex.handle_interaction(type="click", coordinates=[lat, lon])
     ex.mode.value = "negative"
@@ -55,6 +63,31 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     assert "2020-1158-0290" not in set(ex.results["chip_id"])
     ex.mode.value = "search"
     assert ex.click(-80.0, 30.0) is None and "no chip" in ex.status.value
+
+
+class SlowThumbnails(WMSClient):
+    """A WMS client whose image fetches take 300 ms (a WMS on the internet), counting them."""
+
+    fetches = 0
+
+    def thumbnail(self, *args, **kwargs) -> bytes:
+        type(self).fetches += 1
+        time.sleep(0.3)
+        return super().thumbnail(*args, **kwargs)
+
+
+def test_a_click_fetches_no_thumbnail_in_the_kernel(explore_db):
+    """The gallery's images are GetMap URLs the browser loads: a slow WMS cannot hold a click."""
+    grid, index, wms, _ = explore_db
+    ex = Explorer(index, wms.url, k=10, thumbnails=SlowThumbnails(wms.url, cache_dir=None))
+    results = ex.click(*grid.chip_center(1157, 289))
+    assert len(results) == 10 and len(ex.gallery.children) == 10
+    assert SlowThumbnails.fetches == 0
+    bounds = [tuple(g.bounds) for g in results.geometry]
+    for card, b in zip(ex.gallery.children, bounds, strict=True):
+        assert ex.thumbs.getmap_url(b, ex.layer, (128, 128)) == html.unescape(
+            re.search(r'src="([^"]+)"', card.value)[1]
+        )
 
 
 @pytest.mark.slow

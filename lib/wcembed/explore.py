@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wcembed.product import LAYER_KINDS, YEARS, layer_name
+from wcembed.product import CRS, LAYER_KINDS, YEARS, layer_name
 from wcembed.styles import label_style, results_geojson, scores_geojson
 
 
@@ -128,12 +128,13 @@ class Explorer:
     def click(self, lon: float, lat: float):
         """Select the chip at a point and search; returns the results GeoDataFrame (or None)."""
         year = self.year_box.value
-        chip = self.index.chip_at(lon, lat, year)
-        if chip is None:
+        hit = self.index.query_at(lon, lat, year)  # grid arithmetic and one lookup by id
+        if hit is None:
             self.status.value = f"no chip of {year} at {lat:.4f}, {lon:.4f}"
             return None
+        chip, vector = hit
         if self.mode.value == "search":
-            results = self.index.by_chip(chip, self.k.value, year=year)
+            results = self.index.by_vector(vector, self.k.value, year=year, exclude=[chip])
         else:
             self.toggle_label(chip, self.mode.value, year)
             if not self.positives:
@@ -148,7 +149,7 @@ class Explorer:
         if self.labels.items.get(chip, {}).get("label") == label:
             self.labels.remove(chip)
         else:
-            self.labels.add(chip, label, year=year, bounds=self.index.chips([chip]).geometry.iloc[0].bounds)
+            self.labels.add(chip, label, year=year, bounds=self.index.footprint(chip).bounds)
         self.label_layer.data = self.labels.to_geojson()
 
     def save_labels(self, path: str | Path) -> Path:
@@ -176,22 +177,27 @@ class Explorer:
         self.status.value = f"{n} chips with score ≥ {change['new']:.2f}"
 
     def show(self, results, chip: str) -> None:
-        """Draw results (coloured by rank) and the query chip; fill the gallery with WMS thumbnails."""
+        """Draw results (coloured by rank) and the query chip; fill the gallery with WMS thumbnails.
+
+        Thumbnails are ``<img>`` tags with WMS GetMap URLs: the browser fetches them,
+        in parallel and with its own cache, so a click never waits for the WMS.
+        """
+        import html
+
+        import geopandas as gpd
         import ipywidgets as w
 
         self.results = results
-        self.query = self.index.chips([chip])
+        self.query = gpd.GeoDataFrame({"chip_id": [chip]}, geometry=[self.index.footprint(chip)], crs=CRS)
         self.result_layer.data = results_geojson(results, self.query)
         layer = self.layer
         cards = []
         for _, row in results.iterrows():
-            png = self.thumbs.thumbnail(tuple(row.geometry.bounds), layer, (128, 128)) if layer else b""
+            url = self.thumbs.getmap_url(tuple(row.geometry.bounds), layer, (128, 128)) if layer else ""
             cards.append(
-                w.VBox(
-                    [
-                        w.Image(value=png, format="png", width=128, height=128),
-                        w.HTML(f"#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}"),
-                    ]
+                w.HTML(
+                    f'<img src="{html.escape(url)}" width="128" height="128" loading="lazy" alt="{row["chip_id"]}">'
+                    f"<br>#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}"
                 )
             )
         self.gallery.children = cards

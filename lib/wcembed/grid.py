@@ -60,6 +60,19 @@ def chip_id(year: int, column: int, row: int) -> str:
     return f"{year}-{column:04d}-{row:04d}"
 
 
+def parse_chip_id(chip: str) -> tuple[int, int, int]:
+    """``(year, column, row)`` of a chip id.
+
+    >>> parse_chip_id("2020-0012-0345")
+    (2020, 12, 345)
+    """
+    try:
+        year, column, row = (int(p) for p in chip.split("-"))
+    except (ValueError, AttributeError):
+        raise BadParameterError(f"not a chip id: {chip!r} (expected e.g. 2020-0012-0345)") from None
+    return year, column, row
+
+
 # --------------------------------------------------------------------------- chips
 
 
@@ -83,6 +96,35 @@ class TilePiece:
     window: Window
     chip_window: Window
     exists: bool
+
+
+def chip_at(
+    lon: float, lat: float, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN
+) -> tuple[int, int]:
+    """``(column, row)`` of the chip of a grid (``chip_size`` px from ``origin``) that holds a point
+    (degrees), by arithmetic alone: a chip holds its west and north edges.
+
+    >>> chip_at(-124.99, 49.99)
+    (0, 0)
+    """
+    ox, oy = _origin_px(origin)
+    gx = math.floor((lon + 180) * PX_PER_DEGREE) - ox
+    gy = math.floor((90 - lat) * PX_PER_DEGREE) - oy
+    return gx // chip_size, gy // chip_size
+
+
+def chip_bounds(
+    column: int, row: int, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN
+) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` in degrees of chip ``(column, row)`` of a grid, by arithmetic alone."""
+    ox, oy = _origin_px(origin)
+    gx, gy = ox + column * chip_size, oy + row * chip_size
+    return (
+        gx / PX_PER_DEGREE - 180,
+        90 - (gy + chip_size) / PX_PER_DEGREE,
+        (gx + chip_size) / PX_PER_DEGREE - 180,
+        90 - gy / PX_PER_DEGREE,
+    )
 
 
 def _origin_px(origin: tuple[float, float]) -> tuple[int, int]:
@@ -196,9 +238,7 @@ class Grid:
 
         The chip may or may not be in the grid; test with ``in``.
         """
-        gx = math.floor((lon + 180) * PX_PER_DEGREE) - self.ox
-        gy = math.floor((90 - lat) * PX_PER_DEGREE) - self.oy
-        return gx // self.chip_size, gy // self.chip_size
+        return chip_at(lon, lat, self.chip_size, self.origin)
 
     # ------------------------------------------------------------------ geometry
     def chip_offsets(self, column: int, row: int) -> tuple[int, int]:
@@ -207,14 +247,7 @@ class Grid:
 
     def chip_bounds(self, column: int, row: int) -> tuple[float, float, float, float]:
         """``(west, south, east, north)`` of the chip in degrees (EPSG:4326)."""
-        gx, gy = self.chip_offsets(column, row)
-        cs = self.chip_size
-        return (
-            gx / PX_PER_DEGREE - 180,
-            90 - (gy + cs) / PX_PER_DEGREE,
-            (gx + cs) / PX_PER_DEGREE - 180,
-            90 - gy / PX_PER_DEGREE,
-        )
+        return chip_bounds(column, row, self.chip_size, self.origin)
 
     def chip_center(self, column: int, row: int) -> tuple[float, float]:
         """``(lon, lat)`` of the chip centre in degrees (EPSG:4326)."""

@@ -4,14 +4,18 @@ Table ``chips`` (one row per (year, chip)): ``chip_id``, ``year``, ``column``,
 ``row``, ``lon``, ``lat`` (centre, degrees), ``valid_fraction``, ``geometry``
 (WKB footprint, OGC:CRS84), ``xmin``, ``ymin``, ``xmax``, ``ymax`` (its bbox, for
 filters) and ``vector`` (fixed-size list of float32). Table ``files`` records
-every ingested GeoParquet file by name and size, so a rerun adds only new or
-changed files; a changed file replaces the rows of its (year, column), so a
-chip is never duplicated. Ingest moves whole Arrow tables: no per-row Python.
+every ingested GeoParquet file by name and size, so a rerun reads only new or
+changed files; the rows of a (year, column) are deleted before its file is
+added, so a chip is never duplicated, also after an ingest was killed. Ingest
+moves whole Arrow tables in large batches: no per-row Python.
 
-Search uses cosine distance. Small tables are searched exactly (brute force,
-which LanceDB does quickly up to a few hundred thousand rows); at
-:data:`ANN_MIN_ROWS` rows and more an IVF_HNSW_SQ index is built. Measured
-on 1.6 million x 768 vectors (``benchmarks/bench_index.py``): see the README.
+A click costs one lookup and one search: the chip under a point comes from grid
+arithmetic (:func:`wcembed.grid.chip_at`) and its vector from one lookup through
+the BTREE index on ``chip_id``; the year filter uses a BITMAP index. Search uses
+cosine distance, exactly on small tables and, from :data:`ANN_MIN_ROWS` rows, with
+an IVF index (:data:`ANN_INDEX`) probed at :func:`probes` partitions whose
+candidates are re-ranked with the full vectors (:data:`REFINE_FACTOR`). Figures at
+CONUS scale (``benchmarks/bench_index.py``): see the README.
 """
 
 from __future__ import annotations
@@ -28,8 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wcembed import store
-from wcembed.errors import UnknownChipError
-from wcembed.product import CRS
+from wcembed.errors import BadParameterError, UnknownChipError
+from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
+from wcembed.product import CRS, YEARS
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +43,17 @@ FILES = "files"
 ANN_MIN_ROWS = 250_000
 """Tables with at least this many rows get an ANN index; smaller ones are searched exactly."""
 KEEP = ["chip_id", "year", "column", "row", "lon", "lat", "valid_fraction", "geometry"]
+RESULT_COLUMNS = [*KEEP, "xmin", "ymin", "xmax", "ymax"]
+ANN_RQ_BITS = 4
+ANN_INDEX = "ivf_sq"
+"""The ANN index type: IVF_SQ (8-bit scalar quantisation; chosen by measurement at CONUS scale with the
+year filter, see the README: IVF_PQ lost recall on clustered data, IVF_HNSW_SQ on example queries)."""
+MAX_ANN_SEGMENTS = 4
+"""Delta segments the ANN index may gather from incremental ingests before it is rebuilt."""
+REFINE_FACTOR = 5
+"""Candidates re-ranked with the full vectors, per result asked for."""
+SCALAR_INDEXES = {"chip_id": "BTREE", "year": "BITMAP", "column": "BTREE"}
+"""Scalar indexes of the chips table: lookups by id, filters by year, replacing a column's rows."""
 
 
 @dataclass
@@ -55,16 +71,26 @@ def _connect(db: str | Path):
 
 
 def _arrow_rows(path: str) -> pa.Table:
+    """The rows of one GeoParquet file, in the table's layout."""
     table = pq.read_table(io.BytesIO(store.read_bytes(path)))
     bbox = table["bbox"].combine_chunks()
     out = table.select(KEEP)
     for name in ("xmin", "ymin", "xmax", "ymax"):
         out = out.append_column(name, bbox.field(name))
-    return out.append_column("vector", table["embeddings"])
+    return out.append_column("vector", table["embeddings"]).replace_schema_metadata(None)
 
 
-def ingest(source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_ROWS) -> IngestReport:
-    """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``."""
+def ingest(
+    source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_ROWS, batch_rows: int = 200_000
+) -> IngestReport:
+    """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
+
+    Only new or changed files (by name and size) are read. Idempotent per chip:
+    the rows of every (year, column) about to be written are deleted first, so a
+    rerun after a crash mid-ingest, or a rewritten file, never duplicates a chip.
+    Rows are added ``batch_rows`` at a time (few, large fragments); afterwards
+    the table is compacted and its indexes brought up to date (:func:`refresh_indexes`).
+    """
     conn = _connect(db)
     names = set(conn.table_names())
     files = store.list_outputs(source)
@@ -72,31 +98,61 @@ def ingest(source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_RO
     if FILES in names:
         known = conn.open_table(FILES).to_arrow()
         seen = dict(zip(known["path"].to_pylist(), known["size"].to_pylist(), strict=True))
-    added = replaced = 0
+    todo = {p: s for p, s in files.items() if seen.get(p) != s}
     chips = conn.open_table(TABLE) if TABLE in names else None
-    for path, size in files.items():
-        if seen.get(path) == size:
-            continue
-        rows = _arrow_rows(path)
-        meta = store.file_metadata(path)["wcembed"]
-        if chips is None:
-            chips = conn.create_table(TABLE, rows)
-        else:
-            if path in seen:
-                replaced += 1
-            chips.delete(f"year = {int(meta['year'])} AND `column` = {int(meta['column'])}")
-            if rows.num_rows:
+    if not todo:
+        return IngestReport(0, 0, len(files), chips.count_rows() if chips is not None else 0)
+    if chips is not None:  # forget what is about to be rewritten (also rows a killed ingest left behind)
+        columns: dict[int, list[int]] = {}
+        for year, column in sorted(store.parse_output_path(p) for p in todo):
+            columns.setdefault(year, []).append(column)
+        chips.delete(
+            " OR ".join(f"(year = {y} AND `column` IN ({', '.join(map(str, cs))}))" for y, cs in columns.items())
+        )
+    pending: list[pa.Table] = []
+    paths = list(todo)
+    for i, path in enumerate(paths):
+        pending.append(_arrow_rows(path))
+        if sum(t.num_rows for t in pending) >= batch_rows or i == len(paths) - 1:
+            rows = pa.concat_tables(pending)
+            if chips is None:
+                chips = conn.create_table(TABLE, rows)
+            else:
                 chips.add(rows)
-        added += path not in seen
-        seen[path] = size
-        log.info("ingested %s (%d rows)", path, rows.num_rows)
+            pending.clear()
+    replaced = sum(p in seen for p in todo)
+    seen.update(todo)
     conn.create_table(
         FILES, pa.table({"path": list(seen), "size": pa.array(list(seen.values()), pa.int64())}), mode="overwrite"
     )
-    n = chips.count_rows() if chips is not None else 0
-    if chips is not None and n >= ann_min_rows and (added or replaced or not chips.list_indices()):
-        build_ann_index(chips)
-    return IngestReport(added, replaced, len(files) - added - replaced, n)
+    log.info("ingested %d files (%d replaced)", len(todo), replaced)
+    refresh_indexes(chips, ann_min_rows=ann_min_rows)
+    return IngestReport(len(todo) - replaced, replaced, len(files) - len(todo), chips.count_rows())
+
+
+def refresh_indexes(table, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
+    """Bring a chips table's indexes up to date after rows changed.
+
+    Scalar indexes (BTREE on ``chip_id`` and ``column``, BITMAP on ``year``) make
+    lookups by id and filters cheap. The ANN index is built once the table has
+    ``ann_min_rows`` rows. ``optimize()`` then compacts fragments and folds new
+    rows into the indexes; each fold adds a segment to the ANN index, and a query
+    searches every segment, so after :data:`MAX_ANN_SEGMENTS` the ANN index is
+    rebuilt: query latency does not decay with the number of ingest rounds.
+    """
+    existing = {i.columns[0]: i for i in table.list_indices()}
+    for column, kind in SCALAR_INDEXES.items():
+        if column not in existing:
+            table.create_scalar_index(column, index_type=kind)
+    if "vector" not in existing:
+        if table.count_rows() >= ann_min_rows:
+            build_ann_index(table)
+        table.optimize()
+        return
+    table.optimize()
+    if table.index_stats(existing["vector"].name).num_indices > MAX_ANN_SEGMENTS:
+        log.info("rebuilding the ANN index (more than %d segments)", MAX_ANN_SEGMENTS)
+        build_ann_index(table)
 
 
 def partitions(n_rows: int) -> int:
@@ -105,17 +161,27 @@ def partitions(n_rows: int) -> int:
 
 
 def probes(n_rows: int) -> int:
-    """Partitions searched per query: a quarter of them, at least 32 (recall over speed)."""
-    return max(32, partitions(n_rows) // 4)
+    """Partitions searched per query: a sixteenth of them, at least 32 (measured: recall@10 0.99 at CONUS
+    scale with a year filter, see the README)."""
+    return max(32, partitions(n_rows) // 16)
 
 
-def build_ann_index(table) -> None:
-    """Build an IVF_HNSW_SQ cosine index on ``vector`` with :func:`partitions` partitions."""
-    from lancedb.index import IvfHnswSq
+def build_ann_index(table, kind: str = ANN_INDEX) -> None:
+    """Build a cosine ANN index on ``vector`` with :func:`partitions` partitions: ``ivf_pq`` (the default,
+    see :data:`ANN_INDEX`) or ``ivf_hnsw_sq``."""
+    from lancedb.index import IvfHnswSq, IvfPq, IvfRq, IvfSq
 
-    table.create_index(
-        "vector", config=IvfHnswSq(distance_type="cosine", num_partitions=partitions(table.count_rows())), replace=True
-    )
+    n = partitions(table.count_rows())
+    dim = table.schema.field("vector").type.list_size
+    configs = {  # PQ codes of 8 dimensions per byte; the re-ranking with full vectors restores exact order
+        "ivf_pq": lambda: IvfPq(distance_type="cosine", num_partitions=n, num_sub_vectors=max(1, dim // 8)),
+        "ivf_hnsw_sq": lambda: IvfHnswSq(distance_type="cosine", num_partitions=n),
+        "ivf_sq": lambda: IvfSq(distance_type="cosine", num_partitions=n),
+        "ivf_rq": lambda: IvfRq(distance_type="cosine", num_partitions=n, num_bits=ANN_RQ_BITS),
+    }
+    if kind not in configs:
+        raise BadParameterError(f"unknown ANN index {kind!r}: one of {sorted(configs)}")
+    table.create_index("vector", config=configs[kind](), replace=True)
 
 
 class ChipIndex:
@@ -127,16 +193,37 @@ class ChipIndex:
     >>> idx.by_point(-75.62, 37.67, k=5)  # doctest: +SKIP
     """
 
-    def __init__(self, db: str | Path, table: str = TABLE) -> None:
+    def __init__(
+        self,
+        db: str | Path,
+        table: str = TABLE,
+        *,
+        chip_size: int = CHIP_PX,
+        origin: tuple[float, float] = CONUS_ORIGIN,
+    ) -> None:
         self.table = _connect(db).open_table(table)
+        self.chip_size, self.origin = chip_size, origin
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the table's size and whether it has an ANN index (after an ingest in this process)."""
+        self.rows = self.table.count_rows()
+        self.ann = any(i.columns == ["vector"] for i in self.table.list_indices())
+        """Whether searches use the ANN index (else they are exact)."""
+        self.nprobes = probes(self.rows)
+        self.refine_factor = REFINE_FACTOR
 
     def __len__(self) -> int:
-        return self.table.count_rows()
+        return self.rows
+
+    def _lookup(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
+        """The rows of those of the given chips that exist (one query through the ``chip_id`` index)."""
+        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in chip_ids)
+        return self.table.search().where(f"chip_id IN ({quoted})").select(columns).limit(len(chip_ids)).to_arrow()
 
     def _rows(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
         """Rows of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""
-        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in chip_ids)
-        got = self.table.search().where(f"chip_id IN ({quoted})").select(columns).limit(len(chip_ids)).to_arrow()
+        got = self._lookup(chip_ids, columns)
         order = {c: i for i, c in enumerate(got["chip_id"].to_pylist())}
         missing = [c for c in chip_ids if c not in order]
         if missing:
@@ -173,17 +260,38 @@ class ChipIndex:
         import geopandas as gpd
         import shapely
 
-        t = self._rows(chip_ids, [*KEEP, "xmin", "ymin", "xmax", "ymax"])
+        t = self._rows(chip_ids, RESULT_COLUMNS)
         df = t.drop(["geometry"]).to_pandas()
         return gpd.GeoDataFrame(df, geometry=shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False)), crs=CRS)
 
+    def query_at(self, lon: float, lat: float, year: int | None = None) -> tuple[str, np.ndarray] | None:
+        """``(chip_id, vector)`` of the chip holding the point (degrees), or None where no chip was embedded.
+
+        The chip comes from grid arithmetic (:func:`wcembed.grid.chip_at`) and its
+        vector from one lookup by id; without ``year``, the first year that has it.
+        """
+        column, row = chip_at(lon, lat, self.chip_size, self.origin)
+        if column < 0 or row < 0:
+            return None
+        ids = [chip_id(y, column, row) for y in ([int(year)] if year is not None else YEARS)]
+        got = self._lookup(ids, ["chip_id", "vector"])
+        found = got["chip_id"].to_pylist()
+        best = next((c for c in ids if c in found), None)
+        if best is None:
+            return None
+        return best, store.vector_matrix(got["vector"])[found.index(best)]
+
     def chip_at(self, lon: float, lat: float, year: int | None = None) -> str | None:
         """Id of the chip whose footprint holds the point (degrees), or None."""
-        where = f"xmin <= {lon} AND {lon} < xmax AND ymin < {lat} AND {lat} <= ymax"
-        if year is not None:
-            where += f" AND year = {int(year)}"
-        got = self.table.search().where(where).select(["chip_id"]).limit(1).to_arrow()
-        return got["chip_id"][0].as_py() if got.num_rows else None
+        hit = self.query_at(lon, lat, year)
+        return hit[0] if hit else None
+
+    def footprint(self, chip: str):
+        """The footprint polygon of a chip id (degrees, lon/lat), by grid arithmetic (no lookup)."""
+        import shapely
+
+        _, column, row = parse_chip_id(chip)
+        return shapely.box(*chip_bounds(column, row, self.chip_size, self.origin))
 
     def by_vector(
         self,
@@ -207,15 +315,15 @@ class ChipIndex:
             filters.append(f"xmax > {w} AND xmin < {e} AND ymax > {s} AND ymin < {n}")
         if exclude:
             filters.append("chip_id NOT IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in exclude) + ")")
-        q = self.table.search(np.asarray(vector, np.float32)).distance_type("cosine").limit(k)
+        q = self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
+        q = q.distance_type("cosine").limit(k).select([*RESULT_COLUMNS, "_distance"])
         if filters:
             q = q.where(" AND ".join(filters), prefilter=True)
-        if exact or (exact is None and not self.table.list_indices()):
+        if exact or not self.ann:
             q = q.bypass_vector_index()
-        elif self.table.list_indices():
-            q = q.nprobes(probes(len(self))).refine_factor(5)
-        res = q.to_arrow().drop(["vector"])
-        df = res.to_pandas().rename(columns={"_distance": "distance"})
+        else:
+            q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
+        df = q.to_arrow().to_pandas().rename(columns={"_distance": "distance"})
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
         df.insert(0, "rank", np.arange(1, len(df) + 1))
         return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
@@ -226,11 +334,11 @@ class ChipIndex:
         return self.by_vector(self.vectors([chip_id])[0], k, exclude=exclude, **kw)
 
     def by_point(self, lon: float, lat: float, k: int = 10, *, year: int | None = None, **kw):
-        """Nearest chips of the chip holding a lon/lat point (degrees)."""
-        chip = self.chip_at(lon, lat, year)
-        if chip is None:
+        """Nearest chips of the chip holding a lon/lat point (degrees), without that chip: one lookup, one search."""
+        hit = self.query_at(lon, lat, year)
+        if hit is None:
             raise UnknownChipError(f"no chip at lon {lon}, lat {lat}" + (f" in {year}" if year else ""))
-        return self.by_chip(chip, k, year=year, **kw)
+        return self.by_vector(hit[1], k, year=year, exclude=[*kw.pop("exclude", ()), hit[0]], **kw)
 
     def by_examples(self, positives: Sequence[str], negatives: Sequence[str] = (), k: int = 10, **kw):
         """Nearest chips of ``mean(positives)`` (minus ``mean(negatives)`` when given); examples excluded."""

@@ -33,6 +33,7 @@ import datetime as dt
 import io
 import json
 import os
+import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,12 +49,25 @@ from wcembed.product import CRS
 
 FORMAT_VERSION = "v002"
 GEO_VERSION = "1.1.0"
-FILE_GLOB = "worldcover_embeddings_*_*_v002.gpq"
+FILE_GLOB = f"worldcover_embeddings_*_*_{FORMAT_VERSION}.gpq"
+_OUTPUT_RE = re.compile(rf"worldcover_embeddings_(\d{{4}})_(\d{{4,}})_{FORMAT_VERSION}\.gpq$")
 
 
 def output_path(output: str | Path, year: int, column: int) -> str:
     """Where the file of ``(year, column)`` goes under ``output`` (folder or ``s3://bucket/prefix``)."""
     return f"{str(output).rstrip('/')}/{year}/worldcover_embeddings_{year}_{column:04d}_{FORMAT_VERSION}.gpq"
+
+
+def parse_output_path(path: str) -> tuple[int, int]:
+    """``(year, column)`` of an output file's path (see :func:`output_path`).
+
+    >>> parse_output_path("s3://b/e/2020/worldcover_embeddings_2020_0012_v002.gpq")
+    (2020, 12)
+    """
+    m = _OUTPUT_RE.search(str(path))
+    if not m:
+        raise OutputError(f"not an output file name: {path}")
+    return int(m[1]), int(m[2])
 
 
 def stac_path(path: str) -> str:

@@ -72,6 +72,28 @@ class WMSClient:
         """Names of the layers the server offers."""
         return list(self.service.contents)
 
+    def getmap_url(
+        self, bounds: tuple[float, float, float, float], layer: str, size: tuple[int, int] = (256, 256)
+    ) -> str:
+        """A WMS 1.1.1 GetMap URL of ``layer`` over ``bounds`` (west, south, east, north in degrees) as PNG,
+        for a browser to fetch (1.1.1 keeps EPSG:4326 in lon/lat order, so no axis-order ambiguity)."""
+        from urllib.parse import urlencode
+
+        query = {
+            "SERVICE": "WMS",
+            "VERSION": "1.1.1",
+            "REQUEST": "GetMap",
+            "LAYERS": layer,
+            "STYLES": "",
+            "SRS": TILE_CRS,
+            "BBOX": ",".join(repr(float(b)) for b in bounds),
+            "WIDTH": size[0],
+            "HEIGHT": size[1],
+            "FORMAT": "image/png",
+            "TRANSPARENT": "TRUE",
+        }
+        return f"{self.url}{'&' if '?' in self.url else '?'}{urlencode(query)}"
+
     def thumbnail(
         self, bounds: tuple[float, float, float, float], layer: str, size: tuple[int, int] = (256, 256)
     ) -> bytes:
