@@ -116,6 +116,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=0, help="re-ingest rounds of 70 rewritten files before re-timing")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--sweep-nprobes", type=lambda t: [int(v) for v in t.split(",")], default=[])
+    ap.add_argument("--sweep-refine", type=lambda t: [int(v) for v in t.split(",")], default=[])
     args = ap.parse_args()
     make = DATA[args.data]
     year = YEARS[0]
@@ -149,10 +150,16 @@ def main() -> None:
             result[f"{label}by_point_p95_ms"] = pct(lat_ms, 95)
             result[f"{label}by_point_recall_at_10"] = hits / (10 * len(picks))
 
+        for i in rng.choice(len(ids), size=10, replace=False):  # warm-up (untimed): open files, caches
+            idx.by_point(float(lon[i]), float(lat[i]), k=10, year=year)
         clicks("")
-        for v in args.sweep_nprobes:  # the same clicks at other nprobes, to show the trade-off
+        for v in args.sweep_nprobes:  # the same clicks at other parameters, to show the trade-offs
             idx.nprobes = v
             clicks(f"nprobes_{v}_")
+        idx.refresh()
+        for v in args.sweep_refine:
+            idx.refine_factor = v
+            clicks(f"refine_{v}_")
         idx.refresh()
         at = []
         for i in picks[:50]:

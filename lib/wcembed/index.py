@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from wcembed import store
 from wcembed.errors import BadParameterError, UnknownChipError
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
-from wcembed.product import CRS, YEARS
+from wcembed.product import CRS, PX_PER_DEGREE, YEARS
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ ANN_INDEX = "ivf_sq"
 year filter, see the README: IVF_PQ lost recall on clustered data, IVF_HNSW_SQ on example queries)."""
 MAX_ANN_SEGMENTS = 4
 """Delta segments the ANN index may gather from incremental ingests before it is rebuilt."""
-REFINE_FACTOR = 5
+REFINE_FACTOR = 20
 """Candidates re-ranked with the full vectors, per result asked for."""
 SCALAR_INDEXES = {"chip_id": "BTREE", "year": "BITMAP", "column": "BTREE"}
 """Scalar indexes of the chips table: lookups by id, filters by year, replacing a column's rows."""
@@ -198,12 +198,20 @@ class ChipIndex:
         db: str | Path,
         table: str = TABLE,
         *,
-        chip_size: int = CHIP_PX,
+        chip_size: int | None = None,
         origin: tuple[float, float] = CONUS_ORIGIN,
     ) -> None:
         self.table = _connect(db).open_table(table)
-        self.chip_size, self.origin = chip_size, origin
+        self.origin = origin
+        self.chip_size = chip_size or self._chip_size()
+        """Chip size of the table's grid in pixels (read off its first chip's footprint unless given)."""
         self.refresh()
+
+    def _chip_size(self) -> int:
+        first = self.table.search().select(["xmin", "xmax"]).limit(1).to_arrow()
+        if not first.num_rows:
+            return CHIP_PX
+        return round((first["xmax"][0].as_py() - first["xmin"][0].as_py()) * PX_PER_DEGREE)
 
     def refresh(self) -> None:
         """Re-read the table's size and whether it has an ANN index (after an ingest in this process)."""
