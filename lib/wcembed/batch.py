@@ -79,6 +79,7 @@ def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
         index = int(raw)
     except ValueError:
         raise errors.BadColumnError(f"AWS_BATCH_JOB_ARRAY_INDEX={raw!r} is not an integer") from None
+    picked = None
     if env.get("COLUMNS"):
         try:
             columns = [int(c) for c in env["COLUMNS"].split(",") if c.strip()]
@@ -86,8 +87,9 @@ def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
             raise errors.BadColumnError(f"COLUMNS={env['COLUMNS']!r} is not a list of column numbers") from None
         if not 0 <= index < len(columns):
             raise errors.BadColumnError(f"array index {index} is outside the {len(columns)} columns of COLUMNS")
-        return (grid or ColumnJob.from_env(env).plan_grid()).check_column(columns[index])
-    return (grid or ColumnJob.from_env(env).plan_grid()).column_at_index(index)
+        picked = columns[index]
+    grid = grid or ColumnJob.from_env(env).plan_grid()
+    return grid.column_at_index(index) if picked is None else grid.check_column(picked)
 
 
 def job_for_index(env: Mapping[str, str], grid: Grid | None = None) -> ColumnJob:

@@ -186,10 +186,9 @@ def run_job(
     job: ColumnJob, *, grid: Grid | None = None, model: LoadedModel | None = None, progress: bool = True
 ) -> ColumnResult:
     """Run a :class:`~wcembed.job.ColumnJob`: read, embed and write one column (see :func:`embed_column`)."""
+    path = job.output_path  # a job template (no column) is refused here, before any work
     grid = grid or job.plan_grid()
-    year = job.year
-    column = grid.check_column(job.column)
-    path = store.output_path(job.output, year, column)
+    year, column = job.year, grid.check_column(job.column)
     if store.exists(path) and not job.overwrite:
         log.info("%s exists: column %d of %d is done", path, column, year)
         return ColumnResult(year, column, path, "exists")

@@ -110,10 +110,9 @@ def ingest(
             " OR ".join(f"(year = {y} AND `column` IN ({', '.join(map(str, cs))}))" for y, cs in columns.items())
         )
     pending: list[pa.Table] = []
-    paths = list(todo)
-    for i, path in enumerate(paths):
+    for i, path in enumerate(todo, start=1):
         pending.append(_arrow_rows(path))
-        if sum(t.num_rows for t in pending) >= batch_rows or i == len(paths) - 1:
+        if sum(t.num_rows for t in pending) >= batch_rows or i == len(todo):
             rows = pa.concat_tables(pending)
             if chips is None:
                 chips = conn.create_table(TABLE, rows)
@@ -144,13 +143,10 @@ def refresh_indexes(table, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
     for column, kind in SCALAR_INDEXES.items():
         if column not in existing:
             table.create_scalar_index(column, index_type=kind)
-    if "vector" not in existing:
-        if table.count_rows() >= ann_min_rows:
-            build_ann_index(table)
-        table.optimize()
-        return
+    if "vector" not in existing and table.count_rows() >= ann_min_rows:
+        build_ann_index(table)
     table.optimize()
-    if table.index_stats(existing["vector"].name).num_indices > MAX_ANN_SEGMENTS:
+    if "vector" in existing and table.index_stats(existing["vector"].name).num_indices > MAX_ANN_SEGMENTS:
         log.info("rebuilding the ANN index (more than %d segments)", MAX_ANN_SEGMENTS)
         build_ann_index(table)
 
@@ -167,8 +163,8 @@ def probes(n_rows: int) -> int:
 
 
 def build_ann_index(table, kind: str = ANN_INDEX) -> None:
-    """Build a cosine ANN index on ``vector`` with :func:`partitions` partitions: ``ivf_pq`` (the default,
-    see :data:`ANN_INDEX`) or ``ivf_hnsw_sq``."""
+    """Build a cosine ANN index on ``vector`` with :func:`partitions` partitions: ``kind`` is ``ivf_sq``
+    (the default, see :data:`ANN_INDEX`), ``ivf_rq``, ``ivf_pq`` or ``ivf_hnsw_sq``."""
     from lancedb.index import IvfHnswSq, IvfPq, IvfRq, IvfSq
 
     n = partitions(table.count_rows())
@@ -182,6 +178,11 @@ def build_ann_index(table, kind: str = ANN_INDEX) -> None:
     if kind not in configs:
         raise BadParameterError(f"unknown ANN index {kind!r}: one of {sorted(configs)}")
     table.create_index("vector", config=configs[kind](), replace=True)
+
+
+def _sql_strings(values: Sequence[str]) -> str:
+    """Strings as a SQL list body: ``'a', 'b'`` (quotes doubled)."""
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
 
 
 class ChipIndex:
@@ -226,8 +227,8 @@ class ChipIndex:
 
     def _lookup(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
         """The rows of those of the given chips that exist (one query through the ``chip_id`` index)."""
-        quoted = ", ".join("'" + c.replace("'", "''") + "'" for c in chip_ids)
-        return self.table.search().where(f"chip_id IN ({quoted})").select(columns).limit(len(chip_ids)).to_arrow()
+        query = self.table.search().where(f"chip_id IN ({_sql_strings(chip_ids)})")
+        return query.select(columns).limit(len(chip_ids)).to_arrow()
 
     def _rows(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
         """Rows of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""
@@ -322,7 +323,7 @@ class ChipIndex:
             w, s, e, n = bbox
             filters.append(f"xmax > {w} AND xmin < {e} AND ymax > {s} AND ymin < {n}")
         if exclude:
-            filters.append("chip_id NOT IN (" + ", ".join("'" + c.replace("'", "''") + "'" for c in exclude) + ")")
+            filters.append(f"chip_id NOT IN ({_sql_strings(exclude)})")
         q = self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
         q = q.distance_type("cosine").limit(k).select([*RESULT_COLUMNS, "_distance"])
         if filters:
