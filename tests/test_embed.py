@@ -66,14 +66,17 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     assert "UNTRAINED" in meta["embedding"]["model"]
     assert meta["embedding"]["dimension"] == 64 and meta["wcembed"]["chip_size_px"] == 512
     assert "ESA WorldCover project 2020" in meta["wcembed"]["attribution"]
+    check = meta["wcembed"]["precision_check"]  # "auto": the decision and the figures it was made on
+    assert check["decision"] == meta["wcembed"]["precision"] in ("float32", "bfloat16")
+    assert "reason" in check and (check["decision"] == "float32" or check["accepted"])
     item = Path(store.stac_path(result.path))
     assert item.exists() and '"embedding:checkpoint_sha256": "untrained"' in item.read_text()
 
 
 def test_embedding_equals_the_encoder_on_the_chip_read_directly(sample_root, tmp_path, small_model, grid):
-    result = run(sample_root, tmp_path, small_model, grid)
+    result = run(sample_root, tmp_path, small_model, grid, precision="float32")
     gdf, vectors = store.read_column(result.path)
-    embedder = Embedder(small_model, device="cpu")
+    embedder = Embedder(small_model, device="cpu", precision="float32")
     with ChipReader(grid, 2020, sample_root) as reader:
         for i, (_, chip) in enumerate(gdf.iterrows()):
             c = reader.read(chip["column"], chip["row"])
@@ -90,6 +93,7 @@ def test_two_runs_give_identical_files(sample_root, tmp_path, small_model, grid)
     assert ta.equals(tb)  # same rows, same vectors bit for bit
     ma, mb = store.file_metadata(a.path), store.file_metadata(b.path)
     ma["wcembed"].pop("created"), mb["wcembed"].pop("created")
+    assert (ma["wcembed"].pop("reader_workers"), mb["wcembed"].pop("reader_workers")) == (1, 2)  # CPU default: 1
     assert ma == mb
 
 

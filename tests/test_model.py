@@ -258,3 +258,68 @@ def test_checkpoint_download_retries_network_failures_and_gives_up_transiently(t
     with pytest.raises(CheckpointError, match="sha256"):
         fetch_checkpoint(f"file://{ckpt}", tmp_path / "c3", sha256="0" * 64)
     assert not list((tmp_path / "c3" / "checkpoints").glob("*"))
+
+
+def _precision_case(dim: int = 128):
+    """A random encoder, 4 chips of one batch, and its float32 embeddings."""
+    cfg = ClayConfig(dim=dim, depth=2, heads=4, dim_head=32, image_size=128)
+    torch.manual_seed(0)
+    with pytest.warns(UserWarning):
+        model = load_model(None, config=cfg, allow_untrained=True)
+    px = torch.from_numpy(np.random.default_rng(0).integers(1, 6000, size=(4, 4, 128, 128)).astype(np.int32))
+    inputs = normalize(px), encode_latlon([37.1] * 4, [-75.5] * 4), encode_time([2020] * 4)
+    emb = Embedder(model, device="cpu", precision="float32")
+    return model, inputs, emb._run(*inputs, "float32")
+
+
+def test_precision_check_accepts_bf16_and_rejects_a_worse_approximation():
+    import copy
+
+    from wcembed.inference import PrecisionCheck
+
+    model, inputs, reference = _precision_case()
+    check = PrecisionCheck()
+    bf16 = check(reference, Embedder(model, device="cpu", precision="bfloat16")._run(*inputs, "bfloat16"))
+    assert bf16["accepted"] and bf16["rel_l2"] < 0.01 and bf16["centred_cosine"] > 0.99
+    fp8 = copy.deepcopy(model.encoder)  # a worse approximation: the weights rounded to 8-bit floats
+    with torch.no_grad():
+        for p in fp8.parameters():
+            p.copy_(p.to(torch.float8_e4m3fn).float())
+    with torch.inference_mode():
+        worse = check(reference, ClayEncoder.embedding(fp8(*inputs)))
+    assert not worse["accepted"] and worse["rel_l2"] > check.max_rel_l2
+    assert worse["cosine"] > 0.999  # the raw cosine would have let it through
+
+
+def test_auto_precision_is_decided_by_the_check_and_recorded():
+    from wcembed.inference import PrecisionCheck
+
+    model = _precision_case()[0]
+    rng = np.random.default_rng(1)
+    px = rng.integers(1, 6000, size=(1, 4, 128, 128)).astype(np.uint16)  # one chip: rotations complete the check
+    args = (px, np.ones((1, 128, 128), bool), [37.1], [-75.5], 2020)
+    auto = Embedder(model, device="cpu")
+    auto(*args)
+    strict = Embedder(model, device="cpu", check=PrecisionCheck(max_rel_l2=0.0, min_centred_cosine=1.0))
+    strict(*args)
+    assert strict.precision == "float32" and strict.check["decision"] == "float32"
+    if auto.bf16_support() is None:  # a CPU without bf16 instructions: float32, said why
+        assert auto.precision == "float32" and "no bf16" in auto.check["reason"]
+    else:
+        assert auto.precision == "bfloat16" and auto.check["accepted"] and auto.check["chips"] == 4
+        assert not strict.check["accepted"] and strict.check["reason"].startswith("cpu: ")
+    assert Embedder(model, device="cpu", precision="float32").check == {"decision": "given"}
+
+
+def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
+    from wcembed.inference import cpu_bf16_flags
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_bf16_flags(info) == ["avx512_bf16"]
+    info.write_text("flags\t\t: fpu sse avx2 avx512f amx_tile amx_bf16 avx512_bf16\n")
+    assert cpu_bf16_flags(info) == ["amx_bf16", "avx512_bf16"]
+    info.write_text("Features\t: fp asimd sve bf16 i8mm\n")  # aarch64 (Graviton 3)
+    assert cpu_bf16_flags(info) == ["bf16"]
+    info.write_text("flags\t\t: fpu sse avx2\n")
+    assert cpu_bf16_flags(info) == [] and cpu_bf16_flags(tmp_path / "missing") == []

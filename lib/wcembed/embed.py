@@ -6,9 +6,10 @@ so every tile is opened once per thread) into a bounded window of futures,
 consumed strictly in row order, so batches, and therefore the file, are the
 same on every run. The slower of reading and inference sets the pace.
 
-With ``workers=1`` (the default) every COG block of the column is fetched
-once; more workers help a fast GPU keep busy at the cost of some blocks fetched
-by two threads.
+On a CPU one reader thread is the default: the encoder needs the cores, and
+every COG block of the column is fetched once. On a GPU the default is one
+reader per core (:func:`reader_workers`): decoding DEFLATE blocks, not the
+model, is then the bottleneck, at the cost of some blocks fetched by two threads.
 
 The parameters of a run are a :class:`~wcembed.job.ColumnJob`; the file, its
 metadata and the STAC Item beside it are written by :func:`wcembed.store.write_column`.
@@ -26,12 +27,14 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 import wcembed
 from wcembed import store
@@ -107,6 +110,13 @@ class _Prefetcher:
             r.close()
 
 
+def reader_workers(device: str | torch.device) -> int:
+    """Default chip reader threads for a device: one per core this process may use on a GPU, else one."""
+    if torch.device(device).type != "cuda":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size: int) -> dict[str, dict]:
     """The ``embedding`` and ``wcembed`` metadata of a column's file."""
     untrained, weights, year = model.untrained, model.weights, job.year
@@ -144,7 +154,9 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size
         "min_valid_fraction": job.min_valid_fraction,
         "tiles": str(job.tiles),
         "precision": embedder.precision,
+        "precision_check": embedder.check,
         "device": str(embedder.device),
+        "reader_workers": job.workers or reader_workers(embedder.device),
         "attribution": attribution(year),
     }
     return {"embedding": embedding, "wcembed": prov}
@@ -220,7 +232,8 @@ def run_job(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    prefetch = _Prefetcher(grid, year, str(job.tiles), workers=job.workers, depth=2 * job.batch_size)
+    workers = job.workers or reader_workers(embedder.device)
+    prefetch = _Prefetcher(grid, year, str(job.tiles), workers=workers, depth=2 * job.batch_size)
     bar = tqdm(total=len(rows), unit="chip", desc=f"{year} column {column}", disable=not progress)
     try:
         for chip in prefetch(column, rows):

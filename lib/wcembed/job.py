@@ -73,7 +73,11 @@ class ColumnJob:
     checkpoint: str | None = _param(None, env="CHECKPOINT", help="Clay v0.1 checkpoint: path, https or s3 URL")
     batch_size: int = _param(8, env="BATCH_SIZE", help="chips per forward pass")
     device: str | None = _param(None, env="DEVICE", help="cuda, mps or cpu; None picks CUDA, then MPS, then CPU")
-    precision: str = _param("auto", env="PRECISION", help="auto, float32, bfloat16 or float16")
+    precision: str = _param(
+        "auto",
+        env="PRECISION",
+        help="auto (bf16 where the device has it and it agrees with float32), float32, bfloat16 or float16",
+    )
     min_valid_fraction: float = _param(
         0.5, env="MIN_VALID_FRACTION", help="skip chips with a smaller share of valid pixels (0..1)"
     )
@@ -82,15 +86,18 @@ class ColumnJob:
     )
     overwrite: bool = _param(False, env="OVERWRITE", help="redo a column whose file exists")
     max_rows: int | None = _param(None, env="MAX_ROWS", help="embed only the first N chips of the column")
-    workers: int = _param(1, env="WORKERS", help="chip reader threads")
+    workers: int | None = _param(
+        None, env="WORKERS", help="chip reader threads; None: one per core on a GPU, one on a CPU"
+    )
 
     def __post_init__(self) -> None:
         check_year(self.year)
         if not 0 <= self.min_valid_fraction <= 1:
             raise BadParameterError(f"min_valid_fraction must be within 0..1, got {self.min_valid_fraction}")
         for name in ("batch_size", "workers"):
-            if getattr(self, name) < 1:
-                raise BadParameterError(f"{name} must be at least 1, got {getattr(self, name)}")
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise BadParameterError(f"{name} must be at least 1, got {value}")
         if self.max_rows is not None and self.max_rows < 0:
             raise BadParameterError(f"max_rows must be None or at least 0, got {self.max_rows}")
         if self.precision not in PRECISIONS:
