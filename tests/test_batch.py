@@ -59,6 +59,11 @@ def test_requests_pass_botocore_validation_with_stubber():
     assert req["arrayProperties"] == {"size": 1383}
     assert {"onStatusReason": "Host EC2*", "action": "RETRY"} in req["retryStrategy"]["evaluateOnExit"]
     assert {"type": "GPU", "value": "1"} in jd["containerProperties"]["resourceRequirements"]
+    gpu_env = {e["name"]: e["value"] for e in jd["containerProperties"]["environment"]}
+    assert gpu_env["DEVICE"] == "cuda" and gpu_env["OMP_NUM_THREADS"] == "8" and "WCEMBED_CACHE" in gpu_env
+    cpu_jd = job_definition_request("wcembed:latest")
+    assert not any(r["type"] == "GPU" for r in cpu_jd["containerProperties"]["resourceRequirements"])
+    validate("RegisterJobDefinition", cpu_jd)
     validate("SubmitJob", req)
     validate("RegisterJobDefinition", jd)
     bad = {**req, "arrayProperties": {"size": "1383"}}

@@ -113,18 +113,40 @@ def test_score_layer_and_threshold_slider_in_the_map(small_chips, sample_root, t
     scores = score_index(index, clf.model)
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
         ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
-        ex.show_scores(scores)
-        assert len(ex.score_layer.data["features"]) == int((scores["score"] >= 0.5).sum())
+        ex.show_scores(scores)  # one image over the chips, not a polygon per chip
+        assert ex.region_box.value == "scores" and "classifier score" in ex.legend.value
+        assert _shown(ex, index, scores) == set(scores["chip_id"][scores["score"] >= 0.5])
         ex.threshold.value = 0.9  # the slider calls its observer, as in the browser
-        high = int((scores["score"] >= 0.9).sum())
-        assert len(ex.score_layer.data["features"]) == high and f"{high} chips" in ex.status.value
+        high = set(scores["chip_id"][scores["score"] >= 0.9])
+        assert _shown(ex, index, scores) == high and f"{len(high)} chips" in ex.status.value
         ex.threshold.value = 0.2
-        assert len(ex.score_layer.data["features"]) == int((scores["score"] >= 0.2).sum())
+        assert _shown(ex, index, scores) == set(scores["chip_id"][scores["score"] >= 0.2])
         page = ex.to_html(tmp_path / "scores.html", center=[37.675, -75.62], zoom=12)
         png = screenshot(offline_html(page, ROOT / ".cache/js/node_modules"), ROOT / "outputs/test_scores.png")
     img = np.asarray(Image.open(png).convert("RGB")).astype(int)
     centre = img[250:450, 350:650]
     assert centre.std() > 15 and (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean() < 0.2
+
+
+def _shown(ex, index, scores) -> set[str]:
+    """The chips whose centre is coloured (not transparent) in the map's region image."""
+    import base64
+    import io
+
+    from pyproj import Transformer
+
+    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(ex.region_overlay.url.split(",", 1)[1]))))
+    (s, w), (n, e) = ex.region_overlay.bounds
+    merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    (x0, x1), (y0, y1) = merc.transform([w, e], [s, n])
+    shown = set()
+    for chip in scores["chip_id"]:
+        shape = index.footprint(chip)
+        x, y = merc.transform(shape.centroid.x, shape.centroid.y)
+        px, py = int((x - x0) / (x1 - x0) * image.shape[1]), int((y1 - y) / (y1 - y0) * image.shape[0])
+        if image[py, px, 3] > 0:
+            shown.add(chip)
+    return shown
 
 
 def test_labels_in_the_map_toggle_and_save(small_chips, sample_root, tmp_path):

@@ -177,11 +177,11 @@ def job_definition_request(image: str, *, gpu: bool = False, path: str | Path = 
     req = {k: v for k, v in spec.items() if not k.startswith("_")}
     props = dict(req["containerProperties"])
     props["image"] = image
-    resources = [r for r in props["resourceRequirements"] if r["type"] != "GPU"]
-    if gpu:
-        resources.append({"type": "GPU", "value": "1"})
-        props["environment"] = [*props.get("environment", []), {"name": "DEVICE", "value": "cuda"}]
-    props["resourceRequirements"] = resources
+    if gpu:  # the GPU variant's resources replace the CPU ones; its environment is laid over theirs
+        variant = spec["_gpu"]
+        props["resourceRequirements"] = variant["resourceRequirements"]
+        env = {e["name"]: e["value"] for e in props.get("environment", [])} | variant["environment"]
+        props["environment"] = [{"name": k, "value": v} for k, v in env.items()]
     req["containerProperties"] = props
     req["jobDefinitionName"] = req["jobDefinitionName"] + ("-gpu" if gpu else "")
     req["retryStrategy"] = retry_strategy()

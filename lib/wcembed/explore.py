@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from wcembed.product import CRS, LAYER_KINDS, YEARS, layer_name
-from wcembed.styles import label_style, results_geojson, scores_geojson
+from wcembed.styles import label_style, results_geojson
+
+REGION_LAYERS = ("none", "similarity", "scores", "change", "embedding colours")
+"""Whole-region layers the map can show (:mod:`wcembed.layers`), one at a time."""
 
 
 class Explorer:
@@ -26,6 +29,11 @@ class Explorer:
     example (modes ``positive``/``negative``) and searches with the examples.
     Code (and a notebook) calls :meth:`click` the same way.
 
+    Whole-region layers (:mod:`wcembed.layers`) are drawn as one image over the
+    chips: the similarity of every chip of the year to the current query
+    (updated at every click while shown), classifier scores, change 2020 → 2021
+    and the embedding colours; the threshold slider hides values below it.
+
     Attributes
     ----------
     results : GeoDataFrame or None
@@ -34,6 +42,10 @@ class Explorer:
         The chips labelled so far.
     layers : dict
         Imagery layer kind (``TCC``, ``FCC``, ``MAP``) to the WMS layer name, for the layers the WMS offers.
+    region_layers : dict
+        Whole-region layers computed so far (:data:`REGION_LAYERS` name to :class:`~wcembed.layers.ChipRaster`).
+    changes : DataFrame or None
+        Chips from most to least changed, after :meth:`show_change`.
 
     Examples
     --------
@@ -79,12 +91,15 @@ class Explorer:
         self.map.add_layer(self.result_layer)
         self.label_layer = GeoJSON(data=self.labels.to_geojson(), name="labels", style_callback=label_style)
         self.map.add_layer(self.label_layer)
-        self.score_layer = GeoJSON(
-            data={"type": "FeatureCollection", "features": []},
-            name="scores",
-            style_callback=lambda f: f["properties"]["style"],
-        )
-        self.map.add_layer(self.score_layer)
+        from ipyleaflet import ImageOverlay, WidgetControl
+
+        self.region_layers: dict = {}
+        self.changes = None
+        self._vectors: dict = {}  # year -> YearVectors, loaded once
+        self.region_overlay = ImageOverlay(url="", bounds=((0, 0), (0, 0)), opacity=0.7, name="region layer")
+        self.map.add_layer(self.region_overlay)
+        self.legend = w.HTML()
+        self.map.add_control(WidgetControl(widget=self.legend, position="bottomright"))
         self.k = w.IntSlider(value=k, min=1, max=50, description="k")
         self.year_box = w.Dropdown(options=list(YEARS), value=year, description="year")
         self.layer_box = w.Dropdown(
@@ -93,8 +108,12 @@ class Explorer:
         self.mode = w.ToggleButtons(options=["search", "positive", "negative"], value="search")
         self.status = w.HTML()
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
-        self.threshold = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.01, description="score ≥")
+        self.region_box = w.Dropdown(options=REGION_LAYERS, value="none", description="region")
+        self.threshold = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="show ≥")
+        self.opacity = w.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.05, description="opacity")
         self.threshold.observe(self.on_threshold, names="value")
+        self.opacity.observe(lambda ch: setattr(self.region_overlay, "opacity", ch["new"]), names="value")
+        self.region_box.observe(lambda ch: self.show_region(ch["new"]), names="value")
         self.layer_box.observe(lambda ch: self._show_layer(ch["new"]), names="value")
         self.map.on_interaction(self.handle_interaction)
 
@@ -107,8 +126,9 @@ class Explorer:
         """The map with its controls, status line and thumbnail gallery."""
         import ipywidgets as w
 
-        controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode, self.threshold])
-        return w.VBox([controls, self.map, self.status, self.gallery])
+        controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode])
+        region = w.HBox([self.region_box, self.threshold, self.opacity])
+        return w.VBox([controls, region, self.map, self.status, self.gallery])
 
     @property
     def positives(self) -> list[str]:
@@ -135,14 +155,25 @@ class Explorer:
         chip, vector = hit
         if self.mode.value == "search":
             results = self.index.by_vector(vector, self.k.value, year=year, exclude=[chip])
+            label = chip
         else:
             self.toggle_label(chip, self.mode.value, year)
             if not self.positives:
                 self.status.value = "add a positive example first"
                 return None
             results = self.index.by_examples(self.positives, self.negatives, self.k.value, year=year)
+            vector = self._examples_vector()
+            label = f"{len(self.positives)} positive and {len(self.negatives)} negative examples"
         self.show(results, chip)
+        if self.region_box.value == "similarity":
+            self.show_similarity(vector, label)
         return results
+
+    def _examples_vector(self):
+        from wcembed.index import query_vector
+
+        negatives = self.index.vectors(self.negatives) if self.negatives else None
+        return query_vector(self.index.vectors(self.positives), negatives)
 
     def toggle_label(self, chip: str, label: str, year: int) -> None:
         """Label a chip (clicking it again with the same label removes the label) and redraw the labels."""
@@ -163,18 +194,126 @@ class Explorer:
         self.labels = Labels.load(path)
         self.label_layer.data = self.labels.to_geojson()
 
-    def show_scores(self, scores) -> None:
-        """Draw classifier scores (GeoDataFrame with ``score``) above the threshold slider's value."""
+    # ------------------------------------------------------------------ whole-region layers
+    def vectors(self, year: int | None = None):
+        """The year's embeddings as a :class:`~wcembed.layers.YearVectors` (loaded from the index once)."""
+        from wcembed.layers import YearVectors
+
+        year = int(year or self.year_box.value)
+        if year not in self._vectors:
+            self._vectors[year] = YearVectors.load(self.index, year)
+        return self._vectors[year]
+
+    def show_similarity(self, vector=None, label: str = "the query"):
+        """Draw the similarity of every chip of the year to ``vector`` (default: the last query chip's)."""
+        if vector is None:
+            if self.query is None:
+                self.status.value = "click a chip first: similarity is to the query"
+                return None
+            chip = self.query["chip_id"].iloc[0]
+            vector, label = self.index.vectors([chip])[0], chip
+        return self._set_region("similarity", self.vectors().similarity(vector, label=label))
+
+    def show_scores(self, scores):
+        """Draw classifier scores (a GeoDataFrame with ``chip_id`` and ``score``, e.g. from
+        :func:`wcembed.classify.score_index`) as a layer; the threshold slider hides lower scores."""
+        from wcembed.layers import ChipRaster
+
+        note = "UNTRAINED weights: not Clay embeddings" if self.index.untrained else ""
+        layer = ChipRaster.from_ids(
+            list(scores["chip_id"]),
+            scores["score"].to_numpy(),
+            name="classifier score",
+            description=f"probability of the positive class. {note}".strip(),
+            cmap="inferno",
+            chip_size=self.index.chip_size,
+            origin=self.index.origin,
+        )
         self.scores = scores
+        return self._set_region("scores", layer, threshold=0.5)
+
+    def show_change(self, years: tuple[int, int] = (YEARS[0], YEARS[1])):
+        """Draw the change between two years (cosine distance of each chip's embeddings); the chips from
+        most to least changed are in :attr:`changes`."""
+        from wcembed.layers import change
+
+        layer, self.changes = change(self.vectors(years[0]), self.vectors(years[1]))
+        return self._set_region("change", layer)
+
+    def show_pca(self):
+        """Draw the year's embedding colours: the first three principal components as RGB."""
+        return self._set_region("embedding colours", self.vectors().pca_rgb())
+
+    def _set_region(self, name: str, layer, threshold: float | None = None):
+        self.region_layers[name] = layer
+        if self.region_box.value != name:
+            self.region_box.value = name  # its observer draws the layer
+        else:
+            self.show_region(name)
+        if threshold is not None:
+            self.threshold.value = threshold
+        return layer
+
+    def show_region(self, name: str) -> None:
+        """Draw the named whole-region layer (``"none"`` hides it), the threshold slider spanning its values."""
+        layer = self.region_layers.get(name)
+        if layer is None:
+            self.region_overlay.url, self.legend.value = "", ""
+            if name == "similarity":
+                self.show_similarity()
+            elif name == "change":
+                self.show_change()
+            elif name == "embedding colours":
+                self.show_pca()
+            return
+        rgb = layer.values.ndim == 3
+        self.threshold.disabled = rgb
+        if not rgb:
+            lo, hi = float(layer.vmin), float(layer.vmax)
+            # widen first, then narrow: the slider refuses a min above its max at every step
+            self.threshold.min, self.threshold.max = min(lo, self.threshold.min), max(hi, self.threshold.max)
+            self.threshold.min, self.threshold.max = lo, hi
+            self.threshold.step = (hi - lo) / 100 or 0.01
+            if not lo <= self.threshold.value <= hi:
+                self.threshold.value = lo
         self.on_threshold({"new": self.threshold.value})
 
     def on_threshold(self, change: dict) -> None:
-        """The threshold slider's observer: redraw the chips whose score is at least the new value."""
-        if self.scores is None:
+        """The threshold slider's observer: redraw the region layer with values below it hidden."""
+        layer = self.region_layers.get(self.region_box.value)
+        if layer is None:
             return
-        self.score_layer.data = scores_geojson(self.scores, change["new"])
-        n = len(self.score_layer.data["features"])
-        self.status.value = f"{n} chips with score ≥ {change['new']:.2f}"
+        shown = layer if layer.values.ndim == 3 else layer.masked(change["new"])
+        url, (w, s, e, n) = shown.png_data_url()
+        self.region_overlay.bounds = ((s, w), (n, e))
+        self.region_overlay.url = url
+        self.legend.value = layer.legend_html()
+        if layer.values.ndim == 2:
+            import numpy as np
+
+            n_shown = int(np.count_nonzero(~np.isnan(shown.values)))
+            self.status.value = f"{n_shown} chips with {layer.name} ≥ {change['new']:.3g}"
+
+    def compare_years(self, chip: str | None = None, years: tuple[int, int] = (YEARS[0], YEARS[1]), zoom: int = 14):
+        """A split map of a chip (default: the query) in two years' imagery, left and right of a slider."""
+        import json
+
+        import leafmap
+        from ipyleaflet import GeoJSON, SplitMapControl, WMSLayer
+
+        chip = chip or (self.query["chip_id"].iloc[0] if self.query is not None else None)
+        if chip is None:
+            raise ValueError("no chip: click one or name it")
+        shape = self.index.footprint(chip)
+        m = leafmap.Map(center=[shape.centroid.y, shape.centroid.x], zoom=zoom, draw_control=False)
+        left, right = (
+            WMSLayer(url=self.wms_url, layers=layer_name(y, "TCC"), format="image/png", transparent=True, name=str(y))
+            for y in years
+        )
+        m.add_control(SplitMapControl(left_layer=left, right_layer=right))
+        outline = {"type": "Feature", "geometry": json.loads(__import__("shapely").to_geojson(shape)), "properties": {}}
+        m.add_layer(GeoJSON(data=outline, style={"color": "#00ffff", "weight": 3, "fillOpacity": 0}))
+        return m
 
     def show(self, results, chip: str) -> None:
         """Draw results (coloured by rank) and the query chip; fill the gallery with WMS thumbnails.
@@ -216,8 +355,16 @@ class Explorer:
 
         return gallery_figure(self.results, self.thumbs, self.layer, size)
 
+    def _region_overlay_for_page(self):
+        if not self.region_overlay.url:
+            return None
+        (s, w), (n, e) = self.region_overlay.bounds
+        return {"url": self.region_overlay.url, "bounds": [[s, w], [n, e]], "legend": self.legend.value,
+                "opacity": self.region_overlay.opacity}  # fmt: skip
+
     def to_html(self, path: str | Path, *, center=None, zoom: int | None = None) -> Path:
-        """The current map (WMS layer, neighbours, query chip, scores, labels) as a standalone Leaflet page."""
+        """The current map (WMS layer, neighbours, query chip, region layer and its legend, labels) as a
+        standalone Leaflet page."""
         from wcembed.pages import export_html
 
         return export_html(
@@ -226,7 +373,8 @@ class Explorer:
             self.layers.get(self.layer_box.value or "TCC"),
             self.results,
             self.query,
-            extra=[self.score_layer.data, self.label_layer.data],
+            extra=[self.label_layer.data],
+            overlay=self._region_overlay_for_page(),
             center=center or list(self.map.center),
             zoom=zoom or int(self.map.zoom),
         )

@@ -13,11 +13,22 @@ from wcembed.styles import label_style, results_geojson
 
 
 def export_html(
-    path, wms_url: str, layer: str | None, results=None, query=None, *, center, zoom: int, extra: list[dict] = ()
+    path,
+    wms_url: str,
+    layer: str | None,
+    results=None,
+    query=None,
+    *,
+    center,
+    zoom: int,
+    extra: list[dict] = (),
+    overlay: dict | None = None,
 ) -> Path:
     """Write a Leaflet page (folium) with a WMS layer, search results and extra GeoJSON layers.
 
     Features of ``extra`` layers carry their style in ``properties.style`` (labels are styled by label).
+    ``overlay`` is an image layer (``url``, ``bounds`` [[s, w], [n, e]], ``opacity``, ``legend`` HTML), e.g. a
+    whole-region layer already warped to Web Mercator (:meth:`wcembed.layers.ChipRaster.png_data_url`).
     """
     import folium
 
@@ -26,6 +37,13 @@ def export_html(
         folium.raster_layers.WmsTileLayer(
             url=wms_url, layers=layer, fmt="image/png", transparent=True, name=layer, version="1.3.0"
         ).add_to(m)
+    if overlay:
+        folium.raster_layers.ImageOverlay(
+            image=overlay["url"], bounds=overlay["bounds"], opacity=overlay.get("opacity", 0.7), mercator_project=False
+        ).add_to(m)
+        if overlay.get("legend"):
+            legend = f'<div style="position:fixed;bottom:20px;right:10px;z-index:1000">{overlay["legend"]}</div>'
+            m.get_root().html.add_child(folium.Element(legend))
     layers = [results_geojson(results, query)] if results is not None else []
     for data in [*layers, *(d for d in extra if d.get("features"))]:
         for f in data["features"]:

@@ -1,4 +1,4 @@
-"""How search results, labels and scores look on a map: GeoJSON whose features carry their style.
+"""How search results and labels look on a map: GeoJSON whose features carry their style.
 
 Used by the live map (:mod:`wcembed.explore`) and the exported page
 (:mod:`wcembed.pages`) alike, so both draw the same thing.
@@ -38,16 +38,3 @@ def label_style(feature: dict) -> dict:
     """Style of a labelled chip: green for positive, red for negative."""
     colour = "#00ff00" if feature["properties"]["label"] == "positive" else "#ff0000"
     return {"color": colour, "weight": 3, "fillOpacity": 0.25, "fillColor": colour}
-
-
-def scores_geojson(scores, threshold: float) -> dict:
-    """Chips whose score is at least ``threshold``, as GeoJSON styled by score (yellow = high)."""
-    import matplotlib
-
-    keep = scores[scores["score"] >= threshold]
-    data = json.loads(keep[["chip_id", "score", "geometry"]].to_json())
-    cmap = matplotlib.colormaps["inferno"]
-    for f in data["features"]:
-        c = matplotlib.colors.to_hex(cmap(0.3 + 0.7 * f["properties"]["score"]))
-        f["properties"]["style"] = {"color": c, "weight": 1, "fillColor": c, "fillOpacity": 0.45}
-    return data

@@ -1,0 +1,407 @@
+"""Whole-region layers: a value per chip is a raster aligned with the chip grid.
+
+The chips of a year form a regular grid, so one chip is one pixel of a raster
+in EPSG:4326 whose pixel is ``chip_size / 12000`` degree (0.0427° for 512 px
+chips) and whose origin is the grid's: the pixel of chip ``(column, row)`` is
+centred on the chip's centre. At CONUS scale a year is a 1,383 x ~600 px image:
+a map layer costs one small PNG instead of half a million polygons.
+
+* :class:`ChipRaster`: per-chip values (one band, or three for RGB) as that raster,
+  written as a Cloud-Optimized GeoTIFF (:meth:`ChipRaster.to_cog`) or drawn on a
+  Web Mercator map as a PNG warped to the map's projection (:meth:`ChipRaster.overlay`),
+  with a legend that says what the layer is.
+* :class:`YearVectors`: a year's embeddings loaded once as a unit-vector matrix,
+  from which the layers are computed: :meth:`YearVectors.similarity` (to a query
+  vector), :func:`change` (cosine distance between two years' embeddings of each
+  chip) and :meth:`YearVectors.pca_rgb` (the first three principal components as RGB).
+
+Example
+-------
+>>> vectors = YearVectors.load(ChipIndex("outputs/lancedb"), 2020)  # doctest: +SKIP
+>>> layer = vectors.similarity(query_vector)  # doctest: +SKIP
+>>> layer.to_cog("similarity.tif")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from affine import Affine
+
+from wcembed import store
+from wcembed.errors import BadParameterError
+from wcembed.grid import CHIP_PX, CONUS_ORIGIN, parse_chip_id
+from wcembed.product import PX_PER_DEGREE, TILE_CRS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+WEB_MERCATOR = "EPSG:3857"
+MAP_SUPERSAMPLE = 4
+"""Map pixels per chip (along each axis) of a layer warped to Web Mercator, so that chip edges stay sharp."""
+
+
+@dataclass
+class ChipRaster:
+    """Values of chips as a raster on their grid (EPSG:4326, one pixel per chip).
+
+    Attributes
+    ----------
+    values : ndarray
+        ``(rows, columns)`` float32, or ``(3, rows, columns)`` for an RGB layer in 0..1;
+        NaN where there is no chip (transparent on the map, nodata in the COG).
+    column0, row0 : int
+        Grid column and row of the raster's first pixel (its north-west corner).
+    name, description : str
+        Short name and the legend's text (what the values are; whether the weights were untrained).
+    vmin, vmax : float
+        The colour scale's range.
+    cmap : str
+        Matplotlib colour map of a one-band layer.
+    """
+
+    values: np.ndarray
+    column0: int
+    row0: int
+    name: str = "layer"
+    description: str = ""
+    vmin: float = 0.0
+    vmax: float = 1.0
+    cmap: str = "viridis"
+    chip_size: int = CHIP_PX
+    origin: tuple[float, float] = CONUS_ORIGIN
+    meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_chips(
+        cls,
+        columns: Sequence[int] | np.ndarray,
+        rows: Sequence[int] | np.ndarray,
+        values: np.ndarray,
+        **kw,
+    ) -> ChipRaster:
+        """The raster over the chips' extent: pixel ``(row - row0, column - column0)`` holds the chip's value.
+
+        ``values`` is ``(N,)`` or ``(N, 3)`` (RGB) for the ``N`` chips; chips not given are NaN.
+        """
+        columns, rows = np.asarray(columns, np.int64), np.asarray(rows, np.int64)
+        values = np.asarray(values, np.float32)
+        if len(columns) == 0:
+            raise BadParameterError("no chips to make a layer of")
+        if not len(columns) == len(rows) == len(values):
+            raise BadParameterError(f"{len(columns)} columns, {len(rows)} rows and {len(values)} values")
+        c0, r0 = int(columns.min()), int(rows.min())
+        shape = (int(rows.max()) - r0 + 1, int(columns.max()) - c0 + 1)
+        bands = () if values.ndim == 1 else (values.shape[1],)
+        grid = np.full(bands + shape, np.nan, np.float32)
+        if bands:
+            grid[:, rows - r0, columns - c0] = values.T
+        else:
+            grid[rows - r0, columns - c0] = values
+        return cls(grid, c0, r0, **kw)
+
+    @classmethod
+    def from_ids(cls, chip_ids: Sequence[str], values: np.ndarray, **kw) -> ChipRaster:
+        """As :meth:`from_chips`, the chips given by id (``{year}-{column}-{row}``)."""
+        parsed = np.array([parse_chip_id(c)[1:] for c in chip_ids], np.int64).reshape(-1, 2)
+        return cls.from_chips(parsed[:, 0], parsed[:, 1], values, **kw)
+
+    # ------------------------------------------------------------------ georeferencing
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, columns)`` of the raster."""
+        return self.values.shape[-2:]
+
+    @property
+    def chip_deg(self) -> float:
+        """Pixel size: one chip, in degrees."""
+        return self.chip_size / PX_PER_DEGREE
+
+    @property
+    def transform(self) -> Affine:
+        """Pixel to (lon, lat) of the raster: the grid's, shifted to ``(column0, row0)``."""
+        d = self.chip_deg
+        return Affine(d, 0, self.origin[0] + self.column0 * d, 0, -d, self.origin[1] - self.row0 * d)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """``(west, south, east, north)`` in degrees."""
+        rows, cols = self.shape
+        w, n = self.transform * (0, 0)
+        e, s = self.transform * (cols, rows)
+        return w, s, e, n
+
+    def value_at(self, lon: float, lat: float):
+        """The value of the chip holding a point (degrees), NaN outside the raster."""
+        col, row = (int(np.floor(v)) for v in ~self.transform * (lon, lat))
+        rows, cols = self.shape
+        if not (0 <= row < rows and 0 <= col < cols):
+            return np.nan
+        return self.values[..., row, col]
+
+    def masked(self, below: float) -> ChipRaster:
+        """The layer with values below ``below`` made transparent (the threshold slider)."""
+        values = np.where(self.values >= below, self.values, np.nan)
+        return replace(self, values=values.astype(np.float32))
+
+    # ------------------------------------------------------------------ outputs
+    def to_cog(self, path: str | Path) -> Path:
+        """Write a float32 Cloud-Optimized GeoTIFF (EPSG:4326, nodata NaN, DEFLATE) with the legend's text
+        in its tags and band description. Written atomically."""
+        import rasterio
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = self.values if self.values.ndim == 3 else self.values[None]
+        profile = {
+            "driver": "COG",
+            "width": self.shape[1],
+            "height": self.shape[0],
+            "count": len(values),
+            "dtype": "float32",
+            "crs": TILE_CRS,
+            "transform": self.transform,
+            "nodata": np.nan,
+            "compress": "deflate",
+            "overview_resampling": "nearest",
+        }
+        tmp = path.with_name(f".{path.name}.partial")
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(values)
+            dst.update_tags(
+                name=self.name,
+                description=self.description,
+                chip_size_px=self.chip_size,
+                grid_origin=f"{self.origin[0]},{self.origin[1]}",
+                **{k: str(v) for k, v in self.meta.items()},
+            )
+            dst.descriptions = (self.name,) * len(values) if len(values) == 1 else ("red", "green", "blue")
+        tmp.replace(path)
+        return path
+
+    def rgba(self) -> np.ndarray:
+        """``(rows, columns, 4)`` uint8: the colour map applied (or the RGB bands), alpha 0 where NaN."""
+        import matplotlib
+
+        v = self.values
+        nan = np.isnan(v) if v.ndim == 2 else np.isnan(v).any(axis=0)
+        if v.ndim == 2:
+            span = (self.vmax - self.vmin) or 1.0
+            rgba = matplotlib.colormaps[self.cmap](np.clip((np.nan_to_num(v) - self.vmin) / span, 0, 1))
+        else:
+            rgba = np.concatenate([np.clip(np.nan_to_num(v), 0, 1).transpose(1, 2, 0), np.ones((*v.shape[1:], 1))], 2)
+        out = (rgba * 255).round().astype(np.uint8)
+        out[nan, 3] = 0
+        return out
+
+    def to_mercator(self, supersample: int = MAP_SUPERSAMPLE) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """The RGBA image warped (nearest) to Web Mercator, and its (west, south, east, north) in degrees.
+
+        An image a Leaflet overlay stretches between those corners puts each chip's colour on the chip:
+        ``supersample`` map pixels per chip, each coloured by the chip under its centre, so a chip edge is
+        drawn within half a map pixel (1/8 chip at the default).
+        """
+        import rasterio.warp
+        from rasterio.enums import Resampling
+        from rasterio.transform import from_bounds
+
+        src = self.rgba().transpose(2, 0, 1)
+        w, s, e, n = self.bounds
+        (x0, x1), (y0, y1) = rasterio.warp.transform(TILE_CRS, WEB_MERCATOR, [w, e], [s, n])
+        width = self.shape[1] * supersample
+        height = max(1, round((y1 - y0) / (x1 - x0) * width))
+        dst = np.zeros((4, height, width), np.uint8)
+        rasterio.warp.reproject(
+            src,
+            dst,
+            src_transform=self.transform,
+            src_crs=TILE_CRS,
+            dst_transform=from_bounds(x0, y0, x1, y1, width, height),
+            dst_crs=WEB_MERCATOR,
+            resampling=Resampling.nearest,
+        )
+        return dst.transpose(1, 2, 0), (w, s, e, n)
+
+    def png_data_url(self) -> tuple[str, tuple[float, float, float, float]]:
+        """The map image as a ``data:image/png`` URL and its bounds (degrees)."""
+        from PIL import Image
+
+        image, bounds = self.to_mercator()
+        buf = io.BytesIO()
+        Image.fromarray(image, "RGBA").save(buf, format="PNG", optimize=False)
+        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), bounds
+
+    def legend_html(self) -> str:
+        """The legend: name, description, and a colour bar from vmin to vmax (or 'RGB')."""
+        import html
+
+        import matplotlib
+
+        if self.values.ndim == 2:
+            cmap = matplotlib.colormaps[self.cmap]
+            stops = ", ".join(matplotlib.colors.to_hex(cmap(t)) for t in np.linspace(0, 1, 9))
+            bar = (
+                f'<div style="height:10px;width:200px;background:linear-gradient(to right, {stops})"></div>'
+                f'<div style="width:200px;display:flex;justify-content:space-between">'
+                f"<span>{self.vmin:.3g}</span><span>{self.vmax:.3g}</span></div>"
+            )
+        else:
+            bar = "<div>RGB = principal components 1, 2, 3</div>"
+        return (
+            f'<div style="font:12px sans-serif;background:white;padding:4px;max-width:260px">'
+            f"<b>{html.escape(self.name)}</b><br>{html.escape(self.description)}{bar}</div>"
+        )
+
+    def plot(self, ax=None):
+        """A static figure of the layer (lon/lat axes, colour bar, title and legend text), for notebooks read
+        without a kernel."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(7, 4.5))
+        w, s, e, n = self.bounds
+        if self.values.ndim == 2:
+            im = ax.imshow(self.values, extent=(w, e, s, n), cmap=self.cmap, vmin=self.vmin, vmax=self.vmax)
+            ax.figure.colorbar(im, ax=ax, shrink=0.8)
+        else:
+            ax.imshow(self.rgba(), extent=(w, e, s, n))
+        ax.set_xlabel("longitude (°)")
+        ax.set_ylabel("latitude (°)")
+        ax.set_title(f"{self.name}\n{self.description}", fontsize=9, wrap=True)
+        return ax
+
+    def overlay(self, opacity: float = 0.7):
+        """An ipyleaflet ``ImageOverlay`` of the layer (Web Mercator PNG, NaN transparent)."""
+        from ipyleaflet import ImageOverlay
+
+        url, (w, s, e, n) = self.png_data_url()
+        return ImageOverlay(url=url, bounds=((s, w), (n, e)), opacity=opacity, name=self.name)
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+@dataclass
+class YearVectors:
+    """A year's embeddings held in memory: chip ids, grid columns and rows, unit vectors ``(N, D)``."""
+
+    year: int
+    chip_ids: np.ndarray
+    columns: np.ndarray
+    rows: np.ndarray
+    vectors: np.ndarray
+    description: str = ""
+    chip_size: int = CHIP_PX
+    origin: tuple[float, float] = CONUS_ORIGIN
+
+    @classmethod
+    def load(cls, index, year: int) -> YearVectors:
+        """Every chip of ``year`` of a :class:`~wcembed.index.ChipIndex`, read batch by batch."""
+        ids, cols, rows, parts = [], [], [], []
+        for b in index.batches(["chip_id", "column", "row", "vector"], year=year):
+            ids.append(b.column("chip_id").to_numpy(zero_copy_only=False))
+            cols.append(b.column("column").to_numpy())
+            rows.append(b.column("row").to_numpy())
+            parts.append(store.vector_matrix(b.column("vector")))
+        if not parts:
+            raise BadParameterError(f"no chip of {year} in the index")
+        x = np.concatenate(parts)
+        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        note = "UNTRAINED weights: not Clay embeddings" if index.untrained else ""
+        return cls(
+            year,
+            np.concatenate(ids),
+            np.concatenate(cols),
+            np.concatenate(rows),
+            x,
+            note,
+            index.chip_size,
+            index.origin,
+        )
+
+    def __len__(self) -> int:
+        return len(self.chip_ids)
+
+    def raster(self, values: np.ndarray, **kw) -> ChipRaster:
+        """Per-chip ``values`` (in this object's order) as a :class:`ChipRaster` on the grid."""
+        kw["description"] = " ".join(t for t in (kw.get("description", ""), self.description) if t)
+        return ChipRaster.from_chips(
+            self.columns, self.rows, values, chip_size=self.chip_size, origin=self.origin, **kw
+        )
+
+    def similarity(self, query: np.ndarray, *, label: str = "the query") -> ChipRaster:
+        """Cosine similarity of every chip to ``query`` (a vector, e.g. a chip's or
+        :func:`wcembed.index.query_vector` of examples), -1..1."""
+        q = np.asarray(query, np.float32)
+        sims = self.vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))
+        lo, hi = np.percentile(sims, [1, 100]) if len(sims) > 1 else (-1.0, 1.0)
+        return self.raster(
+            sims,
+            name=f"similarity {self.year}",
+            description=f"cosine similarity of each chip of {self.year} to {label}.",
+            vmin=float(lo),
+            vmax=float(hi),
+            cmap="magma",
+        )
+
+    def pca_rgb(self, sample: int = 100_000, seed: int = 0) -> ChipRaster:
+        """The first three principal components of the embeddings as RGB (each stretched between its
+        2nd and 98th percentile); the components are fitted on up to ``sample`` chips."""
+        rng = np.random.default_rng(seed)
+        fit = self.vectors if len(self) <= sample else self.vectors[rng.choice(len(self), sample, replace=False)]
+        mean = fit.mean(axis=0)
+        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
+        pcs = (self.vectors - mean) @ vt[:3].T
+        if pcs.shape[1] < 3:
+            pcs = np.pad(pcs, ((0, 0), (0, 3 - pcs.shape[1])))
+        lo, hi = np.percentile(pcs, [2, 98], axis=0)
+        rgb = np.clip((pcs - lo) / np.where(hi > lo, hi - lo, 1), 0, 1)
+        return self.raster(
+            rgb,
+            name=f"embedding colours {self.year}",
+            description=f"first three principal components of the {self.year} embeddings as red, green, blue.",
+        )
+
+
+def change(a: YearVectors, b: YearVectors) -> tuple[ChipRaster, pd.DataFrame]:
+    """Cosine distance between the two years' embeddings of each chip present in both, as a layer, and
+    the chips as a table sorted from most to least changed (``column``, ``row``, ``distance``, the two ids).
+    """
+    import pandas as pd
+
+    ka = pd.DataFrame({"column": a.columns, "row": a.rows, "ia": np.arange(len(a))})
+    kb = pd.DataFrame({"column": b.columns, "row": b.rows, "ib": np.arange(len(b))})
+    both = ka.merge(kb, on=["column", "row"])
+    if both.empty:
+        raise BadParameterError(f"no chip embedded in both {a.year} and {b.year}")
+    ia, ib = both["ia"].to_numpy(), both["ib"].to_numpy()
+    dist = 1.0 - np.einsum("ij,ij->i", a.vectors[ia], b.vectors[ib])
+    table = pd.DataFrame(
+        {
+            "column": both["column"].to_numpy(),
+            "row": both["row"].to_numpy(),
+            "distance": dist.astype(np.float32),
+            f"chip_{a.year}": a.chip_ids[ia],
+            f"chip_{b.year}": b.chip_ids[ib],
+        }
+    ).sort_values("distance", ascending=False, ignore_index=True, kind="stable")
+    note = " ".join(t for t in (a.description,) if t)
+    layer = ChipRaster.from_chips(
+        table["column"],
+        table["row"],
+        table["distance"].to_numpy(),
+        name=f"change {a.year} → {b.year}",
+        description=f"cosine distance between each chip's {a.year} and {b.year} embeddings. {note}".strip(),
+        vmin=0.0,
+        vmax=float(max(np.percentile(dist, 99), 1e-6)),
+        cmap="inferno",
+        chip_size=a.chip_size,
+        origin=a.origin,
+    )
+    return layer, table

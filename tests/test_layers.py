@@ -1,0 +1,209 @@
+"""Whole-region layers: the chip grid as a raster, its COG, its map image, and the layers built on it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
+from wcembed.layers import ChipRaster, YearVectors, change
+from wcembed.product import PX_PER_DEGREE
+
+# chips at the corners of the CONUS grid and across tile edges (a 512 px chip straddles 1-degree tiles)
+CHIPS = [(0, 0), (1382, 0), (0, 609), (1382, 609), (1148, 287), (1149, 287), (23, 23), (24, 23)]
+
+
+def _raster(**kw):
+    cols, rows = zip(*CHIPS, strict=True)
+    return ChipRaster.from_chips(cols, rows, np.arange(len(CHIPS), dtype=np.float32), name="test", **kw)
+
+
+def test_the_pixel_of_a_chip_lies_at_the_chip_centre():
+    layer = _raster()
+    assert (layer.column0, layer.row0) == (0, 0) and layer.shape == (610, 1383)
+    assert layer.chip_deg == CHIP_PX / PX_PER_DEGREE
+    for i, (c, r) in enumerate(CHIPS):
+        w, s, e, n = chip_bounds(c, r)
+        lon, lat = layer.transform * (c - layer.column0 + 0.5, r - layer.row0 + 0.5)
+        assert lon == pytest.approx((w + e) / 2, abs=1e-9) and lat == pytest.approx((s + n) / 2, abs=1e-9)
+        assert layer.value_at(lon, lat) == i and chip_at(lon, lat) == (c, r)
+    assert np.isnan(layer.value_at(-100.0, 40.0))  # a pixel without a chip is NaN
+    assert layer.bounds == pytest.approx((CONUS_ORIGIN[0], 50 - 610 * layer.chip_deg, -125 + 1383 * layer.chip_deg, 50))
+
+
+def test_cog_georeferencing_equals_the_grid_and_values_round_trip(tmp_path):
+    layer = _raster(description="synthetic values")
+    path = layer.to_cog(tmp_path / "layer.tif")
+    with rasterio.open(path) as ds:
+        assert ds.crs.to_epsg() == 4326 and ds.transform.almost_equals(layer.transform, precision=1e-12)
+        assert ds.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and ds.overviews(1)
+        got = ds.read(1)
+        assert ds.tags()["description"] == "synthetic values"
+    np.testing.assert_array_equal(got, layer.values)  # NaN where no chip, in the same places
+    rio = Path(sys.executable).with_name("rio")  # rasterio's command line, as a GIS user would look
+    info = json.loads(subprocess.run([rio, "info", str(path)], capture_output=True, text=True, check=True).stdout)
+    assert info["transform"][:6] == pytest.approx([layer.chip_deg, 0.0, -125.0, 0.0, -layer.chip_deg, 50.0], abs=1e-12)
+    assert info["crs"] == "EPSG:4326" and np.isnan(info["nodata"])
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_the_map_image_puts_each_chip_under_its_own_colour():
+    from pyproj import Transformer
+
+    cols, rows = np.meshgrid(np.arange(1140, 1170), np.arange(280, 300))
+    values = np.random.default_rng(0).random(cols.size).astype(np.float32)
+    layer = ChipRaster.from_chips(cols.ravel(), rows.ravel(), values, cmap="viridis")
+    image, (w, s, e, n) = layer.to_mercator()
+    to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    (x0, x1), (y0, y1) = to_merc.transform([w, e], [s, n])
+    rgba = layer.rgba()
+    for c, r in [(1140, 280), (1169, 299), (1155, 290), (1156, 290), (1155, 291)]:
+        cw, cs, ce, cn = chip_bounds(c, r)
+        inset = 0.15 * (ce - cw)  # more than half a map pixel (1/8 chip): closer to an edge, either chip is right
+        for lon, lat in [((cw + ce) / 2, (cs + cn) / 2), (cw + inset, cn - inset), (ce - inset, cs + inset)]:
+            x, y = to_merc.transform(lon, lat)
+            px = int((x - x0) / (x1 - x0) * image.shape[1])
+            py = int((y1 - y) / (y1 - y0) * image.shape[0])
+            assert tuple(image[py, px]) == tuple(rgba[r - 280, c - 1140]), (c, r, lon, lat)
+
+
+def test_masked_layer_is_transparent_below_the_threshold():
+    layer = _raster(vmin=0, vmax=7)
+    shown = layer.masked(4)
+    assert np.nansum(shown.values >= 4) == 4 and np.isnan(shown.values).sum() == shown.values.size - 4
+    assert (shown.rgba()[..., 3] > 0).sum() == 4
+
+
+def _year(year, columns, rows, vectors):
+    ids = np.array([f"{year}-{c:04d}-{r:04d}" for c, r in zip(columns, rows, strict=True)])
+    x = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return YearVectors(year, ids, np.asarray(columns), np.asarray(rows), x.astype(np.float32))
+
+
+def test_similarity_pca_and_change_layers_on_synthetic_vectors():
+    rng = np.random.default_rng(0)
+    cols, rows = (a.ravel() for a in np.meshgrid(np.arange(100, 140), np.arange(200, 230)))
+    x = rng.normal(size=(len(cols), 32)).astype(np.float32)
+    a = _year(2020, cols, rows, x)
+    sim = a.similarity(x[17])
+    assert sim.value_at(*_centre(cols[17], rows[17])) == pytest.approx(1.0, abs=1e-6)
+    assert np.nanargmax(sim.values) == np.ravel_multi_index((rows[17] - 200, cols[17] - 100), sim.shape)
+    rgb = a.pca_rgb()
+    assert rgb.values.shape == (3, 30, 40) and np.nanmin(rgb.values) >= 0 and np.nanmax(rgb.values) <= 1
+    changed = rng.choice(len(cols), 25, replace=False)
+    y = x.copy()
+    y[changed] = rng.normal(size=(25, 32))
+    b = _year(2021, cols[::-1], rows[::-1], y[::-1])  # another order: chips are matched by column and row
+    layer, table = change(a, b)
+    assert set(zip(table["column"][:25], table["row"][:25], strict=True)) == set(
+        zip(cols[changed], rows[changed], strict=True)
+    )
+    assert table["distance"][25:].max() < 1e-6 and table["distance"][:25].min() > 0.1
+    assert layer.value_at(*_centre(cols[changed[0]], rows[changed[0]])) == pytest.approx(
+        table["distance"][table["column"] == cols[changed[0]]].max(), rel=1e-6
+    )
+
+
+def _centre(column, row):
+    w, s, e, n = chip_bounds(int(column), int(row))
+    return (w + e) / 2, (s + n) / 2
+
+
+ALTERED = [(1156, 288), (1157, 289)]  # chips of the sample whose 2021 pixels the test replaces (synthetic change)
+
+
+def _altered_2021(sample_root, root):
+    """A tile folder: the sample's 2020 tile, and a 2021 tile equal to it except ALTERED, whose pixels are
+    mirrored left-right (real texture, other content). Synthetic change, made by this test."""
+    import shutil
+
+    from rasterio.windows import Window
+    from wcembed.product import Tile, tile_key
+    from wcembed.sample import write_tile
+
+    tile = Tile(37, -76)
+    src = Path(sample_root) / tile_key(tile, 2020)
+    (root / tile_key(tile, 2020)).parent.mkdir(parents=True)
+    shutil.copy(src, root / tile_key(tile, 2020))
+    window = Window(3200, 2848, 2720, 2160)  # the scene's extent in the tile
+    with rasterio.open(src) as ds:
+        data = ds.read(window=window)
+    x0 = round((tile.lon - CONUS_ORIGIN[0]) * PX_PER_DEGREE)
+    y0 = round((CONUS_ORIGIN[1] - tile.lat - 1) * PX_PER_DEGREE)
+    for c, r in ALTERED:
+        x, y = c * CHIP_PX - x0 - window.col_off, r * CHIP_PX - y0 - window.row_off
+        data[:, y : y + CHIP_PX, x : x + CHIP_PX] = data[:, y : y + CHIP_PX, x : x + CHIP_PX][:, :, ::-1]
+    write_tile(root / tile_key(tile, 2021), tile, data, window, overviews=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_years(sample_root, tmp_path_factory):
+    """An index of the sample's columns 1154..1159 in 2020 and in the altered 2021, and the tile folder."""
+    from wcembed.embed import embed_column
+    from wcembed.index import ChipIndex, ingest
+    from wcembed.model import ClayConfig
+    from wcembed.weights import load_model
+
+    tmp = tmp_path_factory.mktemp("two_years")
+    tiles = _altered_2021(sample_root, tmp / "tiles")
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    for year in (2020, 2021):
+        for column in range(1154, 1160):
+            embed_column(year, column, output=tmp / "emb", tiles=str(tiles), model=model, progress=False)
+    ingest(tmp / "emb", tmp / "db")
+    return ChipIndex(tmp / "db"), tiles
+
+
+@pytest.mark.slow
+def test_change_layer_finds_exactly_the_altered_chips(two_years):
+    index, _ = two_years
+    a, b = YearVectors.load(index, 2020), YearVectors.load(index, 2021)
+    assert len(a) == len(b) > 10 and index.untrained
+    layer, table = change(a, b)
+    top = set(zip(table["column"][:2], table["row"][:2], strict=True))
+    assert top == set(ALTERED)
+    # unaltered chips differ only through the year's time encoding: far below the altered ones
+    assert table["distance"][2:].max() < 0.2 * table["distance"][:2].min()
+    assert "UNTRAINED" in layer.description and layer.name == "change 2020 → 2021"
+    for c, r in ALTERED:
+        assert layer.value_at(*_centre(c, r)) >= table["distance"][1]
+
+
+@pytest.mark.slow
+def test_region_layers_in_the_map(two_years, tmp_path):
+    from ipyleaflet import SplitMapControl
+    from wcembed.explore import Explorer
+    from wcembed.wms import LocalWMS, WMSClient
+
+    index, tiles = two_years
+    with LocalWMS(tiles, tmp_path / "ms") as wms:
+        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        ex.region_box.value = "similarity"  # before any click: says what to do
+        assert "click a chip first" in ex.status.value and not ex.region_overlay.url
+        lon, lat = _centre(1156, 288)
+        ex.click(lon, lat)  # the search, then the similarity of every chip to the clicked one
+        sim = ex.region_layers["similarity"]
+        assert sim.value_at(lon, lat) == pytest.approx(1.0, abs=1e-5) and ex.region_overlay.url
+        assert "2020-1156-0288" in sim.description and "UNTRAINED" in ex.legend.value
+        ex.threshold.value = ex.threshold.max  # only the query chip (similarity 1) stays
+        assert ex.status.value.startswith("1 chips with similarity 2020")
+        ex.mode.value = "positive"
+        ex.click(*_centre(1157, 288))
+        assert "1 positive and 0 negative" in ex.region_layers["similarity"].description
+        ex.region_box.value = "change"
+        assert set(zip(ex.changes["column"][:2], ex.changes["row"][:2], strict=True)) == set(ALTERED)
+        ex.region_box.value = "embedding colours"
+        assert ex.region_layers["embedding colours"].values.shape[0] == 3 and ex.threshold.disabled
+        split = ex.compare_years("2020-1156-0288")
+        assert any(isinstance(c, SplitMapControl) for c in split.controls)
+        ex.region_box.value = "change"
+        page = ex.to_html(tmp_path / "change.html", center=[lat, lon], zoom=12)
+    html = page.read_text()
+    assert "data:image/png;base64" in html and "change 2020 → 2021" in html
+    ex.region_box.value = "none"
+    assert not ex.region_overlay.url and not ex.legend.value
