@@ -10,7 +10,7 @@ SYSTEM_STAMP := .cache/system.stamp
 CHECKPOINT ?=
 export PYTHONHASHSEED := 0
 
-.PHONY: help test demo lint format setup system clean-outputs bench
+.PHONY: help test demo lab lint format setup system clean-outputs bench
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -45,6 +45,11 @@ format: $(STAMP)  ## ruff format and autofix
 
 demo: setup  ## the whole pipeline, offline, on the bundled sample region
 	$(PY) -m wcembed demo --checkpoint "$(CHECKPOINT)"
+
+lab: setup  ## JupyterLab on the explore notebook with the demo's database and a local WMS (after make demo)
+	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q "jupyterlab>=4.2,<5"
+	@test -d outputs/lancedb || { echo "no outputs/lancedb: run make demo first"; exit 1; }
+	$(PY) -m wcembed lab $(LAB_ARGS)
 
 clean-outputs:  ## remove generated outputs (keeps outputs/README.md)
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,4 +1,11 @@
-"""One column end to end: our pipeline vs the seed's loop, and end-to-end vs model-only chips/s."""
+"""One column end to end: our pipeline vs the seed's loop, and end-to-end vs model-only chips/s.
+
+``--tiles filled`` (the default) reads the tile of ``bench_tiles.py`` whose strip is
+filled with the sample scene, so that the column has whole chips of real imagery
+to embed; ``--tiles sample`` reads the sample region itself (4 chips per column).
+Both ways run at the product's defaults (``precision="auto"``, which on a bf16 CPU
+checks bf16 against float32 on the first batch: a fixed cost per column, reported).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ import tempfile
 
 import numpy as np
 from bench_model import seed_way
+from bench_tiles import filled_tile_root
 from common import Timer, report, sample_root
 from wcembed.embed import embed_column
 from wcembed.inference import Embedder
@@ -17,14 +25,16 @@ from wcembed.weights import load_model
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--column", type=int, default=1157)
-    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--tiles", choices=["filled", "sample"], default="filled")
+    ap.add_argument("--column", type=int, default=None, help="default: 1149 (filled) or 1157 (sample)")
+    ap.add_argument("--batch-size", type=int, default=8)
     args = ap.parse_args()
-    root = sample_root()
+    root = filled_tile_root() if args.tiles == "filled" else sample_root()
+    args.column = args.column or (1149 if args.tiles == "filled" else 1157)
     grid = plan_grid(2020, root)
     model = load_model(None, allow_untrained=True)
     rows = list(grid.rows(args.column))
-    result = {"column": args.column, "chips_in_column": len(rows)}
+    result = {"tiles": args.tiles, "column": args.column, "chips_in_column": len(rows), "batch_size": args.batch_size}
 
     with tempfile.TemporaryDirectory() as tmp, Timer() as t:
         res = embed_column(
@@ -55,6 +65,11 @@ def main() -> None:
     emb = Embedder(model, device="cpu")
     px, va = np.stack([c.pixels for c in chips]), np.stack([c.valid for c in chips])
     centres = [grid.chip_center(c.column, c.row) for c in chips]
+    first = slice(0, args.batch_size)  # "auto" decides its precision on the first batch, as a column does
+    with Timer() as t:
+        emb(px[first], va[first], [c[1] for c in centres[first]], [c[0] for c in centres[first]], 2020)
+    result["first_batch_with_precision_check_s"] = t.s
+    result["precision"] = emb.precision
     with Timer() as t:
         for i in range(0, len(chips), args.batch_size):
             sl = slice(i, i + args.batch_size)

@@ -16,9 +16,11 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
@@ -37,8 +39,11 @@ class RangeServer:
     ----------
     root : path
         Folder to serve.
-    faults : list of (substring, status, count)
-        The first ``count`` requests whose path contains ``substring`` get ``status``.
+    faults : list of (substring, kind, count)
+        The first ``count`` requests whose path contains ``substring`` get the fault ``kind``:
+        an HTTP status (``500``, ``503``; ``429`` comes with ``Retry-After: 1``), ``"cut"`` (the
+        headers of the full response, then half its body, then the connection closed), ``"reset"``
+        (the connection closed before any response) or ``"delay:S"`` (the response, after S seconds).
 
     Examples
     --------
@@ -48,7 +53,7 @@ class RangeServer:
     """
 
     root: str | Path
-    faults: list[tuple[str, int, int]] = field(default_factory=list)
+    faults: list[tuple[str, int | str, int]] = field(default_factory=list)
 
     def __enter__(self) -> RangeServer:
         self.port = free_port()
@@ -84,29 +89,54 @@ def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
     lock = threading.Lock()
     remaining = []
     for f in faults:
-        sub, status, count = f.rsplit(":", 2)
-        remaining.append([sub, int(status), int(count)])
+        sub, rest = f.split(":", 1)
+        kind, count = rest.rsplit(":", 1)
+        remaining.append([sub, kind, int(count)])
 
     class Handler(RangeRequestHandler):
         def log_message(self, *args) -> None:  # quiet
             pass
 
-        def _record(self, status: int, nbytes: int) -> None:
+        def _record(self, status: int | str, nbytes: int) -> None:
             entry = {"method": self.command, "path": self.path, "range": self.headers.get("Range")}
             entry.update(status=status, bytes=nbytes)
             with lock, open(log, "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
 
         def _fault(self) -> bool:
+            """Answer with the next scheduled fault for this path, if any; True when the request is done."""
             with lock:
                 for f in remaining:
                     if f[0] in self.path and f[2] > 0:
                         f[2] -= 1
-                        status = f[1]
+                        kind = f[1]
                         break
                 else:
                     return False
+            if kind.startswith("delay:"):
+                time.sleep(float(kind.split(":")[1]))
+                return False  # then the normal response
+            if kind == "reset":
+                self._record("reset", 0)
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return True
+            if kind == "cut":
+                size = (Path(self.translate_path(self.path))).stat().st_size
+                self.send_response(200)
+                self.send_header("Content-Length", str(size))
+                self.end_headers()
+                with open(self.translate_path(self.path), "rb") as fh:
+                    self.wfile.write(fh.read(size // 2))
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self._record("cut", size // 2)
+                return True
+            status = int(kind)
             self.send_response(status)
+            if status == 429:
+                self.send_header("Retry-After", "1")
             self.send_header("Content-Length", "0")
             self.end_headers()
             self._record(status, 0)
@@ -190,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", required=True)
-    parser.add_argument("--fault", action="append", default=[], help="SUBSTRING:STATUS:COUNT")
+    parser.add_argument("--fault", action="append", default=[], help="SUBSTRING:KIND:COUNT (see RangeServer)")
     args = parser.parse_args(argv)
     _serve_range(args.root, args.port, args.log, args.fault)
 

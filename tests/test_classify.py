@@ -135,7 +135,8 @@ def _shown(ex, index, scores) -> set[str]:
 
     from pyproj import Transformer
 
-    image = np.asarray(Image.open(io.BytesIO(base64.b64decode(ex.region_overlay.url.split(",", 1)[1]))))
+    png = base64.b64decode(ex.region_overlay.url.split(",", 1)[1])
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
     (s, w), (n, e) = ex.region_overlay.bounds
     merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
     (x0, x1), (y0, y1) = merc.transform([w, e], [s, n])

@@ -15,14 +15,17 @@ def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
     assert demo.run(outputs=out, indices=[6, 7, 8, 9]) == 0
     printed = capsys.readouterr().out
     assert printed.count("UNTRAINED") >= 2  # said at the start and at the end
-    files = store.list_outputs(out / "embeddings", 2020)
-    assert len(files) == 4
+    files = store.list_outputs(out / "embeddings")
+    assert len(files) == 8  # 4 columns of each year
     for path in files:
         assert store.file_metadata(path)["embedding"]["weights"] == "untrained"
     assert (out / "lancedb").is_dir()
     for nb in ("plan_grid.ipynb", "explore.ipynb"):
         assert (out / "notebooks" / nb).exists()
-    assert len(list((out / "embeddings/2020/notebooks").glob("embed_2020_*.ipynb"))) == 4
+    for year in (2020, 2021):
+        assert len(list((out / f"embeddings/{year}/notebooks").glob(f"embed_{year}_*.ipynb"))) == 4
+    layers = sorted(p.name for p in (out / "layers").glob("*.tif"))
+    assert layers == ["change_2020_2021.tif", "embedding_colours_2020.tif", "similarity_2020.tif"]
     img = np.asarray(Image.open(out / "map.png").convert("RGB")).astype(int)
     centre = img[250:450, 350:650]
     assert (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean() < 0.2 and centre.std() > 15

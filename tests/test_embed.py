@@ -134,6 +134,25 @@ def test_output_to_s3(sample_root, s3_endpoint, small_model, grid):
 
 
 @pytest.mark.slow
+def test_two_attempts_of_a_column_at_once_leave_one_complete_file(sample_root, tmp_path):
+    """A retried Batch job while a stalled attempt still runs: both write the same column at once."""
+    args = [sys.executable, "-m", "wcembed", "embed", "--year", "2020", "--column", "1156", "--tiles", sample_root]
+    args += ["--allow-untrained", "--batch-size", "1", "--overwrite"]
+    procs = [subprocess.Popen([*args, "--output", str(tmp_path / "both")], stderr=subprocess.PIPE) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0]
+    alone = subprocess.run([*args, "--output", str(tmp_path / "alone")], capture_output=True, timeout=600)
+    assert alone.returncode == 0
+    name = "2020/worldcover_embeddings_2020_1156_v002.gpq"
+    both, ref = pq.read_table(tmp_path / "both" / name), pq.read_table(tmp_path / "alone" / name)
+    for col in ("chip_id", "embeddings", "geometry", "bbox", "valid_fraction"):
+        assert both[col].equals(ref[col]), col  # one whole file, identical to a clean run's
+    assert sorted(p.name for p in (tmp_path / "both/2020").iterdir() if p.is_file()) == [
+        "worldcover_embeddings_2020_1156_v002.gpq",
+        "worldcover_embeddings_2020_1156_v002.json",
+    ]  # no temporary file left
+
+
+@pytest.mark.slow
 def test_killed_run_leaves_no_file_and_rerun_completes(sample_root, tmp_path):
     """A real SIGKILL in the middle of a full-size (untrained) run."""
     args = [

@@ -1,5 +1,7 @@
 """LanceDB ingest and search against brute force."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from wcembed import store
@@ -30,13 +32,18 @@ def write_column(out, year, column, rng, rows=range(10), dim=DIM):
     return path
 
 
+def write_years(out, columns, rows=range(280, 300)) -> None:
+    """Files of ``columns`` for 2020 and 2021 with random vectors."""
+    rng = np.random.default_rng(0)
+    for year in (2020, 2021):
+        for column in columns:
+            write_column(out, year, column, rng, rows=rows)
+
+
 @pytest.fixture
 def db(tmp_path):
-    rng = np.random.default_rng(0)
     out = tmp_path / "emb"
-    for year in (2020, 2021):
-        for column in range(1150, 1160):
-            write_column(out, year, column, rng, rows=range(280, 300))
+    write_years(out, range(1150, 1160))
     report = ingest(out, tmp_path / "db")
     assert report.rows == 2 * 10 * 20 and report.files_added == 20
     return out, tmp_path / "db"
@@ -181,3 +188,52 @@ def test_ann_index_recall_at_10(tmp_path):
         exact = set(idx.by_vector(q, k=10, year=2020, exclude=[chip], exact=True)["chip_id"])
         hits += len(ann & exact)
     assert hits / (10 * len(rows)) >= 0.95
+
+
+def test_unreadable_files_are_named_and_the_rest_ingested(tmp_path):
+    from wcembed.errors import IngestError
+
+    rng = np.random.default_rng(0)
+    out = tmp_path / "emb"
+    paths = [write_column(out, 2020, c, rng, rows=range(280, 290)) for c in range(1150, 1156)]
+    good = {p: Path(p).read_bytes() for p in paths}
+    Path(paths[1]).write_bytes(good[paths[1]][: len(good[paths[1]]) // 2])  # truncated
+    Path(paths[4]).write_bytes(b"PAR1 this is not parquet PAR1")  # corrupt
+    with pytest.raises(IngestError) as info:
+        ingest(out, tmp_path / "db")
+    message = str(info.value)
+    assert paths[1] in message and paths[4] in message and "2 of 6 files" in message
+    assert info.value.report.rows == 40 and set(info.value.report.failed) == {paths[1], paths[4]}
+    assert len(ChipIndex(tmp_path / "db")) == 40  # the four good files
+    for p in (paths[1], paths[4]):
+        Path(p).write_bytes(good[p])  # repaired: the next ingest takes exactly those
+    report = ingest(out, tmp_path / "db")
+    assert (report.files_added, report.files_unchanged, report.rows, report.failed) == (2, 4, 60, {})
+    ids = ChipIndex(tmp_path / "db").table.to_arrow()["chip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 60
+
+
+@pytest.mark.slow
+def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "emb"
+    write_years(out, range(1100, 1160))
+    db = tmp_path / "db"
+    code = "import sys; from wcembed.index import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out), str(db)])
+    versions = db / "chips.lance" / "_versions"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(versions.glob("*"))) < 6:  # a few batches in
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    partial = ChipIndex(db)  # the table opens
+    assert 0 < len(partial) < 2 * 60 * 20
+    report = ingest(out, db)
+    ids = ChipIndex(db).table.to_arrow()["chip_id"].to_pylist()
+    assert report.rows == len(ids) == len(set(ids)) == 2 * 60 * 20  # complete, no chip twice

@@ -1,5 +1,6 @@
 """Whole-region layers: the chip grid as a raster, its COG, its map image, and the layers built on it."""
 
+import io
 import json
 import subprocess
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from PIL import Image
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
 from wcembed.layers import ChipRaster, YearVectors, change
 from wcembed.product import PX_PER_DEGREE
@@ -57,6 +59,9 @@ def test_the_map_image_puts_each_chip_under_its_own_colour():
     values = np.random.default_rng(0).random(cols.size).astype(np.float32)
     layer = ChipRaster.from_chips(cols.ravel(), rows.ravel(), values, cmap="viridis")
     image, (w, s, e, n) = layer.to_mercator()
+    png, bounds = layer.png()  # what the map is sent: a palette PNG, the same colours
+    assert bounds == (w, s, e, n) and layer.map_supersample() == 4
+    np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png)).convert("RGBA")), image)
     to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
     (x0, x1), (y0, y1) = to_merc.transform([w, e], [s, n])
     rgba = layer.rgba()
@@ -68,6 +73,16 @@ def test_the_map_image_puts_each_chip_under_its_own_colour():
             px = int((x - x0) / (x1 - x0) * image.shape[1])
             py = int((y1 - y) / (y1 - y0) * image.shape[0])
             assert tuple(image[py, px]) == tuple(rgba[r - 280, c - 1140]), (c, r, lon, lat)
+
+
+def test_layer_from_chip_ids_and_a_bad_id():
+    from wcembed.errors import BadParameterError
+
+    layer = ChipRaster.from_ids(["2020-1156-0288", "2020-1158-0290"], np.array([0.25, 0.75]))
+    assert (layer.column0, layer.row0, layer.shape) == (1156, 288, (3, 3))
+    assert layer.value_at(*_centre(1158, 290)) == 0.75 and np.isnan(layer.values[1, 1])
+    with pytest.raises(BadParameterError, match="not a chip id: '2020-x-1'"):
+        ChipRaster.from_ids(["2020-1156-0288", "2020-x-1"], np.array([0.25, 0.75]))
 
 
 def test_masked_layer_is_transparent_below_the_threshold():

@@ -323,3 +323,66 @@ def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_bf16_flags(info) == ["bf16"]
     info.write_text("flags\t\t: fpu sse avx2\n")
     assert cpu_bf16_flags(info) == [] and cpu_bf16_flags(tmp_path / "missing") == []
+
+
+def _served_checkpoint(tmp_path, full_state) -> tuple[Path, str]:
+    """A Lightning checkpoint in ``tmp_path/serve`` (for a RangeServer) and its sha256."""
+    from wcembed.weights import sha256_file
+
+    ckpt = tmp_path / "serve" / "clay.ckpt"
+    ckpt.parent.mkdir()
+    _write_lightning_checkpoint(ckpt, full_state)
+    return ckpt, sha256_file(ckpt)
+
+
+def test_checkpoint_download_cut_short_is_retried_and_a_bad_cached_file_replaced(tmp_path, full_state):
+    from local_servers import RangeServer
+    from wcembed.weights import fetch_checkpoint
+
+    ckpt, want = _served_checkpoint(tmp_path, full_state)
+    src = ckpt.parent
+    with RangeServer(src, faults=[("clay.ckpt", "cut", 1), ("clay.ckpt", "reset", 1)]) as srv:
+        got = fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c", sha256=want, backoff=0.1)
+        assert got.read_bytes() == ckpt.read_bytes()
+        statuses = [r["status"] for r in srv.requests() if r["method"] == "GET"]
+        assert statuses == ["cut", "reset", 200]  # half a body, a reset connection, then the file
+        assert not list(got.parent.glob("*.part"))
+        got.write_bytes(b"not the checkpoint")  # a damaged cache file, its sha256 record lost
+        got.with_name(got.name + ".sha256").unlink()
+        again = fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c", sha256=want)
+        assert again.read_bytes() == ckpt.read_bytes()  # checked, found wrong, downloaded again
+        assert len([r for r in srv.requests() if r["status"] == 200]) == 2
+
+
+def test_parallel_processes_share_one_download(tmp_path, full_state):
+    import subprocess
+    import sys
+
+    from local_servers import RangeServer
+    from wcembed.weights import sha256_file
+
+    ckpt, want = _served_checkpoint(tmp_path, full_state)
+    src = ckpt.parent
+    code = (
+        "import sys; from wcembed.weights import fetch_checkpoint; "
+        "print(fetch_checkpoint(*sys.argv[1:3], sha256=sys.argv[3]))"
+    )
+    with RangeServer(src, faults=[("clay.ckpt", "delay:1.5", 1)]) as srv:  # the first download is slow
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, f"{srv.url}/clay.ckpt", str(tmp_path / "cache"), want],
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+        gets = [r for r in srv.requests() if r["method"] == "GET"]
+    assert all(p.returncode == 0 for p in procs) and len(set(outs)) == 1
+    assert len(gets) == 1  # one process downloaded; the others waited for the lock and used its file
+    cached = Path(outs[0])
+    assert sha256_file(cached) == want and cached.with_name(cached.name + ".sha256").read_text().strip() == want
+    assert sorted(p.name for p in cached.parent.iterdir()) == [
+        "clay.ckpt",
+        "clay.ckpt.sha256",
+    ]

@@ -12,12 +12,15 @@ resubmit-missing  submit only the columns whose output is missing
 index     ingest GeoParquet files into LanceDB
 search    nearest chips of a chip id or a lon/lat point
 demo      the whole pipeline offline on the sample region
+serve-wms serve a tile folder as a WMS on loopback (MapServer) until Ctrl-C
+lab       JupyterLab on the explore notebook, with the local WMS of the demo's sample
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +65,82 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wms(args: argparse.Namespace):
+    from wcembed.wms import LocalWMS
+
+    footprints = args.footprints if args.footprints and Path(args.footprints).exists() else None
+    return LocalWMS(args.tiles, args.workdir, footprints=footprints, port=args.port)
+
+
+def _wait_for_ctrl_c(text: str) -> int:
+    import time
+
+    print(text, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
+    return 0
+
+
+def cmd_serve_wms(args: argparse.Namespace) -> int:
+    from wcembed.wms import WMSClient
+
+    with _wms(args) as wms:
+        layers = ", ".join(WMSClient(wms.url, cache_dir=None).layers())
+        return _wait_for_ctrl_c(f"WMS {wms.url}\nlayers: {layers}\nCtrl-C stops it")
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Serve the WMS, write the explore notebook pointed at it and the database, run JupyterLab on it."""
+    import shutil
+    import subprocess
+
+    import papermill
+
+    from wcembed import NOTEBOOKS, ROOT
+    from wcembed.servers import stop
+
+    jupyter = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-lab")
+    if jupyter is None:
+        raise BadParameterError("JupyterLab is not installed: make lab installs it (or pip install jupyterlab)")
+    with _wms(args) as wms:
+        notebook = Path(args.notebook_out)
+        notebook.parent.mkdir(parents=True, exist_ok=True)
+        papermill.execute_notebook(  # parameters only: the notebook runs in JupyterLab
+            NOTEBOOKS / "explore.ipynb",
+            notebook,
+            parameters={"db": str(Path(args.db).resolve()), "wms_url": wms.url, "year": args.year},
+            prepare_only=True,
+            progress_bar=False,
+        )
+        cmd = [jupyter, "--ip", "127.0.0.1", "--port", str(args.lab_port), "--no-browser" if args.no_browser else ""]
+        cmd.append("--allow-root" if hasattr(os, "geteuid") and os.geteuid() == 0 else "")  # containers run as root
+        path = notebook.resolve()
+        root = ROOT.resolve() if path.is_relative_to(ROOT.resolve()) else path.parent
+        cmd += [f"--ServerApp.root_dir={root}", str(path.relative_to(root))]
+        lab = subprocess.Popen([c for c in cmd if c], cwd=root)
+        print(f"WMS {wms.url}; JupyterLab on http://127.0.0.1:{args.lab_port}/lab ({notebook}); Ctrl-C stops both")
+        try:
+            lab.wait()
+        except KeyboardInterrupt:
+            print("stopping", flush=True)
+        finally:
+            stop(lab)
+    return 0
+
+
+def _add_wms_arguments(p: argparse.ArgumentParser, tiles_default: str | None) -> None:
+    if tiles_default is None:
+        p.add_argument("tiles", help="tile folder in the bucket's layout (e.g. outputs/sample)")
+    else:
+        p.add_argument("--tiles", default=tiles_default, help="tile folder in the bucket's layout")
+    p.add_argument("--footprints", default="outputs/footprints.fgb", help="chip footprints for the CHIPS layer")
+    p.add_argument("--port", type=int, default=None, help="WMS port (default: a free one)")
+    p.add_argument("--workdir", default="outputs/wms", help="where the mapfile is written")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wcembed", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -89,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outputs", default="outputs")
     p.add_argument("--parallel", type=int, default=2)
     p.set_defaults(func=lambda a: __import__("wcembed.demo").demo.run(a.checkpoint or None, a.outputs, a.parallel))
+
+    p = sub.add_parser("serve-wms", help="serve a tile folder as a WMS on 127.0.0.1 until Ctrl-C")
+    _add_wms_arguments(p, None)
+    p.set_defaults(func=cmd_serve_wms)
+
+    p = sub.add_parser("lab", help="JupyterLab on the explore notebook with a local WMS of the sample")
+    _add_wms_arguments(p, "outputs/sample")
+    p.add_argument("--db", default="outputs/lancedb")
+    p.add_argument("--year", type=int, default=YEARS[0])
+    p.add_argument("--notebook-out", default="outputs/notebooks/explore_live.ipynb")
+    p.add_argument("--lab-port", type=int, default=8888)
+    p.add_argument("--no-browser", action="store_true")
+    p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
     p.add_argument("source")

@@ -1,8 +1,10 @@
 """``make demo``: the whole pipeline, offline, on the bundled sample region.
 
-plan -> embed every column (local AWS Batch array runner, papermill, the real
-``embed_column.ipynb``) -> LanceDB -> explore notebook with a sample query ->
-map screenshot. Everything lands under ``outputs/``. A rerun reuses what is
+plan -> embed every column of 2020 and 2021 (local AWS Batch array runner,
+papermill, the real ``embed_column.ipynb``) -> LanceDB -> explore notebook with
+a sample query and the whole-region layers (similarity, change, embedding
+colours) -> map screenshot. The sample holds one scene placed as both years, so
+its real change is zero. Everything lands under ``outputs/``. A rerun reuses what is
 done (finished columns are skipped). Servers it starts are stopped, also on
 failure.
 """
@@ -27,6 +29,7 @@ from wcembed.wms import LocalWMS
 
 log = logging.getLogger(__name__)
 YEAR = 2020
+YEARS = (2020, 2021)
 START = (-75.62, 37.675)  # lon, lat: farmland near Accomac, Virginia
 
 
@@ -67,9 +70,9 @@ def run(
     banner(weights_note)
 
     sample = out / "sample"
-    if not list(sample.glob(f"rgbnir/{YEAR}/*/*.tif")):
-        banner("1/6 building the sample region (Virginia Sentinel-2 scene -> WorldCover layout)")
-        build_sample_region(sample, years=(YEAR,))
+    if not all(list(sample.glob(f"rgbnir/{y}/*/*.tif")) for y in YEARS):
+        banner("1/6 building the sample region (Virginia Sentinel-2 scene -> WorldCover layout, as 2020 and 2021)")
+        build_sample_region(sample, years=YEARS)
     nb_out = out / "notebooks"
     nb_out.mkdir(parents=True, exist_ok=True)
 
@@ -81,31 +84,31 @@ def run(
         parameters={"year": YEAR, "tiles": str(sample), "tile_index": str(sample), "output": str(out / "grid")},
         progress_bar=False,
     )
-    job = ColumnJob(
-        year=YEAR,
-        output=str(out / "embeddings"),
-        tiles=str(sample),
-        batch_size=4,
-        checkpoint=weights,
-        allow_untrained=not weights,
-    )
-    grid = job.plan_grid()
-    print(f"{len(grid.columns)} columns, {grid.n_chips} chips")
-
-    indices = list(range(len(grid.columns))) if indices is None else indices
-    todo = set(missing_columns(grid, job.output, YEAR))
-    done = [i for i in indices if int(grid.columns[i]) not in todo]
-    indices = [i for i in indices if int(grid.columns[i]) in todo]
-    banner(
-        f"3/6 embedding {len(indices)} columns with the local array runner ({parallel} at a time); "
-        f"{len(done)} done already"
-    )
-    env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if parallel > 1 else {})
-    codes = run_array(indices, env, parallel=parallel)
-    failed = {i: c for i, c in codes.items() if c}
-    if failed:
-        print(f"failed array indices (exit codes): {failed}", file=sys.stderr)
-        return 1
+    for year in YEARS:
+        job = ColumnJob(
+            year=year,
+            output=str(out / "embeddings"),
+            tiles=str(sample),
+            batch_size=4,
+            checkpoint=weights,
+            allow_untrained=not weights,
+        )
+        grid = job.plan_grid()
+        print(f"{year}: {len(grid.columns)} columns, {grid.n_chips} chips")
+        chosen = list(range(len(grid.columns))) if indices is None else indices
+        todo = set(missing_columns(grid, job.output, year))
+        done = [i for i in chosen if int(grid.columns[i]) not in todo]
+        chosen = [i for i in chosen if int(grid.columns[i]) in todo]
+        banner(
+            f"3/6 embedding {len(chosen)} columns of {year} with the local array runner ({parallel} at a time); "
+            f"{len(done)} done already"
+        )
+        env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if parallel > 1 else {})
+        codes = run_array(chosen, env, parallel=parallel)
+        failed = {i: c for i, c in codes.items() if c}
+        if failed:
+            print(f"failed array indices of {year} (exit codes): {failed}", file=sys.stderr)
+            return 1
 
     banner("4/6 ingesting into LanceDB")
     print(ingest(out / "embeddings", out / "lancedb"))
@@ -129,13 +132,15 @@ def run(
                 "html": str(out / "map.html"),
                 "screenshot_png": str(out / "map.png"),
                 "node_modules": str(node_modules),
+                "layers_out": str(out / "layers"),
             },
         )
 
     banner("6/6 done")
     places = {
         "grid": out / "grid",
-        "GeoParquet files": out / "embeddings" / str(YEAR),
+        "GeoParquet files": out / "embeddings",
+        "whole-region layers (COG)": out / "layers",
         "LanceDB": out / "lancedb",
         "executed notebooks": nb_out,
         "map screenshot": out / "map.png",

@@ -98,6 +98,17 @@ class OutputError(BadInputError):
     """An output location or file cannot be used."""
 
 
+class IngestError(OutputError):
+    """Output files that could not be ingested (named, with the reason); the others were.
+
+    ``report`` is the :class:`~wcembed.index.IngestReport` of what was done.
+    """
+
+    def __init__(self, message: str, report=None) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 class UnknownChipError(BadInputError):
     """A chip id (or a point) has no chip in the index."""
 

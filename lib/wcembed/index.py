@@ -25,7 +25,7 @@ import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wcembed import store
-from wcembed.errors import BadParameterError, UnknownChipError
+from wcembed.errors import BadParameterError, IngestError, UnknownChipError
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, PX_PER_DEGREE, YEARS
 
@@ -63,6 +63,8 @@ class IngestReport:
     files_replaced: int
     files_unchanged: int
     rows: int
+    failed: dict[str, str] = field(default_factory=dict)
+    """Files that could not be read (path: reason); not recorded, so the next ingest tries them again."""
 
 
 def _connect(db: str | Path):
@@ -88,10 +90,14 @@ def ingest(
     """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
 
     Only new or changed files (by name and size) are read. Idempotent per chip:
-    the rows of every (year, column) about to be written are deleted first, so a
-    rerun after a crash mid-ingest, or a rewritten file, never duplicates a chip.
-    Rows are added ``batch_rows`` at a time (few, large fragments); afterwards
-    the table is compacted and its indexes brought up to date (:func:`refresh_indexes`).
+    files are added ``batch_rows`` rows at a time (few, large fragments), each
+    batch after deleting the rows of its (year, column)s, so a rewritten file, or
+    a rerun after an ingest was killed (files are recorded only at the end),
+    never duplicates a chip. A file that cannot be read (truncated, corrupt) is
+    skipped and not recorded: the others are ingested, then :class:`IngestError`
+    names it (a column whose new file is unreadable keeps its previous rows).
+    Afterwards the table is compacted and its indexes brought up to date
+    (:func:`refresh_indexes`).
     """
     conn = _connect(db)
     names = set(conn.table_names())
@@ -107,35 +113,59 @@ def ingest(
     chips = conn.open_table(TABLE) if TABLE in names else None
     if not todo:
         return IngestReport(0, 0, len(files), chips.count_rows() if chips is not None else 0)
-    if chips is not None:  # forget what is about to be rewritten (also rows a killed ingest left behind)
-        columns: dict[int, list[int]] = {}
-        for year, column in sorted(store.parse_output_path(p) for p in todo):
-            columns.setdefault(year, []).append(column)
-        chips.delete(
-            " OR ".join(f"(year = {y} AND `column` IN ({', '.join(map(str, cs))}))" for y, cs in columns.items())
-        )
-    pending: list[pa.Table] = []
-    for i, path in enumerate(todo, start=1):
-        part, weights[path] = _arrow_rows(path)
-        pending.append(part)
-        if sum(t.num_rows for t in pending) >= batch_rows or i == len(todo):
-            rows = pa.concat_tables(pending)
-            if chips is None:
-                chips = conn.create_table(TABLE, rows)
-            else:
-                chips.add(rows)
-            pending.clear()
-    replaced = sum(p in seen for p in todo)
-    seen.update(todo)
+    pending: list[tuple[str, pa.Table]] = []
+    done: list[str] = []
+    failed: dict[str, str] = {}
+
+    def add_pending() -> None:
+        nonlocal chips
+        rows = pa.concat_tables([t for _, t in pending])
+        if chips is None:
+            chips = conn.create_table(TABLE, rows)
+        else:  # forget what these files replace (also rows a killed ingest left behind)
+            chips.delete(_columns_filter([p for p, _ in pending]))
+            chips.add(rows)
+        done.extend(p for p, _ in pending)
+        pending.clear()
+
+    for path in todo:
+        try:
+            part, weights[path] = _arrow_rows(path)
+        except Exception as exc:  # any unreadable file: named at the end, the others still ingested
+            failed[path] = f"{type(exc).__name__}: {exc}"
+            log.error("cannot ingest %s: %s", path, failed[path])
+            continue
+        pending.append((path, part))
+        if sum(t.num_rows for _, t in pending) >= batch_rows:
+            add_pending()
+    if pending:
+        add_pending()
+    replaced = sum(p in seen for p in done)
+    seen.update({p: todo[p] for p in done})
     files_table = {
         "path": list(seen),
         "size": pa.array(list(seen.values()), pa.int64()),
         "weights": [weights.get(p, "") for p in seen],
     }
     conn.create_table(FILES, pa.table(files_table), mode="overwrite")
-    log.info("ingested %d files (%d replaced)", len(todo), replaced)
-    refresh_indexes(chips, ann_min_rows=ann_min_rows)
-    return IngestReport(len(todo) - replaced, replaced, len(files) - len(todo), chips.count_rows())
+    log.info("ingested %d files (%d replaced)", len(done), replaced)
+    if chips is not None:
+        refresh_indexes(chips, ann_min_rows=ann_min_rows)
+    report = IngestReport(
+        len(done) - replaced, replaced, len(files) - len(todo), chips.count_rows() if chips is not None else 0, failed
+    )
+    if failed:
+        named = "; ".join(f"{p}: {why}" for p, why in failed.items())
+        raise IngestError(f"{len(failed)} of {len(todo)} files could not be ingested (the rest were): {named}", report)
+    return report
+
+
+def _columns_filter(paths: Sequence[str]) -> str:
+    """SQL filter of the rows of the (year, column)s of output files."""
+    columns: dict[int, list[int]] = {}
+    for year, column in sorted(store.parse_output_path(p) for p in paths):
+        columns.setdefault(year, []).append(column)
+    return " OR ".join(f"(year = {y} AND `column` IN ({', '.join(map(str, cs))}))" for y, cs in columns.items())
 
 
 def refresh_indexes(table, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
@@ -237,6 +267,11 @@ class ChipIndex:
 
     def __len__(self) -> int:
         return self.rows
+
+    @property
+    def years(self) -> list[int]:
+        """The years that have chips in the table (counted through the ``year`` index)."""
+        return [y for y in YEARS if self.table.count_rows(f"year = {y}")]
 
     @property
     def weights(self) -> set[str]:

@@ -109,8 +109,13 @@ class ChipRaster:
     @classmethod
     def from_ids(cls, chip_ids: Sequence[str], values: np.ndarray, **kw) -> ChipRaster:
         """As :meth:`from_chips`, the chips given by id (``{year}-{column}-{row}``)."""
-        parsed = np.array([parse_chip_id(c)[1:] for c in chip_ids], np.int64).reshape(-1, 2)
-        return cls.from_chips(parsed[:, 0], parsed[:, 1], values, **kw)
+        import pandas as pd
+
+        parts = pd.Series(list(chip_ids), dtype=object).str.extract(r"^(\d{4})-(\d+)-(\d+)$")
+        bad = parts[0].isna()
+        if bad.any():
+            parse_chip_id(list(chip_ids)[int(np.argmax(bad.to_numpy()))])  # raises, naming the id
+        return cls.from_chips(parts[1].astype(np.int64), parts[2].astype(np.int64), values, **kw)
 
     # ------------------------------------------------------------------ georeferencing
     @property
@@ -185,40 +190,49 @@ class ChipRaster:
         tmp.replace(path)
         return path
 
-    def rgba(self) -> np.ndarray:
-        """``(rows, columns, 4)`` uint8: the colour map applied (or the RGB bands), alpha 0 where NaN."""
+    def palette(self) -> np.ndarray:
+        """``(256, 4)`` uint8 colours of a one-band layer: entry 0 transparent (NaN), 1..255 the colour map
+        from ``vmin`` to ``vmax``."""
         import matplotlib
 
+        colours = matplotlib.colormaps[self.cmap](np.linspace(0, 1, 255))
+        return np.vstack([np.zeros((1, 4), np.uint8), (colours * 255).round().astype(np.uint8)])
+
+    def colour_index(self) -> np.ndarray:
+        """``(rows, columns)`` uint8 index into :meth:`palette` of a one-band layer (0 where NaN)."""
         v = self.values
-        nan = np.isnan(v) if v.ndim == 2 else np.isnan(v).any(axis=0)
+        span = (self.vmax - self.vmin) or 1.0
+        idx = 1 + np.rint(np.clip((np.nan_to_num(v) - self.vmin) / span, 0, 1) * 254).astype(np.uint8)
+        idx[np.isnan(v)] = 0
+        return idx
+
+    def rgba(self) -> np.ndarray:
+        """``(rows, columns, 4)`` uint8: the colour map applied (or the RGB bands), alpha 0 where NaN."""
+        v = self.values
         if v.ndim == 2:
-            span = (self.vmax - self.vmin) or 1.0
-            rgba = matplotlib.colormaps[self.cmap](np.clip((np.nan_to_num(v) - self.vmin) / span, 0, 1))
-        else:
-            rgba = np.concatenate([np.clip(np.nan_to_num(v), 0, 1).transpose(1, 2, 0), np.ones((*v.shape[1:], 1))], 2)
-        out = (rgba * 255).round().astype(np.uint8)
-        out[nan, 3] = 0
-        return out
+            return self.palette()[self.colour_index()]
+        rgb = (np.clip(np.nan_to_num(v), 0, 1) * 255).round().astype(np.uint8)
+        alpha = np.where(np.isnan(v).any(axis=0), 0, 255).astype(np.uint8)
+        return np.concatenate([rgb, alpha[None]]).transpose(1, 2, 0)
 
-    def to_mercator(self, supersample: int = MAP_SUPERSAMPLE) -> tuple[np.ndarray, tuple[float, float, float, float]]:
-        """The RGBA image warped (nearest) to Web Mercator, and its (west, south, east, north) in degrees.
+    def map_supersample(self) -> int:
+        """Map pixels per chip of the Web Mercator image: 4, or 2 for rasters over 1024 chips wide (CONUS),
+        which keeps every chip row at least one map pixel high between 24° and 50° N."""
+        return MAP_SUPERSAMPLE if self.shape[1] <= 1024 else 2
 
-        An image a Leaflet overlay stretches between those corners puts each chip's colour on the chip:
-        ``supersample`` map pixels per chip, each coloured by the chip under its centre, so a chip edge is
-        drawn within half a map pixel (1/8 chip at the default).
-        """
+    def _warp(self, bands: np.ndarray, supersample: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """``(bands, rows, columns)`` uint8 warped (nearest) to Web Mercator; 0 where nothing lands."""
         import rasterio.warp
         from rasterio.enums import Resampling
         from rasterio.transform import from_bounds
 
-        src = self.rgba().transpose(2, 0, 1)
         w, s, e, n = self.bounds
         (x0, x1), (y0, y1) = rasterio.warp.transform(TILE_CRS, WEB_MERCATOR, [w, e], [s, n])
         width = self.shape[1] * supersample
         height = max(1, round((y1 - y0) / (x1 - x0) * width))
-        dst = np.zeros((4, height, width), np.uint8)
+        dst = np.zeros((len(bands), height, width), np.uint8)
         rasterio.warp.reproject(
-            src,
+            bands,
             dst,
             src_transform=self.transform,
             src_crs=TILE_CRS,
@@ -226,16 +240,42 @@ class ChipRaster:
             dst_crs=WEB_MERCATOR,
             resampling=Resampling.nearest,
         )
-        return dst.transpose(1, 2, 0), (w, s, e, n)
+        return dst, (w, s, e, n)
+
+    def to_mercator(self, supersample: int | None = None) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """The RGBA image warped (nearest) to Web Mercator, and its (west, south, east, north) in degrees.
+
+        An image a Leaflet overlay stretches between those corners puts each chip's colour on the chip:
+        ``supersample`` map pixels per chip (:meth:`map_supersample`), each coloured by the chip under its
+        centre, so a chip edge is drawn within half a map pixel (1/8 chip at 4).
+        """
+        ss = supersample or self.map_supersample()
+        if self.values.ndim == 2:
+            idx, bounds = self._warp(self.colour_index()[None], ss)
+            return self.palette()[idx[0]], bounds
+        image, bounds = self._warp(self.rgba().transpose(2, 0, 1), ss)
+        return image.transpose(1, 2, 0), bounds
+
+    def png(self) -> tuple[bytes, tuple[float, float, float, float]]:
+        """The Web Mercator image as PNG bytes (a palette PNG for one band: a byte per pixel) and its bounds."""
+        from PIL import Image
+
+        ss = self.map_supersample()
+        if self.values.ndim == 2:
+            idx, bounds = self._warp(self.colour_index()[None], ss)
+            image = Image.fromarray(idx[0], "P")
+            image.putpalette(self.palette().ravel().tobytes(), rawmode="RGBA")
+        else:
+            rgba, bounds = self._warp(self.rgba().transpose(2, 0, 1), ss)
+            image = Image.fromarray(rgba.transpose(1, 2, 0), "RGBA")
+        buf = io.BytesIO()
+        image.save(buf, format="PNG", compress_level=1)
+        return buf.getvalue(), bounds
 
     def png_data_url(self) -> tuple[str, tuple[float, float, float, float]]:
         """The map image as a ``data:image/png`` URL and its bounds (degrees)."""
-        from PIL import Image
-
-        image, bounds = self.to_mercator()
-        buf = io.BytesIO()
-        Image.fromarray(image, "RGBA").save(buf, format="PNG", optimize=False)
-        return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode(), bounds
+        data, bounds = self.png()
+        return "data:image/png;base64," + base64.b64encode(data).decode(), bounds
 
     def legend_html(self) -> str:
         """The legend: name, description, and a colour bar from vmin to vmax (or 'RGB')."""
@@ -303,15 +343,19 @@ class YearVectors:
     @classmethod
     def load(cls, index, year: int) -> YearVectors:
         """Every chip of ``year`` of a :class:`~wcembed.index.ChipIndex`, read batch by batch."""
-        ids, cols, rows, parts = [], [], [], []
+        n = index.table.count_rows(f"year = {int(year)}")
+        if not n:
+            raise BadParameterError(f"no chip of {year} in the index")
+        dim = index.table.schema.field("vector").type.list_size
+        x = np.empty((n, dim), np.float32)  # filled in place: the year's vectors are held once
+        ids, cols, rows, at = [], [], [], 0
         for b in index.batches(["chip_id", "column", "row", "vector"], year=year):
+            m = store.vector_matrix(b.column("vector"))
+            x[at : at + len(m)] = m
+            at += len(m)
             ids.append(b.column("chip_id").to_numpy(zero_copy_only=False))
             cols.append(b.column("column").to_numpy())
             rows.append(b.column("row").to_numpy())
-            parts.append(store.vector_matrix(b.column("vector")))
-        if not parts:
-            raise BadParameterError(f"no chip of {year} in the index")
-        x = np.concatenate(parts)
         x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         note = "UNTRAINED weights: not Clay embeddings" if index.untrained else ""
         return cls(
@@ -355,9 +399,11 @@ class YearVectors:
         2nd and 98th percentile); the components are fitted on up to ``sample`` chips."""
         rng = np.random.default_rng(seed)
         fit = self.vectors if len(self) <= sample else self.vectors[rng.choice(len(self), sample, replace=False)]
-        mean = fit.mean(axis=0)
-        _, _, vt = np.linalg.svd(fit - mean, full_matrices=False)
-        pcs = (self.vectors - mean) @ vt[:3].T
+        mean = fit.mean(axis=0, dtype=np.float64)
+        centred = fit - mean.astype(np.float32)
+        _, eigvecs = np.linalg.eigh((centred.T @ centred).astype(np.float64))  # scatter matrix: D x D, ascending
+        axes = eigvecs[:, ::-1][:, :3].astype(np.float32)
+        pcs = self.vectors @ axes - (mean.astype(np.float32) @ axes)  # no centred copy of all the vectors
         if pcs.shape[1] < 3:
             pcs = np.pad(pcs, ((0, 0), (0, 3 - pcs.shape[1])))
         lo, hi = np.percentile(pcs, [2, 98], axis=0)

@@ -17,6 +17,7 @@ exits 75 and is retried), a missing or unreadable file a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import logging
@@ -174,12 +175,15 @@ def fetch_checkpoint(
 ) -> Path:
     """A local path for a checkpoint given as a path, an https URL or an s3 URL.
 
-    Downloads go to ``cache_dir/checkpoints/`` under a temporary name and are
-    moved into place when complete, with their sha256 beside them; a cached
-    file is reused. Network failures are retried ``retries`` times (backoff
-    doubling from ``backoff`` seconds), then raise
-    :class:`~wcembed.errors.CheckpointDownloadError` (transient); a location
-    that does not exist, or a file whose sha256 is not ``sha256``, raises
+    Downloads go to ``cache_dir/checkpoints/`` under a temporary name, are checked
+    (length against ``Content-Length``, sha256 against ``sha256`` when given) and
+    moved into place when complete, with their sha256 beside them. Processes that
+    share the cache take turns through a lock file: the first downloads, the
+    others find its file. A cached file is reused when its recorded sha256 is the
+    one asked for, else downloaded again. Network failures (also a body cut short)
+    are retried ``retries`` times (backoff doubling from ``backoff`` seconds), then
+    raise :class:`~wcembed.errors.CheckpointDownloadError` (transient); a location
+    that does not exist, or a download whose sha256 is not ``sha256``, raises
     :class:`~wcembed.errors.CheckpointError`.
     """
     loc = str(location)
@@ -190,8 +194,42 @@ def fetch_checkpoint(
     cache = Path(cache_dir or default_cache_dir()) / "checkpoints"
     cache.mkdir(parents=True, exist_ok=True)
     target = cache / Path(loc.split("?")[0]).name
-    if target.exists():
-        return target
+    locks = cache.parent / "locks"  # beside the cache, so that checkpoints/ holds only checkpoints
+    locks.mkdir(exist_ok=True)
+    with _exclusive(locks / f"{target.name}.lock"):
+        if target.exists() and (sha256 is None or _cached_digest(target) == sha256):
+            return target
+        return _download_into(loc, target, sha256, retries, backoff)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An exclusive lock on ``lock_path`` between processes (``flock``; no lock where there is no fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _cached_digest(target: Path) -> str:
+    """The sha256 of a cached checkpoint, from the file beside it (computed and written when missing)."""
+    side = target.with_name(target.name + ".sha256")
+    if side.exists():
+        return side.read_text().strip()
+    digest = sha256_file(target)
+    side.write_text(digest + "\n")
+    return digest
+
+
+def _download_into(loc: str, target: Path, sha256: str | None, retries: int, backoff: float) -> Path:
+    """Download ``loc`` to ``target`` through a temporary file, retrying network failures (see fetch_checkpoint)."""
     part = target.with_name(f"{target.name}.{os.getpid()}.part")
     for attempt in range(retries + 1):
         try:
