@@ -149,7 +149,7 @@ def run(
     for name, path in places.items():
         print(f"{name:>20}: {path}")
     print(f"{'time':>20}: {time.perf_counter() - t0:.0f} s")
-    print("Open them in JupyterLab:  .venv/bin/pip install jupyterlab && .venv/bin/jupyter lab outputs/notebooks")
+    print("Explore them live in JupyterLab, with a local WMS of the sample:  make lab")
     banner(weights_note)
     return 0
 

@@ -351,12 +351,11 @@ class YearVectors:
         ids, cols, rows, at = [], [], [], 0
         for b in index.batches(["chip_id", "column", "row", "vector"], year=year):
             m = store.vector_matrix(b.column("vector"))
-            x[at : at + len(m)] = m
+            x[at : at + len(m)] = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # unit vectors
             at += len(m)
             ids.append(b.column("chip_id").to_numpy(zero_copy_only=False))
             cols.append(b.column("column").to_numpy())
             rows.append(b.column("row").to_numpy())
-        x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         note = "UNTRAINED weights: not Clay embeddings" if index.untrained else ""
         return cls(
             year,
@@ -427,7 +426,10 @@ def change(a: YearVectors, b: YearVectors) -> tuple[ChipRaster, pd.DataFrame]:
     if both.empty:
         raise BadParameterError(f"no chip embedded in both {a.year} and {b.year}")
     ia, ib = both["ia"].to_numpy(), both["ib"].to_numpy()
-    dist = 1.0 - np.einsum("ij,ij->i", a.vectors[ia], b.vectors[ib])
+    dist = np.empty(len(ia), np.float32)
+    for i in range(0, len(ia), 65_536):  # in chunks: no copy of a whole year's vectors
+        j = slice(i, i + 65_536)
+        dist[j] = 1.0 - np.einsum("ij,ij->i", a.vectors[ia[j]], b.vectors[ib[j]])
     table = pd.DataFrame(
         {
             "column": both["column"].to_numpy(),
