@@ -44,6 +44,13 @@ class RangeServer:
         an HTTP status (``500``, ``503``; ``429`` comes with ``Retry-After: 1``), ``"cut"`` (the
         headers of the full response, then half its body, then the connection closed), ``"reset"``
         (the connection closed before any response) or ``"delay:S"`` (the response, after S seconds).
+    fault_rate, fault_kinds, seed : float, tuple of str, int
+        Besides those, each request gets a fault with probability ``fault_rate``, its kind drawn
+        from ``fault_kinds``, from a random stream seeded with ``seed``.
+    tls : bool
+        Serve HTTPS with a throwaway self-signed certificate for 127.0.0.1 (:attr:`ca_file`); clients
+        trust it through ``GDAL_CURL_CA_BUNDLE`` (rasterio's wheels), ``CURL_CA_BUNDLE`` (a system GDAL)
+        or ``SSL_CERT_FILE`` (Python), set before the client process starts.
 
     Examples
     --------
@@ -54,6 +61,10 @@ class RangeServer:
 
     root: str | Path
     faults: list[tuple[str, int | str, int]] = field(default_factory=list)
+    fault_rate: float = 0.0
+    fault_kinds: tuple[str, ...] = ("500", "503", "429", "cut", "reset", "delay:3")
+    seed: int = 0
+    tls: bool = False
 
     def __enter__(self) -> RangeServer:
         self.port = free_port()
@@ -63,18 +74,26 @@ class RangeServer:
         args += ["--log", str(self.log)]
         for sub, status, count in self.faults:
             args += ["--fault", f"{sub}:{status}:{count}"]
+        if self.fault_rate:
+            args += ["--fault-rate", str(self.fault_rate), "--fault-kinds", ",".join(self.fault_kinds)]
+            args += ["--seed", str(self.seed)]
+        if self.tls:
+            self.ca_file = self.log.with_suffix(".pem")
+            _self_signed(self.ca_file, self.log.with_suffix(".key"))
+            args += ["--tls", str(self.ca_file), str(self.log.with_suffix(".key"))]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_port(self.port, self.proc)
         return self
 
     def __exit__(self, *exc) -> None:
         stop(self.proc)
-        self.log.unlink(missing_ok=True)
+        for path in (self.log, self.log.with_suffix(".pem"), self.log.with_suffix(".key")):
+            path.unlink(missing_ok=True)
 
     @property
     def url(self) -> str:
         """Base URL of the served folder."""
-        return f"http://{LOOPBACK}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{LOOPBACK}:{self.port}"
 
     def requests(self) -> list[dict]:
         """Requests served so far: ``method``, ``path``, ``range``, ``status``, ``bytes``."""
@@ -83,10 +102,53 @@ class RangeServer:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
 
-def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
+def _self_signed(cert: Path, key: Path) -> None:
+    """A throwaway self-signed certificate (and its key) for 127.0.0.1, valid for a day."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    pk = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, LOOPBACK)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(pk.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(pk, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(
+        pk.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+
+def _serve_range(
+    root: str,
+    port: int,
+    log: str,
+    faults: list[str],
+    rate: float = 0.0,
+    kinds: list[str] = (),
+    seed: int = 0,
+    tls: list[str] | None = None,
+) -> None:
+    import random
+
     from RangeHTTPServer import RangeRequestHandler
 
     lock = threading.Lock()
+    draw = random.Random(seed)
     remaining = []
     for f in faults:
         sub, rest = f.split(":", 1)
@@ -112,7 +174,9 @@ def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
                         kind = f[1]
                         break
                 else:
-                    return False
+                    if not (rate and draw.random() < rate):
+                        return False
+                    kind = draw.choice(kinds)
             if kind.startswith("delay:"):
                 time.sleep(float(kind.split(":")[1]))
                 return False  # then the normal response
@@ -161,7 +225,15 @@ def _serve_range(root: str, port: int, log: str, faults: list[str]) -> None:
             super().send_response(code, message)
 
     os.chdir(root)
-    ThreadingHTTPServer((LOOPBACK, port), Handler).serve_forever()
+    server = ThreadingHTTPServer((LOOPBACK, port), Handler)
+    if tls:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        # the handshake happens in the handler's thread, not in the accept loop
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+    server.serve_forever()
 
 
 class _CountingWriter:
@@ -221,8 +293,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--fault", action="append", default=[], help="SUBSTRING:KIND:COUNT (see RangeServer)")
+    parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument("--fault-kinds", default="500")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None)
     args = parser.parse_args(argv)
-    _serve_range(args.root, args.port, args.log, args.fault)
+    kinds = args.fault_kinds.split(",")
+    _serve_range(args.root, args.port, args.log, args.fault, args.fault_rate, kinds, args.seed, args.tls)
 
 
 if __name__ == "__main__":

@@ -84,6 +84,7 @@ def _start(args: list[str], wait_for: str, cwd=None):
     """Start ``python -m wcembed ARGS``; return the process and its output up to the line holding ``wait_for``."""
     import subprocess
     import sys
+    import threading
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "wcembed", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
@@ -91,7 +92,8 @@ def _start(args: list[str], wait_for: str, cwd=None):
     lines = []
     for line in proc.stdout:
         lines.append(line)
-        if wait_for in line:
+        if wait_for in line:  # then keep draining its output, so that a full pipe never blocks it
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
             return proc, "".join(lines)
     raise AssertionError(f"exited {proc.wait()} before {wait_for!r}:\n{''.join(lines)}")
 

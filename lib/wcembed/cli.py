@@ -72,9 +72,22 @@ def _wms(args: argparse.Namespace):
     return LocalWMS(args.tiles, args.workdir, footprints=footprints, port=args.port)
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C (SIGINT) and SIGTERM raise KeyboardInterrupt, also where the parent started us with SIGINT
+    ignored (a background job of a shell script)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, interrupt)
+
+
 def _wait_for_ctrl_c(text: str) -> int:
     import time
 
+    _stop_on_signals()
     print(text, flush=True)
     try:
         while True:
@@ -120,6 +133,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         path = notebook.resolve()
         root = ROOT.resolve() if path.is_relative_to(ROOT.resolve()) else path.parent
         cmd += [f"--ServerApp.root_dir={root}", str(path.relative_to(root))]
+        _stop_on_signals()
         lab = subprocess.Popen([c for c in cmd if c], cwd=root)
         print(f"WMS {wms.url}; JupyterLab on http://127.0.0.1:{args.lab_port}/lab ({notebook}); Ctrl-C stops both")
         try:

@@ -84,10 +84,14 @@ def gdal_options(source: str) -> dict[str, object]:
     """GDAL configuration for reading tiles from ``source``, for a scoped ``rasterio.Env``.
 
     Cloud-friendly: no directory listing on open, only ``.tif`` probed,
-    HTTP retries with backoff for 429/5xx, a block cache that holds a block row
-    of a column. For ``s3://`` sources: unsigned requests unless AWS credentials
-    are in the environment, region ``eu-central-1`` unless ``AWS_REGION`` is set,
-    and ``AWS_ENDPOINT_URL`` (as honoured by boto3) for another S3 API.
+    HTTP retries with backoff for 429/5xx, a 60 s timeout (``GDAL_HTTP_TIMEOUT`` in
+    the environment overrides it), a block cache that holds a block row of a
+    column. A private CA for an https mirror goes in the environment before the
+    process starts: ``GDAL_CURL_CA_BUNDLE`` (rasterio's wheels, which otherwise use
+    certifi's bundle) or ``CURL_CA_BUNDLE`` (a system GDAL). For ``s3://``
+    sources: unsigned requests unless AWS credentials are in the environment,
+    region ``eu-central-1`` unless ``AWS_REGION`` is set, and ``AWS_ENDPOINT_URL``
+    (as honoured by boto3) for another S3 API.
     """
     opts: dict[str, object] = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
@@ -95,7 +99,7 @@ def gdal_options(source: str) -> dict[str, object]:
         "GDAL_HTTP_MAX_RETRY": 4,
         "GDAL_HTTP_RETRY_DELAY": 0.5,
         "GDAL_HTTP_RETRY_CODES": "429,500,502,503,504",
-        "GDAL_HTTP_TIMEOUT": 60,
+        "GDAL_HTTP_TIMEOUT": int(os.environ.get("GDAL_HTTP_TIMEOUT", 60)),  # seconds; the environment may say less
         "GDAL_HTTP_CONNECTTIMEOUT": 15,
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",

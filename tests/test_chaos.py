@@ -1,0 +1,34 @@
+"""A chaos run: faults in every layer at once, and nothing lost or duplicated."""
+
+import pytest
+from chaos import chaos_run, compare
+
+# array indices 7..10 are the sample's columns 1155..1158, where the scene has data
+SMALL = {2020: list(range(7, 11)), 2021: list(range(7, 11))}
+
+
+@pytest.fixture(scope="module")
+def clean(sample_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("clean")
+    report = chaos_run(sample_root, out, SMALL, fault_rate=0.0, kill_rate=0.0)
+    assert report["faults"] == {} and report["columns_rerun"] == 0
+    return out
+
+
+@pytest.mark.slow
+def test_chaos_run_over_http_loses_nothing(sample_root, clean, tmp_path):
+    report = chaos_run(sample_root, tmp_path, SMALL, fault_rate=0.3, kill_rate=0.25, seed=3)
+    assert sum(report["faults"].values()) > 0 and report["kills"] > 0, report  # faults did happen
+    assert report["failed_after_rerun"] == {}, report
+    result = compare(tmp_path, clean)
+    assert result["files"] == 8 and result["missing"] == result["extra"] == [], (result, report)
+    assert result["differing"] == [] and result["leftovers"] == [], (result, report)
+
+
+@pytest.mark.slow
+def test_chaos_run_over_https_with_a_private_ca(sample_root, clean, tmp_path):
+    years = {2020: SMALL[2020][:2]}
+    report = chaos_run(sample_root, tmp_path, years, fault_rate=0.1, kill_rate=0.0, tls=True, seed=5)
+    assert report["tls"] and report["failed_after_rerun"] == {}, report
+    result = compare(tmp_path, clean)
+    assert result["files"] == 2 and result["differing"] == [] and result["leftovers"] == [], result
