@@ -16,11 +16,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from chaos import chaos_run, compare
-from common import report, sample_root
+from common import report, sample_root  # puts tests/ (chaos, local_servers) on the path
 
 
 def main() -> None:
+    from chaos import chaos_run, compare
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--rates", type=lambda t: [float(v) for v in t.split(",")], default=[0.1, 0.3])
     ap.add_argument("--kill-rate", type=float, default=0.2)

@@ -1,5 +1,6 @@
 """One column end to end: GeoParquet output, determinism, resumability, S3, notebooks."""
 
+import json
 import os
 import re
 import signal
@@ -71,6 +72,13 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     assert "reason" in check and (check["decision"] == "float32" or check["accepted"])
     item = Path(store.stac_path(result.path))
     assert item.exists() and '"embedding:checkpoint_sha256": "untrained"' in item.read_text()
+    stac = json.loads(item.read_text())  # the proposed STAC embeddings extension's fields
+    props = stac["properties"]
+    assert (props["emb:type"], props["emb:dimensions"], props["data_type"]) == ("chip", 64, "float32")
+    assert props["emb:chip_layout"]["chip_size"] == [512, 512] and props["emb:temporal_resolution"] == "annual"
+    links = {link["rel"]: link for link in stac["links"]}
+    assert "architecture only" in links["emb:model"]["title"] and links["emb:model"]["href"].startswith("https://")
+    assert links["emb:source-data"]["href"] == f"{sample_root}/rgbnir/2020/"
 
 
 def test_embedding_equals_the_encoder_on_the_chip_read_directly(sample_root, tmp_path, small_model, grid):

@@ -135,6 +135,7 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size
         "model": model_name,
         "model_version": weights.version,
         "checkpoint": model.checkpoint,
+        "model_url": weights.url,
         "checkpoint_sha256": model.sha256,
         "weights": "untrained" if untrained else f"clay-{weights.version}",
         "providers": ["ESA WorldCover (imagery)", "Clay (model)", "wcembed (embeddings)"],

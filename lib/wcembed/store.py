@@ -271,7 +271,24 @@ def _stac_item(path: str, table: pa.Table, metadata: dict[str, dict], bounds: tu
         start_datetime=dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc),
         end_datetime=dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
         properties={f"embedding:{k}": v for k, v in emb.items() if k != "datetime_range"}
-        | {"wcembed:column": column, "wcembed:rows": table.num_rows, "wcembed:format": prov["format"]},
+        | {"wcembed:column": column, "wcembed:rows": table.num_rows, "wcembed:format": prov["format"]}
+        | _emb_extension(emb, prov),
+    )
+    note = ": architecture only, the weights were random" if emb.get("weights") == "untrained" else ""
+    item.add_link(
+        pystac.Link(
+            "emb:model",
+            emb.get("model_url") or emb.get("checkpoint") or "",
+            media_type="application/octet-stream",
+            title=f"{emb.get('model', 'encoder')}{note}",
+        )
+    )
+    item.add_link(
+        pystac.Link(
+            "emb:source-data",
+            f"{str(prov.get('tiles', '')).rstrip('/')}/rgbnir/{year}/",
+            title=f"{emb.get('source_dataset', 'source imagery')} {emb.get('source_version', '')}".strip(),
+        )
     )
     item.add_asset(
         "data",
@@ -283,6 +300,30 @@ def _stac_item(path: str, table: pa.Table, metadata: dict[str, dict], bounds: tu
         ),
     )
     return item.to_dict(include_self_link=False)
+
+
+def _emb_extension(emb: dict, prov: dict) -> dict:
+    """Item fields of the proposed STAC embeddings extension (``emb:``, CNG sprint 2026; not yet published
+    with a JSON schema, so not validated), beside our own ``embedding:`` and ``wcembed:`` fields."""
+    size = int(prov.get("chip_size_px", 512))
+    runtime = ("precision", "device", "min_valid_fraction", "date_encoded", "normalisation", "bands", "chip_size_px")
+    return {
+        "emb:type": "chip",
+        "emb:dimensions": emb.get("dimension"),
+        "data_type": emb.get("dtype", "float32"),
+        "emb:chip_layout": {
+            "layout_type": "regular_grid",
+            "chip_size": [size, size],
+            "stride": [size, size],
+            "grid_id": f"wcembed {size} px chips of 1/12000 degree pixels from (-125, 50), EPSG:4326",
+        },
+        "emb:temporal_resolution": "annual",
+        "emb:runtime_parameters": {k: prov[k] for k in runtime if k in prov},
+        "emb:postprocessing": {"expression": emb.get("pooling", ""), "format": "text"},
+        "emb:fit_for_use": ["similarity_search", "retrieval", "classification", "change_detection"],
+        "processing:datetime": prov.get("created"),
+        "processing:version": emb.get("source_version"),
+    }
 
 
 def read_column(path: str):
