@@ -159,7 +159,38 @@ def _serve_range(
         def log_message(self, *args) -> None:  # quiet
             pass
 
+        def _cut(self) -> None:
+            """The headers of the whole answer (206 for a range), then half its body, then the connection closed."""
+            path = self.translate_path(self.path)
+            size = Path(path).stat().st_size
+            start, end = 0, size - 1
+            wanted = self.headers.get("Range", "")
+            if wanted.startswith("bytes="):
+                a, _, b = wanted[6:].split(",")[0].partition("-")
+                start, end = int(a or 0), min(int(b) if b else size - 1, size - 1)
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+            else:
+                self.send_response(200)
+            self.send_header("Content-Length", str(end - start + 1))
+            self.end_headers()
+            half = (end - start + 1) // 2
+            self._record("cut", half)
+            try:
+                if self.command == "GET":
+                    with open(path, "rb") as fh:
+                        fh.seek(start)
+                        self.wfile.write(fh.read(half))
+                    self.wfile.flush()
+            except OSError:  # the client may already have gone
+                pass
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
         def _record(self, status: int | str, nbytes: int) -> None:
+            if getattr(self, "_slow", False) and status in (200, 206):
+                status = "slow"
             entry = {"method": self.command, "path": self.path, "range": self.headers.get("Range")}
             entry.update(status=status, bytes=nbytes)
             with lock, open(log, "a") as fh:
@@ -167,6 +198,7 @@ def _serve_range(
 
         def _fault(self) -> bool:
             """Answer with the next scheduled fault for this path, if any; True when the request is done."""
+            self._slow = False  # a handler serves every request of its connection
             with lock:
                 for f in remaining:
                     if f[0] in self.path and f[2] > 0:
@@ -178,24 +210,16 @@ def _serve_range(
                         return False
                     kind = draw.choice(kinds)
             if kind.startswith("delay:"):
+                self._slow = True  # recorded with the response, as "slow"
                 time.sleep(float(kind.split(":")[1]))
-                return False  # then the normal response
+                return False  # then the normal response (the client may have given up)
             if kind == "reset":
                 self._record("reset", 0)
                 self.close_connection = True
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return True
             if kind == "cut":
-                size = (Path(self.translate_path(self.path))).stat().st_size
-                self.send_response(200)
-                self.send_header("Content-Length", str(size))
-                self.end_headers()
-                with open(self.translate_path(self.path), "rb") as fh:
-                    self.wfile.write(fh.read(size // 2))
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                self._record("cut", size // 2)
+                self._cut()
                 return True
             status = int(kind)
             self.send_response(status)

@@ -212,6 +212,10 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert "1 positive and 0 negative" in ex.region_layers["similarity"].description
         ex.region_box.value = "change"
         assert set(zip(ex.changes["column"][:2], ex.changes["row"][:2], strict=True)) == set(ALTERED)
+        ex.mode.value = "search"
+        ex.click(*_centre(*ALTERED[0]))  # with the change layer shown, a click compares the chip's two years
+        (split_map,) = ex.compare_box.children
+        assert any(isinstance(c, SplitMapControl) for c in split_map.controls)
         ex.region_box.value = "embedding colours"
         assert ex.region_layers["embedding colours"].values.shape[0] == 3 and ex.threshold.disabled
         split = ex.compare_years("2020-1156-0288")

@@ -45,7 +45,8 @@ class Explorer:
     region_layers : dict
         Whole-region layers computed so far (:data:`REGION_LAYERS` name to :class:`~wcembed.layers.ChipRaster`).
     changes : DataFrame or None
-        Chips from most to least changed, after :meth:`show_change`.
+        Chips from most to least changed, after :meth:`show_change`; while the change layer is shown,
+        a click also puts the chip's two years side by side (:meth:`compare_years`) under the gallery.
 
     Examples
     --------
@@ -99,6 +100,7 @@ class Explorer:
         self.region_overlay = ImageOverlay(url="", bounds=((0, 0), (0, 0)), opacity=0.7, name="region layer")
         self.map.add_layer(self.region_overlay)
         self.legend = w.HTML()
+        self.compare_box = w.VBox()  # both years of the clicked chip, while the change layer is shown
         self.map.add_control(WidgetControl(widget=self.legend, position="bottomright"))
         self.k = w.IntSlider(value=k, min=1, max=50, description="k")
         self.year_box = w.Dropdown(options=list(YEARS), value=year, description="year")
@@ -128,7 +130,7 @@ class Explorer:
 
         controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode])
         region = w.HBox([self.region_box, self.threshold, self.opacity])
-        return w.VBox([controls, region, self.map, self.status, self.gallery])
+        return w.VBox([controls, region, self.map, self.status, self.gallery, self.compare_box])
 
     @property
     def positives(self) -> list[str]:
@@ -167,6 +169,8 @@ class Explorer:
         self.show(results, chip)
         if self.region_box.value == "similarity":
             self.show_similarity(vector, label)
+        elif self.region_box.value == "change" and len(self.index.years) > 1:
+            self.compare_box.children = [self.compare_years(chip)]
         return results
 
     def _examples_vector(self):
