@@ -179,9 +179,41 @@ def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root,
             "lon": -75.6,
             "lat": 37.68,
             "scores_out": tmp_path / "scores.parquet",
+            "detections_out": tmp_path / "detections.geojson",
         }
         text = run_papermill("explore.ipynb", tmp_path / "out.ipynb", params, cwd=ROOT)
-    assert "CV balanced accuracy" in text
+    assert "CV balanced accuracy" in text and "detections (adjacent chips scored ≥ 0.5, dissolved)" in text
     import geopandas as gpd
 
-    assert len(gpd.read_parquet(tmp_path / "scores.parquet")) == len(index)
+    scores = gpd.read_parquet(tmp_path / "scores.parquet")
+    assert len(scores) == len(index)
+    found = gpd.read_file(tmp_path / "detections.geojson")
+    assert found["chips"].sum() == (scores["score"] >= 0.5).sum()
+
+
+def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_path):
+    import geopandas as gpd
+    import shapely
+    from wcembed.classify import detections
+    from wcembed.grid import chip_bounds, chip_id
+
+    cells = {(10, 5): 0.9, (11, 5): 0.8, (12, 5): 0.7, (11, 6): 0.6, (13, 6): 0.95, (20, 20): 0.55, (30, 30): 0.2}
+    cells |= {(12, 6): 0.1}  # below the threshold: not a detection, and it does not join (13, 6) to the rest
+    scores = gpd.GeoDataFrame(
+        {"chip_id": [chip_id(2020, c, r) for c, r in cells], "score": list(cells.values())},
+        geometry=[shapely.box(*chip_bounds(c, r)) for c, r in cells],
+        crs="OGC:CRS84",
+    )
+    found = detections(scores, threshold=0.5)
+    assert list(found["chips"]) == [4, 1, 1]  # (13, 6) touches (12, 5) only at a corner: its own detection
+    blob = found.iloc[0]
+    assert blob["chip_ids"] == ",".join(sorted(chip_id(2020, c, r) for c, r in [(10, 5), (11, 5), (12, 5), (11, 6)]))
+    assert blob["mean_score"] == pytest.approx(0.75) and blob["max_score"] == pytest.approx(0.9)
+    assert blob.geometry.geom_type == "Polygon"  # one outline, no inner chip edges
+    assert blob.geometry.area == pytest.approx(4 * shapely.box(*chip_bounds(10, 5)).area, rel=1e-6)
+    assert set(found["chip_ids"][1:]) == {chip_id(2020, 13, 6), chip_id(2020, 20, 20)}
+    for name in ("detections.geojson", "detections.parquet"):
+        path = export(found, tmp_path / name)
+        back = gpd.read_file(path) if name.endswith("json") else gpd.read_parquet(path)
+        assert list(back["chips"]) == [4, 1, 1] and back.crs.equals("OGC:CRS84")
+    assert detections(scores, threshold=0.99).empty

@@ -11,6 +11,8 @@
   index, computed over Arrow record batches (no per-row loop), written as
   GeoParquet (``chip_id``, ``year``, ``score``, footprint).
 * :func:`export`: search or classifier results as GeoParquet or GeoJSON.
+* :func:`detections`: the chips scored at or above a threshold, adjacent chips
+  dissolved into one polygon each, with their mean score and chip ids.
 """
 
 from __future__ import annotations
@@ -220,3 +222,51 @@ def export(results, path: str | Path) -> Path:
     else:
         raise BadParameterError(f"export to .parquet, .gpq or .geojson, not {path.suffix!r}")
     return path
+
+
+def detections(scores, threshold: float = 0.5):
+    """Chips scored at least ``threshold``, adjacent chips (sharing an edge, same year) dissolved.
+
+    ``scores`` is a GeoDataFrame with ``chip_id``, ``score`` and footprints (e.g.
+    from :func:`score_index`). Returns a GeoDataFrame, one row per group of
+    connected chips: ``year``, ``chips`` (count), ``mean_score``, ``max_score``,
+    ``chip_ids`` (comma-separated), the dissolved polygon (OGC:CRS84), largest first.
+    Export it with :func:`export` (GeoJSON or GeoParquet).
+    """
+    import geopandas as gpd
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from wcembed.grid import parse_chip_id
+
+    keep = scores[scores["score"] >= threshold].reset_index(drop=True)
+    columns = ["year", "chips", "mean_score", "max_score", "chip_ids"]
+    if keep.empty:
+        return gpd.GeoDataFrame(columns=[*columns, "geometry"], geometry="geometry", crs=CRS)
+    parsed = np.array([parse_chip_id(c) for c in keep["chip_id"]], dtype=np.int64)
+    where = {tuple(k): i for i, k in enumerate(parsed.tolist())}
+    pairs = [
+        (i, where[(y, c + dc, r + dr)])
+        for i, (y, c, r) in enumerate(parsed.tolist())
+        for dc, dr in ((1, 0), (0, 1))
+        if (y, c + dc, r + dr) in where
+    ]
+    a, b = (np.array(v, dtype=np.int64) for v in zip(*pairs, strict=True)) if pairs else (np.zeros(0, int),) * 2
+    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(keep), len(keep)))
+    _, group = connected_components(graph, directed=False)
+    rows = []
+    for g in np.unique(group):
+        members = keep[group == g]
+        rows.append(
+            {
+                "year": int(parsed[group == g][0, 0]),
+                "chips": len(members),
+                "mean_score": float(members["score"].mean()),
+                "max_score": float(members["score"].max()),
+                "chip_ids": ",".join(sorted(members["chip_id"])),
+                "geometry": shapely.union_all(members.geometry.to_numpy(), grid_size=1e-9),
+            }
+        )
+    out = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
+    return out.sort_values(["chips", "mean_score"], ascending=False, ignore_index=True)
