@@ -217,3 +217,33 @@ def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_pa
         back = gpd.read_file(path) if name.endswith("json") else gpd.read_parquet(path)
         assert list(back["chips"]) == [4, 1, 1] and back.crs.equals("OGC:CRS84")
     assert detections(scores, threshold=0.99).empty
+
+
+def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
+    from wcembed.classify import suggest_next
+
+    index, labels, _ = small_chips
+    few = Labels()  # a few labels of each class, as early in a session
+    for label in ("positive", "negative"):
+        for chip in [c for c in labels.items if labels.items[c]["label"] == label][:3]:
+            few.items[chip] = labels.items[chip]
+    scores = score_index(index, train(index, few, block_deg=0.03).model)
+    picks = suggest_next(index, scores, few, n=8)
+    assert len(picks) == 8 == len(set(picks["chip_id"])) and list(picks["pick"]) == list(range(1, 9))
+    assert not set(picks["chip_id"]) & set(few.items)
+    unlabelled = scores[~scores["chip_id"].isin(list(few.items))]
+    median_uncertainty = float((1 - 2 * (unlabelled["score"] - 0.5).abs()).median())
+    assert picks["uncertainty"].min() >= median_uncertainty  # from the uncertain end
+
+    def closest_pair(chips) -> tuple[float, float]:
+        """The smallest embedding (cosine) and spatial (degrees) distances between two of the chips."""
+        x = index.vectors(list(chips["chip_id"]))
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+        b = chips.geometry.bounds
+        xy = np.column_stack([(b["minx"] + b["maxx"]) / 2, (b["miny"] + b["maxy"]) / 2])
+        pairs = np.triu_indices(len(chips), 1)
+        return float((1 - x @ x.T)[pairs].min()), float(np.linalg.norm(xy[:, None] - xy[None], axis=2)[pairs].min())
+
+    most_uncertain = suggest_next(index, scores, few, n=8, pool=1)  # no room to choose: the 8 most uncertain
+    spread, crowded = closest_pair(picks), closest_pair(most_uncertain)
+    assert spread[0] > crowded[0] and spread[1] >= crowded[1], (spread, crowded)

@@ -13,6 +13,8 @@
 * :func:`export`: search or classifier results as GeoParquet or GeoJSON.
 * :func:`detections`: the chips scored at or above a threshold, adjacent chips
   dissolved into one polygon each, with their mean score and chip ids.
+* :func:`suggest_next`: which unlabelled chips to label next: the uncertain
+  ones, spread out in space and in embedding space.
 """
 
 from __future__ import annotations
@@ -56,6 +58,11 @@ class Labels:
         if label not in LABELS:
             raise LabelsError(f"label must be one of {LABELS}, not {label!r}")
         self.items[chip_id] = {"year": int(year), "label": label, "bounds": tuple(float(b) for b in bounds)}
+
+    def centres(self, chip_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Longitudes and latitudes (degrees) of the centres of labelled chips."""
+        bounds = np.array([self.items[c]["bounds"] for c in chip_ids], dtype=float).reshape(-1, 4)
+        return (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
 
     def remove(self, chip_id: str) -> None:
         """Forget a chip's label (no error if it had none)."""
@@ -154,9 +161,7 @@ def train(index, labels: Labels, *, block_deg: float = 0.05, folds: int = 5, see
         raise LabelsError("need at least 2 positive and 2 negative labels to train")
     x = index.vectors(ids)
     y = np.array([labels.items[c]["label"] == "positive" for c in ids], dtype=int)
-    lon = np.array([np.mean(labels.items[c]["bounds"][0::2]) for c in ids])
-    lat = np.array([np.mean(labels.items[c]["bounds"][1::2]) for c in ids])
-    groups = spatial_blocks(lon, lat, block_deg)
+    groups = spatial_blocks(*labels.centres(ids), block_deg)
     n_folds = min(folds, len(np.unique(groups)))
     if n_folds < 2:
         raise LabelsError(f"all labels fall in one {block_deg} degree block: cannot cross-validate")
@@ -270,3 +275,54 @@ def detections(scores, threshold: float = 0.5):
         )
     out = gpd.GeoDataFrame(rows, geometry="geometry", crs=CRS)
     return out.sort_values(["chips", "mean_score"], ascending=False, ignore_index=True)
+
+
+def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20):
+    """``n`` unlabelled chips whose labels would help the classifier most, as a GeoDataFrame.
+
+    Candidates are the ``n * pool`` unlabelled chips scored closest to 0.5 (the
+    classifier is least sure of them). From those, chips are picked one at a time,
+    each the candidate farthest from the chips already picked (and from the
+    labelled ones), weighted by its uncertainty (1 at a score of 0.5, 0 at 0 or 1).
+    Distance is cosine distance of the embeddings plus distance between the
+    centres in degrees, each divided by its median over the candidates, so that
+    the suggestions are neither near-duplicates nor neighbours. ``scores`` is
+    :func:`score_index`'s output; the result keeps its columns and adds
+    ``uncertainty`` and ``pick`` (order of choice).
+    """
+    if n < 1:
+        raise BadParameterError(f"n must be at least 1, got {n}")
+    free = scores[~scores["chip_id"].isin(list(labels.items))]
+    uncertainty = 1 - 2 * (free["score"] - 0.5).abs()
+    cand = free.assign(uncertainty=uncertainty.to_numpy()).nlargest(n * pool, "uncertainty").reset_index(drop=True)
+    if cand.empty:
+        return cand.assign(pick=[])
+    x = index.vectors(list(cand["chip_id"]))
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    b = cand.geometry.bounds  # chip centres in degrees (footprints are lon/lat boxes)
+    xy = np.column_stack([(b["minx"] + b["maxx"]) / 2, (b["miny"] + b["maxy"]) / 2])
+    anchors = list(labels.items)
+    ax = index.vectors(anchors) if anchors else np.zeros((0, x.shape[1]), np.float32)
+    ax = ax / np.maximum(np.linalg.norm(ax, axis=1, keepdims=True), 1e-12)
+    axy = np.column_stack(labels.centres(anchors)) if anchors else np.zeros((0, 2))
+    sample = np.random.default_rng(0).choice(len(cand), min(len(cand), 200), replace=False)
+    emb_scale = float(np.median(1 - x[sample] @ x[sample].T)) or 1.0
+    geo_scale = float(np.median(np.linalg.norm(xy[sample, None] - xy[None, sample], axis=2))) or 1.0
+
+    def distance_to(vecs: np.ndarray, pts: np.ndarray) -> np.ndarray:
+        """Each candidate's combined distance to the nearest of the given chips (inf when none)."""
+        if not len(vecs):
+            return np.full(len(cand), np.inf)
+        d = (1 - x @ vecs.T) / emb_scale + np.linalg.norm(xy[:, None] - pts[None], axis=2) / geo_scale
+        return d.min(axis=1)
+
+    nearest = distance_to(ax, axy)
+    picked: list[int] = []
+    weight = cand["uncertainty"].to_numpy()
+    for _ in range(min(n, len(cand))):
+        gain = weight * np.where(np.isinf(nearest), 1.0, nearest)
+        gain[picked] = -np.inf
+        best = int(np.argmax(gain))
+        picked.append(best)
+        nearest = np.minimum(nearest, distance_to(x[[best]], xy[[best]]))
+    return cand.iloc[picked].assign(pick=np.arange(1, len(picked) + 1)).reset_index(drop=True)
