@@ -183,6 +183,7 @@ def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root,
         }
         text = run_papermill("explore.ipynb", tmp_path / "out.ipynb", params, cwd=ROOT)
     assert "CV balanced accuracy" in text and "detections (adjacent chips scored ≥ 0.5, dissolved)" in text
+    assert "label these next" in text
     import geopandas as gpd
 
     scores = gpd.read_parquet(tmp_path / "scores.parquet")
