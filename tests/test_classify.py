@@ -248,3 +248,29 @@ def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
     most_uncertain = suggest_next(index, scores, few, n=8, pool=1)  # no room to choose: the 8 most uncertain
     spread, crowded = closest_pair(picks), closest_pair(most_uncertain)
     assert spread[0] > crowded[0] and spread[1] >= crowded[1], (spread, crowded)
+
+
+def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(small_chips, sample_root, tmp_path):
+    import shapely
+    from wcembed.grid import chip_bounds, parse_chip_id
+
+    index, _, _ = small_chips
+    ids = index.table.to_arrow()["chip_id"].to_pylist()
+    (_, c, r) = parse_chip_id(sorted(ids)[len(ids) // 2])
+    w, s, e, n = chip_bounds(c, r, index.chip_size)
+    # a triangle over chip (c, r) and part of (c + 1, r); it touches (c, r + 1) only along an edge
+    area = shapely.Polygon([(w, n), (e + (e - w) / 2, n), (w, s)])
+    want = sorted(x for x in (f"2020-{c:04d}-{r:04d}", f"2020-{c + 1:04d}-{r:04d}") if x in ids)
+    assert sorted(index.chips_in(area, 2020)) == want
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        geo = {"type": "Feature", "geometry": shapely.geometry.mapping(area), "properties": {}}
+        ex.handle_draw(action="created", geo_json=geo)  # search mode: the area's chips are this search's examples
+        assert not ex.labels.items and not set(ex.results["chip_id"]) & set(want)
+        assert f"{len(want)} chips under the drawn area" in ex.status.value
+        ex.mode.value = "positive"
+        ex.handle_draw(action="created", geo_json=geo)  # positive mode: all labelled in one action
+        assert sorted(ex.positives) == want and len(ex.label_layer.data["features"]) == len(want)
+        big = shapely.box(-80, 30, -70, 40)
+        with pytest.raises(ValueError, match="draw a smaller one"):
+            index.chips_in(big, 2020)

@@ -27,7 +27,9 @@ class Explorer:
     A click on the map calls :meth:`click`, which selects the chip under it and
     runs the search (mode ``search``), or adds it as a positive or negative
     example (modes ``positive``/``negative``) and searches with the examples.
-    Code (and a notebook) calls :meth:`click` the same way.
+    A polygon or rectangle drawn on the map calls :meth:`select_area`: its chips
+    are the examples of a search, or are all labelled at once.
+    Code (and a notebook) calls :meth:`click` and :meth:`select_area` the same way.
 
     Whole-region layers (:mod:`wcembed.layers`) are drawn as one image over the
     chips: the similarity of every chip of the year to the current query
@@ -71,6 +73,12 @@ class Explorer:
         self.results = None
         self.query = None
         self.map = leafmap.Map(center=center or [37.67, -75.62], zoom=zoom, draw_control=False, measure_control=False)
+        from ipyleaflet import DrawControl
+
+        self.draw = DrawControl(polygon={"shapeOptions": {"color": "#ffff00"}}, rectangle={"shapeOptions": {}})
+        self.draw.polyline, self.draw.circlemarker = {}, {}
+        self.draw.on_draw(self.handle_draw)
+        self.map.add_control(self.draw)
         offered = set(self.thumbs.layers())
         self.layers = {}
         for kind in LAYER_KINDS:
@@ -173,11 +181,52 @@ class Explorer:
             self.compare_box.children = [self.compare_years(chip)]
         return results
 
-    def _examples_vector(self):
+    def handle_draw(self, target=None, action: str = "created", geo_json: dict | None = None) -> None:
+        """ipyleaflet's draw callback: a drawn polygon or rectangle selects the chips under it."""
+        if action == "created" and geo_json:
+            import shapely
+
+            self.select_area(shapely.geometry.shape(geo_json["geometry"]))
+            self.draw.clear()
+
+    def select_area(self, geometry):
+        """Search with every chip of the year under ``geometry`` (a shapely polygon, degrees) as examples.
+
+        In ``positive``/``negative`` mode the chips are labelled so, all in one action, and the search
+        uses every label; in ``search`` mode they are the positives of this search only.
+        Returns the results GeoDataFrame (or None when the area holds no chip).
+        """
+        year = self.year_box.value
+        chips = self.index.chips_in(geometry, year)
+        if not chips:
+            self.status.value = f"no chip of {year} under the drawn area"
+            return None
+        if self.mode.value == "search":
+            positives, negatives = chips, []
+        else:
+            for chip in chips:
+                self.labels.add(chip, self.mode.value, year=year, bounds=self.index.footprint(chip).bounds)
+            self.label_layer.data = self.labels.to_geojson()
+            if not self.positives:
+                self.status.value = f"{len(chips)} negatives labelled; add a positive example to search"
+                return None
+            positives, negatives = self.positives, self.negatives
+        results = self.index.by_examples(positives, negatives, self.k.value, year=year)
+        self.show(results, chips[0])
+        self.status.value += f"; {len(chips)} chips under the drawn area"
+        if self.region_box.value == "similarity":
+            self.show_similarity(
+                self._examples_vector(positives, negatives),
+                f"{len(positives)} positive and {len(negatives)} negative examples",
+            )
+        return results
+
+    def _examples_vector(self, positives=None, negatives=None):
         from wcembed.index import query_vector
 
-        negatives = self.index.vectors(self.negatives) if self.negatives else None
-        return query_vector(self.index.vectors(self.positives), negatives)
+        positives = self.positives if positives is None else positives
+        negatives = self.negatives if negatives is None else negatives
+        return query_vector(self.index.vectors(positives), self.index.vectors(negatives) if negatives else None)
 
     def toggle_label(self, chip: str, label: str, year: int) -> None:
         """Label a chip (clicking it again with the same label removes the label) and redraw the labels."""

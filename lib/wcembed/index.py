@@ -349,6 +349,32 @@ class ChipIndex:
             return None
         return best, store.vector_matrix(got["vector"])[found.index(best)]
 
+    MAX_AREA_CHIPS = 20_000
+    """The most chips an area query may cover (about 170 x 170 km of 512 px chips)."""
+
+    def chips_in(self, geometry, year: int) -> list[str]:
+        """Ids of the ``year``'s chips whose footprint overlaps ``geometry`` (a shapely polygon in degrees,
+        OGC:CRS84) with a positive area: candidates by grid arithmetic, then one lookup of which exist."""
+        import shapely
+
+        w, s, e, n = geometry.bounds
+        (c0, r0), (c1, r1) = chip_at(w, n, self.chip_size, self.origin), chip_at(e, s, self.chip_size, self.origin)
+        cols, rows = np.meshgrid(np.arange(max(c0, 0), c1 + 1), np.arange(max(r0, 0), r1 + 1))
+        if cols.size > self.MAX_AREA_CHIPS:
+            raise BadParameterError(
+                f"the area covers {cols.size} chips, more than {self.MAX_AREA_CHIPS}: draw a smaller one"
+            )
+        cols, rows = cols.ravel(), rows.ravel()
+        boxes = shapely.box(
+            *np.array([chip_bounds(c, r, self.chip_size, self.origin) for c, r in zip(cols, rows, strict=True)]).T
+        )
+        overlap = shapely.area(shapely.intersection(boxes, geometry)) > 0
+        wanted = [chip_id(int(year), int(c), int(r)) for c, r in zip(cols[overlap], rows[overlap], strict=True)]
+        found = set()
+        for i in range(0, len(wanted), 2000):  # SQL lists of bounded length
+            found |= set(self._lookup(wanted[i : i + 2000], ["chip_id"])["chip_id"].to_pylist())
+        return [c for c in wanted if c in found]
+
     def chip_at(self, lon: float, lat: float, year: int | None = None) -> str | None:
         """Id of the chip whose footprint holds the point (degrees), or None."""
         hit = self.query_at(lon, lat, year)
