@@ -5,61 +5,21 @@ import json
 import numpy as np
 import pytest
 from conftest import run_papermill
+from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
 from wcembed.classify import Labels, export, score_index, train
-from wcembed.embed import embed_column
 from wcembed.errors import LabelsError
 from wcembed.explore import Explorer
-from wcembed.grid import Grid
-from wcembed.index import ChipIndex, ingest
-from wcembed.model import ClayConfig
 from wcembed.pages import offline_html, screenshot
-from wcembed.tiles import ChipReader
-from wcembed.weights import load_model
 from wcembed.wms import LocalWMS, WMSClient
 
 
 @pytest.fixture(scope="module")
 def small_chips(sample_root, tmp_path_factory):
-    """The real sample region cut into 128 px chips, embedded with a small untrained encoder, and
-    labelled by a rule independent of the embeddings: water when the chip's mean NDWI
-    ((green - NIR) / (green + NIR), from its pixels) is above 0."""
+    """The sample in 128 px chips, embedded and labelled by NDWI (see tests/labelled_sample.py)."""
     tmp = tmp_path_factory.mktemp("classify")
-    grid = Grid(["N37W076"], chip_size=128)
-    with pytest.warns(UserWarning):
-        model = load_model(
-            None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16, image_size=128), allow_untrained=True
-        )
-    lon0, lat0, lon1, lat1 = -75.72, 37.59, -75.52, 37.75
-    c0 = grid.chip_at(lon0, lat1)[0]
-    c1 = grid.chip_at(lon1, lat0)[0]
-    for column in range(c0, c1 + 1):
-        embed_column(
-            2020,
-            column,
-            output=tmp / "emb",
-            tiles=sample_root,
-            model=model,
-            grid=grid,
-            progress=False,
-            min_valid_fraction=0.99,
-            batch_size=16,
-        )
-    ingest(tmp / "emb", tmp / "db")
-    index = ChipIndex(tmp / "db")
-    labels = Labels()
-    rows = index.table.to_arrow().select(["chip_id", "column", "row"]).to_pylist()
-    with ChipReader(grid, 2020, sample_root) as reader:
-        for r in rows:
-            px = reader.read(r["column"], r["row"]).pixels.astype(float)
-            ndwi = (px[1] - px[3]) / (px[1] + px[3])
-            labels.add(
-                r["chip_id"],
-                "positive" if ndwi.mean() > 0 else "negative",
-                year=2020,
-                bounds=grid.chip_bounds(r["column"], r["row"]),
-            )
+    index, labels = labelled_sample(sample_root, tmp)
     return index, labels, tmp
 
 
