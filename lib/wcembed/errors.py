@@ -65,6 +65,10 @@ class TileFormatError(TileError):
     """The tile opens but is not in WorldCover S2 RGBNIR layout."""
 
 
+class TileCertificateError(TileError):
+    """The tile server's TLS certificate is not trusted (a private CA not given to GDAL)."""
+
+
 class TileTransientError(TransientError):
     """Reading a tile kept failing with transient errors after all retries."""
 

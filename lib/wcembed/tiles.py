@@ -56,7 +56,13 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from wcembed.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError
+from wcembed.errors import (
+    TileCertificateError,
+    TileCorruptError,
+    TileFormatError,
+    TileMissingError,
+    TileTransientError,
+)
 from wcembed.grid import Grid
 from wcembed.product import (
     BLOCK_PX,
@@ -78,6 +84,7 @@ _TRANSIENT = re.compile(
     re.IGNORECASE,
 )
 _MISSING = re.compile(r"HTTP response code: 404|No such file|does not exist|NoSuchKey|Not Found", re.IGNORECASE)
+_UNTRUSTED = re.compile(r"SSL certificate problem|certificate verify failed", re.IGNORECASE)
 
 
 def gdal_options(source: str) -> dict[str, object]:
@@ -122,8 +129,11 @@ def gdal_options(source: str) -> dict[str, object]:
 
 
 def error_kind(message: str) -> str:
-    """What a GDAL error message says went wrong: ``"missing"`` (404, no such file), ``"transient"``
-    (HTTP 5xx, timeouts, resets: worth a retry) or ``"corrupt"`` (anything else: the file itself)."""
+    """What a GDAL error message says went wrong: ``"untrusted"`` (the server's TLS certificate),
+    ``"missing"`` (404, no such file), ``"transient"`` (HTTP 5xx, timeouts, resets: worth a retry) or
+    ``"corrupt"`` (anything else: the file itself)."""
+    if _UNTRUSTED.search(message):
+        return "untrusted"
     if _MISSING.search(message):
         return "missing"
     return "transient" if _TRANSIENT.search(message) else "corrupt"
@@ -133,6 +143,13 @@ def classify(exc: Exception, tile: str, url: str) -> Exception:
     """Map a GDAL/rasterio error to the package's transient or permanent tile error."""
     msg = str(exc)
     kind = error_kind(msg)
+    if kind == "untrusted":
+        return TileCertificateError(
+            f"the server's TLS certificate is not trusted (for a private CA set GDAL_CURL_CA_BUNDLE, or "
+            f"CURL_CA_BUNDLE with a system GDAL, before the process starts): {msg}",
+            tile=tile,
+            url=url,
+        )
     if kind == "missing":
         return TileMissingError(f"tile file not found: {msg}", tile=tile, url=url)
     if kind == "transient":
