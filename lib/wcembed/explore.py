@@ -165,18 +165,18 @@ class Explorer:
         chip, vector = hit
         if self.mode.value == "search":
             results = self.index.by_vector(vector, self.k.value, year=year, exclude=[chip])
-            label = chip
         else:
             self.toggle_label(chip, self.mode.value, year)
             if not self.positives:
                 self.status.value = "add a positive example first"
                 return None
             results = self.index.by_examples(self.positives, self.negatives, self.k.value, year=year)
-            vector = self._examples_vector()
-            label = f"{len(self.positives)} positive and {len(self.negatives)} negative examples"
         self.show(results, chip)
         if self.region_box.value == "similarity":
-            self.show_similarity(vector, label)
+            if self.mode.value == "search":
+                self.show_similarity(vector, chip)
+            else:
+                self._similarity_to_examples(self.positives, self.negatives)
         elif self.region_box.value == "change" and len(self.index.years) > 1:
             self.compare_box.children = [self.compare_years(chip)]
         return results
@@ -215,18 +215,15 @@ class Explorer:
         self.show(results, chips[0])
         self.status.value += f"; {len(chips)} chips under the drawn area"
         if self.region_box.value == "similarity":
-            self.show_similarity(
-                self._examples_vector(positives, negatives),
-                f"{len(positives)} positive and {len(negatives)} negative examples",
-            )
+            self._similarity_to_examples(positives, negatives)
         return results
 
-    def _examples_vector(self, positives=None, negatives=None):
+    def _similarity_to_examples(self, positives: list[str], negatives: list[str]) -> None:
+        """The similarity layer for a search by examples (its query vector, as ``by_examples`` forms it)."""
         from wcembed.index import query_vector
 
-        positives = self.positives if positives is None else positives
-        negatives = self.negatives if negatives is None else negatives
-        return query_vector(self.index.vectors(positives), self.index.vectors(negatives) if negatives else None)
+        vector = query_vector(self.index.vectors(positives), self.index.vectors(negatives) if negatives else None)
+        self.show_similarity(vector, f"{len(positives)} positive and {len(negatives)} negative examples")
 
     def toggle_label(self, chip: str, label: str, year: int) -> None:
         """Label a chip (clicking it again with the same label removes the label) and redraw the labels."""
@@ -270,14 +267,13 @@ class Explorer:
     def show_scores(self, scores):
         """Draw classifier scores (a GeoDataFrame with ``chip_id`` and ``score``, e.g. from
         :func:`wcembed.classify.score_index`) as a layer; the threshold slider hides lower scores."""
-        from wcembed.layers import ChipRaster
+        from wcembed.layers import ChipRaster, untrained_note
 
-        note = "UNTRAINED weights: not Clay embeddings" if self.index.untrained else ""
         layer = ChipRaster.from_ids(
             list(scores["chip_id"]),
             scores["score"].to_numpy(),
             name="classifier score",
-            description=f"probability of the positive class. {note}".strip(),
+            description=f"probability of the positive class. {untrained_note(self.index)}".strip(),
             cmap="inferno",
             chip_size=self.index.chip_size,
             origin=self.index.origin,
@@ -349,9 +345,8 @@ class Explorer:
 
     def compare_years(self, chip: str | None = None, years: tuple[int, int] = (YEARS[0], YEARS[1]), zoom: int = 14):
         """A split map of a chip (default: the query) in two years' imagery, left and right of a slider."""
-        import json
-
         import leafmap
+        import shapely
         from ipyleaflet import GeoJSON, SplitMapControl, WMSLayer
 
         chip = chip or (self.query["chip_id"].iloc[0] if self.query is not None else None)
@@ -364,7 +359,7 @@ class Explorer:
             for y in years
         )
         m.add_control(SplitMapControl(left_layer=left, right_layer=right))
-        outline = {"type": "Feature", "geometry": json.loads(__import__("shapely").to_geojson(shape)), "properties": {}}
+        outline = {"type": "Feature", "geometry": shapely.geometry.mapping(shape), "properties": {}}
         m.add_layer(GeoJSON(data=outline, style={"color": "#00ffff", "weight": 3, "fillOpacity": 0}))
         return m
 

@@ -5,9 +5,10 @@ Table ``chips`` (one row per (year, chip)): ``chip_id``, ``year``, ``column``,
 (WKB footprint, OGC:CRS84), ``xmin``, ``ymin``, ``xmax``, ``ymax`` (its bbox, for
 filters) and ``vector`` (fixed-size list of float32). Table ``files`` records
 every ingested GeoParquet file by name, size and weights (``untrained`` or
-``clay-v0.1``), so a rerun reads only new or changed files; the rows of a (year, column) are deleted before its file is
-added, so a chip is never duplicated, also after an ingest was killed. Ingest
-moves whole Arrow tables in large batches: no per-row Python.
+``clay-v0.1``), so a rerun reads only new or changed files; the rows of a
+(year, column) are deleted before its file is added, so a chip is never
+duplicated, also after an ingest was killed. Ingest moves whole Arrow tables in
+large batches: no per-row Python.
 
 A click costs one lookup and one search: the chip under a point comes from grid
 arithmetic (:func:`wcembed.grid.chip_at`) and its vector from one lookup through

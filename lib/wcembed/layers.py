@@ -242,6 +242,16 @@ class ChipRaster:
         )
         return dst, (w, s, e, n)
 
+    def _map_image(self, supersample: int | None = None) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+        """The image warped to Web Mercator: ``(H, W)`` indices into :meth:`palette` for one band, ``(H, W, 4)``
+        RGBA for three; and its bounds in degrees."""
+        ss = supersample or self.map_supersample()
+        if self.values.ndim == 2:
+            idx, bounds = self._warp(self.colour_index()[None], ss)
+            return idx[0], bounds
+        image, bounds = self._warp(self.rgba().transpose(2, 0, 1), ss)
+        return image.transpose(1, 2, 0), bounds
+
     def to_mercator(self, supersample: int | None = None) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         """The RGBA image warped (nearest) to Web Mercator, and its (west, south, east, north) in degrees.
 
@@ -249,27 +259,21 @@ class ChipRaster:
         ``supersample`` map pixels per chip (:meth:`map_supersample`), each coloured by the chip under its
         centre, so a chip edge is drawn within half a map pixel (1/8 chip at 4).
         """
-        ss = supersample or self.map_supersample()
-        if self.values.ndim == 2:
-            idx, bounds = self._warp(self.colour_index()[None], ss)
-            return self.palette()[idx[0]], bounds
-        image, bounds = self._warp(self.rgba().transpose(2, 0, 1), ss)
-        return image.transpose(1, 2, 0), bounds
+        image, bounds = self._map_image(supersample)
+        return (self.palette()[image] if image.ndim == 2 else image), bounds
 
     def png(self) -> tuple[bytes, tuple[float, float, float, float]]:
         """The Web Mercator image as PNG bytes (a palette PNG for one band: a byte per pixel) and its bounds."""
         from PIL import Image
 
-        ss = self.map_supersample()
-        if self.values.ndim == 2:
-            idx, bounds = self._warp(self.colour_index()[None], ss)
-            image = Image.fromarray(idx[0], "P")
-            image.putpalette(self.palette().ravel().tobytes(), rawmode="RGBA")
+        image, bounds = self._map_image()
+        if image.ndim == 2:
+            picture = Image.fromarray(image, "P")
+            picture.putpalette(self.palette().ravel().tobytes(), rawmode="RGBA")
         else:
-            rgba, bounds = self._warp(self.rgba().transpose(2, 0, 1), ss)
-            image = Image.fromarray(rgba.transpose(1, 2, 0), "RGBA")
+            picture = Image.fromarray(image, "RGBA")
         buf = io.BytesIO()
-        image.save(buf, format="PNG", compress_level=1)
+        picture.save(buf, format="PNG", compress_level=1)
         return buf.getvalue(), bounds
 
     def png_data_url(self) -> tuple[str, tuple[float, float, float, float]]:
@@ -327,6 +331,11 @@ class ChipRaster:
 # --------------------------------------------------------------------------- embeddings
 
 
+def untrained_note(index) -> str:
+    """What a layer's legend adds when the index holds embeddings of untrained weights (else "")."""
+    return "UNTRAINED weights: not Clay embeddings" if index.untrained else ""
+
+
 @dataclass
 class YearVectors:
     """A year's embeddings held in memory: chip ids, grid columns and rows, unit vectors ``(N, D)``."""
@@ -356,14 +365,13 @@ class YearVectors:
             ids.append(b.column("chip_id").to_numpy(zero_copy_only=False))
             cols.append(b.column("column").to_numpy())
             rows.append(b.column("row").to_numpy())
-        note = "UNTRAINED weights: not Clay embeddings" if index.untrained else ""
         return cls(
             year,
             np.concatenate(ids),
             np.concatenate(cols),
             np.concatenate(rows),
             x,
-            note,
+            untrained_note(index),
             index.chip_size,
             index.origin,
         )
@@ -439,13 +447,12 @@ def change(a: YearVectors, b: YearVectors) -> tuple[ChipRaster, pd.DataFrame]:
             f"chip_{b.year}": b.chip_ids[ib],
         }
     ).sort_values("distance", ascending=False, ignore_index=True, kind="stable")
-    note = " ".join(t for t in (a.description,) if t)
     layer = ChipRaster.from_chips(
         table["column"],
         table["row"],
         table["distance"].to_numpy(),
         name=f"change {a.year} → {b.year}",
-        description=f"cosine distance between each chip's {a.year} and {b.year} embeddings. {note}".strip(),
+        description=f"cosine distance between each chip's {a.year} and {b.year} embeddings. {a.description}".strip(),
         vmin=0.0,
         vmax=float(max(np.percentile(dist, 99), 1e-6)),
         cmap="inferno",
