@@ -3,23 +3,24 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
-# The CPU wheel of torch 2.13.0 is what CI uses; override for a CUDA build, e.g. TORCH_SPEC="torch==2.13.0".
-TORCH_SPEC ?= torch==2.13.0
+# Exact versions from the lock (requirements/test.txt, written by scripts/lock.py); torch==2.13.0 there is
+# the CPU wheel where pip finds one (CI) and PyPI's CUDA wheel elsewhere.
+LOCK ?= requirements/test.txt
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := .cache/system.stamp
 CHECKPOINT ?=
 export PYTHONHASHSEED := 0
 
-.PHONY: help test demo lab lint format setup system clean-outputs bench
+.PHONY: help test demo lab lint format setup system clean-outputs bench lock docker-local
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -r $(LOCK)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	@touch $@
 
@@ -47,9 +48,14 @@ demo: setup  ## the whole pipeline, offline, on the bundled sample region
 	$(PY) -m wcembed demo --checkpoint "$(CHECKPOINT)"
 
 lab: setup  ## JupyterLab on the explore notebook with the demo's database and a local WMS (after make demo)
-	@$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q "jupyterlab>=4.2,<5"
 	@test -d outputs/lancedb || { echo "no outputs/lancedb: run make demo first"; exit 1; }
 	$(PY) -m wcembed lab $(LAB_ARGS)
+
+lock: $(STAMP)  ## re-resolve the lock files requirements/{worker,explore,test}.txt (after changing pyproject.toml)
+	$(PY) scripts/lock.py
+
+docker-local: setup  ## build the worker image with a local Docker engine and run one sample column in it (root, minutes)
+	PY=$(PY) bash scripts/docker-local.sh
 
 clean-outputs:  ## remove generated outputs (keeps outputs/README.md)
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Build the AWS Batch worker image with a local Docker engine and run one column of the sample in it,
+# as an array index of a Batch job would, writing to a local S3 API (moto). Prints the image size and
+# the checked output. Outside `make test` (minutes): `make docker-local`. Needs root on Debian/Ubuntu.
+#
+# No registry image is reachable here, so the base is made with debootstrap (Debian bookworm, its
+# Python 3.11 and venv) and the image's torch==2.13.0 is this machine's CPU wheel, served to the build
+# as WHEELS_URL. The production build uses python:3.11-slim-bookworm and PyPI's CUDA wheel instead.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+DOCKER=${DOCKER:-/usr/bin/docker}      # Debian's client matches its engine (a newer client may need buildx)
+BASE=local/python:3.11-bookworm
+IMAGE=${IMAGE:-wcembed:local}
+WORK=.cache/docker-local
+MIRROR=${MIRROR:-http://deb.debian.org/debian}
+mkdir -p "$WORK"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+# 1. engine
+if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io debootstrap >/dev/null
+fi
+if ! "$DOCKER" info >/dev/null 2>&1; then
+    dockerd --iptables=false --ip6tables=false --bridge=none >"$WORK/dockerd.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 60); do "$DOCKER" info >/dev/null 2>&1 && break; sleep 1; done
+fi
+
+# 2. base image: Debian bookworm with python3 and venv; the host's CA bundle (its TLS proxy included) for pip
+if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
+    rm -rf "$WORK/rootfs"
+    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates bookworm "$WORK/rootfs" "$MIRROR" >"$WORK/debootstrap.log"
+    cp /etc/ssl/certs/ca-certificates.crt "$WORK/rootfs/etc/ssl/certs/ca-certificates.crt"
+    rm -rf "$WORK/rootfs/var/cache/apt/archives/"*.deb "$WORK/rootfs/var/lib/apt/lists/"*
+    tar -C "$WORK/rootfs" -c . | "$DOCKER" import --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' - "$BASE" >/dev/null
+    rm -rf "$WORK/rootfs"
+fi
+
+# 3. the image, torch from this machine's CPU wheel
+torch=$("$PY" -c "import re; print(re.search(r'^torch==(.+)$', open('requirements/worker.txt').read(), re.M)[1])")
+mkdir -p "$WORK/wheels"
+cp -n /opt/wheels/torch-"$torch"+cpu-*.whl "$WORK/wheels/" 2>/dev/null || true
+port=$("$PY" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+"$PY" -m http.server --bind 127.0.0.1 --directory "$WORK/wheels" "$port" >/dev/null 2>&1 &
+pids+=($!)
+start=$(date +%s)
+"$DOCKER" build --network host -f batch/Dockerfile --build-arg "BASE=$BASE" \
+    --build-arg "WHEELS_URL=http://127.0.0.1:$port/" -t "$IMAGE" . >"$WORK/build.log" 2>&1 \
+    || { tail -40 "$WORK/build.log"; exit 1; }
+echo "built $IMAGE in $(( $(date +%s) - start )) s; size $("$DOCKER" image inspect -f '{{.Size}}' "$IMAGE" | awk '{printf "%.0f MB", $1/1e6}')"
+"$DOCKER" run --rm "$IMAGE" python -c "import torch, importlib.util as u; print('torch', torch.__version__, '| explore stack absent:', all(u.find_spec(m) is None for m in ('lancedb', 'leafmap', 'sklearn', 'jupyterlab')))"
+
+# 4. one column of the sample, as array index 0 of a Batch job, into a local S3 API
+[ -d outputs/sample/rgbnir/2020 ] || "$PY" -m wcembed sample --out outputs/sample
+exec "$PY" scripts/docker_column.py --docker "$DOCKER" --image "$IMAGE" --tiles outputs/sample
