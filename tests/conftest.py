@@ -91,3 +91,24 @@ def s3_endpoint():
 def range_server(sample_root):
     with RangeServer(sample_root) as srv:
         yield srv
+
+
+@pytest.fixture(scope="session")
+def explore_db(sample_root, tmp_path_factory):
+    """Embeddings of the sample region's columns 1153-1160 (small untrained encoder) in LanceDB, and a WMS."""
+    from wcembed.embed import embed_column
+    from wcembed.index import ChipIndex, ingest
+    from wcembed.model import ClayConfig
+    from wcembed.tileset import plan_grid
+    from wcembed.weights import load_model
+    from wcembed.wms import LocalWMS
+
+    tmp = tmp_path_factory.mktemp("explore")
+    grid = plan_grid(2020, sample_root)
+    with pytest.warns(UserWarning):
+        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    for column in range(1153, 1161):
+        embed_column(2020, column, output=tmp / "emb", tiles=sample_root, model=model, grid=grid, progress=False)
+    ingest(tmp / "emb", tmp / "db")
+    with LocalWMS(sample_root, tmp / "ms") as wms:
+        yield grid, ChipIndex(tmp / "db"), wms, tmp

@@ -278,6 +278,33 @@ class _CountingWriter:
 # --------------------------------------------------------------------------- moto S3
 
 
+def start_cli(args: list[str], wait_for: str, cwd=None, env=None) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m wcembed ARGS``; return the process and its output up to the line holding ``wait_for``."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "wcembed", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        if wait_for in line:  # then keep draining its output, so that a full pipe never blocks it
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+            return proc, "".join(lines)
+    raise AssertionError(f"exited {proc.wait()} before {wait_for!r}:\n{''.join(lines)}")
+
+
+def interrupt(proc: subprocess.Popen) -> int:
+    """Ctrl-C a process; its exit code."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    return proc.wait(timeout=30)
+
+
 @contextlib.contextmanager
 def moto_s3(buckets: tuple[str, ...] = ()) -> Iterator[str]:
     """Run ``moto_server`` on loopback; yield its endpoint URL.

@@ -10,32 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 from wcembed import ROOT
-from wcembed.embed import embed_column
 from wcembed.explore import Explorer
 from wcembed.figures import first_principal_component
-from wcembed.index import ChipIndex, ingest
-from wcembed.model import ClayConfig
 from wcembed.pages import offline_html, screenshot
 from wcembed.styles import rank_colors
-from wcembed.tileset import plan_grid
-from wcembed.weights import load_model
-from wcembed.wms import LocalWMS, WMSClient
+from wcembed.wms import WMSClient
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
-
-
-@pytest.fixture(scope="module")
-def explore_db(sample_root, tmp_path_factory):
-    """Embeddings of the sample region's columns (small untrained encoder) in LanceDB."""
-    tmp = tmp_path_factory.mktemp("explore")
-    grid = plan_grid(2020, sample_root)
-    with pytest.warns(UserWarning):
-        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
-    for column in range(1153, 1161):
-        embed_column(2020, column, output=tmp / "emb", tiles=sample_root, model=model, grid=grid, progress=False)
-    ingest(tmp / "emb", tmp / "db")
-    with LocalWMS(sample_root, tmp / "ms") as wms:
-        yield grid, ChipIndex(tmp / "db"), wms, tmp
 
 
 def test_click_handler_updates_results_and_gallery(explore_db):
@@ -119,3 +100,26 @@ def test_first_principal_component():
     pc1 = first_principal_component(x)
     assert abs(np.corrcoef(pc1, np.linspace(-1, 1, 50))[0, 1]) > 0.99
     assert first_principal_component(x[:1]).tolist() == [0.0]
+
+
+def test_the_map_leaves_a_picture_for_readers_without_a_kernel(explore_db):
+    """Displayed, the explorer is the live widget plus a PNG of its view: what GitHub, nbviewer and an
+    untrusted executed notebook in JupyterLab show instead of ``VBox(...)`` text."""
+    import base64
+
+    from wcembed.servers import free_port
+
+    grid, index, wms, _ = explore_db
+    ex = Explorer(index, wms.url, k=5, thumbnails=WMSClient(wms.url, cache_dir=None), center=[37.675, -75.62])
+    ex.click(*grid.chip_center(1157, 288))
+    bundle = ex._repr_mimebundle_()
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget().model_id
+    img = np.asarray(Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).convert("RGB")).astype(int)
+    assert img.std() > 15  # imagery, not a blank axis
+    cyan = (np.abs(img - [0, 255, 255]).sum(axis=2) < 40).sum()
+    ranks = [tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in rank_colors(5)]
+    assert cyan > 50, "query chip not drawn"
+    assert sum((np.abs(img - np.array(c)).sum(axis=2) < 30).sum() for c in ranks) > 100, "neighbours not drawn"
+    ex.thumbs = WMSClient(f"http://127.0.0.1:{free_port()}/wms", cache_dir=None, timeout=2)  # nothing listens
+    bundle = ex._repr_mimebundle_()
+    assert "image/png" not in bundle and "application/vnd.jupyter.widget-view+json" in bundle

@@ -206,7 +206,7 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert sim.value_at(lon, lat) == pytest.approx(1.0, abs=1e-5) and ex.region_overlay.url
         assert "2020-1156-0288" in sim.description and "UNTRAINED" in ex.legend.value
         ex.threshold.value = ex.threshold.max  # only the query chip (similarity 1) stays
-        assert ex.status.value.startswith("1 chips with similarity 2020")
+        assert ex.region_status.value.startswith("1 chips with similarity 2020")
         ex.mode.value = "positive"
         ex.click(*_centre(1157, 288))
         assert "1 positive and 0 negative" in ex.region_layers["similarity"].description

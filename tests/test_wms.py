@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pytest
 import rasterio
+from local_servers import interrupt, start_cli
 from PIL import Image
 from wcembed.product import layer_name, tile_key
 from wcembed.tileset import plan_grid
@@ -80,44 +81,19 @@ def test_server_rendered_chip_footprints(sample_root, tmp_path):
     assert isinstance(gpd.read_file(tmp_path / "chips.fgb"), gpd.GeoDataFrame)
 
 
-def _start(args: list[str], wait_for: str, cwd=None):
-    """Start ``python -m wcembed ARGS``; return the process and its output up to the line holding ``wait_for``."""
-    import subprocess
-    import sys
-    import threading
-
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "wcembed", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=cwd
-    )
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if wait_for in line:  # then keep draining its output, so that a full pipe never blocks it
-            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-            return proc, "".join(lines)
-    raise AssertionError(f"exited {proc.wait()} before {wait_for!r}:\n{''.join(lines)}")
-
-
-def _interrupt(proc) -> int:
-    import signal
-
-    proc.send_signal(signal.SIGINT)  # Ctrl-C
-    return proc.wait(timeout=30)
-
-
 def test_serve_wms_command_serves_until_ctrl_c(sample_root, tmp_path):
     import socket
 
     from wcembed.servers import free_port
 
     port = free_port()
-    proc, out = _start(["serve-wms", sample_root, "--port", str(port), "--workdir", str(tmp_path)], "Ctrl-C")
+    proc, out = start_cli(["serve-wms", sample_root, "--port", str(port), "--workdir", str(tmp_path)], "Ctrl-C")
     try:
         url = f"http://127.0.0.1:{port}/cgi-bin/mapserv"
         assert url in out and layer_name(2020, "TCC") in out
         assert layer_name(2020, "TCC") in WMSClient(url, cache_dir=None).layers()
     finally:
-        code = _interrupt(proc)
+        code = interrupt(proc)
     assert code == 0
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass  # the WMS stopped with it
@@ -135,7 +111,7 @@ def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, 
     nb = tmp_path / "explore_live.ipynb"
     args = ["lab", "--tiles", sample_root, "--db", str(tmp_path / "db"), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(nb), "--lab-port", str(lab_port), "--no-browser", "--port", str(free_port())]
-    proc, out = _start(args, "Ctrl-C stops both")
+    proc, out = start_cli(args, "Ctrl-C stops both")
     try:
         wms_url = re.search(r"WMS (http\S+); JupyterLab", out)[1]
         (params,) = [c for c in json.loads(nb.read_text())["cells"] if "injected-parameters" in str(c)]
@@ -153,5 +129,5 @@ def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, 
         else:
             raise AssertionError("JupyterLab did not answer")
     finally:
-        code = _interrupt(proc)
+        code = interrupt(proc)
     assert code == 0

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+from wcembed.errors import WMSError, WMSTransientError
 from wcembed.product import CRS, LAYER_KINDS, YEARS, layer_name
 from wcembed.styles import label_style, results_geojson
+
+log = logging.getLogger(__name__)
 
 REGION_LAYERS = ("none", "similarity", "scores", "change", "embedding colours")
 """Whole-region layers the map can show (:mod:`wcembed.layers`), one at a time."""
@@ -116,7 +120,8 @@ class Explorer:
             options=list(self.layers), value="TCC" if "TCC" in self.layers else None, description="layer"
         )
         self.mode = w.ToggleButtons(options=["search", "positive", "negative"], value="search")
-        self.status = w.HTML()
+        self.status = w.HTML()  # the last search (or why there was none)
+        self.region_status = w.HTML()  # how many chips the region layer shows
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.region_box = w.Dropdown(options=REGION_LAYERS, value="none", description="region")
         self.threshold = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="show ≥")
@@ -126,6 +131,7 @@ class Explorer:
         self.region_box.observe(lambda ch: self.show_region(ch["new"]), names="value")
         self.layer_box.observe(lambda ch: self._show_layer(ch["new"]), names="value")
         self.map.on_interaction(self.handle_interaction)
+        self._view = None  # the widget(), made once
 
     def _show_layer(self, kind: str) -> None:
         for layer in self.map.layers:
@@ -133,12 +139,33 @@ class Explorer:
                 layer.visible = layer.name == self.layers.get(kind)
 
     def widget(self):
-        """The map with its controls, status line and thumbnail gallery."""
+        """The map with its controls, status line and thumbnail gallery (one view, made once)."""
         import ipywidgets as w
 
-        controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode])
-        region = w.HBox([self.region_box, self.threshold, self.opacity])
-        return w.VBox([controls, region, self.map, self.status, self.gallery, self.compare_box])
+        if self._view is None:
+            controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode])
+            region = w.HBox([self.region_box, self.threshold, self.opacity, self.region_status])
+            self._view = w.VBox([controls, region, self.map, self.status, self.gallery, self.compare_box])
+        return self._view
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The live map for a front end with widgets, and a picture of it for everything else.
+
+        A notebook read without a kernel (GitHub, nbviewer, an executed copy opened in JupyterLab,
+        which does not trust it) cannot draw the widget and shows the picture
+        (:func:`wcembed.figures.map_figure`) instead of ``VBox(...)`` text. The picture is of the
+        moment the map was displayed; when the WMS cannot be reached it is left out.
+        """
+        import base64
+
+        from wcembed.figures import figure_png, map_figure
+
+        bundle = self.widget()._repr_mimebundle_(include=include, exclude=exclude)
+        try:
+            bundle["image/png"] = base64.b64encode(figure_png(map_figure(self))).decode()
+        except (WMSError, WMSTransientError) as exc:
+            log.warning("no static picture of the map: %s", exc)
+        return bundle
 
     @property
     def positives(self) -> list[str]:
@@ -341,7 +368,7 @@ class Explorer:
             import numpy as np
 
             n_shown = int(np.count_nonzero(~np.isnan(shown.values)))
-            self.status.value = f"{n_shown} chips with {layer.name} ≥ {change['new']:.3g}"
+            self.region_status.value = f"{n_shown} chips with {layer.name} ≥ {change['new']:.3g}"
 
     def compare_years(self, chip: str | None = None, years: tuple[int, int] = (YEARS[0], YEARS[1]), zoom: int = 14):
         """A split map of a chip (default: the query) in two years' imagery, left and right of a slider."""

@@ -54,3 +54,59 @@ def gallery_figure(results, thumbs, layer: str, size: int = 160):
         ax.set_title(f"#{row['rank']} d={row['distance']:.4f}\n{row['chip_id']}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def map_figure(explorer, size: tuple[int, int] = (900, 520)):
+    """The explorer's map as a static figure: what its view shows, drawn in EPSG:4326.
+
+    The view is the map's centre and zoom at a nominal ``size`` in screen pixels (Web Mercator
+    pixels, so the extent matches Leaflet's); in it: the imagery layer from the WMS, the region
+    layer with its threshold and opacity, the query chip, the neighbours coloured by rank and the
+    labelled chips. Used as the picture an executed notebook keeps of the live map.
+    """
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from wcembed.styles import label_style, results_geojson
+
+    lat, lon = (float(v) for v in explorer.map.center)
+    w, h = size
+    deg = 360 / (256 * 2 ** float(explorer.map.zoom))  # degrees of longitude per pixel at the map's zoom
+    half_w, half_h = w / 2 * deg, h / 2 * deg * np.cos(np.radians(lat))
+    west, south, east, north = lon - half_w, lat - half_h, lon + half_w, lat + half_h
+    fig, ax = plt.subplots(figsize=(w / 100, h / 100), dpi=100)
+    if explorer.layer:
+        png = explorer.thumbs.thumbnail((west, south, east, north), explorer.layer, (w, h))
+        ax.imshow(Image.open(io.BytesIO(png)), extent=(west, east, south, north))
+    layer = explorer.region_layers.get(explorer.region_box.value)
+    if layer is not None:
+        shown = layer if layer.values.ndim == 3 else layer.masked(explorer.threshold.value)
+        lw, ls, le, ln = shown.bounds
+        ax.imshow(shown.rgba(), extent=(lw, le, ls, ln), alpha=explorer.opacity.value, interpolation="nearest")
+    features = []
+    if explorer.results is not None:
+        features += results_geojson(explorer.results, explorer.query)["features"][::-1]  # query drawn last
+    features += [{**f, "properties": {**f["properties"], "style": label_style(f)}}
+                 for f in explorer.labels.to_geojson()["features"]]  # fmt: skip
+    for f in features:
+        ring = np.asarray(f["geometry"]["coordinates"][0])
+        style = f["properties"]["style"]
+        ax.plot(ring[:, 0], ring[:, 1], color=style["color"], linewidth=style["weight"] * 0.6)
+    ax.set_xlim(west, east)
+    ax.set_ylim(south, north)
+    ax.set_aspect(1 / np.cos(np.radians(lat)))
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    ax.set_title(explorer.status.value or "the map", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (the figure is closed)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

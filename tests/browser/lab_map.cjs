@@ -1,0 +1,71 @@
+// Drive the live explore map in JupyterLab with headless Chromium (Debian's, through playwright-core).
+// Usage: node lab_map.cjs CONFIG.json   (url, playwright, chromium, screenshot, click: {lon, lat}, center, zoom)
+// Opens the notebook, runs all cells, waits for the map's WMS imagery, clicks the map at `click`, and
+// prints JSON: the status line and gallery before and after the click, loaded tiles, widget errors.
+const fs = require("fs");
+const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
+const { chromium } = require(cfg.playwright);
+
+const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
+
+// Web Mercator world pixel of a lon/lat at a zoom (Leaflet's 256 px tiles)
+function worldPx(lon, lat, zoom) {
+  const size = 256 * 2 ** zoom, phi = (lat * Math.PI) / 180;
+  return [((lon + 180) / 360) * size, (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2 * size];
+}
+
+async function mapState(page) {
+  return page.evaluate(() => {
+    const texts = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
+    return {
+      status: texts.find((t) => /nearest of|no chip|label/.test(t)) || null,
+      gallery: [...document.querySelectorAll(".jp-OutputArea .widget-html-content img[alt]")].map((i) => i.alt),
+      tiles: [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
+        .filter((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0).length,
+      widgetErrors: (document.body.innerText.match(/Error displaying widget|model not found/g) || []).length,
+      running: [...document.querySelectorAll(".jp-InputArea-prompt")].filter((p) => p.textContent.includes("*")).length,
+    };
+  });
+}
+
+(async () => {
+  const browser = await chromium.launch({ executablePath: cfg.chromium, args: FLAGS });
+  const pageErrors = [];
+  try {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    page.on("pageerror", (e) => pageErrors.push(String(e)));
+    await page.goto(cfg.url);
+    await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 90000 });
+    await page.waitForSelector(".jp-Notebook-ExecutionIndicator[data-status='idle']", { timeout: 90000 });
+    await page.waitForTimeout(8000); // a Run All right after Idle can raise the kernel dialog
+    await page.click(".lm-MenuBar-itemLabel:text-is('Run')");
+    await page.click(".lm-Menu-itemLabel:text-is('Run All Cells')");
+    const dialog = await page.waitForSelector(".jp-Dialog button.jp-mod-accept", { timeout: 3000 }).catch(() => null);
+    if (dialog) await dialog.click();
+    await page.waitForFunction(() => /nearest of/.test(document.body.innerText), null, { timeout: 180000 });
+    await page.waitForFunction(
+      () => [...document.querySelectorAll(".jp-InputArea-prompt")].every((p) => !p.textContent.includes("*")),
+      null, { timeout: 240000 });
+    const map = page.locator(".leaflet-container").first();
+    await map.scrollIntoViewIfNeeded();
+    await page.waitForFunction(() => [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
+      .some((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0), null, { timeout: 60000 });
+    const before = await mapState(page);
+    const box = await map.boundingBox();
+    const [cx, cy] = worldPx(cfg.center[1], cfg.center[0], cfg.zoom);
+    const [tx, ty] = worldPx(cfg.click.lon, cfg.click.lat, cfg.zoom);
+    await page.mouse.click(box.x + box.width / 2 + (tx - cx), box.y + box.height / 2 + (ty - cy));
+    await page.waitForFunction((old) => {
+      const t = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
+      const now = t.find((s) => /nearest of|no chip/.test(s));
+      return now && now !== old;
+    }, before.status, { timeout: 60000 }).catch(() => null);
+    await page.waitForTimeout(1500); // the gallery's thumbnails load
+    const after = await mapState(page);
+    await page.screenshot({ path: cfg.screenshot });
+    console.log(JSON.stringify({ before, after, pageErrors }));
+  } finally {
+    await browser.close();
+  }
+})().catch((e) => { console.error(e); process.exit(1); });

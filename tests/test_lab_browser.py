@@ -1,0 +1,78 @@
+"""The live map inside JupyterLab, in a real headless browser: run the notebook, click the map."""
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+from local_servers import interrupt, start_cli
+from wcembed import ROOT
+from wcembed.servers import free_port
+
+NODE_MODULES = ROOT / ".cache/js/node_modules"
+SCRIPT = ROOT / "tests/browser/lab_map.cjs"
+
+
+def wait_for_lab(url: str) -> None:
+    for _ in range(240):
+        try:
+            with urllib.request.urlopen(url, timeout=5):
+                return
+        except OSError:
+            import time
+
+            time.sleep(0.5)
+    raise AssertionError("JupyterLab did not answer")
+
+
+@pytest.mark.slow
+def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_path):
+    """``wcembed lab`` -> JupyterLab on 127.0.0.1 -> Chromium runs all cells, sees WMS imagery, clicks another chip:
+    the status line and the gallery change, and no widget error shows."""
+    grid, index, _, _ = explore_db
+    lat, lon, zoom = 37.675, -75.62, 12  # the notebook's starting point and zoom
+    query = index.chip_at(lon, lat, 2020)
+    col, row = (int(p) for p in query.split("-")[1:])
+    target_lon, target_lat = grid.chip_center(col + 2, row)  # two chips east, in the indexed columns
+    target = index.chip_at(target_lon, target_lat, 2020)
+    assert target and target != query
+
+    port, token = free_port(), secrets.token_hex(16)
+    nb = tmp_path / "explore_live.ipynb"
+    args = ["lab", "--tiles", sample_root, "--db", str(explore_db[3] / "db"), "--workdir", str(tmp_path / "ms")]
+    args += ["--notebook-out", str(nb), "--lab-port", str(port), "--no-browser", "--port", str(free_port())]
+    proc, _ = start_cli(args, "Ctrl-C stops both", env={**os.environ, "JUPYTER_TOKEN": token})
+    try:
+        wait_for_lab(f"http://127.0.0.1:{port}/api?token={token}")
+        shot = ROOT / "outputs" / "test_lab.png"
+        shot.parent.mkdir(exist_ok=True)
+        cfg = tmp_path / "browser.json"
+        cfg.write_text(
+            json.dumps(
+                {
+                    "url": f"http://127.0.0.1:{port}/lab/workspaces/test/tree/{nb.name}?reset&token={token}",
+                    "playwright": str(NODE_MODULES / "playwright-core"),
+                    "chromium": shutil.which("chromium") or "/usr/bin/chromium",
+                    "screenshot": str(shot),
+                    "center": [lat, lon],
+                    "zoom": zoom,
+                    "click": {"lon": target_lon, "lat": target_lat},
+                }
+            )
+        )
+        done = subprocess.run(["node", str(SCRIPT), str(cfg)], capture_output=True, text=True, timeout=420)
+        assert done.returncode == 0, done.stderr[-3000:]
+    finally:
+        assert interrupt(proc) == 0
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    before, after = seen["before"], seen["after"]
+    assert f"nearest of {query}" in before["status"]
+    assert f"nearest of {target}" in after["status"], after["status"]
+    assert len(before["gallery"]) == len(after["gallery"]) == 10
+    assert before["gallery"] != after["gallery"] and target not in after["gallery"]
+    assert before["tiles"] > 0, "no WMS imagery loaded"
+    assert before["widgetErrors"] == after["widgetErrors"] == 0
+    assert shot.stat().st_size > 10_000
