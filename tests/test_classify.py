@@ -1,5 +1,6 @@
 """Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
 
+import io
 import json
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_score_layer_and_threshold_slider_in_the_map(small_chips, sample_root, t
         assert _shown(ex, index, scores) == set(scores["chip_id"][scores["score"] >= 0.5])
         ex.threshold.value = 0.9  # the slider calls its observer, as in the browser
         high = set(scores["chip_id"][scores["score"] >= 0.9])
-        assert _shown(ex, index, scores) == high and f"{len(high)} chips" in ex.status.value
+        assert _shown(ex, index, scores) == high and f"{len(high)} chips" in ex.region_status.value
         ex.threshold.value = 0.2
         assert _shown(ex, index, scores) == set(scores["chip_id"][scores["score"] >= 0.2])
         page = ex.to_html(tmp_path / "scores.html", center=[37.675, -75.62], zoom=12)
@@ -234,3 +235,54 @@ def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(smal
         big = shapely.box(-80, 30, -70, 40)
         with pytest.raises(ValueError, match="draw a smaller one"):
             index.chips_in(big, 2020)
+
+
+def test_the_labelling_loop_by_its_buttons(small_chips, sample_root, tmp_path):
+    """Retrain, one-click labels on the suggestions, detection review, the learning curve: each button's
+    handler called as the browser calls it."""
+    from wcembed.labelling import LabelLoop
+
+    index, labels, _ = small_chips
+    truth = {c: v["label"] for c, v in labels.items.items()}
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        loop = LabelLoop(ex, n=6, block_deg=0.03)
+        assert loop.retrain() is None and "at least 2" in loop.status.value  # nothing labelled yet
+        for label in ("positive", "negative"):
+            for chip in [c for c in truth if truth[c] == label][:3]:
+                loop.label(chip, label)
+        assert loop.retrain() is not None and loop.history == [(6, loop.classifier.cv_balanced_accuracy)]
+        assert ex.region_box.value == "scores" and loop.scores is not None
+        shown = list(loop.suggestions["chip_id"])
+        assert len(shown) == len(loop.cards.children) == len(loop.layer.data["features"]) == 6
+        assert not set(shown) & set(ex.labels.items)
+        first = loop.cards.children[0]
+        assert f'alt="{shown[0]}"' in first.children[0].value  # its thumbnail
+        first.children[1].children[0].click()  # its "positive" button
+        assert ex.labels.items[shown[0]]["label"] == "positive"
+        assert list(loop.suggestions["chip_id"]) == shown[1:] and len(loop.cards.children) == 5
+        assert len(loop.layer.data["features"]) == 5 and "7 new labels" not in loop.status.value
+        assert "(1 new labels: retrain)" in loop.status.value
+
+        queue = list(loop.queue)  # detections, highest score first, none labelled
+        scored = loop.scores.set_index("chip_id")["score"]
+        assert queue and all(scored[c] >= 0.5 for c in queue) and not set(queue) & set(ex.labels.items)
+        assert list(scored[queue]) == sorted(scored[queue], reverse=True)
+        assert f'alt="{queue[0]}"' in loop.review_card.value
+        loop.accept_button.click()
+        assert ex.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
+        loop.reject_button.click()
+        assert ex.labels.items[queue[1]]["label"] == "negative"
+        loop.skip_button.click()
+        assert queue[2] not in ex.labels.items and loop.current == (queue[3] if len(queue) > 3 else None)
+        if loop.current is not None:  # a label from the map (positive mode click) leaves the queue too
+            ex.mode.value = "positive"
+            ex.click(*index.footprint(loop.current).centroid.coords[0])
+            assert queue[3] in ex.positives and queue[3] not in loop.queue
+        n_labels = len(ex.labels)
+        loop.retrain_button.click()
+        assert [n for n, _ in loop.history] == [6, n_labels]
+        assert not set(loop.suggestions["chip_id"]) & set(ex.labels.items)
+        curve = Image.open(io.BytesIO(loop.curve.value))
+        assert curve.size == (420, 260)
+        assert "image/png" in loop._repr_mimebundle_()
