@@ -56,8 +56,15 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     assert gpv.conformant(report, "core") and gpv.conformant(report, "covering"), gpv.failed(report)
     schema = pq.read_schema(result.path)
     assert schema.field("embeddings").type == pa.list_(pa.float32(), 64)
-    assert pq.ParquetFile(result.path).metadata.row_group(0).column(0).compression == "ZSTD"
+    meta_pq = pq.ParquetFile(result.path).metadata
+    assert meta_pq.num_row_groups == 1 and meta_pq.row_group(0).column(0).compression == "ZSTD"
+    columns = {
+        meta_pq.row_group(0).column(i).path_in_schema: meta_pq.row_group(0).column(i) for i in range(len(schema))
+    }
+    vectors = columns["embeddings.list.element"]  # split float bytes, no dictionary (larger than the floats)
+    assert "BYTE_STREAM_SPLIT" in vectors.encodings and not vectors.has_dictionary_page
     gdf = gpd.read_parquet(result.path)
+    assert list(gdf["row"]) == sorted(gdf["row"])  # one north-south strip, in row order
     assert gdf.crs.equals("OGC:CRS84") and len(gdf) == 4
     for _, chip in gdf.iterrows():
         assert chip.geometry.equals(grid.chip_polygon(chip["column"], chip["row"]))

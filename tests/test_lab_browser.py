@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 from local_servers import interrupt, start_cli
 from wcembed import ROOT
+from wcembed.classify import Labels
 from wcembed.servers import free_port
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
@@ -31,7 +32,8 @@ def wait_for_lab(url: str) -> None:
 @pytest.mark.slow
 def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_path):
     """``wcembed lab`` -> JupyterLab on 127.0.0.1 -> Chromium runs all cells, sees WMS imagery, clicks another chip:
-    the status line and the gallery change, and no widget error shows."""
+    the status line and the gallery change, and no widget error shows. With a labels file, the labelling
+    panel is there too, and one click on a suggested chip's "positive" button labels it."""
     grid, index, _, _ = explore_db
     lat, lon, zoom = 37.675, -75.62, 12  # the notebook's starting point and zoom
     query = index.chip_at(lon, lat, 2020)
@@ -39,12 +41,25 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     target_lon, target_lat = grid.chip_center(col + 2, row)  # two chips east, in the indexed columns
     target = index.chip_at(target_lon, target_lat, 2020)
     assert target and target != query
+    ids = sorted(index.table.to_arrow()["chip_id"].to_pylist())  # west to east
+    labels = Labels()  # two of each, at both ends of the region, so that a classifier trains
+    for chip, label in zip(ids[:2] + ids[-2:], ["positive"] * 2 + ["negative"] * 2, strict=True):
+        labels.add(chip, label, year=2020, bounds=index.footprint(chip).bounds)
+    labels.save(tmp_path / "labels.geojson")
 
     port, token = free_port(), secrets.token_hex(16)
     nb = tmp_path / "explore_live.ipynb"
     args = ["lab", "--tiles", sample_root, "--db", str(explore_db[3] / "db"), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(nb), "--lab-port", str(port), "--no-browser", "--port", str(free_port())]
-    proc, _ = start_cli(args, "Ctrl-C stops both", env={**os.environ, "JUPYTER_TOKEN": token})
+    args += ["--labels", str(tmp_path / "labels.geojson")]
+    settings = tmp_path / "lab-settings"  # every cell in the page (no windowing), no news pop-up
+    for name, value in (("notebook-extension/tracker", {"windowingMode": "none"}),
+                        ("apputils-extension/notification", {"fetchNews": "false"})):  # fmt: skip
+        path = settings / f"@jupyterlab/{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    proc, _ = start_cli(args, "Ctrl-C stops both", env=env)
     try:
         wait_for_lab(f"http://127.0.0.1:{port}/api?token={token}")
         shot = ROOT / "outputs" / "test_lab.png"
@@ -76,3 +91,8 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     assert before["tiles"] > 0, "no WMS imagery loaded"
     assert before["widgetErrors"] == after["widgetErrors"] == 0
     assert shot.stat().st_size > 10_000
+    assert after["loop"].startswith("2 positives, 2 negatives; trained on 4")
+    assert (
+        seen["labelled"]["loop"].startswith("3 positives, 2 negatives") and "1 new labels" in seen["labelled"]["loop"]
+    )
+    assert seen["labelled"]["widgetErrors"] == 0 and not seen["pageErrors"]

@@ -124,7 +124,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
         papermill.execute_notebook(  # parameters only: the notebook runs in JupyterLab
             NOTEBOOKS / "explore.ipynb",
             notebook,
-            parameters={"db": str(Path(args.db).resolve()), "wms_url": wms.url, "year": args.year},
+            parameters={
+                "db": str(Path(args.db).resolve()),
+                "wms_url": wms.url,
+                "year": args.year,
+                "labels": str(Path(args.labels).resolve()) if args.labels else None,
+            },
             prepare_only=True,
             progress_bar=False,
         )
@@ -191,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_wms_arguments(p, "outputs/sample")
     p.add_argument("--db", default="outputs/lancedb")
     p.add_argument("--year", type=int, default=YEARS[0])
+    p.add_argument("--labels", default=None, help="GeoJSON of labelled chips: the notebook trains on them")
     p.add_argument("--notebook-out", default="outputs/notebooks/explore_live.ipynb")
     p.add_argument("--lab-port", type=int, default=8888)
     p.add_argument("--no-browser", action="store_true")

@@ -123,6 +123,7 @@ class Explorer:
         self.status = w.HTML()  # the last search (or why there was none)
         self.region_status = w.HTML()  # how many chips the region layer shows
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.gallery.add_class("wcembed-gallery")  # for the browser test, and for a user's CSS
         self.region_box = w.Dropdown(options=REGION_LAYERS, value="none", description="region")
         self.threshold = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="show ≥")
         self.opacity = w.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.05, description="opacity")

@@ -84,6 +84,7 @@ class LabelLoop:
         self.retrain_button = w.Button(description="retrain", icon="refresh", tooltip="train on the labels so far")
         self.retrain_button.on_click(lambda _: self.retrain())
         self.cards = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.cards.add_class("wcembed-label-next")
         self.review_card = w.HTML()
         self.accept_button = w.Button(description="accept", icon="check", button_style="success")
         self.reject_button = w.Button(description="reject", icon="times", button_style="danger")
@@ -171,6 +172,8 @@ class LabelLoop:
         if self.history:
             n, acc = zip(*self.history, strict=True)
             ax.plot(n, acc, "o-", color="#1f77b4")
+            ax.set_xlim(0, max(n) * 1.1 + 1)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
         ax.set_ylim(0.3, 1.02)
         ax.set_xlabel("labels")
@@ -229,8 +232,8 @@ class LabelLoop:
         cards = []
         for _, row in s.iterrows():
             chip = row["chip_id"]
-            yes = w.Button(description="positive", button_style="success", layout=w.Layout(width="64px"))
-            no = w.Button(description="negative", button_style="danger", layout=w.Layout(width="64px"))
+            yes = w.Button(icon="check", tooltip="positive", button_style="success", layout=w.Layout(width="62px"))
+            no = w.Button(icon="times", tooltip="negative", button_style="danger", layout=w.Layout(width="62px"))
             yes.on_click(lambda _, c=chip: self.label(c, "positive"))
             no.on_click(lambda _, c=chip: self.label(c, "negative"))
             caption = f"{chip}<br>score {row['score']:.2f}"

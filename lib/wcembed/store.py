@@ -205,10 +205,26 @@ def embeddings_table(
     return table.replace_schema_metadata(meta)
 
 
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    # Dictionary encoding only where values repeat: a dictionary of float embeddings (pyarrow's default
+    # for every column) is larger than the raw floats. The embeddings' bytes are split by position
+    # (BYTE_STREAM_SPLIT: sign and exponent bytes together), which ZSTD then compresses.
+    "use_dictionary": ["year", "column"],
+    "use_byte_stream_split": ["embeddings.list.element"],
+}
+"""How the column files are written (``benchmarks/bench_store.py`` measures it against pyarrow's defaults)."""
+
+
 def parquet_bytes(table: pa.Table) -> bytes:
-    """Serialise a table as Parquet (ZSTD, one row group per column file, statistics on)."""
+    """Serialise a table as Parquet: :data:`PARQUET_OPTIONS`, statistics on, one row group per file.
+
+    A column file holds a few hundred chips (about 1 MB), one north-south strip in row order,
+    so one row group is both the natural unit of a read and spatially compact: its statistics
+    (``bbox`` covering, ``lon``/``lat``) let a reader skip the whole file outside its area.
+    """
     buf = io.BytesIO()
-    pq.write_table(table, buf, compression="zstd", row_group_size=max(len(table), 1) or None)
+    pq.write_table(table, buf, row_group_size=max(len(table), 1), **PARQUET_OPTIONS)
     return buf.getvalue()
 
 

@@ -19,8 +19,9 @@ async function mapState(page) {
   return page.evaluate(() => {
     const texts = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
     return {
-      status: texts.find((t) => /nearest of|no chip|label/.test(t)) || null,
-      gallery: [...document.querySelectorAll(".jp-OutputArea .widget-html-content img[alt]")].map((i) => i.alt),
+      status: texts.find((t) => /nearest of|no chip/.test(t)) || null,
+      loop: texts.find((t) => /^\d+ positives, \d+ negatives/.test(t)) || null,
+      gallery: [...document.querySelectorAll(".wcembed-gallery img[alt]")].map((i) => i.alt),
       tiles: [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
         .filter((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0).length,
       widgetErrors: (document.body.innerText.match(/Error displaying widget|model not found/g) || []).length,
@@ -32,8 +33,8 @@ async function mapState(page) {
 (async () => {
   const browser = await chromium.launch({ executablePath: cfg.chromium, args: FLAGS });
   const pageErrors = [];
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
   try {
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
     page.on("pageerror", (e) => pageErrors.push(String(e)));
     await page.goto(cfg.url);
     await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 90000 });
@@ -43,10 +44,15 @@ async function mapState(page) {
     await page.click(".lm-Menu-itemLabel:text-is('Run All Cells')");
     const dialog = await page.waitForSelector(".jp-Dialog button.jp-mod-accept", { timeout: 3000 }).catch(() => null);
     if (dialog) await dialog.click();
-    await page.waitForFunction(() => /nearest of/.test(document.body.innerText), null, { timeout: 180000 });
-    await page.waitForFunction(
-      () => [...document.querySelectorAll(".jp-InputArea-prompt")].every((p) => !p.textContent.includes("*")),
-      null, { timeout: 240000 });
+    // every code cell has run (an execution count), or one failed (its traceback is shown)
+    const ran = await page.waitForFunction(() => {
+      const failed = document.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']");
+      if (failed && /Traceback|Error/.test(failed.textContent)) return failed.textContent.slice(-2000);
+      const prompts = [...document.querySelectorAll(".jp-CodeCell .jp-InputArea-prompt")];
+      return prompts.length && prompts.every((p) => /\[\d+\]/.test(p.textContent)) ? "ok" : false;
+    }, null, { timeout: 300000, polling: 500 });
+    const outcome = await ran.jsonValue();
+    if (outcome !== "ok") throw new Error(`a cell failed:\n${outcome}`);
     const map = page.locator(".leaflet-container").first();
     await map.scrollIntoViewIfNeeded();
     await page.waitForFunction(() => [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
@@ -64,7 +70,21 @@ async function mapState(page) {
     await page.waitForTimeout(1500); // the gallery's thumbnails load
     const after = await mapState(page);
     await page.screenshot({ path: cfg.screenshot });
-    console.log(JSON.stringify({ before, after, pageErrors }));
+    let labelled = null;
+    if (after.loop) { // the labelling panel: one click labels the first suggested chip positive
+      const button = page.locator(".wcembed-label-next button[title='positive']").first();
+      await button.scrollIntoViewIfNeeded();
+      await button.click();
+      await page.waitForFunction((old) => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+        .some((e) => /^\d+ positives, \d+ negatives/.test(e.textContent) && e.textContent !== old),
+        after.loop, { timeout: 30000 }).catch(() => null);
+      labelled = await mapState(page);
+      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
+    }
+    console.log(JSON.stringify({ before, after, labelled, pageErrors }));
+  } catch (e) {
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_failed.png") }).catch(() => null);
+    throw e;
   } finally {
     await browser.close();
   }
