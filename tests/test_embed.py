@@ -59,7 +59,8 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     meta_pq = pq.ParquetFile(result.path).metadata
     assert meta_pq.num_row_groups == 1 and meta_pq.row_group(0).column(0).compression == "ZSTD"
     columns = {
-        meta_pq.row_group(0).column(i).path_in_schema: meta_pq.row_group(0).column(i) for i in range(len(schema))
+        meta_pq.row_group(0).column(i).path_in_schema: meta_pq.row_group(0).column(i)
+        for i in range(meta_pq.num_columns)
     }
     vectors = columns["embeddings.list.element"]  # split float bytes, no dictionary (larger than the floats)
     assert "BYTE_STREAM_SPLIT" in vectors.encodings and not vectors.has_dictionary_page
