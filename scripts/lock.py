@@ -22,19 +22,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TORCH = "2.13.0"
-LOCKS = {
+LOCKS = {  # the test lock first: the others are resolved within it, so a package has one version everywhere
+    "test": "everything: CI, make setup, make demo",
     "worker": "what a column job imports (the AWS Batch image)",
     "explore": "the explorer: LanceDB, the map, the classifier, JupyterLab",
-    "test": "everything: CI, make setup, make demo",
 }
 
 
-def resolve(extra: str) -> list[str]:
-    """``name==version`` of every distribution pip would install for ``.[extra]``, sorted by name."""
+def resolve(extra: str, within: list[str] | None = None) -> list[str]:
+    """``name==version`` of every distribution pip would install for ``.[extra]``, sorted by name;
+    ``within``: pins it must keep (constraints)."""
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--dry-run", "--ignore-installed",
                "--report", str(report), f".[{extra}]", f"torch=={TORCH}"]  # fmt: skip
+        if within:
+            (Path(tmp) / "within.txt").write_text("\n".join(within) + "\n")
+            cmd += ["--constraint", str(Path(tmp) / "within.txt")]
         subprocess.run(cmd, cwd=ROOT, check=True)
         installs = json.loads(report.read_text())["install"]
     pins = {}
@@ -58,10 +62,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare with a fresh resolve, write nothing")
     args = parser.parse_args()
-    stale = []
+    stale, everything = [], None
     for extra in LOCKS:
         path = ROOT / "requirements" / f"{extra}.txt"
-        text = render(extra, resolve(extra))
+        found = resolve(extra, everything)
+        everything = everything or found
+        text = render(extra, found)
         if args.check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path.name)

@@ -153,7 +153,7 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size
         "package": "wcembed",
         "package_version": wcembed.__version__,
         "format": store.FORMAT_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "year": year,
         "column": job.column,
         "chip_size_px": chip_size,

@@ -284,8 +284,8 @@ def _stac_item(path: str, table: pa.Table, metadata: dict[str, dict], bounds: tu
         geometry=shapely.geometry.mapping(shapely.box(*bounds)),
         bbox=list(bounds),
         datetime=None,
-        start_datetime=dt.datetime(year, 1, 1, tzinfo=dt.timezone.utc),
-        end_datetime=dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
+        start_datetime=dt.datetime(year, 1, 1, tzinfo=dt.UTC),
+        end_datetime=dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
         properties={f"embedding:{k}": v for k, v in emb.items() if k != "datetime_range"}
         | {"wcembed:column": column, "wcembed:rows": table.num_rows, "wcembed:format": prov["format"]}
         | _emb_extension(emb, prov),
