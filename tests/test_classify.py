@@ -145,6 +145,15 @@ def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root,
         text = run_papermill("explore.ipynb", tmp_path / "out.ipynb", params, cwd=ROOT)
     assert "CV balanced accuracy" in text and "detections (adjacent chips scored ≥ 0.5, dissolved)" in text
     assert "label these next" in text
+    cells = json.loads(text)["cells"]
+
+    def displayed(marker: str) -> list[dict]:
+        (cell,) = [c for c in cells if marker in "".join(c["source"])]
+        return [o["data"] for o in cell["outputs"] if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+
+    for marker in ("explorer  # the live map", "display(loop)"):  # the map and the labelling panel
+        (data,) = displayed(marker)
+        assert data["image/png"], f"{marker}: no picture for readers without a kernel"
     import geopandas as gpd
 
     scores = gpd.read_parquet(tmp_path / "scores.parquet")
