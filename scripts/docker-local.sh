@@ -56,4 +56,4 @@ echo "built $IMAGE in $(( $(date +%s) - start )) s; size $("$DOCKER" image inspe
 
 # 4. one column of the sample, as array index 0 of a Batch job, into a local S3 API
 [ -d outputs/sample/rgbnir/2020 ] || "$PY" -m wcembed sample --out outputs/sample
-exec "$PY" scripts/docker_column.py --docker "$DOCKER" --image "$IMAGE" --tiles outputs/sample
+"$PY" scripts/docker_column.py --docker "$DOCKER" --image "$IMAGE" --tiles outputs/sample  # not exec: the trap stops dockerd
