@@ -112,3 +112,13 @@ def explore_db(sample_root, tmp_path_factory):
     ingest(tmp / "emb", tmp / "db")
     with LocalWMS(sample_root, tmp / "ms") as wms:
         yield grid, ChipIndex(tmp / "db"), wms, tmp
+
+
+LONGEST_FIRST = ("test_demo.py", "test_chaos.py", "test_batch.py", "test_lab_browser.py")
+"""Files whose tests take minutes: started first, so that ``make test``'s workers finish together."""
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Put the longest files first, each file's tests in their own order (module fixtures are built once)."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -75,7 +75,7 @@ def test_explicit_columns_set_the_array_size_and_columns_env():
     req = _request(columns=[5, 9, 700])
     assert req["arrayProperties"] == {"size": 3}
     env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
-    assert env["COLUMNS"] == "5,9,700" and env["YEAR"] == "2020"
+    assert env["GRID_COLUMNS"] == "5,9,700" and env["YEAR"] == "2020"
     single = _request(columns=[12])
     assert "arrayProperties" not in single  # Batch arrays need 2+ children; one column is a plain job
 
@@ -124,11 +124,13 @@ def test_index_maps_to_the_grid_column_list(sample_root):
     env = {"YEAR": "2020", "TILES": sample_root}
     grid = plan_grid(2020, sample_root)
     assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3"}, grid) == grid.columns[3]
-    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "COLUMNS": "1160,1156"}, grid) == 1156
+    # COLUMNS is the terminal width that shells and test runners export: never a column list
+    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3", "COLUMNS": "80"}, grid) == grid.columns[3]
+    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1160,1156"}, grid) == 1156
     with pytest.raises(BadColumnError):
         column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))}, grid)
     with pytest.raises(BadColumnError):
-        column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "COLUMNS": "12"}, grid)
+        column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "12"}, grid)
 
 
 @pytest.mark.slow
@@ -238,7 +240,7 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
     assert done.returncode == 0, done.stderr
     req = json.loads(done.stdout)
     env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
-    assert [int(c) for c in env["COLUMNS"].split(",")] == expected
+    assert [int(c) for c in env["GRID_COLUMNS"].split(",")] == expected
     assert req["arrayProperties"]["size"] == len(expected)
 
 

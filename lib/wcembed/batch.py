@@ -2,7 +2,7 @@
 
 Each array index runs :func:`entrypoint` in the container: it reads
 ``AWS_BATCH_JOB_ARRAY_INDEX`` and the job's environment, maps the index to a
-column through the grid's column list (or an explicit ``COLUMNS`` list, for
+column through the grid's column list (or an explicit ``GRID_COLUMNS`` list, for
 reruns), and executes ``notebooks/embed_column.ipynb`` with papermill. The
 executed notebook is stored next to the output
 (``{OUTPUT}/{YEAR}/notebooks/embed_{YEAR}_{column:04d}.ipynb``) for debugging.
@@ -23,7 +23,7 @@ Environment of a job: the parameters of :class:`~wcembed.job.ColumnJob` under
 their environment names (``YEAR``, ``OUTPUT``, ``TILES``, ``TILE_INDEX``,
 ``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``, ``PRECISION``,
 ``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``OVERWRITE``, ``MAX_ROWS``,
-``WORKERS``), and optionally ``COLUMNS`` (comma-separated column numbers; index
+``WORKERS``), and optionally ``GRID_COLUMNS`` (comma-separated column numbers; index
 i runs the i-th) and ``NOTEBOOK`` (another notebook to run).
 """
 
@@ -80,13 +80,15 @@ def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
     except ValueError:
         raise errors.BadColumnError(f"AWS_BATCH_JOB_ARRAY_INDEX={raw!r} is not an integer") from None
     picked = None
-    if env.get("COLUMNS"):
+    if env.get("GRID_COLUMNS"):
         try:
-            columns = [int(c) for c in env["COLUMNS"].split(",") if c.strip()]
+            columns = [int(c) for c in env["GRID_COLUMNS"].split(",") if c.strip()]
         except ValueError:
-            raise errors.BadColumnError(f"COLUMNS={env['COLUMNS']!r} is not a list of column numbers") from None
+            raise errors.BadColumnError(
+                f"GRID_COLUMNS={env['GRID_COLUMNS']!r} is not a list of column numbers"
+            ) from None
         if not 0 <= index < len(columns):
-            raise errors.BadColumnError(f"array index {index} is outside the {len(columns)} columns of COLUMNS")
+            raise errors.BadColumnError(f"array index {index} is outside the {len(columns)} columns of GRID_COLUMNS")
         picked = columns[index]
     grid = grid or ColumnJob.from_env(env).plan_grid()
     return grid.column_at_index(index) if picked is None else grid.check_column(picked)
@@ -202,7 +204,7 @@ def submit_request(
     """``submit_job`` parameters of a year's array job (``n_jobs`` children; one column each)."""
     env = {"YEAR": str(check_year(year)), **environment}
     if columns is not None:
-        env["COLUMNS"] = ",".join(str(c) for c in columns)
+        env["GRID_COLUMNS"] = ",".join(str(c) for c in columns)
         n_jobs = len(columns)
     if n_jobs < 1:
         raise errors.BadInputError("nothing to submit: no column")
