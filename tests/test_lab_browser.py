@@ -11,6 +11,7 @@ import pytest
 from local_servers import interrupt, start_cli
 from wcembed import ROOT
 from wcembed.classify import Labels
+from wcembed.grid import parse_chip_id
 from wcembed.servers import free_port
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
@@ -37,7 +38,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     grid, index, _, _ = explore_db
     lat, lon, zoom = 37.675, -75.62, 12  # the notebook's starting point and zoom
     query = index.chip_at(lon, lat, 2020)
-    col, row = (int(p) for p in query.split("-")[1:])
+    _, col, row = parse_chip_id(query)
     target_lon, target_lat = grid.chip_center(col + 2, row)  # two chips east, in the indexed columns
     target = index.chip_at(target_lon, target_lat, 2020)
     assert target and target != query

@@ -28,11 +28,9 @@ Examples
 from __future__ import annotations
 
 import html
-import logging
 
 from wcembed.errors import LabelsError
-
-log = logging.getLogger(__name__)
+from wcembed.grid import parse_chip_id
 
 LABEL_NEXT_STYLE = {"color": "#ffa500", "weight": 3, "dashArray": "6 4", "fillOpacity": 0.0}
 """How the suggested chips are outlined on the map (orange, dashed)."""
@@ -138,7 +136,7 @@ class LabelLoop:
     def label(self, chip: str, label: str) -> None:
         """Label ``chip`` (``"positive"`` or ``"negative"``) and take it off the suggestions and the review queue."""
         ex = self.explorer
-        year = int(chip.split("-")[0])
+        year = parse_chip_id(chip)[0]
         ex.labels.add(chip, label, year=year, bounds=ex.index.footprint(chip).bounds)
         ex.label_layer.data = ex.labels.to_geojson()  # its observer calls _sync
 
