@@ -7,10 +7,12 @@ import shutil
 import subprocess
 import urllib.request
 
+import nbformat
 import pytest
 from local_servers import interrupt, start_cli
 from wcembed import ROOT
 from wcembed.classify import Labels
+from wcembed.explore import Explorer
 from wcembed.grid import parse_chip_id
 from wcembed.servers import free_port
 
@@ -34,7 +36,8 @@ def wait_for_lab(url: str) -> None:
 def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_path):
     """``wcembed lab`` -> JupyterLab on 127.0.0.1 -> Chromium runs all cells, sees WMS imagery, clicks another chip:
     the status line and the gallery change, and no widget error shows. With a labels file, the labelling
-    panel is there too, and one click on a suggested chip's "positive" button labels it."""
+    panel is there too, and one click on a suggested chip's "positive" button labels it. An executed copy
+    opened without running it (untrusted: no widgets) shows the map's picture, not ``VBox(...)`` text."""
     grid, index, _, _ = explore_db
     lat, lon, zoom = 37.675, -75.62, 12  # the notebook's starting point and zoom
     query = index.chip_at(lon, lat, 2020)
@@ -47,6 +50,12 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     for chip, label in zip(ids[:2] + ids[-2:], ["positive"] * 2 + ["negative"] * 2, strict=True):
         labels.add(chip, label, year=2020, bounds=index.footprint(chip).bounds)
     labels.save(tmp_path / "labels.geojson")
+    executed = tmp_path / "executed.ipynb"  # what a notebook run elsewhere keeps of the map: never trusted here
+    ex = Explorer(index, explore_db[2].url, center=[lat, lon], zoom=zoom)
+    ex.click(lon, lat)
+    cell = nbformat.v4.new_code_cell("explorer", execution_count=1)
+    cell.outputs = [nbformat.v4.new_output("execute_result", data=ex._repr_mimebundle_(), execution_count=1)]
+    nbformat.write(nbformat.v4.new_notebook(cells=[cell]), executed)
 
     port, token = free_port(), secrets.token_hex(16)
     nb = tmp_path / "explore_live.ipynb"
@@ -76,6 +85,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
                     "center": [lat, lon],
                     "zoom": zoom,
                     "click": {"lon": target_lon, "lat": target_lat},
+                    "executedUrl": f"http://127.0.0.1:{port}/lab/workspaces/test/tree/{executed.name}?token={token}",
                 }
             )
         )
@@ -97,3 +107,4 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
         seen["labelled"]["loop"].startswith("3 positives, 2 negatives") and "1 new labels" in seen["labelled"]["loop"]
     )
     assert seen["labelled"]["widgetErrors"] == 0 and not seen["pageErrors"]
+    assert seen["executed"]["pictures"] >= 1 and seen["executed"]["vboxText"] == 0, seen["executed"]

@@ -81,7 +81,22 @@ async function mapState(page) {
       labelled = await mapState(page);
       await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
     }
-    console.log(JSON.stringify({ before, after, labelled, pageErrors }));
+    let executed = null;
+    if (cfg.executedUrl) { // an executed notebook opened without running it: untrusted, widgets not drawn
+      await page.goto(cfg.executedUrl);
+      await page.waitForSelector(".jp-OutputArea-output", { timeout: 90000 });
+      await page.waitForTimeout(3000);
+      executed = await page.evaluate(() => {
+        const outputs = [...document.querySelectorAll(".jp-OutputArea-output")];
+        return {
+          pictures: outputs.flatMap((o) => [...o.querySelectorAll("img")]).filter((i) => i.naturalWidth > 0).length,
+          vboxText: outputs.filter((o) => /VBox\(/.test(o.textContent)).length,
+          widgetErrors: (document.body.innerText.match(/Error displaying widget|model not found/g) || []).length,
+        };
+      });
+      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_executed.png") });
+    }
+    console.log(JSON.stringify({ before, after, labelled, executed, pageErrors }));
   } catch (e) {
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_failed.png") }).catch(() => null);
     throw e;
