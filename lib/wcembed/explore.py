@@ -232,9 +232,7 @@ class Explorer:
         if self.mode.value == "search":
             positives, negatives = chips, []
         else:
-            for chip in chips:
-                self.labels.add(chip, self.mode.value, year=year, bounds=self.index.footprint(chip).bounds)
-            self.label_layer.data = self.labels.to_geojson()
+            self.add_labels(chips, self.mode.value, year)
             if not self.positives:
                 self.status.value = f"{len(chips)} negatives labelled; add a positive example to search"
                 return None
@@ -253,13 +251,19 @@ class Explorer:
         vector = query_vector(self.index.vectors(positives), self.index.vectors(negatives) if negatives else None)
         self.show_similarity(vector, f"{len(positives)} positive and {len(negatives)} negative examples")
 
+    def add_labels(self, chips: list[str], label: str, year: int) -> None:
+        """Label chips (``"positive"`` or ``"negative"``) and redraw the labels once."""
+        for chip in chips:
+            self.labels.add(chip, label, year=year, bounds=self.index.footprint(chip).bounds)
+        self.label_layer.data = self.labels.to_geojson()
+
     def toggle_label(self, chip: str, label: str, year: int) -> None:
         """Label a chip (clicking it again with the same label removes the label) and redraw the labels."""
         if self.labels.items.get(chip, {}).get("label") == label:
             self.labels.remove(chip)
+            self.label_layer.data = self.labels.to_geojson()
         else:
-            self.labels.add(chip, label, year=year, bounds=self.index.footprint(chip).bounds)
-        self.label_layer.data = self.labels.to_geojson()
+            self.add_labels([chip], label, year)
 
     def save_labels(self, path: str | Path) -> Path:
         """Save the labels as GeoJSON."""
@@ -397,28 +401,32 @@ class Explorer:
         Thumbnails are ``<img>`` tags with WMS GetMap URLs: the browser fetches them,
         in parallel and with its own cache, so a click never waits for the WMS.
         """
-        import html
-
         import geopandas as gpd
         import ipywidgets as w
 
         self.results = results
         self.query = gpd.GeoDataFrame({"chip_id": [chip]}, geometry=[self.index.footprint(chip)], crs=CRS)
         self.result_layer.data = results_geojson(results, self.query)
-        layer = self.layer
-        cards = []
-        for _, row in results.iterrows():
-            url = self.thumbs.getmap_url(tuple(row.geometry.bounds), layer, (128, 128)) if layer else ""
-            cards.append(
-                w.HTML(
-                    f'<img src="{html.escape(url)}" width="128" height="128" loading="lazy" alt="{row["chip_id"]}">'
-                    f"<br>#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}"
+        self.gallery.children = [
+            w.HTML(
+                self.thumbnail_html(
+                    row["chip_id"], row.geometry.bounds, f"#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}"
                 )
             )
-        self.gallery.children = cards
+            for _, row in results.iterrows()
+        ]
         self.status.value = (
             f"{len(results)} nearest of {chip} (positives {len(self.positives)}, negatives {len(self.negatives)})"
         )
+
+    def thumbnail_html(self, chip: str, bounds, caption: str) -> str:
+        """A 128 px thumbnail of a chip (``bounds``: west, south, east, north in degrees) with a caption below,
+        as an ``<img>`` the browser loads from the WMS (lazily, with its own cache)."""
+        import html
+
+        layer = self.layer
+        url = self.thumbs.getmap_url(tuple(bounds), layer, (128, 128)) if layer else ""
+        return f'<img src="{html.escape(url)}" width="128" height="128" loading="lazy" alt="{chip}"><br>{caption}'
 
     @property
     def layer(self) -> str | None:

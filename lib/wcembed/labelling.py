@@ -135,10 +135,7 @@ class LabelLoop:
 
     def label(self, chip: str, label: str) -> None:
         """Label ``chip`` (``"positive"`` or ``"negative"``) and take it off the suggestions and the review queue."""
-        ex = self.explorer
-        year = parse_chip_id(chip)[0]
-        ex.labels.add(chip, label, year=year, bounds=ex.index.footprint(chip).bounds)
-        ex.label_layer.data = ex.labels.to_geojson()  # its observer calls _sync
+        self.explorer.add_labels([chip], label, parse_chip_id(chip)[0])  # the label layer's observer calls _sync
 
     @property
     def current(self) -> str | None:
@@ -214,10 +211,7 @@ class LabelLoop:
         return frame[~frame["chip_id"].isin(list(self.explorer.labels.items))]
 
     def _thumbnail(self, chip: str, caption: str) -> str:
-        ex = self.explorer
-        layer = ex.layer
-        url = ex.thumbs.getmap_url(tuple(ex.index.footprint(chip).bounds), layer, (128, 128)) if layer else ""
-        return f'<img src="{html.escape(url)}" width="128" height="128" loading="lazy" alt="{chip}"><br>{caption}'
+        return self.explorer.thumbnail_html(chip, self.explorer.index.footprint(chip).bounds, caption)
 
     def _draw_suggestions(self) -> None:
         import json
