@@ -9,6 +9,7 @@ outside the container: same chips, same footprints, embeddings equal within floa
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import subprocess
 import sys
@@ -38,7 +39,7 @@ def main() -> int:
     tiles = Path(args.tiles).resolve()
     job = ColumnJob(year=2020, output="s3://wc-out/embeddings", tiles="/data/sample", allow_untrained=True,
                     max_rows=args.max_rows)  # fmt: skip
-    column = int(ColumnJob(year=2020, output="x", tiles=str(tiles)).plan_grid().columns[args.index])
+    column = int(dataclasses.replace(job, tiles=str(tiles)).plan_grid().columns[args.index])
     creds = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
     with moto_s3(buckets=("wc-out",)) as endpoint:
         env = {**job.to_env(), **creds, "AWS_ENDPOINT_URL": endpoint, "AWS_BATCH_JOB_ARRAY_INDEX": str(args.index)}
@@ -59,8 +60,7 @@ def main() -> int:
         print(f"{path}: {len(frame)} chips, vectors {vectors.shape} {vectors.dtype}, "
               f"precision {meta.get('precision')}, weights {meta.get('weights')}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            here = ColumnJob(year=2020, column=column, output=tmp, tiles=str(tiles), allow_untrained=True,
-                             max_rows=args.max_rows)  # fmt: skip
+            here = dataclasses.replace(job, column=column, output=tmp, tiles=str(tiles))  # the same job, outside
             ref_frame, ref = read_column(run_job(here).path)
     same_chips = list(frame["chip_id"]) == list(ref_frame["chip_id"])
     same_shapes = all(a.equals(b) for a, b in zip(frame.geometry, ref_frame.geometry, strict=True))

@@ -297,6 +297,21 @@ def start_cli(args: list[str], wait_for: str, cwd=None, env=None) -> tuple[subpr
     raise AssertionError(f"exited {proc.wait()} before {wait_for!r}:\n{''.join(lines)}")
 
 
+def wait_for_url(url: str, timeout: float = 120.0) -> tuple[int, str]:
+    """Retry a GET of ``url`` until it answers (a server still starting refuses or resets); its status and body."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status, r.read().decode(errors="replace")
+        except OSError:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{url} did not answer in {timeout} s") from None
+            time.sleep(0.5)
+
+
 def interrupt(proc: subprocess.Popen) -> int:
     """Ctrl-C a process; its exit code."""
     import signal

@@ -5,11 +5,10 @@ import os
 import secrets
 import shutil
 import subprocess
-import urllib.request
 
 import nbformat
 import pytest
-from local_servers import interrupt, start_cli
+from local_servers import interrupt, start_cli, wait_for_url
 from wcembed import ROOT
 from wcembed.classify import Labels
 from wcembed.explore import Explorer
@@ -18,18 +17,6 @@ from wcembed.servers import free_port
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
 SCRIPT = ROOT / "tests/browser/lab_map.cjs"
-
-
-def wait_for_lab(url: str) -> None:
-    for _ in range(240):
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            import time
-
-            time.sleep(0.5)
-    raise AssertionError("JupyterLab did not answer")
 
 
 @pytest.mark.slow
@@ -71,7 +58,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     proc, _ = start_cli(args, "Ctrl-C stops both", env=env)
     try:
-        wait_for_lab(f"http://127.0.0.1:{port}/api?token={token}")
+        wait_for_url(f"http://127.0.0.1:{port}/api?token={token}")
         shot = ROOT / "outputs" / "test_lab.png"
         shot.parent.mkdir(exist_ok=True)
         cfg = tmp_path / "browser.json"

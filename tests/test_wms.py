@@ -5,7 +5,7 @@ import io
 import numpy as np
 import pytest
 import rasterio
-from local_servers import interrupt, start_cli
+from local_servers import interrupt, start_cli, wait_for_url
 from PIL import Image
 from wcembed.product import layer_name, tile_key
 from wcembed.tileset import plan_grid
@@ -103,7 +103,6 @@ def test_serve_wms_command_serves_until_ctrl_c(sample_root, tmp_path):
 def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, tmp_path):
     import json
     import re
-    import urllib.request
 
     from wcembed.servers import free_port
 
@@ -117,17 +116,8 @@ def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, 
         (params,) = [c for c in json.loads(nb.read_text())["cells"] if "injected-parameters" in str(c)]
         assert wms_url in str(params) and str(tmp_path / "db") in str(params)
         assert layer_name(2020, "TCC") in WMSClient(wms_url, cache_dir=None).layers()
-        for _ in range(120):  # JupyterLab takes a few seconds to answer
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{lab_port}/lab", timeout=5) as r:
-                    assert r.status in (200, 302) or "JupyterLab" in r.read().decode()
-                break
-            except OSError:
-                import time
-
-                time.sleep(0.5)
-        else:
-            raise AssertionError("JupyterLab did not answer")
+        status, body = wait_for_url(f"http://127.0.0.1:{lab_port}/lab")  # JupyterLab takes a few seconds
+        assert status in (200, 302) or "JupyterLab" in body
     finally:
         code = interrupt(proc)
     assert code == 0
