@@ -162,6 +162,28 @@ def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root,
     assert found["chips"].sum() == (scores["score"] >= 0.5).sum()
 
 
+@pytest.mark.slow
+def test_explore_notebook_names_labels_that_cannot_train(small_chips, sample_root, tmp_path):
+    """Too few labels: the headless run stops with the LabelsError that says why, not a later AttributeError."""
+    import subprocess
+    import sys
+
+    from wcembed import NOTEBOOKS
+
+    _, labels, tmp = small_chips
+    one = Labels()
+    first = next(iter(labels.items))
+    one.items[first] = labels.items[first]
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / "explore.ipynb"), str(tmp_path / "out.ipynb")]
+        for key, value in {"db": tmp / "db", "wms_url": wms.url, "labels": one.save(tmp_path / "one.geojson"),
+                           "lon": -75.6, "lat": 37.68}.items():  # fmt: skip
+            cmd += ["-p", key, str(value)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode != 0
+    assert "LabelsError" in done.stderr and "need at least 2 positive and 2 negative labels" in done.stderr
+
+
 def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_path):
     import geopandas as gpd
     import shapely
