@@ -61,7 +61,7 @@ def main() -> int:
               f"precision {meta.get('precision')}, weights {meta.get('weights')}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
             here = dataclasses.replace(job, column=column, output=tmp, tiles=str(tiles))  # the same job, outside
-            ref_frame, ref = read_column(run_job(here).path)
+            ref_frame, ref = read_column(run_job(here)[0].path)
     same_chips = list(frame["chip_id"]) == list(ref_frame["chip_id"])
     same_shapes = all(a.equals(b) for a, b in zip(frame.geometry, ref_frame.geometry, strict=True))
     diff = float(np.abs(vectors - ref).max()) if len(ref) and vectors.shape == ref.shape else float("inf")

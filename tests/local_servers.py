@@ -370,3 +370,20 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def cog_block_bytes(path: str | Path) -> dict[tuple[int, int], int]:
+    """Compressed bytes of each stored block ``(x, y)`` of a COG's full-resolution image (sparse
+    all-nodata blocks are absent): what a reader that fetches each block once needs, to compare with
+    what a :class:`RangeServer` served."""
+    import rasterio
+
+    out = {}
+    with rasterio.open(path) as ds:
+        (bh, bw) = ds.block_shapes[0]
+        for y in range(-(-ds.height // bh)):
+            for x in range(-(-ds.width // bw)):
+                size = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=1)
+                if size:
+                    out[(x, y)] = int(size)
+    return out

@@ -14,15 +14,17 @@ from moto import mock_aws
 from wcembed import ROOT, store
 from wcembed.batch import (
     EXIT_BAD_INPUT,
-    column_for_index,
+    band_for_index,
     entrypoint,
     exit_code_for,
     job_definition_request,
+    missing_bands,
     missing_columns,
     submit_request,
     validate,
 )
-from wcembed.errors import BadColumnError, TileMissingError, TileTransientError
+from wcembed.errors import BadColumnError, BadParameterError, TileMissingError, TileTransientError
+from wcembed.job import ColumnJob
 from wcembed.store import read_column
 from wcembed.tileset import plan_grid
 
@@ -123,14 +125,34 @@ def test_exit_codes_separate_transient_from_bad_input():
 def test_index_maps_to_the_grid_column_list(sample_root):
     env = {"YEAR": "2020", "TILES": sample_root}
     grid = plan_grid(2020, sample_root)
-    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3"}, grid) == grid.columns[3]
+    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3"}, grid) == grid.columns[3]
     # COLUMNS is the terminal width that shells and test runners export: never a column list
-    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3", "COLUMNS": "80"}, grid) == grid.columns[3]
-    assert column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1160,1156"}, grid) == 1156
+    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3", "COLUMNS": "80"}, grid) == grid.columns[3]
+    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1160,1156"}, grid) == 1156
     with pytest.raises(BadColumnError):
-        column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))}, grid)
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))}, grid)
     with pytest.raises(BadColumnError):
-        column_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "12"}, grid)
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "12"}, grid)
+
+
+def test_index_maps_to_a_band_of_adjacent_columns(sample_root):
+    """With BAND=4 index i runs the i-th band of 4 columns, aligned on multiples of 4; every column is in
+    exactly one band."""
+    env = {"YEAR": "2020", "TILES": sample_root, "BAND": "4"}
+    grid = plan_grid(2020, sample_root)  # columns 1148..1171: 6 bands
+    starts = [band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(i)}, grid) for i in range(6)]
+    assert starts == [1148, 1152, 1156, 1160, 1164, 1168]
+    covered = [c for s in starts for c in ColumnJob(year=2020, column=s, band=4).columns(grid)]
+    assert covered == [int(c) for c in grid.columns]
+    with pytest.raises(BadColumnError, match="outside 0..5"):
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "6"}, grid)
+    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1148,1164"}, grid) == 1164
+    with pytest.raises(BadColumnError, match="hold no column"):
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "1172"}, grid)
+    # a band at the grid's edge holds the columns that exist: 1146..1149 -> 1148, 1149
+    assert ColumnJob(year=2020, column=1146, band=4).columns(grid) == [1148, 1149]
+    with pytest.raises(BadParameterError, match="band"):
+        ColumnJob(year=2020, column=1148, band=0)
 
 
 @pytest.mark.slow
@@ -242,6 +264,21 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
     env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
     assert [int(c) for c in env["GRID_COLUMNS"].split(",")] == expected
     assert req["arrayProperties"]["size"] == len(expected)
+
+    # bands of 4: every band holds a missing column except none; drop the files of one band's columns only
+    for c in grid.columns:
+        bucket, key = store.output_path("s3://wc-out/rerun", 2020, int(c))[5:].split("/", 1)
+        s3.put_object(Bucket=bucket, Key=key, Body=b"done")
+    for c in (1157, 1166, 1167):
+        bucket, key = store.output_path("s3://wc-out/rerun", 2020, c)[5:].split("/", 1)
+        s3.delete_object(Bucket=bucket, Key=key)
+    assert missing_bands(grid, "s3://wc-out/rerun", 2020, 4) == [1156, 1164]
+    done = subprocess.run([*cmd, "--band", "4"], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    req = json.loads(done.stdout)
+    env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
+    assert env["GRID_COLUMNS"] == "1156,1164" and env["BAND"] == "4" and req["arrayProperties"]["size"] == 2
+    assert "2 of 6 bands" in done.stderr
 
 
 def test_dockerfile_lints_clean():

@@ -110,9 +110,9 @@ def test_columns_and_rows_come_from_the_tile_set():
     assert list(g.columns) == list(range(49 * 12000 // 512, (50 * 12000 - 1) // 512 + 1))
     assert list(g.rows(g.columns[0])) == list(range(12 * 12000 // 512, (13 * 12000 - 1) // 512 + 1))
     assert g.n_chips == len(g.columns) * len(g.rows(g.columns[0]))
-    assert g.column_at_index(3) == g.columns[3]
+    assert g.band_at_index(3) == g.columns[3]
     with pytest.raises(BadColumnError):
-        g.column_at_index(len(g.columns))
+        g.band_at_index(len(g.columns))
     with pytest.raises(BadColumnError):
         g.rows(0)  # a column with no existing tile is not a column
     with pytest.raises(EmptyTileSetError):

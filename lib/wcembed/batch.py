@@ -1,11 +1,14 @@
-"""AWS Batch: one array job per year, one column per array index.
+"""AWS Batch: one array job per year, one band of adjacent columns per array index.
 
 Each array index runs :func:`entrypoint` in the container: it reads
 ``AWS_BATCH_JOB_ARRAY_INDEX`` and the job's environment, maps the index to a
-column through the grid's column list (or an explicit ``GRID_COLUMNS`` list, for
-reruns), and executes ``notebooks/embed_column.ipynb`` with papermill. The
-executed notebook is stored next to the output
-(``{OUTPUT}/{YEAR}/notebooks/embed_{YEAR}_{column:04d}.ipynb``) for debugging.
+band through the grid's bands (:meth:`wcembed.grid.Grid.band_starts` for the
+job's ``BAND`` width; with the default width 1 a band is a column), or through
+an explicit ``GRID_COLUMNS`` list of band starts (reruns), and executes
+``notebooks/embed_column.ipynb`` with papermill. The band's columns each get
+their own file; the executed notebook is stored next to them for debugging
+(``{OUTPUT}/{YEAR}/notebooks/embed_{YEAR}_{column:04d}.ipynb``, with
+``-{last:04d}`` for a band).
 
 Exit codes tell AWS Batch's retry strategy what to do:
 
@@ -23,8 +26,8 @@ Environment of a job: the parameters of :class:`~wcembed.job.ColumnJob` under
 their environment names (``YEAR``, ``OUTPUT``, ``TILES``, ``TILE_INDEX``,
 ``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``, ``PRECISION``,
 ``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``OVERWRITE``, ``MAX_ROWS``,
-``WORKERS``), and optionally ``GRID_COLUMNS`` (comma-separated column numbers; index
-i runs the i-th) and ``NOTEBOOK`` (another notebook to run).
+``WORKERS``, ``BAND``), and optionally ``GRID_COLUMNS`` (comma-separated first columns of
+bands; index i runs the i-th) and ``NOTEBOOK`` (another notebook to run).
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import numpy as np
 
 from wcembed import NOTEBOOKS, ROOT, errors, store
 from wcembed.grid import Grid
@@ -72,53 +77,62 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_BUG
 
 
-def column_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
-    """The column that array index ``AWS_BATCH_JOB_ARRAY_INDEX`` (default 0) runs."""
+def band_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
+    """The first column of the band that array index ``AWS_BATCH_JOB_ARRAY_INDEX`` (default 0) runs:
+    the index-th of ``GRID_COLUMNS`` if given, else of the grid's bands of width ``BAND`` (default 1)."""
     raw = env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0")
     try:
         index = int(raw)
     except ValueError:
         raise errors.BadColumnError(f"AWS_BATCH_JOB_ARRAY_INDEX={raw!r} is not an integer") from None
-    picked = None
-    if env.get("GRID_COLUMNS"):
-        try:
-            columns = [int(c) for c in env["GRID_COLUMNS"].split(",") if c.strip()]
-        except ValueError:
-            raise errors.BadColumnError(
-                f"GRID_COLUMNS={env['GRID_COLUMNS']!r} is not a list of column numbers"
-            ) from None
-        if not 0 <= index < len(columns):
-            raise errors.BadColumnError(f"array index {index} is outside the {len(columns)} columns of GRID_COLUMNS")
-        picked = columns[index]
-    grid = grid or ColumnJob.from_env(env).plan_grid()
-    return grid.column_at_index(index) if picked is None else grid.check_column(picked)
+    job = ColumnJob.from_env(env)
+    grid = grid or job.plan_grid()
+    if not env.get("GRID_COLUMNS"):
+        return grid.band_at_index(index, job.band)
+    try:
+        starts = [int(c) for c in env["GRID_COLUMNS"].split(",") if c.strip()]
+    except ValueError:
+        raise errors.BadColumnError(f"GRID_COLUMNS={env['GRID_COLUMNS']!r} is not a list of column numbers") from None
+    if not 0 <= index < len(starts):
+        raise errors.BadColumnError(f"array index {index} is outside the {len(starts)} entries of GRID_COLUMNS")
+    grid.band(starts[index], job.band)  # a band off the grid is bad input here, before papermill starts
+    return starts[index]
+
+
+def job_template(env: Mapping[str, str]) -> ColumnJob:
+    """The job of a Batch job's environment, without its column (a template)."""
+    if "YEAR" not in env or "OUTPUT" not in env:
+        raise errors.BadParameterError("the job needs YEAR and OUTPUT in its environment")
+    return ColumnJob.from_env(env)
 
 
 def job_for_index(env: Mapping[str, str], grid: Grid | None = None) -> ColumnJob:
-    """The column job that a Batch job's environment and array index describe."""
-    if "YEAR" not in env or "OUTPUT" not in env:
-        raise errors.BadParameterError("the job needs YEAR and OUTPUT in its environment")
-    job = ColumnJob.from_env(env)
-    return dataclasses.replace(job, column=column_for_index(env, grid or job.plan_grid()))
+    """The column (or band) job that a Batch job's environment and array index describe."""
+    job = job_template(env)
+    return dataclasses.replace(job, column=band_for_index(env, grid or job.plan_grid()))
 
 
 def entrypoint(env: Mapping[str, str] | None = None) -> int:
-    """Run one array index: index -> column -> papermill. Returns the process exit code."""
+    """Run one array index: index -> band of columns -> papermill. Returns the process exit code."""
     import papermill
 
     env = dict(os.environ if env is None else env)
     try:
-        job = job_for_index(env)
+        grid = job_template(env).plan_grid()
+        job = job_for_index(env, grid)
+        columns = job.columns(grid)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
     year, column = job.year, job.column
-    done = job.output_path
-    if not job.overwrite and store.exists(done):
-        print(f"column {column} of {year} is done: {done}")
+    if not job.overwrite and all(store.exists(job.output_path(c)) for c in columns):
+        verb = "is" if len(columns) == 1 else "are"
+        print(f"{_columns_text(columns)} of {year} {verb} done: {job.output_path(columns[0])}")
         return EXIT_OK
-    notebook_key = f"{job.output.rstrip('/')}/{year}/notebooks/embed_{year}_{column:04d}.ipynb"
-    print(f"array index {env.get('AWS_BATCH_JOB_ARRAY_INDEX', '0')} -> column {column} -> {notebook_key}")
+    name = f"{column:04d}" + (f"-{column + job.band - 1:04d}" if job.band > 1 else "")
+    notebook_key = f"{job.output.rstrip('/')}/{year}/notebooks/embed_{year}_{name}.ipynb"
+    index = env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0")
+    print(f"array index {index} -> {_columns_text(columns)} -> {notebook_key}")
     code = EXIT_OK
     with tempfile.TemporaryDirectory() as tmp:
         executed = Path(tmp) / "executed.ipynb"
@@ -132,10 +146,14 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
             )
         except Exception as exc:
             code = exit_code_for(exc)
-            print(f"error: column {column} failed ({type(exc).__name__}): {exc}", file=sys.stderr)
+            print(f"error: {_columns_text(columns)} failed ({type(exc).__name__}): {exc}", file=sys.stderr)
         if executed.exists():
             store.write_bytes_atomic(notebook_key, executed.read_bytes(), "application/x-ipynb+json")
     return code
+
+
+def _columns_text(columns: Sequence[int]) -> str:
+    return f"column {columns[0]}" if len(columns) == 1 else f"columns {columns[0]}..{columns[-1]}"
 
 
 def run_array(indices: Sequence[int], env: Mapping[str, str], parallel: int = 2) -> dict[int, int]:
@@ -201,13 +219,14 @@ def submit_request(
     gpu: bool = False,
     timeout_s: int = 4 * 3600,
 ) -> dict:
-    """``submit_job`` parameters of a year's array job (``n_jobs`` children; one column each)."""
+    """``submit_job`` parameters of a year's array job (``n_jobs`` children; one band each, or one per
+    entry of ``columns``, the first columns of the bands to run)."""
     env = {"YEAR": str(check_year(year)), **environment}
     if columns is not None:
         env["GRID_COLUMNS"] = ",".join(str(c) for c in columns)
         n_jobs = len(columns)
     if n_jobs < 1:
-        raise errors.BadInputError("nothing to submit: no column")
+        raise errors.BadInputError("nothing to submit: no band")
     overrides: dict = {"environment": [{"name": k, "value": str(v)} for k, v in sorted(env.items())]}
     if gpu:
         overrides["resourceRequirements"] = [{"type": "GPU", "value": "1"}]
@@ -222,9 +241,16 @@ def submit_request(
     }
     if n_jobs >= 2:  # AWS Batch array size is 2..10000; a single column is a plain job (index defaults to 0)
         if n_jobs > 10_000:
-            raise errors.BadInputError(f"{n_jobs} columns exceed AWS Batch's array limit of 10000")
+            raise errors.BadInputError(f"{n_jobs} bands exceed AWS Batch's array limit of 10000")
         req["arrayProperties"] = {"size": n_jobs}
     return req
+
+
+def missing_bands(grid: Grid, output: str, year: int, width: int = 1) -> list[int]:
+    """First columns of the bands of ``width`` (:meth:`Grid.band_starts`) that hold a column with no output file:
+    what ``resubmit-missing`` sends (a band job then skips its finished columns)."""
+    missing = missing_columns(grid, output, year)
+    return [int(s) for s in np.unique(np.asarray(missing, dtype=np.int64) // width * width)]
 
 
 def missing_columns(grid: Grid, output: str, year: int) -> list[int]:

@@ -4,11 +4,11 @@ Commands
 --------
 plan      plan the chip grid of a year and write it as GeoParquet
 sample    build the sample region (real Sentinel-2 scene in WorldCover layout)
-embed     embed one (year, column) into its GeoParquet file
-batch     the AWS Batch entrypoint: array index -> column -> papermill
+embed     embed one (year, column), or a band of columns, into a GeoParquet file per column
+batch     the AWS Batch entrypoint: array index -> band of columns -> papermill
 run-array run the entrypoint locally for a range of array indices
 submit    build (and send, or print with --dry-run) the AWS Batch array job
-resubmit-missing  submit only the columns whose output is missing
+resubmit-missing  submit only the bands that hold a column whose output is missing
 index     ingest GeoParquet files into LanceDB
 search    nearest chips of a chip id or a lon/lat point
 demo      the whole pipeline offline on the sample region
@@ -57,11 +57,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     from wcembed.embed import run_job
 
-    result = run_job(ColumnJob.from_args(args))
-    for k, v in result.summary().items():
-        print(f"{k:>14}: {v}")
+    results = run_job(ColumnJob.from_args(args))
+    print(pd.DataFrame([r.summary() for r in results]).drop(columns="path").to_string(index=False))
+    for r in results:
+        print(r.path)
     return 0
 
 
@@ -176,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--years", type=int, nargs="+", default=list(YEARS))
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("embed", help="embed one column")
+    p = sub.add_parser("embed", help="embed one column (or a band of --band columns)")
     ColumnJob.add_arguments(p, required=("column",))
     p.set_defaults(func=cmd_embed)
 
@@ -220,17 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
     ColumnJob.add_arguments(p, exclude=("column",))
-    p.add_argument("--indices", default=None, help="e.g. 0-9 or 3,5 (default: every column)")
+    p.add_argument("--indices", default=None, help="e.g. 0-9 or 3,5 (default: every band)")
     p.add_argument("--parallel", type=int, default=2)
     p.set_defaults(func=cmd_run_array)
 
     for name, text in (
         ("submit", "submit a year as an AWS Batch array job"),
-        ("resubmit-missing", "submit only the columns whose output is missing"),
+        ("resubmit-missing", "submit only the bands that hold a column whose output is missing"),
     ):
         p = sub.add_parser(name, help=text)
         ColumnJob.add_arguments(p, exclude=("column",), required=("output",))
-        p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41 (reruns)")
+        p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41: their bands run (reruns)")
         p.add_argument("--gpu", action="store_true", help="request one GPU per job (DEVICE=cuda)")
         p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
         p.add_argument("--job-queue", default="wcembed")
@@ -270,7 +273,7 @@ def cmd_run_array(args: argparse.Namespace) -> int:
     from wcembed.batch import run_array
 
     job = ColumnJob.from_args(args)
-    indices = _parse_indices(args.indices, len(job.plan_grid().columns))
+    indices = _parse_indices(args.indices, len(job.plan_grid().band_starts(job.band)))
     codes = run_array(indices, job.to_env(), parallel=args.parallel)
     failed = {i: c for i, c in codes.items() if c}
     print(f"{len(codes) - len(failed)} of {len(codes)} indices succeeded" + (f"; failed: {failed}" if failed else ""))
@@ -280,23 +283,28 @@ def cmd_run_array(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     import json
 
-    from wcembed.batch import missing_columns, submit_request, validate
+    from wcembed.batch import missing_bands, submit_request, validate
 
     job = ColumnJob.from_args(args)
     grid = job.plan_grid()
-    columns = [grid.check_column(c) for c in _parse_indices(args.columns, 0)] if args.columns else None
+    starts = None
+    if args.columns:
+        wanted = {grid.check_column(c) // job.band * job.band for c in _parse_indices(args.columns, 0)}
+        starts = sorted(wanted)
     if args.missing:
-        columns = [c for c in missing_columns(grid, args.output, args.year) if columns is None or c in columns]
-        print(f"{len(columns)} of {len(grid.columns)} columns have no output yet", file=sys.stderr)
-        if not columns:
+        missing = missing_bands(grid, args.output, args.year, job.band)
+        starts = [s for s in missing if starts is None or s in starts]
+        n_bands = len(grid.band_starts(job.band))
+        print(f"{len(starts)} of {n_bands} bands of {job.band} columns have a column without output", file=sys.stderr)
+        if not starts:
             return 0
     req = submit_request(
         args.year,
-        len(grid.columns),
+        len(grid.band_starts(job.band)),
         job_queue=args.job_queue,
         job_definition=args.job_definition,
         environment={k: v for k, v in job.to_env().items() if k != "YEAR"},
-        columns=columns,
+        columns=starts,
         gpu=args.gpu,
     )
     validate("SubmitJob", req)

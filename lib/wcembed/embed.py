@@ -1,15 +1,19 @@
-"""Embed one (year, column): read chips, run Clay v0, write one GeoParquet file.
+"""Embed one (year, column), or a band of adjacent columns: read chips, run Clay v0, write one GeoParquet
+file per column.
 
-The unit of work of the whole system. Reading overlaps inference: background
-threads read and mask chips (each with its own :class:`~wcembed.tiles.ChipReader`,
-so every tile is opened once per thread) into a bounded window of futures,
-consumed strictly in row order, so batches, and therefore the file, are the
-same on every run. The slower of reading and inference sets the pace.
+The unit of work of the whole system. A job reads its columns as one band
+(:mod:`wcembed.bands`): reader threads fetch and decode each COG block under
+the band once and write the chips straight into a ring of batch buffers
+(pinned memory on CUDA), while the model embeds the batch before. Batches are
+per column and cut on absolute row numbers, so the files are the same on
+every run, whatever the band width or the number of readers. The slower of
+reading and inference sets the pace. A column's file is written as soon as its
+last batch is embedded; a rerun skips finished columns and reads only what the
+others need.
 
-On a CPU one reader thread is the default: the encoder needs the cores, and
-every COG block of the column is fetched once. On a GPU the default is one
-reader per core (:func:`reader_workers`): decoding DEFLATE blocks, not the
-model, is then the bottleneck, at the cost of some blocks fetched by two threads.
+On a CPU one reader thread is the default: the encoder needs the cores. On a
+GPU the default is one reader per core (:func:`reader_workers`): decoding
+DEFLATE blocks, not the model, is then the bottleneck.
 
 The parameters of a run are a :class:`~wcembed.job.ColumnJob`; the file, its
 metadata and the STAC Item beside it are written by :func:`wcembed.store.write_column`.
@@ -24,13 +28,10 @@ Example
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -38,11 +39,11 @@ import torch
 
 import wcembed
 from wcembed import store
+from wcembed.bands import BandFeed, BandPlan
 from wcembed.grid import Grid
 from wcembed.inference import COMPOSITE_DATE, Embedder
 from wcembed.job import ColumnJob
 from wcembed.product import VERSIONS, attribution
-from wcembed.tiles import Chip, ChipReader
 from wcembed.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -71,53 +72,6 @@ class ColumnResult:
         return {**asdict(self), "chips_per_s": round(self.chips_per_s, 3)}
 
 
-class _Prefetcher:
-    """Reads chips in background threads, yielding them in the order given.
-
-    A thread reads ``group`` consecutive rows of a column in one task: their chips
-    share COG block rows (1024 px blocks, 512 px chips), which the thread's reader
-    then decodes once instead of once per thread.
-    """
-
-    GROUP = 4
-
-    def __init__(self, grid: Grid, year: int, source: str, workers: int, depth: int) -> None:
-        self.grid, self.year, self.source = grid, year, source
-        self.group = self.GROUP if workers > 1 else 1
-        self.in_flight = max(depth // self.group, workers)
-        self._local = threading.local()
-        self._readers: list[ChipReader] = []
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chip-reader")
-
-    def _read(self, column: int, rows: list[int]) -> list[Chip]:
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = self._local.reader = ChipReader(self.grid, self.year, self.source)
-            with self._lock:
-                self._readers.append(reader)
-        return [reader.read(column, row) for row in rows]
-
-    def __call__(self, column: int, rows: list[int]):
-        pending: collections.deque = collections.deque()
-        todo = (rows[i : i + self.group] for i in range(0, len(rows), self.group))
-        for group in todo:
-            pending.append(self._pool.submit(self._read, column, group))
-            if len(pending) >= self.in_flight:
-                break
-        while pending:
-            chips = pending.popleft().result()
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append(self._pool.submit(self._read, column, nxt))
-            yield from chips
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        for r in self._readers:
-            r.close()
-
-
 def reader_workers(device: str | torch.device) -> int:
     """Default chip reader threads for a device: one per core this process may use on a GPU, else one."""
     if torch.device(device).type != "cuda":
@@ -125,7 +79,7 @@ def reader_workers(device: str | torch.device) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size: int) -> dict[str, dict]:
+def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: int, chip_size: int) -> dict[str, dict]:
     """The ``embedding`` and ``wcembed`` metadata of a column's file."""
     untrained, weights, year = model.untrained, model.weights, job.year
     model_name = weights.name
@@ -155,7 +109,7 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, chip_size
         "format": store.FORMAT_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "year": year,
-        "column": job.column,
+        "column": column,
         "chip_size_px": chip_size,
         "pixel_size_deg": "1/12000",
         **weights.describe(),
@@ -200,70 +154,101 @@ def embed_column(
     -------
     ColumnResult
     """
-    return run_job(ColumnJob(year=year, column=column, **params), grid=grid, model=model, progress=progress)
+    (result,) = run_job(ColumnJob(year=year, column=column, **params), grid=grid, model=model, progress=progress)
+    return result
 
 
 def run_job(
     job: ColumnJob, *, grid: Grid | None = None, model: LoadedModel | None = None, progress: bool = True
-) -> ColumnResult:
-    """Run a :class:`~wcembed.job.ColumnJob`: read, embed and write one column (see :func:`embed_column`)."""
-    path = job.output_path  # a job template (no column) is refused here, before any work
+) -> list[ColumnResult]:
+    """Run a :class:`~wcembed.job.ColumnJob`: read, embed and write each of its columns (one file per
+    column, see :func:`embed_column`). Finished columns are skipped (unless ``overwrite``) and not read.
+
+    Returns one :class:`ColumnResult` per column of the job, west to east.
+    """
     grid = grid or job.plan_grid()
-    year, column = job.year, grid.check_column(job.column)
-    if store.exists(path) and not job.overwrite:
-        log.info("%s exists: column %d of %d is done", path, column, year)
-        return ColumnResult(year, column, path, "exists")
+    columns = job.columns(grid)  # a job template (no column) or a band off the grid is refused here
+    results: dict[int, ColumnResult] = {}
+    for column in columns:
+        path = job.output_path(column)
+        if store.exists(path) and not job.overwrite:
+            log.info("%s exists: column %d of %d is done", path, column, job.year)
+            results[column] = ColumnResult(job.year, column, path, "exists")
+    todo = [c for c in columns if c not in results]
+    if todo:
+        model = model or load_model(job.checkpoint, allow_untrained=job.allow_untrained)
+        results |= _embed_band(job, grid, model, todo, progress)
+    return [results[c] for c in columns]
 
-    model = model or load_model(job.checkpoint, allow_untrained=job.allow_untrained)
-    embedder = Embedder(model, device=job.device, precision=job.precision)
-    rows = [int(r) for r in grid.rows(column)][: job.max_rows]
-    kept: list[tuple[int, float]] = []  # row and valid fraction of the embedded chips
-    vectors: list[np.ndarray] = []
-    batch: list[Chip] = []
-    skipped = 0
 
-    def flush() -> None:
-        if not batch:
-            return
-        lon_lat = [grid.chip_center(c.column, c.row) for c in batch]
-        vectors.append(
-            embedder(
-                np.stack([c.pixels for c in batch]),
-                np.stack([c.valid for c in batch]),
-                [ll[1] for ll in lon_lat],
-                [ll[0] for ll in lon_lat],
-                year,
-            )
-        )
-        kept.extend((c.row, c.valid_fraction) for c in batch)  # pixels are not kept
-        batch.clear()
-
+def _embed_band(
+    job: ColumnJob, grid: Grid, model: LoadedModel, columns: list[int], progress: bool
+) -> dict[int, ColumnResult]:
+    """Read the columns' chips as one band (each COG block once), embed them column by column in batches,
+    and write each column's file as soon as its last batch is embedded."""
     from tqdm.auto import tqdm
 
-    t0 = time.perf_counter()
-    workers = job.workers or reader_workers(embedder.device)
-    prefetch = _Prefetcher(grid, year, str(job.tiles), workers=workers, depth=2 * job.batch_size)
-    bar = tqdm(total=len(rows), unit="chip", desc=f"{year} column {column}", disable=not progress)
-    try:
-        for chip in prefetch(column, rows):
-            if chip.valid_fraction >= job.min_valid_fraction and chip.valid_fraction > 0:
-                batch.append(chip)
-                if len(batch) >= job.batch_size:
-                    flush()
-            else:
-                skipped += 1
-            bar.update(1)
-            bar.set_postfix(skipped=skipped, refresh=False)
-        flush()
-    finally:
-        bar.close()
-        prefetch.close()
-    seconds = time.perf_counter() - t0
+    year, cs = job.year, grid.chip_size
+    # one Embedder per column: "auto" precision decides on the column's own first batch, as a one-column job does
+    embedders = [Embedder(model, device=job.device, precision=job.precision) for _ in columns]
+    device = embedders[0].device
+    plan = BandPlan(grid, {c: [int(r) for r in grid.rows(c)][: job.max_rows] for c in columns}, job.batch_size)
+    kept: list[list[tuple[int, float]]] = [[] for _ in columns]  # row and valid fraction of the embedded chips
+    vectors: list[list[np.ndarray]] = [[] for _ in columns]
+    skipped = [0] * len(columns)
+    batches_left = [sum(1 for group in plan.groups if group[col]) for col in range(len(columns))]
+    results: dict[int, ColumnResult] = {}
 
-    meta = provenance(model, embedder, job, grid.chip_size)
-    dim = model.encoder.config.dim
-    embeddings = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
-    store.write_column(path, grid, year, column, kept, embeddings, meta)
-    weights = meta["embedding"]["weights"]
-    log.info("wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)", path, len(kept), skipped, seconds, weights)
-    return ColumnResult(year, column, path, "written", len(rows), len(kept), skipped, seconds, weights)
+    def write(col: int) -> None:
+        column = columns[col]
+        meta = provenance(model, embedders[col], job, column, cs)
+        dim = model.encoder.config.dim
+        emb = np.concatenate(vectors[col]) if vectors[col] else np.zeros((0, model.encoder.config.dim), np.float32)
+        path = job.output_path(column)
+        store.write_column(path, grid, year, column, kept[col], emb.reshape(-1, dim), meta)
+        seconds, n = time.perf_counter() - t0, len(plan_rows[col])
+        weights = meta["embedding"]["weights"]
+        log.info(
+            "wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)",
+            path,
+            len(kept[col]),
+            skipped[col],
+            seconds,
+            weights,
+        )
+        results[column] = ColumnResult(year, column, path, "written", n, len(kept[col]), skipped[col], seconds, weights)
+        vectors[col].clear()
+
+    plan_rows = [[r for group in plan.groups for r in group[col]] for col in range(len(columns))]
+    workers = job.workers or reader_workers(device)
+    label = f"{year} column {columns[0]}" + (f"..{columns[-1]}" if len(columns) > 1 else "")
+    t0 = time.perf_counter()
+    with (
+        BandFeed(plan, year, str(job.tiles), workers=workers, pin=device.type == "cuda") as feed,
+        tqdm(total=plan.n_chips, unit="chip", desc=label, disable=not progress) as bar,
+    ):
+        for group in feed:
+            for col, rows in enumerate(group.rows):
+                if not rows:
+                    continue
+                fractions = group.valid[col, : len(rows)] / cs**2
+                keep = np.flatnonzero((fractions >= job.min_valid_fraction) & (fractions > 0))
+                skipped[col] += len(rows) - len(keep)
+                if len(keep):
+                    embedder = embedders[col]
+                    pixels = embedder.to_device(group.pixels[col, : len(rows)])  # no copy on the host
+                    if len(keep) < len(rows):
+                        pixels = pixels[torch.as_tensor(keep, device=pixels.device)]
+                    lon_lat = [grid.chip_center(columns[col], rows[i]) for i in keep]
+                    lat, lon = [ll[1] for ll in lon_lat], [ll[0] for ll in lon_lat]
+                    vectors[col].append(embedder(pixels, None, lat, lon, year))
+                    kept[col].extend((rows[i], float(fractions[i])) for i in keep)
+                bar.update(len(rows))
+                bar.set_postfix(skipped=sum(skipped), refresh=False)
+                batches_left[col] -= 1
+                if batches_left[col] == 0:
+                    write(col)
+    for col, column in enumerate(columns):  # columns without a chip to read (max_rows=0)
+        if column not in results:
+            write(col)
+    return results

@@ -19,11 +19,15 @@ def first_principal_component(vectors: np.ndarray) -> np.ndarray:
     return x @ vt[0]
 
 
-def pca_map(path: str, ax=None):
-    """Plot a column file's chips coloured by the first principal component of their embeddings."""
+def pca_map(path: str | list[str], ax=None):
+    """Plot the chips of a column file (or of several) coloured by the first principal component of their
+    embeddings."""
     import matplotlib.pyplot as plt
+    import pandas as pd
 
-    gdf, vectors = read_column(path)
+    frames = [read_column(p) for p in ([path] if isinstance(path, str) else path)]
+    gdf = pd.concat([f[0] for f in frames], ignore_index=True)
+    vectors = np.concatenate([f[1] for f in frames])
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 6))
     if len(gdf) == 0:

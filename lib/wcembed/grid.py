@@ -98,6 +98,13 @@ class TilePiece:
     exists: bool
 
 
+def check_band_width(width: int) -> int:
+    """``width`` if it is a band width (an integer of at least 1), else :class:`BadParameterError`."""
+    if isinstance(width, bool) or not isinstance(width, int | np.integer) or width < 1:
+        raise BadParameterError(f"band width must be an integer of at least 1, got {width!r}")
+    return int(width)
+
+
 def chip_at(
     lon: float, lat: float, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN
 ) -> tuple[int, int]:
@@ -217,11 +224,45 @@ class Grid:
             )
         return column
 
-    def column_at_index(self, index: int) -> int:
-        """Column number of array index ``index`` (its position in :attr:`columns`)."""
-        if isinstance(index, bool) or int(index) != index or not 0 <= int(index) < len(self.columns):
-            raise BadColumnError(f"array index {index!r} is outside 0..{len(self.columns) - 1}")
-        return int(self.columns[int(index)])
+    def band_starts(self, width: int = 1) -> np.ndarray:
+        """First column numbers of the grid's bands of ``width`` adjacent columns.
+
+        Bands are aligned on multiples of ``width`` (band ``b`` holds columns
+        ``b*width .. b*width + width - 1``), so a band is the same strip of the Earth
+        for every tile set; only bands that hold a column of this grid are listed.
+        The AWS Batch array index of a band job is the position in this list; with
+        ``width`` 1 the bands are the columns.
+
+        >>> Grid(["N44W067"]).band_starts(8)[:2].tolist()
+        [1352, 1360]
+        """
+        width = check_band_width(width)
+        return np.unique(self.columns // width * width)
+
+    def band(self, column: int, width: int = 1) -> list[int]:
+        """The grid's columns among ``column .. column + width - 1`` (west to east).
+
+        Raises :class:`BadColumnError` if none is a column of the grid.
+        """
+        width = check_band_width(width)
+        if width == 1:
+            return [self.check_column(column)]
+        if isinstance(column, bool) or int(column) != column:
+            raise BadColumnError(f"column must be an integer, got {column!r}")
+        picked = [int(c) for c in self.columns if column <= c < column + width]
+        if not picked:
+            raise BadColumnError(
+                f"columns {column}..{column + width - 1} hold no column of this grid "
+                f"({len(self.columns)} columns from {self.columns[0]} to {self.columns[-1]})"
+            )
+        return picked
+
+    def band_at_index(self, index: int, width: int = 1) -> int:
+        """First column of the band of array index ``index`` (its position in :meth:`band_starts`)."""
+        starts = self.band_starts(width)
+        if isinstance(index, bool) or int(index) != index or not 0 <= int(index) < len(starts):
+            raise BadColumnError(f"array index {index!r} is outside 0..{len(starts) - 1}")
+        return int(starts[int(index)])
 
     def rows(self, column: int) -> np.ndarray:
         """Sorted row numbers of the chips of ``column``."""

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from wcembed.errors import BadParameterError
 from wcembed.job import PRECISIONS
 from wcembed.model import ClayEncoder
+from wcembed.product import NODATA
 from wcembed.weights import CLAY_V01, ClayWeights, LoadedModel
 
 log = logging.getLogger(__name__)
@@ -227,11 +228,18 @@ class Embedder:
         lon: Sequence[float],
         year: Sequence[int] | int,
     ) -> np.ndarray:
-        """Embeddings ``(B, 768)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08)."""
+        """Embeddings ``(B, 768)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08).
+
+        ``valid`` is the ``(B, H, W)`` mask of pixels with data; None derives it on the
+        device from the pixels (a pixel is nodata where every band is 0).
+        """
         dev = self.device
-        px = self._to_device(pixels)
-        ok = None if valid is None else self._to_device(valid)
+        px = self.to_device(pixels)
+        ok = None if valid is None else self.to_device(valid)
         with torch.inference_mode():
+            if ok is None:
+                bits = px.view(torch.int16) if px.dtype == torch.uint16 else px  # int16: every device has it
+                ok = (bits != NODATA).any(1)
             x = normalize(px, ok, self.model.weights)
         latlon = encode_latlon(lat, lon).to(dev)
         years = [year] * len(px) if isinstance(year, int) else year
@@ -240,12 +248,15 @@ class Embedder:
             self.precision = self._choose_precision(x, latlon, time)
         return self._run(x, latlon, time, self.precision).cpu().numpy()
 
-    def _to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """``array`` on the device. To a GPU through a pinned host buffer, reused from call to call, and an
-        asynchronous copy (the buffer is free again once the call's result came back to the host)."""
+    def to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """``array`` on the device. To a GPU: a tensor in pinned memory is copied asynchronously as it is;
+        anything else through a pinned host buffer reused from call to call (free again once the call's
+        result came back to the host)."""
         t = torch.as_tensor(array)
-        if self.device.type != "cuda":
+        if t.device == self.device or self.device.type != "cuda":
             return t.to(self.device)
+        if t.is_pinned():
+            return t.to(self.device, non_blocking=True)
         key = (t.dtype, tuple(t.shape))
         buf = self._pinned.get(key)
         if buf is None:

@@ -1,8 +1,9 @@
 """What one column job is: its parameters, defined once.
 
 :class:`ColumnJob` is the single definition of the parameters of embedding a
-(year, column). Each field carries its default, the environment variable an
-AWS Batch job passes it in, and its help text; from it come
+(year, column), or a band of adjacent columns (``band``; one file per column).
+Each field carries its default, the environment variable an AWS Batch job
+passes it in, and its help text; from it come
 
 * the ``python -m wcembed embed`` flags (and those of ``run-array``, ``submit``,
   ``resubmit-missing``) with :meth:`ColumnJob.add_arguments`;
@@ -64,6 +65,11 @@ class ColumnJob:
     column: int | None = _param(
         None, env=None, help="grid column number (see plan_grid.ipynb); in Batch, from the array index", example=12
     )
+    band: int = _param(
+        1,
+        env="BAND",
+        help="adjacent grid columns per job, from column: each COG block is read once for all of them",
+    )
     output: str = _param("outputs/embeddings", env="OUTPUT", help="local folder or s3://bucket/prefix")
     tiles: str = _param(ESA_HTTPS, env="TILES", help="tile source: bucket URL, s3:// prefix or local mirror")
     tile_index: str | None = _param(
@@ -94,7 +100,7 @@ class ColumnJob:
         check_year(self.year)
         if not 0 <= self.min_valid_fraction <= 1:
             raise BadParameterError(f"min_valid_fraction must be within 0..1, got {self.min_valid_fraction}")
-        for name in ("batch_size", "workers"):
+        for name in ("band", "batch_size", "workers"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise BadParameterError(f"{name} must be at least 1, got {value}")
@@ -190,11 +196,15 @@ class ColumnJob:
 
         return plan_grid(self.year, self.tiles, tile_index=self.tile_index, region=self.region)
 
-    @property
-    def output_path(self) -> str:
-        """Where the column's GeoParquet file goes."""
-        from wcembed.store import output_path
-
+    def columns(self, grid) -> list[int]:
+        """The grid columns this job embeds: those among ``column .. column + band - 1``
+        (:meth:`wcembed.grid.Grid.band`)."""
         if self.column is None:
             raise BadParameterError("a job template has no column, hence no output file")
-        return output_path(self.output, self.year, self.column)
+        return grid.band(self.column, self.band)
+
+    def output_path(self, column: int) -> str:
+        """Where the GeoParquet file of one of the job's columns goes."""
+        from wcembed.store import output_path
+
+        return output_path(self.output, self.year, column)

@@ -14,22 +14,15 @@ bucket layout): a local folder mirroring the bucket, an ``http(s)://`` prefix
 unless credentials are set; ``AWS_ENDPOINT_URL`` points it at another S3 API,
 such as a local test server).
 
-Cost of one column
-------------------
+Cost of a column
+----------------
 The COGs have 1024 x 1024 px blocks, pixel-interleaved, DEFLATE. A
-:class:`ChipReader` opens each tile once and keeps it open while a column is
-read; it reads whole block rows of the column (1024 px tall strips, cut to the
-column's 512 px) and cuts chips from them, so reading a column north to south
-fetches each block exactly once, whatever GDAL's caches do.
-
-Measured against a local range-request server (``benchmarks/bench_tiles.py``,
-column 1156 of the sample tile, 24 chips, 4 of them over data): 5 requests
-(one HEAD, one 32 KB header GET, one GET per 1024 px block row that holds
-data) and 15.5 MB, against 10 requests and 25.8 MB for the seed's way
-(reopen the file per chip, read each window separately). In general a column
-costs 2 requests for the header of each tile it touches plus one request per
-block row (12 per tile; sparse all-nodata blocks cost nothing), and about half
-of each block's bytes are used by the neighbouring column (another job).
+:class:`ChipReader` opens each tile once and keeps it open; it reads whole
+block rows of a column (1024 px tall strips, cut to the column's 512 px) and
+cuts chips from them, so reading a column north to south fetches each of its
+blocks once. But a block column is shared by about three chip columns: column
+jobs use :mod:`wcembed.bands`, which reads a band of adjacent columns together,
+each block once, with this module's :meth:`ChipReader.read_window`.
 
 Errors
 ------
@@ -263,7 +256,9 @@ class ChipReader:
             self._open[tile] = ds
         return ds
 
-    def _read_window(self, tile: str, window: Window) -> np.ndarray:
+    def read_window(self, tile: str, window: Window) -> np.ndarray:
+        """Pixels ``(4, h, w)`` of a window of a tile, with retries of transient errors (call inside the
+        reader's ``rasterio.Env``)."""
         url = self.url(tile)
         for attempt in range(self.retries + 1):
             try:
@@ -286,7 +281,7 @@ class ChipReader:
         strip = self._strips.pop(key, None)
         if strip is None:
             y0 = block_row * BLOCK_PX
-            strip = self._read_window(tile, Window(col_off, y0, width, min(BLOCK_PX, TILE_PX - y0)))
+            strip = self.read_window(tile, Window(col_off, y0, width, min(BLOCK_PX, TILE_PX - y0)))
         self._strips[key] = strip  # most recently used last
         while len(self._strips) > self.max_strips:
             self._strips.pop(next(iter(self._strips)))
