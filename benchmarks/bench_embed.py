@@ -1,82 +1,132 @@
-"""One column end to end: our pipeline vs the seed's loop, and end-to-end vs model-only chips/s.
+"""A band job end to end against its parts, in one run: readers alone, model alone, and both together.
 
-``--tiles filled`` (the default) reads the tile of ``bench_tiles.py`` whose strip is
-filled with the sample scene, so that the column has whole chips of real imagery
-to embed; ``--tiles sample`` reads the sample region itself (4 chips per column).
-Both ways run at the product's defaults (``precision="auto"``, which on a bf16 CPU
-checks bf16 against float32 on the first batch: a fixed cost per column, reported).
+The job embeds the band of the filled tile's whole columns (``bench_tiles.py``: 5 columns of
+24 chips of real imagery, 120 chips) exactly as ``run_job`` does (same plan, reader threads,
+batch size, precision ``"auto"``, files written). Beside it, at the same threads:
+
+* **readers only**: the band's :class:`~wcembed.bands.BandFeed`, groups consumed in order;
+* **model only**: one :class:`~wcembed.inference.Embedder` per column on the same batches,
+  already in memory (including the ``"auto"`` precision check of each column's first batch);
+* **stand-in**: the same pipeline with the embedder's device work (normalisation and encoder)
+  replaced by a fixed cost per chip (default: the H200's measured bf16 rate, 1,873 chips/s),
+  so that a CPU shows whether the readers and the main thread would keep a GPU fed: end to
+  end against readers only.
+
+``--device cuda`` runs the same comparison on a GPU (batch 64, one reader per core by
+default). The ratios to read: ``end_to_end_over_slower_part`` (≥ 0.9: the pipeline hides the
+faster part) and ``stand_in_over_readers`` (≥ 0.9: the readers set the pace, not the main
+thread).
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
+import time
+from unittest import mock
 
 import numpy as np
-from bench_model import seed_way
-from bench_tiles import filled_tile_root
-from common import Timer, report, sample_root
-from wcembed.embed import embed_column
-from wcembed.inference import Embedder
-from wcembed.tiles import ChipReader
+import torch
+from bench_tiles import FILLED_COLUMNS, band_plan, filled_tile_root, read_band
+from common import Timer, report
+from wcembed import embed
+from wcembed.embed import reader_workers, run_job
+from wcembed.inference import Embedder, pick_device
+from wcembed.job import ColumnJob
 from wcembed.tileset import plan_grid
-from wcembed.weights import load_model
+from wcembed.weights import LoadedModel, load_model
+
+H200_BF16_CHIPS_PER_S = 1873.0
+"""``Embedder`` bf16 at batch 128 on one NVIDIA H200 (issue 24's measurement)."""
+
+
+class StandInEmbedder(Embedder):
+    """The :class:`Embedder` with its device work (normalisation and encoder) replaced by a fixed cost per chip,
+    after the same copy to the device: what the job's main thread and readers see when a GPU embeds at
+    ``1 / seconds_per_chip`` chips/s (the H200's rate was measured for the whole ``Embedder`` call)."""
+
+    seconds_per_chip = 1 / H200_BF16_CHIPS_PER_S
+
+    def __call__(self, pixels, valid, lat, lon, year) -> np.ndarray:
+        px = self.to_device(pixels)
+        time.sleep(self.seconds_per_chip * len(px))
+        return np.zeros((len(px), self.model.encoder.config.dim), np.float32)
+
+
+def model_only(model: LoadedModel, plan, groups, device: str, year: int = 2020) -> float:
+    """Seconds for the embedders alone on the band's batches (one Embedder per column, as a job)."""
+    embedders = [Embedder(model, device=device) for _ in plan.columns]
+    grid = plan.grid
+    with Timer() as t:
+        for g, pixels in groups:
+            for col, rows in enumerate(plan.groups[g]):
+                if rows:
+                    centres = [grid.chip_center(plan.columns[col], r) for r in rows]
+                    embedders[col](
+                        pixels[col, : len(rows)], None, [c[1] for c in centres], [c[0] for c in centres], year
+                    )
+    return t.s
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tiles", choices=["filled", "sample"], default="filled")
-    ap.add_argument("--column", type=int, default=None, help="default: 1149 (filled) or 1157 (sample)")
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 8 on a CPU, 64 on a GPU")
+    ap.add_argument("--workers", type=int, default=None, help="reader threads (default: the product's)")
+    ap.add_argument("--stand-in-chips-per-s", type=float, default=H200_BF16_CHIPS_PER_S)
     args = ap.parse_args()
-    root = filled_tile_root() if args.tiles == "filled" else sample_root()
-    args.column = args.column or (1149 if args.tiles == "filled" else 1157)
+    device = pick_device(args.device)
+    batch_size = args.batch_size or (64 if device.type == "cuda" else 8)
+    workers = args.workers or reader_workers(device)
+    root = filled_tile_root()
     grid = plan_grid(2020, root)
-    model = load_model(None, allow_untrained=True)
-    rows = list(grid.rows(args.column))
-    result = {"tiles": args.tiles, "column": args.column, "chips_in_column": len(rows), "batch_size": args.batch_size}
+    columns = list(range(FILLED_COLUMNS[0], FILLED_COLUMNS[1] + 1))
+    plan = band_plan(grid, columns, batch_size)
+    model = load_model(None, allow_untrained=True)  # full size, random weights: the same arithmetic
+    job = ColumnJob(
+        year=2020,
+        column=columns[0],
+        band=len(columns),
+        tiles=root,
+        batch_size=batch_size,
+        device=str(device),
+        workers=workers,
+    )
+    result = {
+        "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
+        "columns": f"{columns[0]}..{columns[-1]}",
+        "chips": plan.n_chips,
+        "batch_size": batch_size,
+        "reader_workers": workers,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+    read_band(plan, root, workers)  # warm-up: the tile in the page cache, as for every later run
+    with Timer() as t:
+        read_band(plan, root, workers)
+    result["readers_only_chips_per_s"] = plan.n_chips / t.s
+
+    from wcembed.bands import BandFeed
+
+    with BandFeed(plan, 2020, root, workers=workers) as feed:  # the batches, kept for the model-only run
+        groups = [(g.index, g.pixels.clone()) for g in feed]
+    Embedder(model, device=str(device))(groups[0][1][0, :2], None, [37.0, 37.0], [-76.0, -76.0], 2020)  # warm-up
+    result["model_only_chips_per_s"] = plan.n_chips / model_only(model, plan, groups, str(device))
+    del groups
 
     with tempfile.TemporaryDirectory() as tmp, Timer() as t:
-        res = embed_column(
-            2020,
-            args.column,
-            output=tmp,
-            tiles=root,
-            model=model,
-            grid=grid,
-            progress=False,
-            batch_size=args.batch_size,
-        )
-    result["embedded"] = res.embedded
-    result["ours_s"] = t.s
+        results = run_job(ColumnJob(**{**job.parameters(), "output": tmp}), grid=grid, model=model, progress=False)
+    result["embedded"] = sum(r.embedded for r in results)
+    result["end_to_end_chips_per_s"] = plan.n_chips / t.s
+    slower = min(result["readers_only_chips_per_s"], result["model_only_chips_per_s"])
+    result["end_to_end_over_slower_part"] = result["end_to_end_chips_per_s"] / slower
 
-    with Timer() as t:  # the seed's loop: reopen per chip, batch 1, no overlap
-        for r in rows:
-            with ChipReader(grid, 2020, root) as reader:
-                chip = reader.read(args.column, r)
-            if chip.valid_fraction >= 0.5:
-                lon, lat = grid.chip_center(args.column, r)
-                seed_way(model.encoder, chip.pixels[None], [lat], [lon], 2020)
-    result["seed_s"] = t.s
-    result["speed_ratio_ours_over_seed"] = result["seed_s"] / result["ours_s"]
-
-    with ChipReader(grid, 2020, root) as reader:
-        chips = [c for c in (reader.read(args.column, r) for r in rows) if c.valid_fraction >= 0.5]
-    emb = Embedder(model, device="cpu")
-    px, va = np.stack([c.pixels for c in chips]), np.stack([c.valid for c in chips])
-    centres = [grid.chip_center(c.column, c.row) for c in chips]
-    first = slice(0, args.batch_size)  # "auto" decides its precision on the first batch, as a column does
-    with Timer() as t:
-        emb(px[first], va[first], [c[1] for c in centres[first]], [c[0] for c in centres[first]], 2020)
-    result["first_batch_with_precision_check_s"] = t.s
-    result["precision"] = emb.precision
-    with Timer() as t:
-        for i in range(0, len(chips), args.batch_size):
-            sl = slice(i, i + args.batch_size)
-            emb(px[sl], va[sl], [c[1] for c in centres[sl]], [c[0] for c in centres[sl]], 2020)
-    result["model_only_chips_per_s"] = len(chips) / t.s
-    result["end_to_end_chips_per_s"] = res.embedded / result["ours_s"]
-    result["end_to_end_over_model_only"] = result["end_to_end_chips_per_s"] / result["model_only_chips_per_s"]
+    StandInEmbedder.seconds_per_chip = 1 / args.stand_in_chips_per_s
+    result["stand_in_chips_per_s"] = args.stand_in_chips_per_s
+    with tempfile.TemporaryDirectory() as tmp, mock.patch.object(embed, "Embedder", StandInEmbedder), Timer() as t:
+        run_job(ColumnJob(**{**job.parameters(), "output": tmp}), grid=grid, model=model, progress=False)
+    result["stand_in_end_to_end_chips_per_s"] = plan.n_chips / t.s
+    result["stand_in_over_readers"] = result["stand_in_end_to_end_chips_per_s"] / result["readers_only_chips_per_s"]
     report("embed", result)
 
 

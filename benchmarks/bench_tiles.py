@@ -1,34 +1,52 @@
-"""Chip reads: our reader against the seed's way on one column, and reader threads against chips/s.
+"""Chip reads: band reading against one-column reading, the seed's loop and GDAL's raw block decode.
 
 1. One column of the sample region over a local HTTP range server: requests, bytes
-   and chips/s of :class:`~wcembed.tiles.ChipReader` against the seed's loop.
-2. The reader threads of a column job (:class:`wcembed.embed._Prefetcher`, exactly
-   what ``run_job`` runs, rows consumed in order, one reader set per column as in a
-   Batch job) at 1, 2, 4, 8 workers, from local files and from the range server:
-   chips/s and MB/s of decoded pixels (a 512 px chip is 2 MiB of uint16). The sample
-   scene covers few whole chips, so this part reads a tile filled with it: the
-   sample tile's fully valid 2048 x 1536 px repeated over a 3072 px wide strip of a
-   full 12000 x 12000 px tile, written as ESA writes its COGs (DEFLATE, predictor 2,
-   1024 px blocks). This is the rate a GPU can be fed at per core: compare it
-   with ``bench_model.py --device cuda``.
+   and chips/s of the product's reader (:class:`wcembed.bands.BandFeed`, a band of one
+   column, as ``run_job`` runs it) against the seed's loop (reopen the file per chip,
+   read each window separately).
+2. Bytes over HTTP of a band of ``--band`` columns (the job definitions' width) against
+   the compressed bytes of the COG blocks under its chips counted once (read from the
+   TIFF's block byte counts), and against the same columns read one job each.
+3. The reader threads at 1, 2, 4, 8 workers (exactly what ``run_job`` runs: the band's
+   plan, batch groups consumed in order), from local files: chips/s against GDAL
+   decoding exactly the blocks under those chips, whole blocks, one dataset per thread,
+   the same number of threads (the ceiling of any reader). The sample scene covers few
+   whole chips, so parts 2 and 3 read a tile filled with it: the sample tile's fully
+   valid 2048 x 1536 px repeated over a 3072 px wide strip of a full 12000 x 12000 px
+   tile, written as ESA writes its COGs (DEFLATE, predictor 2, 1024 px blocks). This is
+   the rate a GPU can be fed at: compare it with ``bench_model.py --device cuda``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import rasterio
 from common import OUT, Timer, report, sample_root
-from local_servers import RangeServer
+from local_servers import RangeServer, cog_block_bytes
 from rasterio.windows import Window
-from wcembed.embed import _Prefetcher
+from wcembed import ROOT
+from wcembed.bands import BandFeed, BandPlan
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN
-from wcembed.product import PX_PER_DEGREE, TILE_PX, Tile, gdal_path, parse_tile_filename, tile_url
+from wcembed.product import BLOCK_PX, PX_PER_DEGREE, TILE_PX, Tile, gdal_path, parse_tile_filename, tile_url
 from wcembed.sample import write_tile
-from wcembed.tiles import ChipReader, gdal_options
+from wcembed.tiles import gdal_options
 from wcembed.tileset import plan_grid
+
+FILLED_COLUMNS = (1149, 1153)
+"""The columns whose chips lie wholly on the filled strip (tile px 288 .. 2848)."""
+
+
+def default_band() -> int:
+    """The band width of the CPU job definition (``batch/job_definition.json``)."""
+    spec = json.loads((ROOT / "batch/job_definition.json").read_text())
+    env = {e["name"]: e["value"] for e in spec["containerProperties"]["environment"]}
+    return int(env["BAND"])
 
 
 def seed_way(grid, year, source, column, rows):
@@ -64,47 +82,80 @@ def filled_tile_root() -> str:
     return str(root)
 
 
-def full_chips(grid, source: str) -> dict[int, list[int]]:
-    """The rows of each column whose chips are all valid pixels."""
-    out: dict[int, list[int]] = {}
-    with ChipReader(grid, 2020, source) as reader:
-        for column in grid.columns:
-            rows = [int(r) for r in grid.rows(int(column)) if reader.read(int(column), int(r)).valid_fraction == 1]
-            if rows:
-                out[int(column)] = rows
-    return out
+def band_plan(grid, columns, batch_size: int = 8) -> BandPlan:
+    """The plan of a band job over ``columns`` (every row), as ``run_job`` makes it."""
+    return BandPlan(grid, {c: [int(r) for r in grid.rows(c)] for c in columns}, batch_size)
 
 
-def reader_sweep(grid, source: str, chips: dict[int, list[int]], workers: int) -> tuple[float, int]:
-    """Seconds to read ``chips`` (rows by column) with ``workers`` reader threads, and the chips read; a new
-    set of readers per column, as each Batch job has."""
-    n = 0
-    with Timer() as t:
-        for column, rows in chips.items():
-            prefetch = _Prefetcher(grid, 2020, source, workers=workers, depth=16)
-            n += sum(1 for _ in prefetch(column, rows))
-            prefetch.close()
-    return t.s, n
+def read_band(plan: BandPlan, source: str, workers: int) -> int:
+    """Read a band's chips as a job does (groups consumed in order); return the chips read."""
+    with BandFeed(plan, 2020, source, workers=workers) as feed:
+        return sum(sum(len(rows) for rows in group.rows) for group in feed)
+
+
+def fetched(plans: list[BandPlan], root: str) -> tuple[int, int]:
+    """Requests and bytes served to read each plan as its own job (a new process's datasets each)."""
+    requests = size = 0
+    for plan in plans:
+        with RangeServer(root) as srv:
+            read_band(plan, srv.url, 1)
+            log = srv.requests()
+        requests += len(log)
+        size += sum(q["bytes"] for q in log)
+    return requests, size
+
+
+def blocks_under(plan: BandPlan, tif: Path) -> list[tuple[int, int, int]]:
+    """``(x, y, bytes)`` of the stored blocks of ``tif`` under the plan's chips, each once."""
+    stored = cog_block_bytes(tif)
+    return [
+        (x, y, stored[(x, y)])
+        for s in plan.strips
+        for x in range(s.x0 // BLOCK_PX, (s.x1 - 1) // BLOCK_PX + 1)
+        for y in [s.block_row]
+        if (x, y) in stored
+    ]
+
+
+def gdal_decode(tif: Path, blocks: list[tuple[int, int, int]], threads: int) -> float:
+    """Seconds for GDAL to decode ``blocks`` whole, ``threads`` threads with a dataset each."""
+    local = threading.local()
+    opened = []
+
+    def decode(block) -> None:
+        ds = getattr(local, "ds", None)
+        if ds is None:
+            ds = local.ds = rasterio.open(tif)
+            opened.append(ds)
+        x, y, _ = block
+        w, h = min(BLOCK_PX, TILE_PX - x * BLOCK_PX), min(BLOCK_PX, TILE_PX - y * BLOCK_PX)
+        ds.read(window=Window(x * BLOCK_PX, y * BLOCK_PX, w, h))
+
+    with rasterio.Env(GDAL_CACHEMAX=0), ThreadPoolExecutor(threads) as pool, Timer() as t:
+        list(pool.map(decode, blocks))
+    for ds in opened:
+        ds.close()
+    return t.s
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=lambda t: [int(v) for v in t.split(",")], default=[1, 2, 4, 8])
+    ap.add_argument("--band", type=int, default=None, help="band width (default: the CPU job definition's)")
     args = ap.parse_args()
+    band = args.band or default_band()
     root = sample_root()
     grid = plan_grid(2020, root)
     column = 1156
     rows = list(grid.rows(column))
     result = {"column": column, "chips": len(rows)}
-    for name, fn in (("ours", None), ("seed", seed_way)):
+    for name in ("ours", "seed"):
         with RangeServer(root) as srv:
             with Timer() as t:
-                if fn is None:
-                    with ChipReader(grid, 2020, srv.url) as reader:
-                        for r in rows:
-                            reader.read(column, r)
+                if name == "ours":
+                    read_band(band_plan(grid, [column]), srv.url, 1)
                 else:
-                    fn(grid, 2020, srv.url, column, rows)
+                    seed_way(grid, 2020, srv.url, column, rows)
             reqs = srv.requests()
         result[f"{name}_requests"] = len(reqs)
         result[f"{name}_bytes"] = sum(q["bytes"] for q in reqs)
@@ -114,19 +165,40 @@ def main() -> None:
     result["speed_ratio_ours_over_seed"] = result["ours_chips_per_s"] / result["seed_chips_per_s"]
 
     filled = filled_tile_root()
+    tif = next(Path(filled).rglob("*.tif"))
     grid = plan_grid(2020, filled)
-    chips = full_chips(grid, filled)
-    result["sweep_chips"] = sum(len(r) for r in chips.values())
-    result["sweep_columns"] = len(chips)
-    with RangeServer(filled) as srv:
-        for where, source in (("local", filled), ("http", srv.url)):
-            for w in args.workers:
-                seconds, n = reader_sweep(grid, source, chips, w)
-                result[f"readers_{where}_workers{w}_chips_per_s"] = n / seconds
-                result[f"readers_{where}_workers{w}_decoded_mb_per_s"] = n * CHIP_MB / seconds
-            base = result[f"readers_{where}_workers{args.workers[0]}_chips_per_s"]
-            best = max(result[f"readers_{where}_workers{w}_chips_per_s"] for w in args.workers)
-            result[f"readers_{where}_best_over_{args.workers[0]}_worker"] = best / base
+    filled_columns = list(range(FILLED_COLUMNS[0], FILLED_COLUMNS[1] + 1))
+    # 2. bytes: the bands of `band` columns that hold the filled columns, against one job per column
+    starts = sorted({c // band * band for c in filled_columns})
+    bands = [band_plan(grid, grid.band(s, band)) for s in starts]
+    columns = [c for plan in bands for c in plan.columns]
+    under = sum(n for plan in bands for *_, n in blocks_under(plan, tif))
+    result["bytes_band_width"] = band
+    result["bytes_bands"] = f"{starts[0]}..{starts[-1] + band - 1} ({len(starts)} bands, {len(columns)} columns)"
+    result["bytes_blocks_under_chips"] = under
+    result["bytes_band_requests"], result["bytes_band_fetched"] = fetched(bands, filled)
+    result["bytes_columns_requests"], result["bytes_columns_fetched"] = fetched(
+        [band_plan(grid, [c]) for c in columns], filled
+    )
+    result["bytes_band_over_blocks"] = result["bytes_band_fetched"] / under
+    result["bytes_columns_over_blocks"] = result["bytes_columns_fetched"] / under
+    result["bytes_columns_over_band"] = result["bytes_columns_fetched"] / result["bytes_band_fetched"]
+
+    # 3. readers against GDAL's raw decode of the same blocks, thread for thread
+    plan = band_plan(grid, filled_columns)
+    blocks = blocks_under(plan, tif)
+    result["sweep_columns"] = f"{filled_columns[0]}..{filled_columns[-1]}"
+    result["sweep_chips"] = plan.n_chips
+    result["sweep_blocks"] = len(blocks)
+    for w in args.workers:
+        with Timer() as t:
+            n = read_band(plan, filled, w)
+        result[f"readers_workers{w}_chips_per_s"] = n / t.s
+        result[f"readers_workers{w}_decoded_mb_per_s"] = n * CHIP_MB / t.s
+        result[f"gdal_decode_threads{w}_chips_per_s"] = plan.n_chips / gdal_decode(tif, blocks, w)
+        result[f"readers_over_gdal_decode_workers{w}"] = (
+            result[f"readers_workers{w}_chips_per_s"] / result[f"gdal_decode_threads{w}_chips_per_s"]
+        )
     report("tiles", result)
 
 

@@ -13,7 +13,28 @@ DOCKER=${DOCKER:-/usr/bin/docker}      # Debian's client matches its engine (a n
 BASE=local/python:3.11-bookworm
 IMAGE=${IMAGE:-wcembed:local}
 WORK=.cache/docker-local
-MIRROR=${MIRROR:-http://deb.debian.org/debian}
+
+# The Debian archive debootstrap fetches from: $MIRROR, else the machine's own apt configuration (the first
+# Debian archive, not -security, in /etc/apt: deb822 `URIs:` lines, then one-line `deb` entries).
+apt_debian_archive() {
+    local f
+    for f in /etc/apt/sources.list.d/*.sources /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk '$1 == "URIs:" { for (i = 2; i <= NF; i++) print $i }
+             $1 == "deb" { opt = 0                      # skip an [option ...] block, then the URI
+                           for (i = 2; i <= NF; i++) {
+                               if ($i ~ /^\[/) opt = 1
+                               if (!opt) { print $i; break }
+                               if ($i ~ /\]$/) opt = 0 } }' "$f"
+    done | grep -E '/debian/?$' | head -n 1
+}
+MIRROR=${MIRROR:-$(apt_debian_archive)}
+if [ -z "$MIRROR" ]; then
+    echo "error: no Debian archive in this machine's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/);" \
+        "set MIRROR=<url of a Debian archive>" >&2
+    exit 1
+fi
+echo "Debian archive for the base image: $MIRROR"
 mkdir -p "$WORK"
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }

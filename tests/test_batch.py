@@ -15,6 +15,7 @@ from wcembed import ROOT, store
 from wcembed.batch import (
     EXIT_BAD_INPUT,
     band_for_index,
+    definition_environment,
     entrypoint,
     exit_code_for,
     job_definition_request,
@@ -144,7 +145,7 @@ def test_index_maps_to_a_band_of_adjacent_columns(sample_root):
     assert starts == [1148, 1152, 1156, 1160, 1164, 1168]
     covered = [c for s in starts for c in ColumnJob(year=2020, column=s, band=4).columns(grid)]
     assert covered == [int(c) for c in grid.columns]
-    with pytest.raises(BadColumnError, match="outside 0..5"):
+    with pytest.raises(BadColumnError, match=r"outside 0\.\.5"):
         band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "6"}, grid)
     assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1148,1164"}, grid) == 1164
     with pytest.raises(BadColumnError, match="hold no column"):
@@ -258,7 +259,7 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
         "s3://wc-out/rerun",
         "--dry-run",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=os.environ)
+    done = subprocess.run([*cmd, "--band", "1"], capture_output=True, text=True, timeout=300, env=os.environ)
     assert done.returncode == 0, done.stderr
     req = json.loads(done.stdout)
     env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
@@ -279,6 +280,14 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
     env = {e["name"]: e["value"] for e in req["containerOverrides"]["environment"]}
     assert env["GRID_COLUMNS"] == "1156,1164" and env["BAND"] == "4" and req["arrayProperties"]["size"] == 2
     assert "2 of 6 bands" in done.stderr
+
+    # without --band the array is cut as the job definition's jobs will run it, and what the definition
+    # sets (the GPU variant's batch size) is not overridden by the command line's defaults
+    done = subprocess.run([*cmd, "--gpu"], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    env = {e["name"]: e["value"] for e in json.loads(done.stdout)["containerOverrides"]["environment"]}
+    assert env["BAND"] == definition_environment(gpu=True)["BAND"] == "32" and "BATCH_SIZE" not in env
+    assert env["GRID_COLUMNS"] == "1152"  # 1156, 1166 and 1167 are all in the band 1152..1183
 
 
 def test_dockerfile_lints_clean():

@@ -56,6 +56,15 @@ from wcembed.product import BLOCK_PX, NODATA, TILE_PX, Tile
 from wcembed.tiles import ChipReader, gdal_options
 
 
+def _count_valid(part: np.ndarray) -> int:
+    """Pixels of ``(4, h, w)`` uint16 ``part`` with data: those whose bands OR to non-zero (nodata is 0 in
+    every band), OR-ed in place (a third of the time of comparing each band)."""
+    acc = np.bitwise_or(part[0], part[1])
+    for band in part[2:]:
+        np.bitwise_or(acc, band, out=acc)
+    return int(np.count_nonzero(acc))
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a part of a strip goes: ``chip[:, y0:y1, x0:x1] = strip[:, sy0:sy1, tx0 - strip.x0 : tx1 - strip.x0]``.
@@ -250,15 +259,20 @@ class BandFeed:
 
     def _read(self, strip: Strip) -> list[int]:
         """Read one strip and place its pixels; return the valid-pixel count of each placement."""
+        window = strip.window
+        shape = (4, window.height, window.width)
+        scratch = getattr(self._local, "scratch", {})  # one strip buffer per shape and thread, reused
+        self._local.scratch = scratch
+        data = scratch.setdefault(shape, np.empty(shape, np.uint16))
         with rasterio.Env(**self._options):
-            data = self._reader().read_window(strip.tile, strip.window)
+            self._reader().read_window(strip.tile, window, out=data)
         counts = []
         for p in strip.placements:
             sy0, sy1, tx0, tx1 = p.src
             y0, y1, x0, x1 = p.dst
             part = data[:, sy0:sy1, tx0 - strip.x0 : tx1 - strip.x0]
             self._arrays[p.group % self.depth][p.col, p.slot, :, y0:y1, x0:x1] = part
-            counts.append(int(np.count_nonzero(np.bitwise_or.reduce(part != NODATA, axis=0))))
+            counts.append(_count_valid(part))
         return counts
 
     def _prepare(self, g: int) -> None:

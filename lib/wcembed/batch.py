@@ -191,17 +191,23 @@ def retry_strategy(attempts: int = RETRY_ATTEMPTS) -> dict:
     }
 
 
+def definition_environment(*, gpu: bool = False, path: str | Path = JOB_DEFINITION) -> dict[str, str]:
+    """The environment of the job definition (``batch/job_definition.json``): the CPU one, or with the
+    GPU variant's laid over it."""
+    spec = json.loads(Path(path).read_text())
+    env = {e["name"]: e["value"] for e in spec["containerProperties"].get("environment", [])}
+    return env | (spec["_gpu"]["environment"] if gpu else {})
+
+
 def job_definition_request(image: str, *, gpu: bool = False, path: str | Path = JOB_DEFINITION) -> dict:
     """``register_job_definition`` parameters from ``batch/job_definition.json`` for an image."""
     spec = json.loads(Path(path).read_text())
     req = {k: v for k, v in spec.items() if not k.startswith("_")}
     props = dict(req["containerProperties"])
     props["image"] = image
-    if gpu:  # the GPU variant's resources replace the CPU ones; its environment is laid over theirs
-        variant = spec["_gpu"]
-        props["resourceRequirements"] = variant["resourceRequirements"]
-        env = {e["name"]: e["value"] for e in props.get("environment", [])} | variant["environment"]
-        props["environment"] = [{"name": k, "value": v} for k, v in env.items()]
+    if gpu:  # the GPU variant's resources replace the CPU ones
+        props["resourceRequirements"] = spec["_gpu"]["resourceRequirements"]
+    props["environment"] = [{"name": k, "value": v} for k, v in definition_environment(gpu=gpu, path=path).items()]
     req["containerProperties"] = props
     req["jobDefinitionName"] = req["jobDefinitionName"] + ("-gpu" if gpu else "")
     req["retryStrategy"] = retry_strategy()

@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
         p.add_argument("--job-queue", default="wcembed")
         p.add_argument("--job-definition", default="wcembed-column")
-        p.set_defaults(func=cmd_submit, missing=name == "resubmit-missing")
+        p.set_defaults(func=cmd_submit, missing=name == "resubmit-missing", band=None)
     return parser
 
 
@@ -283,9 +283,11 @@ def cmd_run_array(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     import json
 
-    from wcembed.batch import missing_bands, submit_request, validate
+    from wcembed.batch import definition_environment, missing_bands, submit_request, validate
 
-    job = ColumnJob.from_args(args)
+    # the array is cut into bands of the width the jobs will run: --band, else the job definition's
+    band = args.band or int(definition_environment(gpu=args.gpu).get("BAND", 1))
+    job = ColumnJob.from_args(args, band=band)
     grid = job.plan_grid()
     starts = None
     if args.columns:
@@ -303,7 +305,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         len(grid.band_starts(job.band)),
         job_queue=args.job_queue,
         job_definition=args.job_definition,
-        environment={k: v for k, v in job.to_env().items() if k != "YEAR"},
+        environment={k: v for k, v in job.changed_env().items() if k != "YEAR"} | {"BAND": str(band)},
         columns=starts,
         gpu=args.gpu,
     )

@@ -1,6 +1,6 @@
 """``make demo``: the whole pipeline, offline, on the bundled sample region.
 
-plan -> embed every column of 2020 and 2021 (local AWS Batch array runner,
+plan -> embed every column of 2020 and 2021 in bands of 4 (local AWS Batch array runner,
 papermill, the real ``embed_column.ipynb``) -> LanceDB -> explore notebook with
 a sample query and the whole-region layers (similarity, change, embedding
 colours) -> map screenshot. The sample holds one scene placed as both years, so
@@ -20,7 +20,7 @@ from pathlib import Path
 import papermill
 
 from wcembed import NOTEBOOKS, ROOT
-from wcembed.batch import missing_columns, run_array
+from wcembed.batch import missing_bands, run_array
 from wcembed.index import ChipIndex, ingest
 from wcembed.job import ColumnJob
 from wcembed.sample import build_sample_region
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 YEAR = 2020
 YEARS = (2020, 2021)
 START = (-75.62, 37.675)  # lon, lat: farmland near Accomac, Virginia
+BAND = 4
+"""Columns per array job: the sample's 24 columns are 6 jobs a year, each reading its COG blocks once."""
 
 
 def banner(text: str) -> None:
@@ -57,7 +59,8 @@ def run(
     parallel: int = 2,
     indices: list[int] | None = None,
 ) -> int:
-    """Run the demo into ``outputs``; ``indices`` limits the array indices embedded (default: all)."""
+    """Run the demo into ``outputs``; ``indices`` limits the array indices (bands of :data:`BAND` columns)
+    embedded (default: all)."""
     t0 = time.perf_counter()
     out = Path(outputs).resolve()
     weights = choose_weights(checkpoint)
@@ -90,18 +93,20 @@ def run(
             output=str(out / "embeddings"),
             tiles=str(sample),
             batch_size=4,
+            band=BAND,
             checkpoint=weights,
             allow_untrained=not weights,
         )
         grid = job.plan_grid()
-        print(f"{year}: {len(grid.columns)} columns, {grid.n_chips} chips")
-        chosen = list(range(len(grid.columns))) if indices is None else indices
-        todo = set(missing_columns(grid, job.output, year))
-        done = [i for i in chosen if int(grid.columns[i]) not in todo]
-        chosen = [i for i in chosen if int(grid.columns[i]) in todo]
+        starts = grid.band_starts(BAND)
+        print(f"{year}: {len(grid.columns)} columns in {len(starts)} bands of {BAND}, {grid.n_chips} chips")
+        chosen = list(range(len(starts))) if indices is None else indices
+        todo = set(missing_bands(grid, job.output, year, BAND))
+        done = [i for i in chosen if int(starts[i]) not in todo]
+        chosen = [i for i in chosen if int(starts[i]) in todo]
         banner(
-            f"3/6 embedding {len(chosen)} columns of {year} with the local array runner ({parallel} at a time); "
-            f"{len(done)} done already"
+            f"3/6 embedding {len(chosen)} bands of {BAND} columns of {year} with the local array runner "
+            f"({parallel} at a time); {len(done)} done already"
         )
         env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if parallel > 1 else {})
         codes = run_array(chosen, env, parallel=parallel)

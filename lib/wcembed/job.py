@@ -185,6 +185,14 @@ class ColumnJob:
                 env[f.metadata["env"]] = str(value).lower() if isinstance(value, bool) else str(value)
         return env
 
+    def changed_env(self) -> dict[str, str]:
+        """The entries of :meth:`to_env` whose values differ from the defaults' (and the year): what a
+        submission sends, so that the job definition's environment (e.g. the GPU variant's ``BATCH_SIZE``
+        and ``BAND``) holds for everything else."""
+        defaults = dataclasses.replace(self, **{f.name: f.default for f in self.fields() if f.name != "year"})
+        base = defaults.to_env()
+        return {k: v for k, v in self.to_env().items() if base.get(k) != v or k == "YEAR"}
+
     def parameters(self) -> dict[str, Any]:
         """The papermill parameters of ``embed_column.ipynb``."""
         return dataclasses.asdict(self)

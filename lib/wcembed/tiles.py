@@ -256,13 +256,13 @@ class ChipReader:
             self._open[tile] = ds
         return ds
 
-    def read_window(self, tile: str, window: Window) -> np.ndarray:
-        """Pixels ``(4, h, w)`` of a window of a tile, with retries of transient errors (call inside the
-        reader's ``rasterio.Env``)."""
+    def read_window(self, tile: str, window: Window, out: np.ndarray | None = None) -> np.ndarray:
+        """Pixels ``(4, h, w)`` of a window of a tile (into ``out`` if given), with retries of transient
+        errors (call inside the reader's ``rasterio.Env``)."""
         url = self.url(tile)
         for attempt in range(self.retries + 1):
             try:
-                return self._dataset(tile).read(window=window)
+                return self._dataset(tile).read(window=window, out=out)
             except RasterioIOError as exc:
                 err = classify(exc, tile, url)
                 stale = self._open.pop(tile, None)
