@@ -44,12 +44,15 @@ def comparable(path) -> tuple:
 @pytest.mark.parametrize("chip", [(1148, 328), (1147, 327), (1150, 330)])
 def test_plan_places_every_pixel_of_a_chip_once_from_one_strip_per_block_row(chip):
     """Around the corner of four tiles (one missing) the strips' placements and the blank parts tile each
-    chip exactly, and no (tile, block row) is read twice."""
+    chip exactly, and no block is read twice."""
     grid = Grid(["N36W077", "N36W076", "N35W076"])
     column, row = chip
     plan = BandPlan(grid, {c: [row, row + 1] for c in range(column - 2, column + 2) if c in grid.columns}, 2)
-    keys = [(s.tile, s.block_row) for s in plan.strips]
-    assert len(keys) == len(set(keys))
+    blocks = [
+        (s.tile, s.block_row, x) for s in plan.strips for x in range(s.x0 // BLOCK_PX, (s.x1 - 1) // BLOCK_PX + 1)
+    ]
+    assert len(blocks) == len(set(blocks))  # no block is under two strips
+    assert all(s.x1 - s.x0 <= plan.strip_blocks * BLOCK_PX for s in plan.strips)
     cover = {}
     for s in plan.strips:
         assert s.window.width == s.x1 - s.x0 and s.window.height <= BLOCK_PX
