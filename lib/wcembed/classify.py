@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from wcembed.errors import BadParameterError, LabelsError
-from wcembed.product import CRS
+from wcembed.errors import BadInputError, BadParameterError, LabelsError
+from wcembed.grid import parse_chip_id
+from wcembed.product import CRS, check_year
 from wcembed.store import vector_matrix
 
 log = logging.getLogger(__name__)
@@ -54,10 +56,26 @@ class Labels:
         return isinstance(other, Labels) and self.items == other.items
 
     def add(self, chip_id: str, label: str, *, year: int, bounds: tuple[float, float, float, float]) -> None:
-        """Label a chip (replacing an earlier label). ``bounds`` in degrees (west, south, east, north)."""
+        """Label a chip (replacing an earlier label). ``bounds``: its footprint in degrees (west, south, east,
+        north). :class:`LabelsError` for an id that is not a chip id of ``year`` or bounds that are not a box."""
         if label not in LABELS:
             raise LabelsError(f"label must be one of {LABELS}, not {label!r}")
-        self.items[chip_id] = {"year": int(year), "label": label, "bounds": tuple(float(b) for b in bounds)}
+        try:
+            id_year, column, row = parse_chip_id(chip_id)
+            year = check_year(year)
+        except BadInputError as exc:
+            raise LabelsError(str(exc)) from None
+        if id_year != year:
+            raise LabelsError(f"chip {chip_id!r} is of {id_year}, labelled as of {year}")
+        if column < 0 or row < 0:
+            raise LabelsError(f"chip {chip_id!r} is not on the grid (negative column or row)")
+        try:
+            w, s, e, n = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise LabelsError(f"chip {chip_id!r}: bounds {bounds!r} are not 4 numbers") from None
+        if not (all(math.isfinite(v) for v in (w, s, e, n)) and w < e and s < n):
+            raise LabelsError(f"chip {chip_id!r}: bounds {bounds!r} are not a box (west < east, south < north)")
+        self.items[chip_id] = {"year": year, "label": label, "bounds": (w, s, e, n)}
 
     def centres(self, chip_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Longitudes and latitudes (degrees) of the centres of labelled chips."""
@@ -106,11 +124,18 @@ class Labels:
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
             raise LabelsError(f"{path}: not a GeoJSON FeatureCollection")
         labels = cls()
-        for i, feat in enumerate(data.get("features", [])):
-            props = feat.get("properties") or {}
-            missing = [k for k in ("chip_id", "year", "label") if k not in props]
+        features = data.get("features", [])
+        if not isinstance(features, list):
+            raise LabelsError(f"{path}: 'features' is not a list")
+        for i, feat in enumerate(features):
+            props = feat.get("properties") if isinstance(feat, dict) else None
+            if not isinstance(props, dict):
+                raise LabelsError(f"{path}: feature {i} is not a GeoJSON feature with properties")
+            missing = [k for k in ("chip_id", "year", "label") if props.get(k) is None]
             if missing:
                 raise LabelsError(f"{path}: feature {i} lacks {missing}")
+            if not isinstance(props["chip_id"], str) or not isinstance(props["label"], str):
+                raise LabelsError(f"{path}: feature {i}: chip_id and label must be strings")
             try:
                 coords = np.asarray(feat["geometry"]["coordinates"][0], dtype=float)
                 bounds = (coords[:, 0].min(), coords[:, 1].min(), coords[:, 0].max(), coords[:, 1].max())
@@ -120,7 +145,10 @@ class Labels:
                 raise LabelsError(
                     f"{path}: feature {i} ({props['chip_id']}) has label {props['label']!r}, not one of {LABELS}"
                 )
-            labels.add(str(props["chip_id"]), props["label"], year=int(props["year"]), bounds=bounds)
+            try:
+                labels.add(props["chip_id"], props["label"], year=props["year"], bounds=bounds)
+            except LabelsError as exc:
+                raise LabelsError(f"{path}: feature {i}: {exc}") from None
         return labels
 
 

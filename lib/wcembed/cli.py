@@ -243,28 +243,38 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_indices(text: str | None, n: int) -> list[int]:
+    """``0-9,12`` as a list of numbers (every index below ``n`` when ``text`` is empty)."""
     if not text:
         return list(range(n))
     out: list[int] = []
     for part in text.split(","):
         a, _, b = part.partition("-")
         try:
-            out.extend(range(int(a), int(b or a) + 1))
+            first, last = int(a), int(b or a)
         except ValueError:
             raise BadParameterError(f"{text!r} is not a list of numbers: use e.g. 0-9 or 3,5") from None
+        if last < first:
+            raise BadParameterError(f"{part!r} is an empty range: write the smaller number first, e.g. 2-5")
+        out.extend(range(first, last + 1))
     return out
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from wcembed.index import ChipIndex
+    from wcembed.index import ChipIndex, check_k, check_point
+    from wcembed.product import check_year
 
+    check_k(args.k)  # the arguments first, before the database is opened
+    if args.point:
+        check_point(*args.point)
+    if args.year is not None:
+        check_year(args.year)
+    if not args.chip and not args.point:
+        raise BadParameterError("give --chip ID or --point LON LAT")
     idx = ChipIndex(args.db)
     if args.chip:
         res = idx.by_chip(args.chip, args.k, year=args.year)
-    elif args.point:
-        res = idx.by_point(*args.point, k=args.k, year=args.year)
     else:
-        raise SystemExit("give --chip or --point")
+        res = idx.by_point(*args.point, k=args.k, year=args.year)
     print(res.drop(columns="geometry").to_string(index=False))
     return 0
 
@@ -320,9 +330,25 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return 0
 
 
+NEGATIVE_VALUED = ("--region",)
+"""Options whose value may start with a minus sign (``--region -76,37,-75,38``: every CONUS longitude is
+negative), which argparse would take for an option."""
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--region -76,37,-75,38`` as ``--region=-76,37,-75,38``."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in NEGATIVE_VALUED and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -173,6 +173,8 @@ def run_job(
         path = job.output_path(column)
         if store.exists(path) and not job.overwrite:
             log.info("%s exists: column %d of %d is done", path, column, job.year)
+            if store.restore_item(path, grid):
+                log.warning("%s had no STAC Item (a writer killed between the two): written now", path)
             results[column] = ColumnResult(job.year, column, path, "exists")
     todo = [c for c in columns if c not in results]
     if todo:

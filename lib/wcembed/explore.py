@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
-from wcembed.errors import WMSError, WMSTransientError
+from wcembed.errors import WcEmbedError, WMSError, WMSTransientError
 from wcembed.product import CRS, LAYER_KINDS, YEARS, layer_name
 from wcembed.styles import label_style, results_geojson
 
@@ -214,8 +215,12 @@ class Explorer:
         if action == "created" and geo_json:
             import shapely
 
-            self.select_area(shapely.geometry.shape(geo_json["geometry"]))
-            self.draw.clear()
+            try:
+                self.select_area(shapely.geometry.shape(geo_json["geometry"]))
+            except (WcEmbedError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                self.status.value = html.escape(f"cannot search this area: {exc}")
+            finally:
+                self.draw.clear()
 
     def select_area(self, geometry):
         """Search with every chip of the year under ``geometry`` (a shapely polygon, degrees) as examples.

@@ -33,12 +33,15 @@ import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
 import numpy as np
-from rasterio.windows import Window
 
 from wcembed.errors import BadColumnError, BadInputError, BadParameterError, EmptyTileSetError
 from wcembed.product import CRS, PX_PER_DEGREE, TILE_PX, Tile, as_tile, check_year
+
+if TYPE_CHECKING:
+    from rasterio.windows import Window
 
 CHIP_PX = 512
 """Default chip size in pixels."""
@@ -309,6 +312,8 @@ class Grid:
         ``chip_window``s tile the chip exactly. Pieces on tiles outside the
         tile set have ``exists=False`` (read them as nodata).
         """
+        from rasterio.windows import Window  # here: the command line answers bad arguments without rasterio
+
         gx, gy = self.chip_offsets(column, row)
         cs = self.chip_size
         pieces = []

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from wcembed import store
 from wcembed.errors import BadParameterError, IngestError, UnknownChipError
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
-from wcembed.product import CRS, PX_PER_DEGREE, YEARS
+from wcembed.product import CRS, PX_PER_DEGREE, YEARS, check_year
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,54 @@ def _connect(db: str | Path):
     return lancedb.connect(str(db))
 
 
-def _arrow_rows(path: str) -> tuple[pa.Table, str]:
-    """The rows of one GeoParquet file, in the table's layout, and the file's weights (``embedding.weights``)."""
+class _BadFile(Exception):
+    """Why one output file is refused (its rows are not ingested)."""
+
+
+def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
+    """The rows of one GeoParquet file in the table's layout (``schema``, when the table has one), and the
+    file's weights (``embedding.weights``), after checking the whole file: its columns and their types,
+    the vector dimension, and that its name, its ``wcembed`` metadata and its rows agree on the year and
+    column, with chip ids that are the ids of their rows. Raises :class:`_BadFile` saying what is wrong."""
+    year, column = store.parse_output_path(path)
     table = pq.read_table(io.BytesIO(store.read_bytes(path)))
-    embedding = json.loads((table.schema.metadata or {}).get(b"embedding", b"{}"))
+    meta = table.schema.metadata or {}
+    embedding = json.loads(meta.get(b"embedding", b"{}"))
+    prov = json.loads(meta.get(b"wcembed", b"{}"))
+    missing = [c for c in (*KEEP, "bbox", "embeddings") if c not in table.column_names]
+    if missing:
+        raise _BadFile(f"no column {', '.join(missing)}")
+    vectors = table.schema.field("embeddings").type
+    if not pa.types.is_fixed_size_list(vectors) or vectors.value_type != pa.float32():
+        raise _BadFile(f"embeddings are {vectors}, not a fixed-size list of float32")
+    if schema is not None and vectors.list_size != schema.field("vector").type.list_size:
+        raise _BadFile(f"{vectors.list_size}-d embeddings; the table's are {schema.field('vector').type.list_size}-d")
+    if (prov.get("year"), prov.get("column")) != (year, column):
+        raise _BadFile(
+            f"its metadata says year {prov.get('year')}, column {prov.get('column')}; its name says year {year}, "
+            f"column {column}"
+        )
+    years, columns = set(table["year"].to_pylist()), set(table["column"].to_pylist())
+    if years - {year} or columns - {column}:
+        raise _BadFile(f"rows of years {sorted(years)} and columns {sorted(columns)} in the file of {year}/{column}")
+    ids = table["chip_id"].to_pylist()
+    expected = [chip_id(year, column, r) for r in table["row"].to_pylist()]
+    if ids != expected:
+        wrong = next(i for i, (a, b) in enumerate(zip(ids, expected, strict=True)) if a != b)
+        raise _BadFile(f"chip id {ids[wrong]!r} on row {table['row'][wrong]} (expected {expected[wrong]!r})")
+    if len(set(ids)) != len(ids):
+        raise _BadFile("a chip is in the file twice")
     bbox = table["bbox"].combine_chunks()
     out = table.select(KEEP)
     for name in ("xmin", "ymin", "xmax", "ymax"):
         out = out.append_column(name, bbox.field(name))
-    return out.append_column("vector", table["embeddings"]).replace_schema_metadata(None), embedding.get("weights", "")
+    out = out.append_column("vector", table["embeddings"]).replace_schema_metadata(None)
+    if schema is not None:
+        try:
+            out = out.cast(schema)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+            raise _BadFile(f"its columns do not fit the table's ({exc})") from None
+    return out, embedding.get("weights", "")
 
 
 def ingest(
@@ -90,19 +129,32 @@ def ingest(
 ) -> IngestReport:
     """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
 
-    Only new or changed files (by name and size) are read. Idempotent per chip:
-    files are added ``batch_rows`` rows at a time (few, large fragments), each
-    batch after deleting the rows of its (year, column)s, so a rewritten file, or
-    a rerun after an ingest was killed (files are recorded only at the end),
-    never duplicates a chip. A file that cannot be read (truncated, corrupt) is
-    skipped and not recorded: the others are ingested, then :class:`IngestError`
-    names it (a column whose new file is unreadable keeps its previous rows).
+    Only new or changed files (by name and size) are read. Each is checked whole
+    before it touches the table (:func:`_arrow_rows`: columns, types, vector
+    dimension, and that its name, metadata and rows agree); a file that fails, or
+    cannot be read, is skipped and not recorded: the others are ingested, then
+    :class:`IngestError` names it with the reason, and its column keeps the rows it
+    had. Files are added ``batch_rows`` rows at a time (few, large fragments). Rows
+    of columns already in the table are replaced in one LanceDB commit (a merge on
+    ``chip_id`` that also deletes the column's chips the new file no longer has),
+    so the old rows are gone only when the new ones are in; a rerun after a killed
+    ingest (files are recorded only at the end) never duplicates a chip.
     Afterwards the table is compacted and its indexes brought up to date
     (:func:`refresh_indexes`).
     """
+    files = store.list_outputs(source)
+    if not files:
+        raise IngestError(f"no output files (*_{store.FORMAT_VERSION}.gpq) under {source}")
+    if str(db).startswith(("s3://", "gs://", "az://")):  # no lock on object stores: run one ingest at a time
+        return _ingest(files, db, ann_min_rows, batch_rows)
+    Path(db).mkdir(parents=True, exist_ok=True)
+    with store.exclusive(Path(db) / ".ingest.lock"):  # concurrent ingests take turns
+        return _ingest(files, db, ann_min_rows, batch_rows)
+
+
+def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows: int) -> IngestReport:
     conn = _connect(db)
     names = set(conn.table_names())
-    files = store.list_outputs(source)
     seen: dict[str, int] = {}
     weights: dict[str, str] = {}
     if FILES in names:
@@ -122,20 +174,29 @@ def ingest(
         nonlocal chips
         rows = pa.concat_tables([t for _, t in pending])
         if chips is None:
-            chips = conn.create_table(TABLE, rows)
-        else:  # forget what these files replace (also rows a killed ingest left behind)
-            chips.delete(_columns_filter([p for p, _ in pending]))
-            chips.add(rows)
+            chips = _create_or_open(conn, rows)
+        if chips.count_rows(_columns_filter([p for p, _ in pending])) == 0:
+            chips.add(rows)  # new columns: a plain append
+        else:  # replace the columns' rows (also rows a killed ingest left behind) in one commit
+            (
+                chips.merge_insert("chip_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .when_not_matched_by_source_delete(_columns_filter([p for p, _ in pending]))
+                .execute(rows)
+            )
         done.extend(p for p, _ in pending)
         pending.clear()
 
+    schema = chips.schema if chips is not None else None
     for path in todo:
         try:
-            part, weights[path] = _arrow_rows(path)
-        except Exception as exc:  # any unreadable file: named at the end, the others still ingested
-            failed[path] = f"{type(exc).__name__}: {exc}"
+            part, weights[path] = _arrow_rows(path, schema)
+        except Exception as exc:  # any bad or unreadable file: named at the end, the others still ingested
+            failed[path] = str(exc) if isinstance(exc, _BadFile) else f"{type(exc).__name__}: {exc}"
             log.error("cannot ingest %s: %s", path, failed[path])
             continue
+        schema = schema or part.schema  # the first good file sets the layout of a new table
         pending.append((path, part))
         if sum(t.num_rows for _, t in pending) >= batch_rows:
             add_pending()
@@ -159,6 +220,15 @@ def ingest(
         named = "; ".join(f"{p}: {why}" for p, why in failed.items())
         raise IngestError(f"{len(failed)} of {len(todo)} files could not be ingested (the rest were): {named}", report)
     return report
+
+
+def _create_or_open(conn, rows: pa.Table):
+    """The chips table, created with ``rows``' layout (and no rows: they are added next) or, when another
+    ingest created it meanwhile, opened."""
+    try:
+        return conn.create_table(TABLE, rows.schema.empty_table())
+    except ValueError:  # "Table 'chips' already exists": a concurrent first ingest won the race
+        return conn.open_table(TABLE)
 
 
 def _columns_filter(paths: Sequence[str]) -> str:
@@ -223,6 +293,42 @@ def build_ann_index(table, kind: str = ANN_INDEX) -> None:
     table.create_index("vector", config=configs[kind](), replace=True)
 
 
+MAX_K = 10_000
+"""The most results one search may ask for."""
+
+
+def check_k(k: int) -> int:
+    """``k`` if it is a number of results (an integer within 1..:data:`MAX_K`), else :class:`BadParameterError`."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_K:
+        raise BadParameterError(f"k must be an integer within 1..{MAX_K}, got {k!r}")
+    return int(k)
+
+
+def check_point(lon: float, lat: float) -> tuple[float, float]:
+    """``(lon, lat)`` as floats if they are a point in degrees (finite, within ±180 and ±90), else
+    :class:`BadParameterError`."""
+    try:
+        x, y = float(lon), float(lat)
+    except (TypeError, ValueError):
+        raise BadParameterError(f"not a point in degrees: lon {lon!r}, lat {lat!r}") from None
+    if not (math.isfinite(x) and math.isfinite(y) and -180 <= x <= 180 and -90 <= y <= 90):
+        raise BadParameterError(f"not a point in degrees: lon {lon!r}, lat {lat!r} (lon within ±180, lat ±90)")
+    return x, y
+
+
+def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` as floats if they are a box in degrees, else :class:`BadParameterError`
+    (the values go into a SQL filter: only numbers pass)."""
+    try:
+        w, s, e, n = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise BadParameterError(f"not a bbox (west, south, east, north) in degrees: {bbox!r}") from None
+    check_point(w, s), check_point(e, n)
+    if w > e or s > n:
+        raise BadParameterError(f"bbox {bbox!r}: west must not exceed east, nor south north")
+    return w, s, e, n
+
+
 def _sql_strings(values: Sequence[str]) -> str:
     """Strings as a SQL list body: ``'a', 'b'`` (quotes doubled)."""
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
@@ -246,7 +352,12 @@ class ChipIndex:
         origin: tuple[float, float] = CONUS_ORIGIN,
     ) -> None:
         self.db = db
-        self.table = _connect(db).open_table(table)
+        if not str(db).startswith(("s3://", "gs://", "az://")) and not Path(db).is_dir():
+            raise IngestError(f"no LanceDB database at {db}: ingest output files first (python -m wcembed index)")
+        conn = _connect(db)
+        if table not in conn.table_names():
+            raise IngestError(f"the database {db} has no table {table!r}: ingest output files first")
+        self.table = conn.open_table(table)
         self.origin = origin
         self.chip_size = chip_size or self._chip_size()
         """Chip size of the table's grid in pixels (read off its first chip's footprint unless given)."""
@@ -276,8 +387,12 @@ class ChipIndex:
 
     @property
     def weights(self) -> set[str]:
-        """The weights the ingested files were embedded with (``embedding.weights``: ``clay-v0.1``, ``untrained``)."""
-        files = _connect(self.db).open_table(FILES).to_arrow()
+        """The weights the ingested files were embedded with (``embedding.weights``: ``clay-v0.1``, ``untrained``),
+        or ``{"unknown"}`` for a database without the ``files`` table (built by other means or an older version)."""
+        conn = _connect(self.db)
+        if FILES not in conn.table_names():
+            return {"unknown"}
+        files = conn.open_table(FILES).to_arrow()
         return set(files["weights"].to_pylist()) if "weights" in files.column_names else set()
 
     @property
@@ -339,10 +454,11 @@ class ChipIndex:
         The chip comes from grid arithmetic (:func:`wcembed.grid.chip_at`) and its
         vector from one lookup by id; without ``year``, the first year that has it.
         """
+        lon, lat = check_point(lon, lat)
         column, row = chip_at(lon, lat, self.chip_size, self.origin)
         if column < 0 or row < 0:
             return None
-        ids = [chip_id(y, column, row) for y in ([int(year)] if year is not None else YEARS)]
+        ids = [chip_id(y, column, row) for y in ([check_year(year)] if year is not None else YEARS)]
         got = self._lookup(ids, ["chip_id", "vector"])
         found = got["chip_id"].to_pylist()
         best = next((c for c in ids if c in found), None)
@@ -358,6 +474,12 @@ class ChipIndex:
         OGC:CRS84) with a positive area: candidates by grid arithmetic, then one lookup of which exist."""
         import shapely
 
+        year = check_year(year)
+        if not isinstance(geometry, shapely.Geometry) or geometry.is_empty:
+            raise BadParameterError(f"the area is empty or not a geometry: {geometry!r}")
+        check_bbox(geometry.bounds)
+        if not geometry.is_valid:  # e.g. a self-intersecting drawing: what it encloses
+            geometry = shapely.make_valid(geometry)
         w, s, e, n = geometry.bounds
         (c0, r0), (c1, r1) = chip_at(w, n, self.chip_size, self.origin), chip_at(e, s, self.chip_size, self.origin)
         cols, rows = np.meshgrid(np.arange(max(c0, 0), c1 + 1), np.arange(max(r0, 0), r1 + 1))
@@ -402,11 +524,12 @@ class ChipIndex:
         import geopandas as gpd
         import shapely
 
+        k = check_k(k)
         filters = []
         if year is not None:
-            filters.append(f"year = {int(year)}")
+            filters.append(f"year = {check_year(year)}")
         if bbox is not None:
-            w, s, e, n = bbox
+            w, s, e, n = check_bbox(bbox)
             filters.append(f"xmax > {w} AND xmin < {e} AND ymax > {s} AND ymin < {n}")
         if exclude:
             filters.append(f"chip_id NOT IN ({_sql_strings(exclude)})")
@@ -437,6 +560,8 @@ class ChipIndex:
 
     def by_examples(self, positives: Sequence[str], negatives: Sequence[str] = (), k: int = 10, **kw):
         """Nearest chips of ``mean(positives)`` (minus ``mean(negatives)`` when given); examples excluded."""
+        if not len(positives):
+            raise BadParameterError("give at least one positive example")
         return self.by_vector(
             query_vector(self.vectors(positives), self.vectors(negatives) if negatives else None),
             k,

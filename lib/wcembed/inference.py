@@ -78,9 +78,18 @@ def encode_time(
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``device`` if given, else CUDA, then MPS, then CPU."""
+    """``device`` if given (:class:`BadParameterError` if this machine's torch cannot run it), else CUDA, then
+    MPS, then CPU."""
     if device and device != "auto":
-        return torch.device(device)
+        try:
+            picked = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise BadParameterError(f"unknown device {device!r}: cuda, mps or cpu") from None
+        if picked.type == "cuda" and not torch.cuda.is_available():
+            raise BadParameterError(f"device {device!r}: this torch ({torch.__version__}) has no CUDA device")
+        if picked.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise BadParameterError(f"device {device!r}: MPS is not available on this machine")
+        return picked
     if torch.cuda.is_available():
         return torch.device("cuda")
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import html
 
-from wcembed.errors import LabelsError
+from wcembed.errors import LabelsError, WcEmbedError
 from wcembed.grid import parse_chip_id
 
 LABEL_NEXT_STYLE = {"color": "#ffa500", "weight": 3, "dashArray": "6 4", "fillOpacity": 0.0}
@@ -107,7 +107,7 @@ class LabelLoop:
         ex = self.explorer
         try:
             clf = train(ex.index, ex.labels, block_deg=self.block_deg)
-        except LabelsError as exc:
+        except WcEmbedError as exc:  # too few labels, a chip not in the index, ...: said on the status line
             self.status.value = html.escape(str(exc))
             return None
         self.classifier = clf

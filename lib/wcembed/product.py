@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from rasterio import Affine
+from typing import TYPE_CHECKING
 
 from wcembed.errors import BadInputError, BadYearError
+
+if TYPE_CHECKING:
+    from affine import Affine
 
 # --------------------------------------------------------------------------- years
 
@@ -40,7 +42,7 @@ def check_year(year: int) -> int:
     """Return ``year`` if it has a WorldCover S2 RGBNIR composite, else raise :class:`BadYearError`."""
     try:
         ok = not isinstance(year, bool) and int(year) == year and int(year) in VERSIONS
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         ok = False
     if not ok:
         raise BadYearError(f"year {year!r} has no WorldCover composite; use one of {list(YEARS)}")
@@ -154,6 +156,8 @@ class Tile:
         >>> Tile(37, -76).transform * (0, 0)
         (-76.0, 38.0)
         """
+        from affine import Affine  # rasterio's; imported here so that the command line starts fast
+
         return Affine(1 / PX_PER_DEGREE, 0, self.lon, 0, -1 / PX_PER_DEGREE, self.lat + 1)
 
     def __str__(self) -> str:

@@ -40,6 +40,28 @@ def wait_for_port(port: int, proc: subprocess.Popen | None = None, timeout: floa
     raise ToolError(f"nothing listens on {LOOPBACK}:{port} after {timeout}s")
 
 
+def check_port_free(port: int) -> None:
+    """Raise :class:`ToolError` if something already listens on (or holds) ``127.0.0.1:port``."""
+    with socket.socket() as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError as exc:
+            raise ToolError(f"port {port} on {LOOPBACK} is in use ({exc.strerror}): choose another port") from None
+
+
+def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """End this process when its parent ``parent`` is gone (it was killed, even with SIGKILL): a thread
+    that watches the parent process id."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
 def stop(proc: subprocess.Popen) -> None:
     """Terminate a server process (then kill it if it does not stop)."""
     if proc.poll() is None:
@@ -105,7 +127,10 @@ def main(argv: list[str] | None = None) -> None:
     cgi = sub.add_parser("cgi", help="serve a CGI program (mapserv) under /cgi-bin/ on loopback")
     cgi.add_argument("script")
     cgi.add_argument("--port", type=int, required=True)
+    cgi.add_argument("--parent", type=int, default=None, help="exit when this process (the starter) is gone")
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        _exit_with_parent(args.parent)
     _serve_cgi(args.script, args.port)
 
 

@@ -29,13 +29,14 @@ completes or leaves nothing. So a file that exists is complete.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import json
 import os
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +103,54 @@ def exists(path: str) -> bool:
     return Path(path).is_file()
 
 
+@contextlib.contextmanager
+def exclusive(lock_path: str | Path) -> Iterator[None]:
+    """An exclusive lock on ``lock_path`` between processes (``flock``; no lock where there is no fcntl)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Linux/macOS
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_leftovers(target: Path) -> list[Path]:
+    """Remove the temporary files of ``target`` (``.{name}.{pid}.{hex}.tmp``) whose writing process is gone,
+    e.g. killed mid-write; a live writer's are kept. Returns what was removed."""
+    gone = []
+    for tmp in target.parent.glob(f".{target.name}.*.tmp"):
+        pid = tmp.name[len(target.name) + 2 :].split(".")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            gone.append(tmp)
+    return gone
+
+
 def write_bytes_atomic(path: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-    """Write ``data`` so that ``path`` either holds all of it or does not exist."""
+    """Write ``data`` so that ``path`` either holds all of it or does not exist (locally: a temporary file
+    renamed into place; what a killed writer of ``path`` left behind is removed first)."""
     if path.startswith("s3://"):
         bucket, key = _split_s3(path)
         _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
@@ -248,9 +289,11 @@ def write_column(
     """Write one column's GeoParquet file and the STAC Item beside it; return the file's path.
 
     ``chips`` are ``(row, valid_fraction)`` of the embedded chips of ``column``,
-    in the order of the rows of ``embeddings`` (``(N, D)`` float32). The STAC
-    Item is written first and the GeoParquet file last, each atomically, so a
-    file that exists is complete and described.
+    in the order of the rows of ``embeddings`` (``(N, D)`` float32). The
+    GeoParquet file is written first and the STAC Item after it, each
+    atomically, so a file that exists is complete and an Item never stands
+    without its file; a file whose Item a crash left unwritten gets it from
+    :func:`restore_item` (``run_job`` calls it for the columns it skips).
     """
     rows = np.array([r for r, _ in chips], np.int32)
     table = embeddings_table(
@@ -263,13 +306,29 @@ def write_column(
         embeddings=embeddings,
         metadata=metadata,
     )
+    write_bytes_atomic(path, parquet_bytes(table), "application/vnd.apache.parquet")
+    _write_item(path, table, metadata, grid, column)
+    return path
+
+
+def _write_item(path: str, table: pa.Table, metadata: dict[str, dict], grid: Grid, column: int) -> None:
     all_rows = grid.rows(column)
     west, _, east, north = grid.chip_bounds(column, int(all_rows[0]))
     south = grid.chip_bounds(column, int(all_rows[-1]))[1]
     item = _stac_item(path, table, metadata, (west, south, east, north))
     write_bytes_atomic(stac_path(path), json.dumps(item, indent=1).encode(), "application/json")
-    write_bytes_atomic(path, parquet_bytes(table), "application/vnd.apache.parquet")
-    return path
+
+
+def restore_item(path: str, grid: Grid) -> bool:
+    """Write the STAC Item of an existing column file if it has none (a writer killed between the file and
+    its Item); return whether one was written."""
+    if exists(stac_path(path)):
+        return False
+    table = pq.read_table(io.BytesIO(read_bytes(path)))
+    raw = table.schema.metadata or {}
+    metadata = {k: json.loads(raw[k.encode()]) for k in ("embedding", "wcembed")}
+    _write_item(path, table, metadata, grid, parse_output_path(path)[1])
+    return True
 
 
 def _stac_item(path: str, table: pa.Table, metadata: dict[str, dict], bounds: tuple[float, ...]) -> dict:

@@ -151,6 +151,10 @@ def load_tiles(source: str | Path, year: int, region: Region = "CONUS", tile_ind
     elif "://" not in index and Path(index).is_dir():
         tiles = tiles_from_folder(index, year, region)
     elif "://" not in index and not Path(index).exists():
+        if not tile_index:  # the tile source is a local folder and it is not there
+            raise TileIndexError(
+                f"the tile source folder {index} does not exist (--tiles: a folder, an https or s3 URL)"
+            )
         raise TileIndexError(f"tile index {index} does not exist (a folder, a vector file or 'land')")
     else:
         tiles = tiles_from_grid_file(index, year, region)

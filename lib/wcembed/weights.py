@@ -17,7 +17,6 @@ exits 75 and is retried), a missing or unreadable file a
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import logging
@@ -37,6 +36,7 @@ import torch
 from wcembed.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError
 from wcembed.model import ClayConfig, ClayEncoder
 from wcembed.product import BANDS
+from wcembed.store import exclusive
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,8 @@ def fetch_checkpoint(
     """
     loc = str(location)
     if "://" not in loc:
+        if Path(loc).is_dir():
+            raise CheckpointError(f"checkpoint {loc} is a directory, not a checkpoint file")
         if not Path(loc).is_file():
             raise CheckpointError(f"checkpoint file not found: {loc}")
         return Path(loc)
@@ -196,26 +198,10 @@ def fetch_checkpoint(
     target = cache / Path(loc.split("?")[0]).name
     locks = cache.parent / "locks"  # beside the cache, so that checkpoints/ holds only checkpoints
     locks.mkdir(exist_ok=True)
-    with _exclusive(locks / f"{target.name}.lock"):
+    with exclusive(locks / f"{target.name}.lock"):
         if target.exists() and (sha256 is None or _cached_digest(target) == sha256):
             return target
         return _download_into(loc, target, sha256, retries, backoff)
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path):
-    """An exclusive lock on ``lock_path`` between processes (``flock``; no lock where there is no fcntl)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not on Linux/macOS
-        yield
-        return
-    with open(lock_path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _cached_digest(target: Path) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from wcembed.errors import EmptyTileSetError, ToolError, WMSError, WMSTransientError
 from wcembed.product import ESA_WMS, TILE_CRS, layer_name, parse_tile_filename
-from wcembed.servers import LOOPBACK, free_port, stop, wait_for_port
+from wcembed.servers import LOOPBACK, check_port_free, free_port, stop, wait_for_port
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,8 @@ class LocalWMS:
         mapserv = shutil.which("mapserv") or "/usr/lib/cgi-bin/mapserv"
         if not Path(mapserv).exists():
             raise ToolError("MapServer is not installed (Debian: mapserver-bin cgi-mapserver)")
+        if self.port:
+            check_port_free(self.port)  # else the banner would name a port some other server answers on
         self.port = self.port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}/cgi-bin/mapserv"
         ms = self.workdir.resolve()
@@ -221,8 +223,9 @@ class LocalWMS:
         conf = ms / "mapserver.conf"
         conf.write_text(f'CONFIG\n  ENV\n    MS_MAP_PATTERN "^{ms}/"\n    MS_MAPFILE "{ms / "wms.map"}"\n  END\nEND\n')
         env = {**os.environ, "MAPSERVER_CONFIG_FILE": str(conf)}
+        gateway = [sys.executable, "-m", "wcembed.servers", "cgi", mapserv, "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wcembed.servers", "cgi", mapserv, "--port", str(self.port)],
+            [*gateway, "--parent", str(os.getpid())],  # the gateway ends with this process, also when killed
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
