@@ -1,5 +1,6 @@
 """Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
 
+import html
 import io
 import json
 
@@ -317,3 +318,7 @@ def test_the_labelling_loop_by_its_buttons(small_chips, sample_root, tmp_path):
         curve = Image.open(io.BytesIO(loop.curve.value))
         assert curve.size == (420, 260)
         assert "image/png" in loop._repr_mimebundle_()
+        # a label of a chip the index does not have (e.g. from a file): retrain says so on its status line
+        ghost = "2020-0001-0001"
+        ex.labels.add(ghost, "positive", year=2020, bounds=index.footprint(ghost).bounds)
+        assert loop.retrain() is None and ghost in html.unescape(loop.status.value)

@@ -239,8 +239,9 @@ def _embed_band(
                 if len(keep):
                     embedder = embedders[col]
                     pixels = embedder.to_device(group.pixels[col, : len(rows)])  # no copy on the host
-                    if len(keep) < len(rows):
-                        pixels = pixels[torch.as_tensor(keep, device=pixels.device)]
+                    if len(keep) < len(rows):  # selected on the device; as int16 (same bits: every device has it)
+                        picked = pixels.view(torch.int16)[torch.as_tensor(keep, device=pixels.device)]
+                        pixels = picked.view(torch.uint16)
                     lon_lat = [grid.chip_center(columns[col], rows[i]) for i in keep]
                     lat, lon = [ll[1] for ll in lon_lat], [ll[0] for ll in lon_lat]
                     vectors[col].append(embedder(pixels, None, lat, lon, year))
