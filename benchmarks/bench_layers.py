@@ -6,7 +6,8 @@ per-column GeoParquet files, then ``ingest``. Timed are the product's calls, as
 the explorer makes them: ``YearVectors.load`` (once per year), ``similarity``
 (per click), the classifier scores of every chip (``score_index`` with a
 logistic regression, then ``ChipRaster.from_ids``), ``change`` (both years),
-``pca_rgb``, and for each layer the map image (Web Mercator palette PNG, what
+"changed like this" (``ChangePairs.like`` of one chip, per click, after a set-up once per
+pair of years), ``pca_rgb``, and for each layer the map image (Web Mercator palette PNG, what
 the browser is sent) and the COG export. The baseline of the ratio is drawing
 the same similarity as the explorer drew scores before: a GeoJSON polygon per
 chip above the threshold (``to_json`` of the GeoDataFrame).
@@ -25,7 +26,7 @@ from bench_index import DATA, write_files
 from common import Timer, report
 from wcembed.classify import score_index
 from wcembed.index import ChipIndex, ingest
-from wcembed.layers import ChipRaster, YearVectors, change
+from wcembed.layers import ChangePairs, ChipRaster, YearVectors, change
 
 
 def build(out: Path, db: Path, args) -> None:
@@ -109,11 +110,28 @@ def main() -> None:
             b = YearVectors.load(index, 2021)
         result["load_second_year_s"] = t.s
         with Timer() as t:
-            changed, table = change(a, b)
+            pairs = ChangePairs(a, b)
+            changed, table = change(a, b, pairs)
         result |= {"change_s": t.s, "change_chips": len(table)}
         with Timer() as t:
             changed.png()
         result["change_png_s"] = t.s
+        with Timer() as t:  # once per pair of years: the shared change and each chip's change size
+            result["changed_like_chips"] = len(pairs.norms)
+        result["changed_like_setup_s"] = t.s
+        like_s, like_png_s = [], []
+        for i in rng.choice(len(pairs), 5, replace=False):  # queries: chips of both years, as a click gives
+            with Timer() as t:
+                like, _ = pairs.like([str(a.chip_ids[pairs.ia[i]])], k=10)
+            like_s.append(t.s)
+            with Timer() as t:
+                like.png()
+            like_png_s.append(t.s)
+        result |= {
+            "changed_like_queries": 5,
+            "changed_like_s_median": float(np.median(like_s)),
+            "changed_like_png_s_median": float(np.median(like_png_s)),
+        }
         with Timer() as t:
             colours = a.pca_rgb()
         result["pca_rgb_s"] = t.s

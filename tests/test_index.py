@@ -237,3 +237,42 @@ def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes
     report = ingest(out, db)
     ids = ChipIndex(db).table.to_arrow()["chip_id"].to_pylist()
     assert report.rows == len(ids) == len(set(ids)) == 2 * 60 * 20  # complete, no chip twice
+
+
+def test_diverse_results_are_spread_out_and_start_with_the_plain_first(tmp_path):
+    """On a smooth field (each chip's vector close to its neighbours', as a field continuing into the next
+    chips), plain results crowd around the query; diverse ones are at least 3 chips apart."""
+    out = tmp_path / "emb"
+    rng = np.random.default_rng(3)
+    grid = Grid(["N37W076"])
+    centres = rng.normal(size=(6, DIM))  # a few "land covers" blended smoothly over the grid
+    for column in range(1150, 1170):
+        rows = list(range(280, 300))
+        weights = np.array([[np.cos(0.3 * column + i) + np.sin(0.25 * r * (i + 1)) for i in range(6)] for r in rows])
+        vectors = (weights @ centres + 0.05 * rng.normal(size=(len(rows), DIM))).astype(np.float32)
+        meta = {"embedding": {"dimension": DIM}, "wcembed": {"year": 2020, "column": column}}
+        table = store.embeddings_table(
+            chip_ids=[chip_id(2020, column, r) for r in rows],
+            year=2020,
+            columns=np.full(len(rows), column),
+            rows=np.array(rows),
+            bounds=np.array([grid.chip_bounds(column, r) for r in rows]),
+            valid_fraction=np.ones(len(rows)),
+            embeddings=vectors,
+            metadata=meta,
+        )
+        store.write_bytes_atomic(store.output_path(out, 2020, column), store.parquet_bytes(table))
+    ingest(out, tmp_path / "db")
+    idx = ChipIndex(tmp_path / "db")
+    plain = idx.by_chip("2020-1160-0290", k=10)
+    spread = idx.by_chip("2020-1160-0290", k=10, diverse=True)
+
+    def adjacent(res) -> int:
+        cr = list(zip(res["column"], res["row"], strict=True))
+        return sum(max(abs(a - c), abs(b - d)) < 3 for i, (a, b) in enumerate(cr) for c, d in cr[i + 1 :])
+
+    assert adjacent(plain) > 0  # the plain ranking crowds (else this test shows nothing)
+    assert adjacent(spread) == 0 and len(spread) == 10
+    assert spread["chip_id"][0] == plain["chip_id"][0] and list(spread["rank"]) == list(range(1, 11))
+    assert spread["distance"].is_monotonic_increasing
+    assert set(spread["chip_id"]) - set(plain["chip_id"])  # others than the plain ten

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import rasterio
 from PIL import Image
+from wcembed.errors import BadParameterError
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
-from wcembed.layers import ChipRaster, YearVectors, change
+from wcembed.layers import ChangePairs, ChipRaster, YearVectors, change
 from wcembed.product import PX_PER_DEGREE
 
 # chips at the corners of the CONUS grid and across tile edges (a 512 px chip straddles 1-degree tiles)
@@ -226,3 +227,69 @@ def test_region_layers_in_the_map(two_years, tmp_path):
     assert "data:image/png;base64" in html and "change 2020 → 2021" in html
     ex.region_box.value = "none"
     assert not ex.region_overlay.url and not ex.legend.value
+
+
+SAME = [(1155, 288), (1157, 287), (1159, 290)]  # 2021: the same bright built-up patch pasted (synthetic)
+OTHER = [(1156, 289), (1158, 288)]  # 2021: turned to water-like values (synthetic)
+
+
+@pytest.fixture(scope="module")
+def changed_alike(sample_root, tmp_path_factory):
+    """An index of the sample's columns 1155..1159 in 2020 and in a 2021 copy altered by this test: three
+    chips changed the same way, two others another way, the rest unchanged (synthetic changes)."""
+    import shutil
+
+    from rasterio.windows import Window
+    from wcembed.embed import embed_column
+    from wcembed.index import ChipIndex, ingest
+    from wcembed.model import ClayConfig
+    from wcembed.product import Tile, tile_key
+    from wcembed.sample import write_tile
+    from wcembed.weights import load_model
+
+    tmp = tmp_path_factory.mktemp("changed_alike")
+    tile = Tile.from_name("N37W076")
+    src = Path(sample_root) / tile_key(tile, 2020)
+    (tmp / "tiles" / tile_key(tile, 2020)).parent.mkdir(parents=True)
+    shutil.copy(src, tmp / "tiles" / tile_key(tile, 2020))
+    x0 = round((tile.lon - CONUS_ORIGIN[0]) * PX_PER_DEGREE)
+    y0 = round((CONUS_ORIGIN[1] - tile.lat - 1) * PX_PER_DEGREE)
+    window = Window(1155 * CHIP_PX - x0, 287 * CHIP_PX - y0, 5 * CHIP_PX, 4 * CHIP_PX)
+    with rasterio.open(src) as ds:
+        data = ds.read(window=window)
+    rng = np.random.default_rng(0)
+    roofs = rng.integers(2500, 4200, size=(4, CHIP_PX, CHIP_PX), dtype=np.uint16)  # bright, varied: built-up
+    roofs[:, ::64, :] = 900  # streets
+    for c, r in SAME:
+        x, y = (c - 1155) * CHIP_PX, (r - 287) * CHIP_PX
+        data[:, y : y + CHIP_PX, x : x + CHIP_PX] = roofs
+    for c, r in OTHER:
+        x, y = (c - 1155) * CHIP_PX, (r - 287) * CHIP_PX
+        loc = np.array([300, 450, 550, 120])[:, None, None]  # B04, B03, B02, B08: dark, darkest in the near infrared
+        water = rng.normal(loc, 25, size=(4, CHIP_PX, CHIP_PX))
+        data[:, y : y + CHIP_PX, x : x + CHIP_PX] = np.clip(water, 1, None).astype(np.uint16)
+    write_tile(tmp / "tiles" / tile_key(tile, 2021), tile, data, window, overviews=False)
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    for year in (2020, 2021):
+        for column in range(1155, 1160):
+            embed_column(year, column, output=tmp / "emb", tiles=str(tmp / "tiles"), model=model, progress=False)
+    ingest(tmp / "emb", tmp / "db")
+    return ChipIndex(tmp / "db")
+
+
+@pytest.mark.slow
+def test_changed_like_this_ranks_the_same_change_first(changed_alike):
+    index = changed_alike
+    pairs = ChangePairs(YearVectors.load(index, 2020), YearVectors.load(index, 2021))
+    assert len(pairs) == 20
+    query = f"2020-{SAME[0][0]:04d}-{SAME[0][1]:04d}"
+    layer, top = pairs.like([query], k=19)
+    ranked = list(zip(top["column"], top["row"], strict=True))
+    assert set(ranked[:2]) == set(SAME[1:])  # the other two of the same change first
+    assert set(ranked[2:4]) == set(OTHER)  # then the other change
+    assert top["score"][1] > 2 * top["score"][2] and top["score"][4:].max() < 0.5 * top["score"][3]
+    assert layer.value_at(*_centre(*SAME[1])) == pytest.approx(top["score"][ranked.index(SAME[1])], rel=1e-5)
+    assert "changed like 2020-1155-0288" in layer.name and "UNTRAINED" in layer.description
+    with pytest.raises(BadParameterError, match="not embedded in both"):
+        pairs.like(["2020-1160-0288"])

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from wcembed.errors import WcEmbedError, WMSError, WMSTransientError
+from wcembed.index import DIVERSE_CHIPS
 from wcembed.product import CRS, LAYER_KINDS, YEARS, layer_name
 from wcembed.styles import label_style, results_geojson
 
@@ -121,6 +122,9 @@ class Explorer:
             options=list(self.layers), value="TCC" if "TCC" in self.layers else None, description="layer"
         )
         self.mode = w.ToggleButtons(options=["search", "positive", "negative"], value="search")
+        self.spread = w.Checkbox(
+            value=False, description="spread out", tooltip=f"results at least {DIVERSE_CHIPS} chips apart", indent=False
+        )
         self.status = w.HTML()  # the last search (or why there was none)
         self.region_status = w.HTML()  # how many chips the region layer shows
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
@@ -145,7 +149,7 @@ class Explorer:
         import ipywidgets as w
 
         if self._view is None:
-            controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode])
+            controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode, self.spread])
             region = w.HBox([self.region_box, self.threshold, self.opacity, self.region_status])
             self._view = w.VBox([controls, region, self.map, self.status, self.gallery, self.compare_box])
         return self._view
@@ -184,6 +188,11 @@ class Explorer:
         lat, lon = event["coordinates"]
         self.click(lon, lat)
 
+    @property
+    def diverse(self) -> int:
+        """The spacing of results in chips while "spread out" is on (:data:`wcembed.index.DIVERSE_CHIPS`), else 0."""
+        return DIVERSE_CHIPS if self.spread.value else 0
+
     def click(self, lon: float, lat: float):
         """Select the chip at a point and search; returns the results GeoDataFrame (or None)."""
         year = self.year_box.value
@@ -193,13 +202,15 @@ class Explorer:
             return None
         chip, vector = hit
         if self.mode.value == "search":
-            results = self.index.by_vector(vector, self.k.value, year=year, exclude=[chip])
+            results = self.index.by_vector(vector, self.k.value, year=year, exclude=[chip], diverse=self.diverse)
         else:
             self.toggle_label(chip, self.mode.value, year)
             if not self.positives:
                 self.status.value = "add a positive example first"
                 return None
-            results = self.index.by_examples(self.positives, self.negatives, self.k.value, year=year)
+            results = self.index.by_examples(
+                self.positives, self.negatives, self.k.value, year=year, diverse=self.diverse
+            )
         self.show(results, chip)
         if self.region_box.value == "similarity":
             if self.mode.value == "search":
@@ -242,7 +253,7 @@ class Explorer:
                 self.status.value = f"{len(chips)} negatives labelled; add a positive example to search"
                 return None
             positives, negatives = self.positives, self.negatives
-        results = self.index.by_examples(positives, negatives, self.k.value, year=year)
+        results = self.index.by_examples(positives, negatives, self.k.value, year=year, diverse=self.diverse)
         self.show(results, chips[0])
         self.status.value += f"; {len(chips)} chips under the drawn area"
         if self.region_box.value == "similarity":

@@ -329,6 +329,24 @@ def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
     return w, s, e, n
 
 
+DIVERSE_CHIPS = 3
+"""Default spacing of diverse results, in chips (about 4.3 km of 512 px chips at 10 m)."""
+DIVERSE_CANDIDATES = 5
+"""Candidates asked of the index per result of a diverse search (more are asked while too few remain)."""
+
+
+def _spread(columns: np.ndarray, rows: np.ndarray, spacing: int, k: int) -> list[int]:
+    """Positions of up to ``k`` candidates, in rank order, each at least ``spacing`` chips (in column or row)
+    from every one kept before it."""
+    keep: list[int] = []
+    for i in range(len(columns)):
+        if all(max(abs(columns[i] - columns[j]), abs(rows[i] - rows[j])) >= spacing for j in keep):
+            keep.append(i)
+            if len(keep) == k:
+                break
+    return keep
+
+
 def _sql_strings(values: Sequence[str]) -> str:
     """Strings as a SQL list body: ``'a', 'b'`` (quotes doubled)."""
     return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
@@ -519,12 +537,22 @@ class ChipIndex:
         bbox: tuple[float, float, float, float] | None = None,
         exclude: Sequence[str] = (),
         exact: bool | None = None,
+        diverse: int | bool = 0,
     ):
-        """The ``k`` nearest chips (cosine distance) as a GeoDataFrame sorted by distance."""
+        """The ``k`` nearest chips (cosine distance) as a GeoDataFrame sorted by distance.
+
+        ``diverse`` spreads the results out: ``n`` (or True for :data:`DIVERSE_CHIPS`) keeps only results at
+        least ``n`` chips apart in column or row from every better one, taken in rank order from the
+        index's candidates (asked for more while too few remain): the first result is the plain search's
+        first, and a field that continues into the next chips is one result, not ten.
+        """
         import geopandas as gpd
         import shapely
 
         k = check_k(k)
+        spacing = DIVERSE_CHIPS if diverse is True else int(diverse)
+        if spacing < 0:
+            raise BadParameterError(f"diverse must be a number of chips (0: off), got {diverse!r}")
         filters = []
         if year is not None:
             filters.append(f"year = {check_year(year)}")
@@ -533,18 +561,31 @@ class ChipIndex:
             filters.append(f"xmax > {w} AND xmin < {e} AND ymax > {s} AND ymin < {n}")
         if exclude:
             filters.append(f"chip_id NOT IN ({_sql_strings(exclude)})")
-        q = self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
-        q = q.distance_type("cosine").limit(k).select([*RESULT_COLUMNS, "_distance"])
-        if filters:
-            q = q.where(" AND ".join(filters), prefilter=True)
-        if exact or not self.ann:
-            q = q.bypass_vector_index()
-        else:
-            q = q.nprobes(self.nprobes).refine_factor(self.refine_factor)
-        df = q.to_arrow().to_pandas().rename(columns={"_distance": "distance"})
+        limit = k if spacing == 0 else min(MAX_K, DIVERSE_CANDIDATES * k)
+        while True:
+            df = self._nearest(
+                vector, limit, " AND ".join(filters), exact, refine=max(1, self.refine_factor * k // limit)
+            )
+            if spacing == 0:
+                break
+            keep = _spread(df["column"].to_numpy(), df["row"].to_numpy(), spacing, k)
+            if len(keep) == k or len(df) < limit or limit == MAX_K:
+                df = df.iloc[keep].reset_index(drop=True)
+                break
+            limit = min(MAX_K, limit * 4)  # too few far enough apart among these candidates: ask for more
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
         df.insert(0, "rank", np.arange(1, len(df) + 1))
         return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
+
+    def _nearest(self, vector: np.ndarray, limit: int, where: str, exact: bool | None, refine: int):
+        """The ``limit`` nearest rows (a DataFrame with ``distance``), exactly or through the ANN index with
+        ``refine`` x ``limit`` candidates re-ranked by the full vectors."""
+        q = self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
+        q = q.distance_type("cosine").limit(limit).select([*RESULT_COLUMNS, "_distance"])
+        if where:
+            q = q.where(where, prefilter=True)
+        q = q.bypass_vector_index() if exact or not self.ann else q.nprobes(self.nprobes).refine_factor(refine)
+        return q.to_arrow().to_pandas().rename(columns={"_distance": "distance"})
 
     def by_chip(self, chip_id: str, k: int = 10, *, exclude_query: bool = True, **kw):
         """Nearest chips of a chip (by default without the chip itself)."""
