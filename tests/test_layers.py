@@ -293,3 +293,24 @@ def test_changed_like_this_ranks_the_same_change_first(changed_alike):
     assert "changed like 2020-1155-0288" in layer.name and "UNTRAINED" in layer.description
     with pytest.raises(BadParameterError, match="not embedded in both"):
         pairs.like(["2020-1160-0288"])
+
+
+@pytest.mark.slow
+def test_changed_like_mode_in_the_map(changed_alike, sample_root, tmp_path):
+    from wcembed.explore import Explorer
+    from wcembed.wms import LocalWMS, WMSClient
+
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        ex = Explorer(changed_alike, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), k=4)
+        ex.mode.value = "changed like"
+        results = ex.click(*_centre(*SAME[0]))
+        assert set(results["chip_id"][:2]) == {f"2020-{c:04d}-{r:04d}" for c, r in SAME[1:]}
+        assert ex.region_box.value == "changed like" and "changed like" in ex.legend.value
+        card = ex.gallery.children[0].value
+        assert card.count("<img") == 2 and "WORLDCOVER_2020" in card and "WORLDCOVER_2021" in card  # both years
+        assert "chips changed most like 2020-1155-0288" in ex.status.value
+        ex.mode.value = "search"
+        ex.spread.value = True  # spread out: no two results within 3 chips of each other
+        res = ex.click(*_centre(*SAME[0]))
+        cr = list(zip(res["column"], res["row"], strict=True))
+        assert all(max(abs(a - c), abs(b - d)) >= 3 for i, (a, b) in enumerate(cr) for c, d in cr[i + 1 :])

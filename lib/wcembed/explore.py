@@ -13,7 +13,7 @@ from wcembed.styles import label_style, results_geojson
 
 log = logging.getLogger(__name__)
 
-REGION_LAYERS = ("none", "similarity", "scores", "change", "embedding colours")
+REGION_LAYERS = ("none", "similarity", "scores", "change", "changed like", "embedding colours")
 """Whole-region layers the map can show (:mod:`wcembed.layers`), one at a time."""
 
 
@@ -111,6 +111,7 @@ class Explorer:
         self.region_layers: dict = {}
         self.changes = None
         self._vectors: dict = {}  # year -> YearVectors, loaded once
+        self._pairs: dict = {}  # (year, year) -> ChangePairs, made once
         self.region_overlay = ImageOverlay(url="", bounds=((0, 0), (0, 0)), opacity=0.7, name="region layer")
         self.map.add_layer(self.region_overlay)
         self.legend = w.HTML()
@@ -121,7 +122,7 @@ class Explorer:
         self.layer_box = w.Dropdown(
             options=list(self.layers), value="TCC" if "TCC" in self.layers else None, description="layer"
         )
-        self.mode = w.ToggleButtons(options=["search", "positive", "negative"], value="search")
+        self.mode = w.ToggleButtons(options=["search", "positive", "negative", "changed like"], value="search")
         self.spread = w.Checkbox(
             value=False, description="spread out", tooltip=f"results at least {DIVERSE_CHIPS} chips apart", indent=False
         )
@@ -201,6 +202,8 @@ class Explorer:
             self.status.value = f"no chip of {year} at {lat:.4f}, {lon:.4f}"
             return None
         chip, vector = hit
+        if self.mode.value == "changed like":
+            return self.changed_like([chip])
         if self.mode.value == "search":
             results = self.index.by_vector(vector, self.k.value, year=year, exclude=[chip], diverse=self.diverse)
         else:
@@ -334,8 +337,60 @@ class Explorer:
         most to least changed are in :attr:`changes`."""
         from wcembed.layers import change
 
-        layer, self.changes = change(self.vectors(years[0]), self.vectors(years[1]))
+        layer, self.changes = change(self.vectors(years[0]), self.vectors(years[1]), self.change_pairs(years))
         return self._set_region("change", layer)
+
+    def change_pairs(self, years: tuple[int, int] = (YEARS[0], YEARS[1])):
+        """The chips of two years paired for change queries (:class:`~wcembed.layers.ChangePairs`), made once."""
+        from wcembed.layers import ChangePairs
+
+        if years not in self._pairs:
+            self._pairs[years] = ChangePairs(self.vectors(years[0]), self.vectors(years[1]))
+        return self._pairs[years]
+
+    def changed_like(self, chips: list[str] | None = None, years: tuple[int, int] = (YEARS[0], YEARS[1])):
+        """The chips whose change between ``years`` is most like that of ``chips`` (default: the query chip):
+        drawn as the "changed like" layer, the top k on the map and in the gallery with both years' thumbnails
+        side by side. Returns the results (``chip_id`` of the map's year, ``rank``, ``score``, footprint)."""
+        import geopandas as gpd
+        import ipywidgets as w
+
+        if not chips:
+            if self.query is None:
+                self.status.value = "click a chip first: changed like the query"
+                return None
+            chips = [self.query["chip_id"].iloc[0]]
+        try:
+            layer, top = self.change_pairs(years).like(chips, k=self.k.value)
+        except WcEmbedError as exc:
+            self.status.value = html.escape(str(exc))
+            return None
+        year = self.year_box.value if self.year_box.value in years else years[0]
+        ids = list(top[f"chip_{year}"])
+        results = gpd.GeoDataFrame(
+            {"chip_id": ids, "rank": range(1, len(ids) + 1), "score": top["score"], "distance": 1 - top["score"]},
+            geometry=[self.index.footprint(c) for c in ids],
+            crs=CRS,
+        )
+        self.results = results
+        self.query = gpd.GeoDataFrame({"chip_id": chips}, geometry=[self.index.footprint(c) for c in chips], crs=CRS)
+        self.result_layer.data = results_geojson(results, self.query)
+        self._set_region("changed like", layer)
+        self.gallery.children = [w.HTML(self.pair_html(row, years)) for row in results.itertuples(index=False)]
+        self.status.value = (
+            f"{len(results)} chips changed most like {', '.join(chips)} between {years[0]} and {years[1]}"
+        )
+        return results
+
+    def pair_html(self, row, years: tuple[int, int]) -> str:
+        """Both years' 96 px thumbnails of a result side by side, with its rank and score."""
+        kind, bounds = self.layer_box.value or "TCC", tuple(row.geometry.bounds)
+        urls = {y: html.escape(self.thumbs.getmap_url(bounds, layer_name(y, kind), (96, 96))) for y in years}
+        imgs = "".join(
+            f'<img src="{urls[y]}" width="96" height="96" loading="lazy" alt="{row.chip_id} {y}" title="{y}">'
+            for y in years
+        )
+        return f"{imgs}<br>#{row.rank} {row.chip_id}<br>score {row.score:.3f}"
 
     def show_pca(self):
         """Draw the year's embedding colours: the first three principal components as RGB."""
@@ -360,6 +415,8 @@ class Explorer:
                 self.show_similarity()
             elif name == "change":
                 self.show_change()
+            elif name == "changed like":
+                self.changed_like()
             elif name == "embedding colours":
                 self.show_pca()
             return
