@@ -132,6 +132,8 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 "wms_url": wms.url,
                 "year": args.year,
                 "labels": str(Path(args.labels).resolve()) if args.labels else None,
+                "tiles": str(Path(args.tiles).resolve()),  # for the explain button: chips read as the pipeline does
+                "checkpoint": args.checkpoint,
             },
             prepare_only=True,
             progress_bar=False,
@@ -200,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default="outputs/lancedb")
     p.add_argument("--year", type=int, default=YEARS[0])
     p.add_argument("--labels", default=None, help="GeoJSON of labelled chips: the notebook trains on them")
+    p.add_argument("--checkpoint", default=None, help="the weights the embeddings were made with (explain button)")
     p.add_argument("--notebook-out", default="outputs/notebooks/explore_live.ipynb")
     p.add_argument("--lab-port", type=int, default=8888)
     p.add_argument("--no-browser", action="store_true")

@@ -138,6 +138,8 @@ def run(
                 "screenshot_png": str(out / "map.png"),
                 "node_modules": str(node_modules),
                 "layers_out": str(out / "layers"),
+                "tiles": str(sample),  # the explain button reads chips with the pipeline's reader and model
+                "checkpoint": weights,
             },
         )
 

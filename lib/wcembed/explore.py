@@ -64,7 +64,15 @@ class Explorer:
     """
 
     def __init__(
-        self, index, wms_url: str, year: int = 2020, k: int = 10, center=None, zoom: int = 12, thumbnails=None
+        self,
+        index,
+        wms_url: str,
+        year: int = 2020,
+        k: int = 10,
+        center=None,
+        zoom: int = 12,
+        thumbnails=None,
+        explainer=None,
     ) -> None:
         import ipywidgets as w
         import leafmap
@@ -73,6 +81,7 @@ class Explorer:
         from wcembed.wms import WMSClient
 
         self.index, self.wms_url, self.year = index, wms_url, year
+        self.explainer = explainer  # a wcembed.explain.MatchExplainer: each result card gets an "explain" button
         self.thumbs = thumbnails or WMSClient(wms_url)
         self.labels = Labels()
         self.scores = None
@@ -129,6 +138,7 @@ class Explorer:
         self.status = w.HTML()  # the last search (or why there was none)
         self.region_status = w.HTML()  # how many chips the region layer shows
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
+        self.explain_box = w.HTML()  # where in a result it is like the query (after an "explain" click)
         self.gallery.add_class("wcembed-gallery")  # for the browser test, and for a user's CSS
         self.region_box = w.Dropdown(options=REGION_LAYERS, value="none", description="region")
         self.threshold = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="show ≥")
@@ -152,7 +162,8 @@ class Explorer:
         if self._view is None:
             controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode, self.spread])
             region = w.HBox([self.region_box, self.threshold, self.opacity, self.region_status])
-            self._view = w.VBox([controls, region, self.map, self.status, self.gallery, self.compare_box])
+            parts = [controls, region, self.map, self.status, self.gallery, self.explain_box, self.compare_box]
+            self._view = w.VBox(parts)
         return self._view
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
@@ -480,7 +491,7 @@ class Explorer:
         self.results = results
         self.query = gpd.GeoDataFrame({"chip_id": [chip]}, geometry=[self.index.footprint(chip)], crs=CRS)
         self.result_layer.data = results_geojson(results, self.query)
-        self.gallery.children = [
+        cards = [
             w.HTML(
                 self.thumbnail_html(
                     row["chip_id"], row.geometry.bounds, f"#{row['rank']} {row['chip_id']}<br>d = {row['distance']:.4f}"
@@ -488,9 +499,48 @@ class Explorer:
             )
             for _, row in results.iterrows()
         ]
+        if self.explainer is not None:
+            cards = [w.VBox([card, self._explain_button(c)]) for card, c in zip(cards, results["chip_id"], strict=True)]
+        self.gallery.children = cards
         self.status.value = (
             f"{len(results)} nearest of {chip} (positives {len(self.positives)}, negatives {len(self.negatives)})"
         )
+
+    def _explain_button(self, chip: str):
+        import ipywidgets as w
+
+        button = w.Button(description="explain", tooltip="where in this chip it is like the query", icon="search")
+        button.on_click(lambda _: self.explain(chip))
+        return button
+
+    def explain(self, result: str, how: str = "best"):
+        """Where in chip ``result`` it is like the query chip: the encoder's patch tokens of both chips
+        (:class:`~wcembed.explain.MatchExplainer`), drawn as a heatmap over the result's imagery in the
+        explain box. Returns the ``(16, 16)`` heatmap (None without an explainer or a query)."""
+        import base64
+        import time
+
+        if self.explainer is None:
+            self.status.value = "no explainer: give the explorer the tile source and the weights (explainer=...)"
+            return None
+        if self.query is None:
+            self.status.value = "click a chip first: a match is explained against the query"
+            return None
+        query = self.query["chip_id"].iloc[0]
+        t0 = time.perf_counter()
+        try:
+            heat = self.explainer.explain(query, result, how=how)
+            png = self.explainer.picture(result, heat)
+        except WcEmbedError as exc:
+            self.status.value = html.escape(f"cannot explain {result}: {exc}")
+            return None
+        note = " (UNTRAINED weights: not Clay's view)" if self.index.untrained else ""
+        self.explain_box.value = (
+            f'<img src="data:image/png;base64,{base64.b64encode(png).decode()}" width="256" height="256" '
+            f'alt="where {result} is like {query}"><br>where {html.escape(result)} is like {html.escape(query)}: '
+            f"bright patches match some part of it best{note} ({time.perf_counter() - t0:.1f} s)"
+        )
+        return heat
 
     def thumbnail_html(self, chip: str, bounds, caption: str) -> str:
         """A 128 px thumbnail of a chip (``bounds``: west, south, east, north in degrees) with a caption below,

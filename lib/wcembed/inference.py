@@ -242,6 +242,24 @@ class Embedder:
         ``valid`` is the ``(B, H, W)`` mask of pixels with data; None derives it on the
         device from the pixels (a pixel is nodata where every band is 0).
         """
+        x, latlon, time = self._inputs(pixels, valid, lat, lon, year)
+        if self.precision == "auto":
+            self.precision = self._choose_precision(x, latlon, time)
+        return self._run(x, latlon, time, self.precision).cpu().numpy()
+
+    def patch_tokens(self, pixels, valid, lat, lon, year) -> np.ndarray:
+        """The encoder's patch tokens of chips, averaged over the input groups (rgb and nir) per patch:
+        ``(B, g, g, dim)`` float32 for a ``g x g`` grid of patches (16 x 16 for 512 px chips), row-major
+        from the north-west. Same inputs as calling the embedder; the embedding is their mean."""
+        x, latlon, time = self._inputs(pixels, valid, lat, lon, year)
+        dtype = "float32" if self.precision == "auto" else self.precision
+        with torch.inference_mode(), self._autocast(dtype):
+            tokens = self.encoder(x, latlon, time)[:, :-2, :].float()
+        g, groups = self.encoder.config.grid, len(self.encoder.config.inputs)
+        return tokens.reshape(len(x), groups, g, g, -1).mean(dim=1).cpu().numpy()
+
+    def _inputs(self, pixels, valid, lat, lon, year) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Normalised pixels, lat/lon and time encodings on the device."""
         dev = self.device
         px = self.to_device(pixels)
         ok = None if valid is None else self.to_device(valid)
@@ -250,12 +268,8 @@ class Embedder:
                 bits = px.view(torch.int16) if px.dtype == torch.uint16 else px  # int16: every device has it
                 ok = (bits != NODATA).any(1)
             x = normalize(px, ok, self.model.weights)
-        latlon = encode_latlon(lat, lon).to(dev)
         years = [year] * len(px) if isinstance(year, int) else year
-        time = encode_time(years).to(dev)
-        if self.precision == "auto":
-            self.precision = self._choose_precision(x, latlon, time)
-        return self._run(x, latlon, time, self.precision).cpu().numpy()
+        return x, encode_latlon(lat, lon).to(dev), encode_time(years).to(dev)
 
     def to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``array`` on the device. To a GPU: a tensor in pinned memory is copied asynchronously as it is;

@@ -1,0 +1,46 @@
+"""Explain a match: the patch heatmap lights the part of a result that is the query's imagery."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from wcembed.errors import BadParameterError
+from wcembed.explain import MatchExplainer, patch_heatmap, quadrant_means
+from wcembed.model import ClayConfig
+from wcembed.weights import load_model
+
+QUERY, OTHER = "2020-1156-0288", "2020-1158-0290"  # farmland; and another part of the scene
+
+
+@pytest.fixture(scope="module")
+def explainer(sample_root):
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    return MatchExplainer(sample_root, model, device="cpu")
+
+
+def test_the_quadrant_that_is_the_query_is_the_hottest(explainer):
+    """A result whose north-west quadrant is the query's imagery and the rest another scene."""
+    query, other = explainer.read(QUERY), explainer.read(OTHER)
+    result = other.copy()
+    result[:, :256, :256] = query[:, :256, :256]
+    means = {}
+    for how in ("best", "embedding"):
+        heat = explainer.explain(QUERY, OTHER, how=how, pixels=(query, result))
+        assert heat.shape == (16, 16) and np.isfinite(heat).all()
+        means[how] = quadrant_means(heat)
+    assert max(means["best"], key=means["best"].get) == "nw", means  # the default
+    contrast = {h: m["nw"] - max(v for k, v in m.items() if k != "nw") for h, m in means.items()}
+    print("quadrant contrast (nw minus the next quadrant):", contrast)
+    assert contrast["best"] > contrast["embedding"]  # the default localises better
+    heat = explainer.explain(QUERY, OTHER, pixels=(query, result))
+    png = Image.open(io.BytesIO(explainer.picture(OTHER, heat, pixels=result)))
+    assert png.size == (256, 256)
+
+
+def test_a_chip_is_most_like_itself_everywhere(explainer):
+    heat = explainer.explain(QUERY, QUERY)
+    np.testing.assert_allclose(heat, 1.0, atol=1e-5)  # every patch finds itself
+    with pytest.raises(BadParameterError, match="unknown heatmap"):
+        patch_heatmap(np.zeros((2, 2, 3)), np.zeros((2, 2, 3)), how="max")
