@@ -561,27 +561,30 @@ class ChipIndex:
             filters.append(f"xmax > {w} AND xmin < {e} AND ymax > {s} AND ymin < {n}")
         if exclude:
             filters.append(f"chip_id NOT IN ({_sql_strings(exclude)})")
-        limit = k if spacing == 0 else min(MAX_K, DIVERSE_CANDIDATES * k)
-        while True:
-            df = self._nearest(
-                vector, limit, " AND ".join(filters), exact, refine=max(1, self.refine_factor * k // limit)
-            )
-            if spacing == 0:
-                break
-            keep = _spread(df["column"].to_numpy(), df["row"].to_numpy(), spacing, k)
-            if len(keep) == k or len(df) < limit or limit == MAX_K:
-                df = df.iloc[keep].reset_index(drop=True)
-                break
-            limit = min(MAX_K, limit * 4)  # too few far enough apart among these candidates: ask for more
+        where = " AND ".join(filters)
+        if spacing == 0:
+            df = self._nearest(vector, k, where, exact, self.refine_factor, RESULT_COLUMNS)
+        else:  # candidates with their ids and places only; the rows of those kept are read after
+            limit = min(MAX_K, DIVERSE_CANDIDATES * k)
+            while True:
+                refine = max(1, self.refine_factor * k // limit)  # as many re-ranked as a plain search
+                cand = self._nearest(vector, limit, where, exact, refine, ["chip_id", "column", "row"])
+                keep = _spread(cand["column"].to_numpy(), cand["row"].to_numpy(), spacing, k)
+                if len(keep) == k or len(cand) < limit or limit == MAX_K:
+                    break
+                limit = min(MAX_K, limit * 4)  # too few far enough apart among these candidates: ask for more
+            cand = cand.iloc[keep]
+            rows = self._rows(list(cand["chip_id"]), RESULT_COLUMNS).to_pandas()
+            df = rows.assign(distance=cand["distance"].to_numpy())
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
         df.insert(0, "rank", np.arange(1, len(df) + 1))
         return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
 
-    def _nearest(self, vector: np.ndarray, limit: int, where: str, exact: bool | None, refine: int):
-        """The ``limit`` nearest rows (a DataFrame with ``distance``), exactly or through the ANN index with
-        ``refine`` x ``limit`` candidates re-ranked by the full vectors."""
+    def _nearest(self, vector: np.ndarray, limit: int, where: str, exact: bool | None, refine: int, columns):
+        """The ``limit`` nearest rows' ``columns`` (a DataFrame with ``distance``), exactly or through the ANN
+        index with ``refine`` x ``limit`` candidates re-ranked by the full vectors."""
         q = self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
-        q = q.distance_type("cosine").limit(limit).select([*RESULT_COLUMNS, "_distance"])
+        q = q.distance_type("cosine").limit(limit).select([*columns, "_distance"])
         if where:
             q = q.where(where, prefilter=True)
         q = q.bypass_vector_index() if exact or not self.ann else q.nprobes(self.nprobes).refine_factor(refine)
