@@ -44,9 +44,10 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     cell.outputs = [nbformat.v4.new_output("execute_result", data=ex._repr_mimebundle_(), execution_count=1)]
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), executed)
 
+    db = two_years(explore_db[3] / "emb", sample_root, tmp_path)  # for "changed like": 2020 and 2021
     port, token = free_port(), secrets.token_hex(16)
     nb = tmp_path / "explore_live.ipynb"
-    args = ["lab", "--tiles", sample_root, "--db", str(explore_db[3] / "db"), "--workdir", str(tmp_path / "ms")]
+    args = ["lab", "--tiles", sample_root, "--db", str(db), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(nb), "--lab-port", str(port), "--no-browser", "--port", str(free_port())]
     args += ["--labels", str(tmp_path / "labels.geojson")]
     settings = tmp_path / "lab-settings"  # every cell in the page (no windowing), no news pop-up
@@ -73,6 +74,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
                     "zoom": zoom,
                     "click": {"lon": target_lon, "lat": target_lat},
                     "executedUrl": f"http://127.0.0.1:{port}/lab/workspaces/test/tree/{executed.name}?token={token}",
+                    "features": True,
                 }
             )
         )
@@ -95,3 +97,29 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     )
     assert seen["labelled"]["widgetErrors"] == 0 and not seen["pageErrors"]
     assert seen["executed"]["pictures"] >= 1 and seen["executed"]["vboxText"] == 0, seen["executed"]
+    features = seen["features"]  # explain a result; results spread out; changed like this (one click or toggle each)
+    assert features["explained"]["alt"].startswith("where ") and features["explained"]["width"] == 256
+    spread = [parse_chip_id(c)[1:] for c in features["spread"]["gallery"]]
+    assert f"nearest of {query}" in features["spread"]["status"] and spread
+    assert all(max(abs(a - c), abs(b - d)) >= 3 for i, (a, b) in enumerate(spread) for c, d in spread[i + 1 :])
+    assert f"changed most like {target}" in features["changed"]["status"], features["changed"]
+    cards = features["changed"]["cards"]
+    assert cards and all(len(alts) == 2 and alts[0].endswith("2020") and alts[1].endswith("2021") for alts in cards)
+    assert features["changed"]["widgetErrors"] == 0
+
+
+def two_years(emb, sample_root, tmp_path):
+    """A database of the explore fixture's 2020 files and the same columns embedded as 2021 (the sample's one
+    scene as both years), with the fixture's small untrained encoder."""
+    from wcembed.embed import embed_column
+    from wcembed.index import ingest
+    from wcembed.model import ClayConfig
+    from wcembed.weights import load_model
+
+    shutil.copytree(emb, tmp_path / "emb")
+    with pytest.warns(UserWarning, match="UNTRAINED"):
+        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    for column in range(1153, 1161):
+        embed_column(2021, column, output=tmp_path / "emb", tiles=sample_root, model=model, progress=False)
+    ingest(tmp_path / "emb", tmp_path / "db")
+    return tmp_path / "db"

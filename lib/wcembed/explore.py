@@ -386,7 +386,7 @@ class Explorer:
         self.results = results
         self.query = gpd.GeoDataFrame({"chip_id": chips}, geometry=[self.index.footprint(c) for c in chips], crs=CRS)
         self.result_layer.data = results_geojson(results, self.query)
-        self._set_region("changed like", layer)
+        self._set_region("changed like", layer, threshold=0.0)  # every chip shown: the layer is 0..1
         self.gallery.children = [w.HTML(self.pair_html(row, years)) for row in results.itertuples(index=False)]
         self.status.value = (
             f"{len(results)} chips changed most like {', '.join(chips)} between {years[0]} and {years[1]}"

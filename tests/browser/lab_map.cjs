@@ -81,6 +81,46 @@ async function mapState(page) {
       labelled = await mapState(page);
       await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
     }
+    let features = null;
+    if (cfg.features) { // the three questions: explain a result, spread results out, changed like this
+      features = {};
+      const texts = () => page.evaluate(() =>
+        [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent));
+      const explain = page.locator(".wcembed-gallery button:has-text('explain')").first();
+      await explain.scrollIntoViewIfNeeded();
+      await explain.click();
+      const heat = await page.waitForSelector("img[alt^='where ']", { timeout: 120000 });
+      features.explained = await heat.evaluate((i) => ({ alt: i.alt, width: i.naturalWidth }));
+      await heat.scrollIntoViewIfNeeded();
+      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_explain.png") });
+      const clickAt = async (lon, lat) => {
+        await map.scrollIntoViewIfNeeded();
+        const b = await map.boundingBox();
+        const [x, y] = worldPx(lon, lat, cfg.zoom);
+        await page.mouse.click(b.x + b.width / 2 + (x - cx), b.y + b.height / 2 + (y - cy));
+      };
+      await page.locator(".widget-checkbox:has-text('spread out') input").first().check();
+      const old = (await mapState(page)).status;
+      await clickAt(cfg.center[1], cfg.center[0]);
+      await page.waitForFunction((o) => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+        .some((e) => /nearest of/.test(e.textContent) && e.textContent !== o), old, { timeout: 60000 });
+      await page.waitForTimeout(1500);
+      features.spread = await mapState(page);
+      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_spread.png") });
+      await page.locator("button.widget-toggle-button:text-is('changed like')").first().click();
+      await clickAt(cfg.click.lon, cfg.click.lat);
+      await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+        .some((e) => /changed most like/.test(e.textContent)), null, { timeout: 120000 });
+      await page.waitForTimeout(1500);
+      features.changed = {
+        status: (await texts()).find((t) => /changed most like/.test(t)),
+        cards: await page.evaluate(() => [...document.querySelectorAll(".wcembed-gallery .widget-html-content")]
+          .map((c) => [...c.querySelectorAll("img")].map((i) => i.alt))),
+        legend: (await texts()).find((t) => /^changed like/.test(t)) || null,
+        widgetErrors: (await mapState(page)).widgetErrors,
+      };
+      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_changed.png") });
+    }
     let executed = null;
     if (cfg.executedUrl) { // an executed notebook opened without running it: untrusted, widgets not drawn
       await page.goto(cfg.executedUrl);
@@ -96,7 +136,7 @@ async function mapState(page) {
       });
       await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_executed.png") });
     }
-    console.log(JSON.stringify({ before, after, labelled, executed, pageErrors }));
+    console.log(JSON.stringify({ before, after, labelled, features, executed, pageErrors }));
   } catch (e) {
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_failed.png") }).catch(() => null);
     throw e;
