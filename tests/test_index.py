@@ -276,3 +276,16 @@ def test_diverse_results_are_spread_out_and_start_with_the_plain_first(tmp_path)
     assert spread["chip_id"][0] == plain["chip_id"][0] and list(spread["rank"]) == list(range(1, 11))
     assert spread["distance"].is_monotonic_increasing
     assert set(spread["chip_id"]) - set(plain["chip_id"])  # others than the plain ten
+
+
+def test_a_diverse_search_returns_the_columns_of_a_plain_one(db):
+    """Footprints, centres and bboxes of diverse results come from grid arithmetic: equal to the stored ones."""
+    _, path = db
+    idx = ChipIndex(path)
+    q = np.random.default_rng(8).normal(size=DIM).astype(np.float32)
+    spread = idx.by_vector(q, k=5, diverse=2)
+    stored = idx.chips(list(spread["chip_id"]))
+    assert list(spread.columns) == list(idx.by_vector(q, k=5).columns)
+    for col in ("lon", "lat", "xmin", "ymin", "xmax", "ymax", "valid_fraction", "year", "row"):
+        np.testing.assert_array_equal(spread[col].to_numpy(), stored[col].to_numpy(), err_msg=col)
+    assert all(a.equals_exact(b, 0) for a, b in zip(spread.geometry, stored.geometry, strict=True))

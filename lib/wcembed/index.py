@@ -46,6 +46,8 @@ ANN_MIN_ROWS = 250_000
 """Tables with at least this many rows get an ANN index; smaller ones are searched exactly."""
 KEEP = ["chip_id", "year", "column", "row", "lon", "lat", "valid_fraction", "geometry"]
 RESULT_COLUMNS = [*KEEP, "xmin", "ymin", "xmax", "ymax"]
+SCALAR_COLUMNS = ["chip_id", "year", "column", "row", "valid_fraction"]
+"""The columns of a result that do not follow from its place on the grid."""
 ANN_RQ_BITS = 4
 ANN_INDEX = "ivf_sq"
 """The ANN index type: IVF_SQ (8-bit scalar quantisation; chosen by measurement at CONUS scale with the
@@ -564,21 +566,37 @@ class ChipIndex:
         where = " AND ".join(filters)
         if spacing == 0:
             df = self._nearest(vector, k, where, exact, self.refine_factor, RESULT_COLUMNS)
-        else:  # candidates with their ids and places only; the rows of those kept are read after
+        else:  # candidates with their scalar columns only; footprints of those kept by grid arithmetic
             limit = min(MAX_K, DIVERSE_CANDIDATES * k)
             while True:
                 refine = max(1, self.refine_factor * k // limit)  # as many re-ranked as a plain search
-                cand = self._nearest(vector, limit, where, exact, refine, ["chip_id", "column", "row"])
+                cand = self._nearest(vector, limit, where, exact, refine, SCALAR_COLUMNS)
                 keep = _spread(cand["column"].to_numpy(), cand["row"].to_numpy(), spacing, k)
                 if len(keep) == k or len(cand) < limit or limit == MAX_K:
                     break
                 limit = min(MAX_K, limit * 4)  # too few far enough apart among these candidates: ask for more
-            cand = cand.iloc[keep]
-            rows = self._rows(list(cand["chip_id"]), RESULT_COLUMNS).to_pandas()
-            df = rows.assign(distance=cand["distance"].to_numpy())
+            df = self._with_footprints(cand.iloc[keep].reset_index(drop=True))
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
         df.insert(0, "rank", np.arange(1, len(df) + 1))
         return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
+
+    def _with_footprints(self, df):
+        """``df`` (``SCALAR_COLUMNS`` and ``distance``) with the columns of :data:`RESULT_COLUMNS` that follow from
+        a chip's place on the grid (centre, bbox, WKB footprint), computed as the column files compute them."""
+        import shapely
+
+        places = zip(df["column"], df["row"], strict=True)
+        b = np.array([chip_bounds(int(c), int(r), self.chip_size, self.origin) for c, r in places]).reshape(-1, 4)
+        out = df.assign(
+            lon=(b[:, 0] + b[:, 2]) / 2,
+            lat=(b[:, 1] + b[:, 3]) / 2,
+            geometry=shapely.to_wkb(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])),
+            xmin=b[:, 0],
+            ymin=b[:, 1],
+            xmax=b[:, 2],
+            ymax=b[:, 3],
+        )
+        return out[[*RESULT_COLUMNS, "distance"]]
 
     def _nearest(self, vector: np.ndarray, limit: int, where: str, exact: bool | None, refine: int, columns):
         """The ``limit`` nearest rows' ``columns`` (a DataFrame with ``distance``), exactly or through the ANN
