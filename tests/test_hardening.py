@@ -164,20 +164,30 @@ def test_bad_search_arguments_are_one_line_errors(built, args, says):
     assert says in one_line_error(wcembed("search", "--db", db, *args))
 
 
-def test_commands_on_what_does_not_exist(tmp_path, sample_root):
-    assert "no LanceDB database" in one_line_error(wcembed("search", "--db", tmp_path / "no", "--point", -75, 37))
+def in_process_error(capsys, *args, code: int = 65) -> str:
+    """``python -m wcembed ARGS`` run in this process (no interpreter start-up): its one ``error:`` line."""
+    assert cli.main([str(a) for a in args]) == code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_commands_on_what_does_not_exist(tmp_path, sample_root, capsys):
+    assert "no LanceDB database" in in_process_error(capsys, "search", "--db", tmp_path / "no", "--point", -75, 37)
     assert not (tmp_path / "no").exists()  # not created by a search
-    assert "no output files" in one_line_error(wcembed("index", tmp_path / "none", "--db", tmp_path / "new"))
+    assert "no output files" in in_process_error(capsys, "index", tmp_path / "none", "--db", tmp_path / "new")
     assert not (tmp_path / "new").exists()
-    says = one_line_error(wcembed("embed", "--year", 2020, "--column", 1156, "--tiles", tmp_path / "no-tiles"))
+    says = in_process_error(capsys, "embed", "--year", 2020, "--column", 1156, "--tiles", tmp_path / "no-tiles")
     assert "tile source folder" in says
     (tmp_path / "ckpt").mkdir()
     args = ["--year", 2020, "--column", 1156, "--tiles", sample_root, "--output", tmp_path / "o", "--max-rows", 1]
-    assert "is a directory" in one_line_error(wcembed("embed", *args, "--checkpoint", tmp_path / "ckpt"))
+    assert "is a directory" in in_process_error(capsys, "embed", *args, "--checkpoint", tmp_path / "ckpt")
     if not __import__("torch").cuda.is_available():
-        assert "no CUDA" in one_line_error(wcembed("embed", *args, "--allow-untrained", "--device", "cuda"))
-    says = one_line_error(wcembed("run-array", "--year", 2020, "--tiles", sample_root, "--indices", "5-2"))
+        says = in_process_error(capsys, "embed", *args, "--allow-untrained", "--device", "cuda")
+        assert "no CUDA" in says  # said before any weights load
+    says = in_process_error(capsys, "run-array", "--year", 2020, "--tiles", sample_root, "--indices", "5-2")
     assert "empty range" in says
+    assert not (tmp_path / "o").exists()  # nothing written by a refused command
 
 
 def test_a_negative_region_value_is_a_value(tmp_path, sample_root):

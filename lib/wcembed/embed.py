@@ -41,7 +41,7 @@ import wcembed
 from wcembed import store
 from wcembed.bands import BandFeed, BandPlan
 from wcembed.grid import Grid
-from wcembed.inference import COMPOSITE_DATE, Embedder
+from wcembed.inference import COMPOSITE_DATE, Embedder, pick_device
 from wcembed.job import ColumnJob
 from wcembed.product import VERSIONS, attribution
 from wcembed.weights import LoadedModel, load_model
@@ -168,6 +168,7 @@ def run_job(
     """
     grid = grid or job.plan_grid()
     columns = job.columns(grid)  # a job template (no column) or a band off the grid is refused here
+    pick_device(job.device)  # as is a device this torch cannot run, before a checkpoint loads
     results: dict[int, ColumnResult] = {}
     for column in columns:
         path = job.output_path(column)
