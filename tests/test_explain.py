@@ -44,3 +44,16 @@ def test_a_chip_is_most_like_itself_everywhere(explainer):
     np.testing.assert_allclose(heat, 1.0, atol=1e-5)  # every patch finds itself
     with pytest.raises(BadParameterError, match="unknown heatmap"):
         patch_heatmap(np.zeros((2, 2, 3)), np.zeros((2, 2, 3)), how="max")
+
+
+def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights(tmp_path, sample_root):
+    from test_index import write_years
+    from wcembed.explain import explainer_for
+    from wcembed.index import ChipIndex, ingest
+
+    write_years(tmp_path / "emb", range(1150, 1152))
+    ingest(tmp_path / "emb", tmp_path / "db")
+    index = ChipIndex(tmp_path / "db")  # its files do not say "untrained": untrained weights cannot explain it
+    assert explainer_for(index, None) is None
+    with pytest.warns(UserWarning, match="matches cannot be explained"):
+        assert explainer_for(index, sample_root) is None

@@ -130,3 +130,21 @@ class MatchExplainer:
         out = io.BytesIO()
         Image.blend(base.convert("RGBA"), over, 0.5).save(out, format="PNG")
         return out.getvalue()
+
+
+def explainer_for(index, tiles: str | None, checkpoint: str | None = None) -> MatchExplainer | None:
+    """The explainer of an index's matches (the tile source and weights its embeddings were made from), or
+    None, with a warning that says why, where ``tiles`` is not given or the weights cannot be loaded (an
+    index of Clay embeddings needs its checkpoint; untrained weights only explain untrained embeddings)."""
+    import warnings
+
+    from wcembed.errors import WcEmbedError
+    from wcembed.weights import load_model
+
+    if not tiles:
+        return None
+    try:
+        return MatchExplainer(tiles, load_model(checkpoint, allow_untrained=index.untrained))
+    except WcEmbedError as exc:
+        warnings.warn(f"matches cannot be explained: {exc}", stacklevel=2)
+        return None
