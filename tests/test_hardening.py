@@ -287,8 +287,7 @@ def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path, sample_root
     assert not any(p.exists() for p in stale) and live.exists()
     # killed between the file and its STAC Item (the Item is written second): the next run writes it
     Path(store.stac_path(str(target))).unlink()
-    with pytest.warns(UserWarning):
-        assert embed_column(2020, 1156, **kw).status == "exists"
+    assert embed_column(2020, 1156, **kw).status == "exists"  # skipped: no weights loaded
     assert json.loads(Path(store.stac_path(str(target))).read_text())["id"]
 
 

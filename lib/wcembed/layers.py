@@ -509,7 +509,8 @@ class ChangePairs:
             raise BadParameterError(f"the examples did not change between {a.year} and {b.year}: nothing to match")
         dot = (b.vectors @ q)[self.ib] - (a.vectors @ q)[self.ia] - float(self.shift @ q)
         n = np.maximum(self.norms, 1e-12)
-        score = (1 + dot / (n * qn)) / 2 * (np.minimum(n, qn) / np.maximum(n, qn))
+        cos = np.clip(dot / (n * qn), -1, 1)  # (a chip that did not change has no direction: rounding)
+        score = (1 + cos) / 2 * (np.minimum(n, qn) / np.maximum(n, qn))
         label = ", ".join(examples[:3]) + (f" and {len(examples) - 3} more" if len(examples) > 3 else "")
         layer = ChipRaster.from_chips(
             self.columns,
