@@ -108,7 +108,8 @@ def run(
             f"3/6 embedding {len(chosen)} bands of {BAND} columns of {year} with the local array runner "
             f"({parallel} at a time); {len(done)} done already"
         )
-        env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if parallel > 1 else {})
+        at_once = min(parallel, len(chosen))  # jobs sharing the cores: one torch thread each, else all cores
+        env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if at_once > 1 else {})
         codes = run_array(chosen, env, parallel=parallel)
         failed = {i: c for i, c in codes.items() if c}
         if failed:
