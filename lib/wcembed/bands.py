@@ -271,9 +271,10 @@ class BandFeed:
         """Read one strip and place its pixels; return the valid-pixel count of each placement."""
         window = strip.window
         shape = (4, window.height, window.width)
-        scratch = getattr(self._local, "scratch", {})  # one strip buffer per shape and thread, reused
-        self._local.scratch = scratch
-        data = scratch.setdefault(shape, np.empty(shape, np.uint16))
+        scratch = self._local.__dict__.setdefault("scratch", {})  # one strip buffer per shape and thread, reused
+        data = scratch.get(shape)
+        if data is None:
+            data = scratch[shape] = np.empty(shape, np.uint16)
         with rasterio.Env(**self._options):
             self._reader().read_window(strip.tile, window, out=data)
         counts = []

@@ -200,16 +200,17 @@ def _embed_band(
     vectors: list[list[np.ndarray]] = [[] for _ in columns]
     skipped = [0] * len(columns)
     batches_left = [sum(1 for group in plan.groups if group[col]) for col in range(len(columns))]
+    n_rows = [sum(len(group[col]) for group in plan.groups) for col in range(len(columns))]
     results: dict[int, ColumnResult] = {}
 
     def write(col: int) -> None:
         column = columns[col]
         meta = provenance(model, embedders[col], job, column, cs)
         dim = model.encoder.config.dim
-        emb = np.concatenate(vectors[col]) if vectors[col] else np.zeros((0, model.encoder.config.dim), np.float32)
+        emb = np.concatenate(vectors[col]) if vectors[col] else np.zeros((0, dim), np.float32)
         path = job.output_path(column)
-        store.write_column(path, grid, year, column, kept[col], emb.reshape(-1, dim), meta)
-        seconds, n = time.perf_counter() - t0, len(plan_rows[col])
+        store.write_column(path, grid, year, column, kept[col], emb, meta)
+        seconds, n = time.perf_counter() - t0, n_rows[col]
         weights = meta["embedding"]["weights"]
         log.info(
             "wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)",
@@ -222,7 +223,6 @@ def _embed_band(
         results[column] = ColumnResult(year, column, path, "written", n, len(kept[col]), skipped[col], seconds, weights)
         vectors[col].clear()
 
-    plan_rows = [[r for group in plan.groups for r in group[col]] for col in range(len(columns))]
     workers = job.workers or reader_workers(device)
     label = f"{year} column {columns[0]}" + (f"..{columns[-1]}" if len(columns) > 1 else "")
     t0 = time.perf_counter()

@@ -23,6 +23,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Sequence
 
@@ -79,6 +80,7 @@ class MatchExplainer:
         self.tiles = str(tiles)
         self.embedder = Embedder(model, device=device, precision="float32")
         self._grids: dict[int, Grid] = {}
+        self.read = functools.lru_cache(maxsize=8)(self._read)  # a result is read for its heatmap and its picture
 
     def grid(self, year: int) -> Grid:
         """The grid of a year's tiles (planned once)."""
@@ -89,8 +91,9 @@ class MatchExplainer:
             self._grids[year] = plan_grid(year, self.tiles)
         return self._grids[year]
 
-    def read(self, chip: str):
-        """The pixels of a chip (``(4, H, W)`` uint16) read as the pipeline reads them."""
+    def _read(self, chip: str):
+        """The pixels of a chip (``(4, H, W)`` uint16) read as the pipeline reads them (as :meth:`read`, which
+        keeps the last few)."""
         from wcembed.tiles import ChipReader
 
         year, column, row = parse_chip_id(chip)

@@ -395,10 +395,9 @@ class Explorer:
 
     def pair_html(self, row, years: tuple[int, int]) -> str:
         """Both years' 96 px thumbnails of a result side by side, with its rank and score."""
-        kind, bounds = self.layer_box.value or "TCC", tuple(row.geometry.bounds)
-        urls = {y: html.escape(self.thumbs.getmap_url(bounds, layer_name(y, kind), (96, 96))) for y in years}
+        kind = self.layer_box.value or "TCC"
         imgs = "".join(
-            f'<img src="{urls[y]}" width="96" height="96" loading="lazy" alt="{row.chip_id} {y}" title="{y}">'
+            self._img(row.geometry.bounds, layer_name(y, kind), 96, f"{row.chip_id} {y}", f' title="{y}"')
             for y in years
         )
         return f"{imgs}<br>#{row.rank} {row.chip_id}<br>score {row.score:.3f}"
@@ -545,11 +544,12 @@ class Explorer:
     def thumbnail_html(self, chip: str, bounds, caption: str) -> str:
         """A 128 px thumbnail of a chip (``bounds``: west, south, east, north in degrees) with a caption below,
         as an ``<img>`` the browser loads from the WMS (lazily, with its own cache)."""
-        import html
+        return f"{self._img(bounds, self.layer, 128, chip)}<br>{caption}"
 
-        layer = self.layer
-        url = self.thumbs.getmap_url(tuple(bounds), layer, (128, 128)) if layer else ""
-        return f'<img src="{html.escape(url)}" width="128" height="128" loading="lazy" alt="{chip}"><br>{caption}'
+    def _img(self, bounds, layer: str | None, size: int, alt: str, extra: str = "") -> str:
+        """An ``<img>`` of a WMS layer over ``bounds`` (degrees) that the browser loads lazily."""
+        url = self.thumbs.getmap_url(tuple(bounds), layer, (size, size)) if layer else ""
+        return f'<img src="{html.escape(url)}" width="{size}" height="{size}" loading="lazy" alt="{alt}"{extra}>'
 
     @property
     def layer(self) -> str | None:

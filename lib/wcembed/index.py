@@ -70,6 +70,11 @@ class IngestReport:
     """Files that could not be read (path: reason); not recorded, so the next ingest tries them again."""
 
 
+def _remote(db: str | Path) -> bool:
+    """Whether a database location is an object store (``s3://``, ``gs://``, ``az://``) rather than a folder."""
+    return str(db).startswith(("s3://", "gs://", "az://"))
+
+
 def _connect(db: str | Path):
     import lancedb
 
@@ -121,7 +126,7 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
     if schema is not None:
         try:
             out = out.cast(schema)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        except (pa.ArrowException, ValueError) as exc:
             raise _BadFile(f"its columns do not fit the table's ({exc})") from None
     return out, embedding.get("weights", "")
 
@@ -147,7 +152,7 @@ def ingest(
     files = store.list_outputs(source)
     if not files:
         raise IngestError(f"no output files (*_{store.FORMAT_VERSION}.gpq) under {source}")
-    if str(db).startswith(("s3://", "gs://", "az://")):  # no lock on object stores: run one ingest at a time
+    if _remote(db):  # no lock on object stores: run one ingest at a time
         return _ingest(files, db, ann_min_rows, batch_rows)
     Path(db).mkdir(parents=True, exist_ok=True)
     with store.exclusive(Path(db) / ".ingest.lock"):  # concurrent ingests take turns
@@ -177,14 +182,15 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
         rows = pa.concat_tables([t for _, t in pending])
         if chips is None:
             chips = _create_or_open(conn, rows)
-        if chips.count_rows(_columns_filter([p for p, _ in pending])) == 0:
+        replaced = _columns_filter([p for p, _ in pending])
+        if chips.count_rows(replaced) == 0:
             chips.add(rows)  # new columns: a plain append
         else:  # replace the columns' rows (also rows a killed ingest left behind) in one commit
             (
                 chips.merge_insert("chip_id")
                 .when_matched_update_all()
                 .when_not_matched_insert_all()
-                .when_not_matched_by_source_delete(_columns_filter([p for p, _ in pending]))
+                .when_not_matched_by_source_delete(replaced)
                 .execute(rows)
             )
         done.extend(p for p, _ in pending)
@@ -325,7 +331,8 @@ def check_bbox(bbox: Sequence[float]) -> tuple[float, float, float, float]:
         w, s, e, n = (float(v) for v in bbox)
     except (TypeError, ValueError):
         raise BadParameterError(f"not a bbox (west, south, east, north) in degrees: {bbox!r}") from None
-    check_point(w, s), check_point(e, n)
+    check_point(w, s)
+    check_point(e, n)
     if w > e or s > n:
         raise BadParameterError(f"bbox {bbox!r}: west must not exceed east, nor south north")
     return w, s, e, n
@@ -372,7 +379,7 @@ class ChipIndex:
         origin: tuple[float, float] = CONUS_ORIGIN,
     ) -> None:
         self.db = db
-        if not str(db).startswith(("s3://", "gs://", "az://")) and not Path(db).is_dir():
+        if not _remote(db) and not Path(db).is_dir():
             raise IngestError(f"no LanceDB database at {db}: ingest output files first (python -m wcembed index)")
         conn = _connect(db)
         if table not in conn.table_names():
