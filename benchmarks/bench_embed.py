@@ -4,8 +4,8 @@ The job embeds the band of the filled tile's whole columns (``bench_tiles.py``: 
 24 chips of real imagery, 120 chips) exactly as ``run_job`` does (same plan, reader threads,
 batch size, precision ``"auto"``, files written). Beside it, at the same threads:
 
-* **readers only**: the band's :class:`~wcembed.bands.BandFeed`, groups consumed in order;
-* **model only**: one :class:`~wcembed.inference.Embedder` per column on the same batches,
+* **readers only**: the band's :class:`~wcembed.pipeline.bands.BandFeed`, groups consumed in order;
+* **model only**: one :class:`~wcembed.pipeline.inference.Embedder` per column on the same batches,
   already in memory (including the ``"auto"`` precision check of each column's first batch);
 * **stand-in**: the same pipeline with the embedder's device work (normalisation and encoder)
   replaced by a fixed cost per chip (default: the H200's measured bf16 rate, 1,873 chips/s),
@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from bench_tiles import FILLED_COLUMNS, band_plan, filled_tile_root, read_band
 from common import Timer, report
-from wcembed import embed
-from wcembed.embed import reader_workers, run_job
-from wcembed.inference import Embedder, pick_device
-from wcembed.job import ColumnJob
+from wcembed.pipeline import embed
+from wcembed.pipeline.embed import reader_workers, run_job
+from wcembed.pipeline.inference import Embedder, pick_device
+from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.weights import LoadedModel, load_model
 from wcembed.tileset import plan_grid
-from wcembed.weights import LoadedModel, load_model
 
 H200_BF16_CHIPS_PER_S = 1873.0
 """``Embedder`` bf16 at batch 128 on one NVIDIA H200 (issue 24's measurement)."""
@@ -106,7 +106,7 @@ def main() -> None:
         read_band(plan, root, workers)
     result["readers_only_chips_per_s"] = plan.n_chips / t.s
 
-    from wcembed.bands import BandFeed
+    from wcembed.pipeline.bands import BandFeed
 
     with BandFeed(plan, 2020, root, workers=workers) as feed:  # the batches, kept for the model-only run
         groups = [(g.index, g.pixels.clone()) for g in feed]

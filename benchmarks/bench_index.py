@@ -3,7 +3,7 @@
 Built through the real path: synthetic vectors for every chip of the land-outline
 grid of 2020 and 2021 (2 x 538,076 chips, 2 x 1,383 columns) are written as the
 real per-column GeoParquet files (:func:`wcembed.store.write_column`), then
-:func:`wcembed.index.ingest` loads them. The timed calls are the product's own:
+:func:`wcembed.explore.index.ingest` loads them. The timed calls are the product's own:
 ``ChipIndex.by_point(lon, lat, k=10, year=2020)`` (one click: grid arithmetic, one
 lookup by id, a filtered ANN search without the query chip) and
 ``ChipIndex.by_examples(3 positives, 2 negatives, k=10, year=2020)``. Recall@10 is
@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 from common import Timer, report
 from wcembed import store
-from wcembed.index import ANN_INDEX, ANN_MIN_ROWS, DIVERSE_CHIPS, ChipIndex, ingest, partitions, query_vector
+from wcembed.explore.index import ANN_INDEX, ANN_MIN_ROWS, DIVERSE_CHIPS, ChipIndex, ingest, partitions, query_vector
 from wcembed.product import ESA_HTTPS, YEARS
 from wcembed.tileset import plan_grid
 
@@ -74,7 +74,7 @@ def write_files(out: Path, make, dim: int, max_columns: int | None) -> tuple[int
 def build_index_in_child(db: Path, kind: str) -> tuple[float, float]:
     """Build the ANN index in a child process: (seconds, peak resident memory of that process in GB)."""
     code = (
-        "import sys, time; from wcembed.index import ChipIndex, build_ann_index; "
+        "import sys, time; from wcembed.explore.index import ChipIndex, build_ann_index; "
         "t = ChipIndex(sys.argv[1]).table; t0 = time.perf_counter(); build_ann_index(t, kind=sys.argv[2]); "
         "t.optimize(); print(time.perf_counter() - t0)"
     )

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from bench_index import DATA, write_files
 from common import Timer, report
-from wcembed.classify import score_index
-from wcembed.index import ChipIndex, ingest
-from wcembed.layers import ChangePairs, ChipRaster, YearVectors, change
+from wcembed.explore.classify import score_index
+from wcembed.explore.index import ChipIndex, ingest
+from wcembed.explore.layers import ChangePairs, ChipRaster, YearVectors, change
 
 
 def build(out: Path, db: Path, args) -> None:

@@ -23,9 +23,9 @@ import statistics
 import numpy as np
 import torch
 from common import Timer, report
-from wcembed.inference import Embedder, PrecisionCheck, encode_latlon, encode_time
-from wcembed.model import ClayConfig, ClayEncoder
-from wcembed.weights import CLAY_V01, UNTRAINED, LoadedModel
+from wcembed.pipeline.inference import Embedder, PrecisionCheck, encode_latlon, encode_time
+from wcembed.pipeline.model import ClayConfig, ClayEncoder
+from wcembed.pipeline.weights import CLAY_V01, UNTRAINED, LoadedModel
 
 MEAN, STD = CLAY_V01.mean, CLAY_V01.std
 

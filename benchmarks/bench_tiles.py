@@ -1,7 +1,7 @@
 """Chip reads: band reading against one-column reading, the seed's loop and GDAL's raw block decode.
 
 1. One column of the sample region over a local HTTP range server: requests, bytes
-   and chips/s of the product's reader (:class:`wcembed.bands.BandFeed`, a band of one
+   and chips/s of the product's reader (:class:`wcembed.pipeline.bands.BandFeed`, a band of one
    column, as ``run_job`` runs it) against the seed's loop (reopen the file per chip,
    read each window separately).
 2. Bytes over HTTP of a band of ``--band`` columns (the job definitions' width) against
@@ -33,11 +33,11 @@ from common import OUT, Timer, report, sample_root
 from local_servers import RangeServer, cog_block_bytes
 from rasterio.windows import Window
 from wcembed import ROOT
-from wcembed.bands import BandFeed, BandPlan
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN
+from wcembed.pipeline.bands import BandFeed, BandPlan
+from wcembed.pipeline.tiles import gdal_options
 from wcembed.product import BLOCK_PX, PX_PER_DEGREE, TILE_PX, Tile, gdal_path, parse_tile_filename, tile_url
 from wcembed.sample import write_tile
-from wcembed.tiles import gdal_options
 from wcembed.tileset import plan_grid
 
 FILLED_COLUMNS = (1149, 1153)

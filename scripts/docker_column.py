@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from local_servers import moto_s3  # noqa: E402 - the tests' S3 server
-from wcembed.embed import run_job  # noqa: E402
-from wcembed.job import ColumnJob  # noqa: E402
+from wcembed.pipeline.embed import run_job  # noqa: E402
+from wcembed.pipeline.job import ColumnJob  # noqa: E402
 from wcembed.store import file_metadata, read_column  # noqa: E402
 
 

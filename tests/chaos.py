@@ -24,8 +24,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from local_servers import RangeServer
 from wcembed import ROOT, store
-from wcembed.batch import EXIT_TRANSIENT, RETRY_ATTEMPTS, missing_columns
-from wcembed.job import ColumnJob
+from wcembed.pipeline.batch import EXIT_TRANSIENT, RETRY_ATTEMPTS, missing_columns
+from wcembed.pipeline.job import ColumnJob
 
 KILLED = -9
 COMPARED = ("chip_id", "column", "row", "embeddings", "geometry", "bbox", "valid_fraction")

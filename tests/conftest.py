@@ -96,12 +96,12 @@ def range_server(sample_root):
 @pytest.fixture(scope="session")
 def explore_db(sample_root, tmp_path_factory):
     """Embeddings of the sample region's columns 1153-1160 (small untrained encoder) in LanceDB, and a WMS."""
-    from wcembed.embed import embed_column
-    from wcembed.index import ChipIndex, ingest
-    from wcembed.model import ClayConfig
+    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.explore.wms import LocalWMS
+    from wcembed.pipeline.embed import embed_column
+    from wcembed.pipeline.model import ClayConfig
+    from wcembed.pipeline.weights import load_model
     from wcembed.tileset import plan_grid
-    from wcembed.weights import load_model
-    from wcembed.wms import LocalWMS
 
     tmp = tmp_path_factory.mktemp("explore")
     grid = plan_grid(2020, sample_root)

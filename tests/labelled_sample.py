@@ -11,13 +11,13 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from wcembed.classify import Labels
-from wcembed.embed import embed_column
+from wcembed.explore.classify import Labels
+from wcembed.explore.index import ChipIndex, ingest
 from wcembed.grid import Grid
-from wcembed.index import ChipIndex, ingest
-from wcembed.model import ClayConfig
-from wcembed.tiles import ChipReader
-from wcembed.weights import load_model
+from wcembed.pipeline.embed import embed_column
+from wcembed.pipeline.model import ClayConfig
+from wcembed.pipeline.tiles import ChipReader
+from wcembed.pipeline.weights import load_model
 
 AREA = (-75.72, 37.59, -75.52, 37.75)
 """West, south, east, north (degrees) of the part of the sample scene that is cut into chips."""

@@ -9,17 +9,17 @@ import pytest
 from local_servers import RangeServer, cog_block_bytes
 from rasterio.windows import Window
 from wcembed import store
-from wcembed.bands import BandFeed, BandPlan
-from wcembed.embed import run_job
 from wcembed.errors import TileCorruptError
 from wcembed.grid import Grid
-from wcembed.job import ColumnJob
-from wcembed.model import ClayConfig
+from wcembed.pipeline.bands import BandFeed, BandPlan
+from wcembed.pipeline.embed import run_job
+from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.model import ClayConfig
+from wcembed.pipeline.tiles import ChipReader
+from wcembed.pipeline.weights import load_model
 from wcembed.product import BLOCK_PX, Tile, tile_key
 from wcembed.sample import write_tile
-from wcembed.tiles import ChipReader
 from wcembed.tileset import plan_grid
-from wcembed.weights import load_model
 
 BAND = list(range(1152, 1160))  # the sample scene's columns (4 chips of data each, from 1155)
 

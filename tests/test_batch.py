@@ -12,7 +12,8 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 from wcembed import ROOT, store
-from wcembed.batch import (
+from wcembed.errors import BadColumnError, BadParameterError, TileMissingError, TileTransientError
+from wcembed.pipeline.batch import (
     EXIT_BAD_INPUT,
     band_for_index,
     definition_environment,
@@ -24,8 +25,7 @@ from wcembed.batch import (
     submit_request,
     validate,
 )
-from wcembed.errors import BadColumnError, BadParameterError, TileMissingError, TileTransientError
-from wcembed.job import ColumnJob
+from wcembed.pipeline.job import ColumnJob
 from wcembed.store import read_column
 from wcembed.tileset import plan_grid
 
@@ -195,7 +195,7 @@ def test_checkpoint_download_failure_exits_75_and_the_retry_succeeds(sample_root
     """A 503 storm on the checkpoint makes the job transient (Batch retries it); the retry completes it."""
     import torch
     from local_servers import RangeServer
-    from wcembed.model import ClayConfig, ClayEncoder
+    from wcembed.pipeline.model import ClayConfig, ClayEncoder
 
     serve = tmp_path / "serve"
     serve.mkdir()

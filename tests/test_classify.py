@@ -10,11 +10,11 @@ from conftest import run_papermill
 from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
-from wcembed.classify import Labels, export, score_index, train
 from wcembed.errors import LabelsError
-from wcembed.explore import Explorer
-from wcembed.pages import offline_html, screenshot
-from wcembed.wms import LocalWMS, WMSClient
+from wcembed.explore.classify import Labels, export, score_index, train
+from wcembed.explore.pages import offline_html, screenshot
+from wcembed.explore.view import Explorer
+from wcembed.explore.wms import LocalWMS, WMSClient
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +188,7 @@ def test_explore_notebook_names_labels_that_cannot_train(small_chips, sample_roo
 def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_path):
     import geopandas as gpd
     import shapely
-    from wcembed.classify import detections
+    from wcembed.explore.classify import detections
     from wcembed.grid import chip_bounds, chip_id
 
     cells = {(10, 5): 0.9, (11, 5): 0.8, (12, 5): 0.7, (11, 6): 0.6, (13, 6): 0.95, (20, 20): 0.55, (30, 30): 0.2}
@@ -214,7 +214,7 @@ def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_pa
 
 
 def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
-    from wcembed.classify import suggest_next
+    from wcembed.explore.classify import suggest_next
 
     index, labels, _ = small_chips
     few = Labels()  # a few labels of each class, as early in a session
@@ -272,7 +272,7 @@ def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(smal
 def test_the_labelling_loop_by_its_buttons(small_chips, sample_root, tmp_path):
     """Retrain, one-click labels on the suggestions, detection review, the learning curve: each button's
     handler called as the browser calls it."""
-    from wcembed.labelling import LabelLoop
+    from wcembed.explore.labelling import LabelLoop
 
     index, labels, _ = small_chips
     truth = {c: v["label"] for c, v in labels.items.items()}

@@ -18,13 +18,13 @@ import pytest
 import shapely
 from conftest import run_papermill
 from wcembed import store
-from wcembed.embed import embed_column
 from wcembed.errors import BadColumnError, BadYearError
-from wcembed.inference import Embedder
-from wcembed.model import ClayConfig
-from wcembed.tiles import ChipReader
+from wcembed.pipeline.embed import embed_column
+from wcembed.pipeline.inference import Embedder
+from wcembed.pipeline.model import ClayConfig
+from wcembed.pipeline.tiles import ChipReader
+from wcembed.pipeline.weights import load_model
 from wcembed.tileset import plan_grid
-from wcembed.weights import load_model
 
 DATA_COLUMN = 1156  # a column of the Virginia sample with 4 chips above 50 % valid
 EMPTY_COLUMN = 1150  # west of the scene: all nodata

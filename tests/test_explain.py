@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from wcembed.errors import BadParameterError
-from wcembed.explain import MatchExplainer, patch_heatmap, quadrant_means
-from wcembed.model import ClayConfig
-from wcembed.weights import load_model
+from wcembed.explore.explain import MatchExplainer, patch_heatmap, quadrant_means
+from wcembed.pipeline.model import ClayConfig
+from wcembed.pipeline.weights import load_model
 
 QUERY, OTHER = "2020-1156-0288", "2020-1158-0290"  # farmland; and another part of the scene
 
@@ -48,8 +48,8 @@ def test_a_chip_is_most_like_itself_everywhere(explainer):
 
 def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights(tmp_path, sample_root):
     from test_index import write_years
-    from wcembed.explain import explainer_for
-    from wcembed.index import ChipIndex, ingest
+    from wcembed.explore.explain import explainer_for
+    from wcembed.explore.index import ChipIndex, ingest
 
     write_years(tmp_path / "emb", range(1150, 1152))
     ingest(tmp_path / "emb", tmp_path / "db")

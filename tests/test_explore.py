@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 from wcembed import ROOT
-from wcembed.explore import Explorer
-from wcembed.figures import first_principal_component
-from wcembed.pages import offline_html, screenshot
-from wcembed.styles import rank_colors
-from wcembed.wms import WMSClient
+from wcembed.explore.pages import offline_html, screenshot
+from wcembed.explore.styles import rank_colors
+from wcembed.explore.view import Explorer
+from wcembed.explore.wms import WMSClient
+from wcembed.plots import first_principal_component
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
 

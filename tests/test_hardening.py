@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_index import write_column, write_years
 from wcembed import cli, store
-from wcembed.classify import Labels
 from wcembed.errors import BadParameterError, IngestError, LabelsError, WcEmbedError
-from wcembed.index import ChipIndex, ingest
+from wcembed.explore.classify import Labels
+from wcembed.explore.index import ChipIndex, ingest
 from wcembed.servers import LOOPBACK, free_port
 
 COLUMNS = range(1150, 1152)
@@ -270,7 +270,7 @@ def dead_pid() -> int:
 
 
 def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path, sample_root):
-    from wcembed.embed import embed_column
+    from wcembed.pipeline.embed import embed_column
 
     target = Path(store.output_path(tmp_path, 2020, 1156))
     target.parent.mkdir(parents=True)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from wcembed import store
 from wcembed.errors import UnknownChipError
+from wcembed.explore.index import ChipIndex, ingest, query_vector
 from wcembed.grid import Grid, chip_id
-from wcembed.index import ChipIndex, ingest, query_vector
 
 DIM = 32
 
@@ -224,7 +224,7 @@ def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes
     out = tmp_path / "emb"
     write_years(out, range(1100, 1160))
     db = tmp_path / "db"
-    code = "import sys; from wcembed.index import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
+    code = "import sys; from wcembed.explore.index import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
     proc = subprocess.Popen([sys.executable, "-c", code, str(out), str(db)])
     versions = db / "chips.lance" / "_versions"
     deadline = time.monotonic() + 120

@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from local_servers import interrupt, start_cli, wait_for_url
 from wcembed import ROOT
-from wcembed.classify import Labels
-from wcembed.explore import Explorer
+from wcembed.explore.classify import Labels
+from wcembed.explore.view import Explorer
 from wcembed.grid import parse_chip_id
 from wcembed.servers import free_port
 
@@ -111,10 +111,10 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
 def two_years(emb, sample_root, tmp_path):
     """A database of the explore fixture's 2020 files and the same columns embedded as 2021 (the sample's one
     scene as both years), with the fixture's small untrained encoder."""
-    from wcembed.embed import embed_column
-    from wcembed.index import ingest
-    from wcembed.model import ClayConfig
-    from wcembed.weights import load_model
+    from wcembed.explore.index import ingest
+    from wcembed.pipeline.embed import embed_column
+    from wcembed.pipeline.model import ClayConfig
+    from wcembed.pipeline.weights import load_model
 
     shutil.copytree(emb, tmp_path / "emb")
     with pytest.warns(UserWarning, match="UNTRAINED"):

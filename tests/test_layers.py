@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from PIL import Image
 from wcembed.errors import BadParameterError
+from wcembed.explore.layers import ChangePairs, ChipRaster, YearVectors, change
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
-from wcembed.layers import ChangePairs, ChipRaster, YearVectors, change
 from wcembed.product import PX_PER_DEGREE
 
 # chips at the corners of the CONUS grid and across tile edges (a 512 px chip straddles 1-degree tiles)
@@ -159,10 +159,10 @@ def _altered_2021(sample_root, root):
 @pytest.fixture(scope="module")
 def two_years(sample_root, tmp_path_factory):
     """An index of the sample's columns 1154..1159 in 2020 and in the altered 2021, and the tile folder."""
-    from wcembed.embed import embed_column
-    from wcembed.index import ChipIndex, ingest
-    from wcembed.model import ClayConfig
-    from wcembed.weights import load_model
+    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.pipeline.embed import embed_column
+    from wcembed.pipeline.model import ClayConfig
+    from wcembed.pipeline.weights import load_model
 
     tmp = tmp_path_factory.mktemp("two_years")
     tiles = _altered_2021(sample_root, tmp / "tiles")
@@ -193,8 +193,8 @@ def test_change_layer_finds_exactly_the_altered_chips(two_years):
 @pytest.mark.slow
 def test_region_layers_in_the_map(two_years, tmp_path):
     from ipyleaflet import SplitMapControl
-    from wcembed.explore import Explorer
-    from wcembed.wms import LocalWMS, WMSClient
+    from wcembed.explore.view import Explorer
+    from wcembed.explore.wms import LocalWMS, WMSClient
 
     index, tiles = two_years
     with LocalWMS(tiles, tmp_path / "ms") as wms:
@@ -240,12 +240,12 @@ def changed_alike(sample_root, tmp_path_factory):
     import shutil
 
     from rasterio.windows import Window
-    from wcembed.embed import embed_column
-    from wcembed.index import ChipIndex, ingest
-    from wcembed.model import ClayConfig
+    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.pipeline.embed import embed_column
+    from wcembed.pipeline.model import ClayConfig
+    from wcembed.pipeline.weights import load_model
     from wcembed.product import Tile, tile_key
     from wcembed.sample import write_tile
-    from wcembed.weights import load_model
 
     tmp = tmp_path_factory.mktemp("changed_alike")
     tile = Tile.from_name("N37W076")
@@ -297,8 +297,8 @@ def test_changed_like_this_ranks_the_same_change_first(changed_alike):
 
 @pytest.mark.slow
 def test_changed_like_mode_in_the_map(changed_alike, sample_root, tmp_path):
-    from wcembed.explore import Explorer
-    from wcembed.wms import LocalWMS, WMSClient
+    from wcembed.explore.view import Explorer
+    from wcembed.explore.wms import LocalWMS, WMSClient
 
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
         ex = Explorer(changed_alike, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), k=4)

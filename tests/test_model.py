@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from wcembed.errors import CheckpointError, UntrainedWeightsError
-from wcembed.inference import Embedder, encode_latlon, encode_time, normalize
-from wcembed.model import ClayConfig, ClayEncoder
-from wcembed.weights import CLAY_V01, load_model
+from wcembed.pipeline.inference import Embedder, encode_latlon, encode_time, normalize
+from wcembed.pipeline.model import ClayConfig, ClayEncoder
+from wcembed.pipeline.weights import CLAY_V01, load_model
 
 MEAN, STD = CLAY_V01.mean, CLAY_V01.std
 
@@ -238,7 +238,7 @@ def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, ful
 def test_checkpoint_download_retries_network_failures_and_gives_up_transiently(tmp_path, full_state):
     from local_servers import RangeServer
     from wcembed.errors import CheckpointDownloadError, TransientError
-    from wcembed.weights import fetch_checkpoint
+    from wcembed.pipeline.weights import fetch_checkpoint
 
     src = tmp_path / "serve"
     src.mkdir()
@@ -275,7 +275,7 @@ def _precision_case(dim: int = 128):
 def test_precision_check_accepts_bf16_and_rejects_a_worse_approximation():
     import copy
 
-    from wcembed.inference import PrecisionCheck
+    from wcembed.pipeline.inference import PrecisionCheck
 
     model, inputs, reference = _precision_case()
     check = PrecisionCheck()
@@ -292,7 +292,7 @@ def test_precision_check_accepts_bf16_and_rejects_a_worse_approximation():
 
 
 def test_auto_precision_is_decided_by_the_check_and_recorded():
-    from wcembed.inference import PrecisionCheck
+    from wcembed.pipeline.inference import PrecisionCheck
 
     model = _precision_case()[0]
     rng = np.random.default_rng(1)
@@ -312,7 +312,7 @@ def test_auto_precision_is_decided_by_the_check_and_recorded():
 
 
 def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
-    from wcembed.inference import cpu_bf16_flags
+    from wcembed.pipeline.inference import cpu_bf16_flags
 
     info = tmp_path / "cpuinfo"
     info.write_text("flags\t\t: fpu sse avx2 avx512f avx512_bf16 avx512_vnni\n")
@@ -327,7 +327,7 @@ def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
 
 def _served_checkpoint(tmp_path, full_state) -> tuple[Path, str]:
     """A Lightning checkpoint in ``tmp_path/serve`` (for a RangeServer) and its sha256."""
-    from wcembed.weights import sha256_file
+    from wcembed.pipeline.weights import sha256_file
 
     ckpt = tmp_path / "serve" / "clay.ckpt"
     ckpt.parent.mkdir()
@@ -337,7 +337,7 @@ def _served_checkpoint(tmp_path, full_state) -> tuple[Path, str]:
 
 def test_checkpoint_download_cut_short_is_retried_and_a_bad_cached_file_replaced(tmp_path, full_state):
     from local_servers import RangeServer
-    from wcembed.weights import fetch_checkpoint
+    from wcembed.pipeline.weights import fetch_checkpoint
 
     ckpt, want = _served_checkpoint(tmp_path, full_state)
     src = ckpt.parent
@@ -359,12 +359,12 @@ def test_parallel_processes_share_one_download(tmp_path, full_state):
     import sys
 
     from local_servers import RangeServer
-    from wcembed.weights import sha256_file
+    from wcembed.pipeline.weights import sha256_file
 
     ckpt, want = _served_checkpoint(tmp_path, full_state)
     src = ckpt.parent
     code = (
-        "import sys; from wcembed.weights import fetch_checkpoint; "
+        "import sys; from wcembed.pipeline.weights import fetch_checkpoint; "
         "print(fetch_checkpoint(*sys.argv[1:3], sha256=sys.argv[3]))"
     )
     with RangeServer(src, faults=[("clay.ckpt", "delay:1.5", 1)]) as srv:  # the first download is slow

@@ -7,7 +7,7 @@ import sys
 import pytest
 from conftest import run_papermill
 from wcembed import ROOT
-from wcembed.job import ColumnJob
+from wcembed.pipeline.job import ColumnJob
 
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 

@@ -13,9 +13,9 @@ from rasterio.merge import merge
 from rasterio.windows import Window
 from wcembed.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError, TransientError
 from wcembed.grid import Grid
+from wcembed.pipeline.tiles import ChipReader
 from wcembed.product import tile_key
 from wcembed.sample import write_tile
-from wcembed.tiles import ChipReader
 from wcembed.tileset import load_tiles
 
 # Around the corner (lon -100, lat 40): column 585 and row 234 cross the tile edges.
@@ -217,8 +217,8 @@ def test_wrong_transform(tmp_path):
 
 
 def test_an_untrusted_tls_certificate_is_named_at_once_not_retried(sample_root):
-    from wcembed.batch import EXIT_BAD_INPUT, exit_code_for
     from wcembed.errors import TileCertificateError
+    from wcembed.pipeline.batch import EXIT_BAD_INPUT, exit_code_for
     from wcembed.tileset import plan_grid
 
     grid = plan_grid(2020, sample_root)

@@ -7,9 +7,9 @@ import pytest
 import rasterio
 from local_servers import interrupt, start_cli, wait_for_url
 from PIL import Image
+from wcembed.explore.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient
 from wcembed.product import layer_name, tile_key
 from wcembed.tileset import plan_grid
-from wcembed.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from wcembed.errors import BadParameterError
-from wcembed.job import ColumnJob
+from wcembed.pipeline.job import ColumnJob
 from wcembed.product import YEARS
 
 log = logging.getLogger("wcembed")
@@ -59,7 +59,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 def cmd_embed(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from wcembed.embed import run_job
+    from wcembed.pipeline.embed import run_job
 
     results = run_job(ColumnJob.from_args(args))
     print(pd.DataFrame([r.summary() for r in results]).drop(columns="path").to_string(index=False))
@@ -69,7 +69,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def _wms(args: argparse.Namespace):
-    from wcembed.wms import LocalWMS
+    from wcembed.explore.wms import LocalWMS
 
     footprints = args.footprints if args.footprints and Path(args.footprints).exists() else None
     return LocalWMS(args.tiles, args.workdir, footprints=footprints, port=args.port)
@@ -101,7 +101,7 @@ def _wait_for_ctrl_c(text: str) -> int:
 
 
 def cmd_serve_wms(args: argparse.Namespace) -> int:
-    from wcembed.wms import WMSClient
+    from wcembed.explore.wms import WMSClient
 
     with _wms(args) as wms:
         layers = ", ".join(WMSClient(wms.url, cache_dir=None).layers())
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
     p.add_argument("source")
     p.add_argument("--db", default="outputs/lancedb")
-    p.set_defaults(func=lambda a: print(__import__("wcembed.index").index.ingest(a.source, a.db)))
+    p.set_defaults(func=lambda a: print(__import__("wcembed.explore.index").index.ingest(a.source, a.db)))
 
     p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
     p.add_argument("--db", default="outputs/lancedb")
@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
-    p.set_defaults(func=lambda args: __import__("wcembed.batch").batch.entrypoint())
+    p.set_defaults(func=lambda args: __import__("wcembed.pipeline.batch").batch.entrypoint())
 
     p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
     ColumnJob.add_arguments(p, exclude=("column",))
@@ -263,7 +263,7 @@ def _parse_indices(text: str | None, n: int) -> list[int]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from wcembed.index import ChipIndex, check_k, check_point
+    from wcembed.explore.index import ChipIndex, check_k, check_point
     from wcembed.product import check_year
 
     check_k(args.k)  # the arguments first, before the database is opened
@@ -283,7 +283,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run_array(args: argparse.Namespace) -> int:
-    from wcembed.batch import run_array
+    from wcembed.pipeline.batch import run_array
 
     job = ColumnJob.from_args(args)
     indices = _parse_indices(args.indices, len(job.plan_grid().band_starts(job.band)))
@@ -296,7 +296,7 @@ def cmd_run_array(args: argparse.Namespace) -> int:
 def cmd_submit(args: argparse.Namespace) -> int:
     import json
 
-    from wcembed.batch import definition_environment, missing_bands, submit_request, validate
+    from wcembed.pipeline.batch import definition_environment, missing_bands, submit_request, validate
 
     # the array is cut into bands of the width the jobs will run: --band, else the job definition's
     band = args.band or int(definition_environment(gpu=args.gpu).get("BAND", 1))
@@ -361,6 +361,6 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except WcEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        from wcembed.batch import exit_code_for
+        from wcembed.pipeline.batch import exit_code_for
 
         return exit_code_for(exc)

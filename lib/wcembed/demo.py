@@ -20,12 +20,12 @@ from pathlib import Path
 import papermill
 
 from wcembed import NOTEBOOKS, ROOT
-from wcembed.batch import missing_bands, run_array
-from wcembed.index import ChipIndex, ingest
-from wcembed.job import ColumnJob
+from wcembed.explore.index import ChipIndex, ingest
+from wcembed.explore.wms import LocalWMS
+from wcembed.pipeline.batch import missing_bands, run_array
+from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.weights import CLAY_V01, default_cache_dir, fetch_checkpoint
 from wcembed.sample import build_sample_region
-from wcembed.weights import CLAY_V01, default_cache_dir, fetch_checkpoint
-from wcembed.wms import LocalWMS
 
 log = logging.getLogger(__name__)
 YEAR = 2020

@@ -1,4 +1,4 @@
-"""Local servers on loopback: the pieces the local WMS (:class:`wcembed.wms.LocalWMS`) runs on.
+"""Local servers on loopback: the pieces the local WMS (:class:`wcembed.explore.wms.LocalWMS`) runs on.
 
 A free port, waiting for a server to listen, stopping it, and a small CGI
 gateway that runs MapServer's ``mapserv`` for ``GET /cgi-bin/...`` requests.

@@ -24,8 +24,8 @@ import numpy as np
 
 from wcembed.errors import BadParameterError, EmptyTileSetError, TileIndexError, TileIndexTransientError
 from wcembed.grid import REGIONS, Grid
+from wcembed.pipeline.tiles import error_kind
 from wcembed.product import TILE_INDEX_FILE, Tile, check_year, gdal_path, parse_tile_filename
-from wcembed.tiles import error_kind
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ The COGs have 1024 x 1024 px blocks, pixel-interleaved, DEFLATE. A
 block rows of a column (1024 px tall strips, cut to the column's 512 px) and
 cuts chips from them, so reading a column north to south fetches each of its
 blocks once. But a block column is shared by about three chip columns: column
-jobs use :mod:`wcembed.bands`, which reads a band of adjacent columns together,
+jobs use :mod:`wcembed.pipeline.bands`, which reads a band of adjacent columns together,
 each block once, with this module's :meth:`ChipReader.read_window`.
 
 Errors

@@ -9,26 +9,16 @@ import tempfile
 from pathlib import Path
 
 from wcembed.errors import ToolError
-from wcembed.styles import label_style, results_geojson
+from wcembed.explore.styles import label_features, results_geojson
 
 
-def export_html(
-    path,
-    wms_url: str,
-    layer: str | None,
-    results=None,
-    query=None,
-    *,
-    center,
-    zoom: int,
-    extra: list[dict] = (),
-    overlay: dict | None = None,
-) -> Path:
-    """Write a Leaflet page (folium) with a WMS layer, search results and extra GeoJSON layers.
+def export_html(path, session, wms_url: str, layer: str | None, *, center, zoom: int) -> Path:
+    """Write a Leaflet page (folium) of an :class:`~wcembed.explore.session.ExploreSession`'s map.
 
-    Features of ``extra`` layers carry their style in ``properties.style`` (labels are styled by label).
-    ``overlay`` is an image layer (``url``, ``bounds`` [[s, w], [n, e]], ``opacity``, ``legend`` HTML), e.g. a
-    whole-region layer already warped to Web Mercator (:meth:`wcembed.layers.ChipRaster.png_data_url`).
+    On the page: the WMS imagery ``layer``; the session's region layer with its threshold, opacity and
+    legend (warped to Web Mercator, :meth:`wcembed.explore.layers.ChipRaster.png_data_url`); the results
+    coloured by rank, the query chip and the labelled chips, styled as the live map styles them.
+    ``center``: (lat, lon) in degrees; ``zoom``: Leaflet's.
     """
     import folium
 
@@ -37,19 +27,20 @@ def export_html(
         folium.raster_layers.WmsTileLayer(
             url=wms_url, layers=layer, fmt="image/png", transparent=True, name=layer, version="1.3.0"
         ).add_to(m)
-    if overlay:
+    shown = session.shown()
+    if shown is not None:
+        url, (w, s, e, n) = shown.png_data_url()
         folium.raster_layers.ImageOverlay(
-            image=overlay["url"], bounds=overlay["bounds"], opacity=overlay.get("opacity", 0.7), mercator_project=False
+            image=url, bounds=[[s, w], [n, e]], opacity=session.opacity, mercator_project=False
         ).add_to(m)
-        if overlay.get("legend"):
-            legend = f'<div style="position:fixed;bottom:20px;right:10px;z-index:1000">{overlay["legend"]}</div>'
-            m.get_root().html.add_child(folium.Element(legend))
-    layers = [results_geojson(results, query)] if results is not None else []
-    for data in [*layers, *(d for d in extra if d.get("features"))]:
-        for f in data["features"]:
-            if "style" not in f["properties"]:
-                f["properties"]["style"] = label_style(f)
-        folium.GeoJson(data, style_function=lambda f: f["properties"]["style"]).add_to(m)
+        box = '<div style="position:fixed;bottom:20px;right:10px;z-index:1000">{}</div>'
+        legend = box.format(session.region_layer.legend_html())
+        m.get_root().html.add_child(folium.Element(legend))
+    found = results_geojson(session.results, session.query)["features"] if session.results is not None else []
+    for features in (found, label_features(session.labels)):
+        if features:
+            data = {"type": "FeatureCollection", "features": features}
+            folium.GeoJson(data, style_function=lambda f: f["properties"]["style"]).add_to(m)
     m.save(str(path))
     return Path(path)
 

@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from wcembed.errors import BadParameterError
-from wcembed.job import PRECISIONS
-from wcembed.model import ClayEncoder
+from wcembed.pipeline.job import PRECISIONS
+from wcembed.pipeline.model import ClayEncoder
+from wcembed.pipeline.weights import CLAY_V01, ClayWeights, LoadedModel
 from wcembed.product import NODATA
-from wcembed.weights import CLAY_V01, ClayWeights, LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class Embedder:
 
     Examples
     --------
-    >>> from wcembed.weights import load_model
+    >>> from wcembed.pipeline.weights import load_model
     >>> emb = Embedder(load_model(allow_untrained=True))  # doctest: +SKIP
     >>> emb(pixels_uint16, valid, lat, lon, year).shape  # doctest: +SKIP
     (B, 768)

@@ -22,7 +22,7 @@ anything else       1     EXIT (a bug: look at the stored notebook)
 host lost           -     ``onStatusReason: Host EC2*`` -> RETRY (spot reclaim, host failure)
 =================== ===== ==========================================================
 
-Environment of a job: the parameters of :class:`~wcembed.job.ColumnJob` under
+Environment of a job: the parameters of :class:`~wcembed.pipeline.job.ColumnJob` under
 their environment names (``YEAR``, ``OUTPUT``, ``TILES``, ``TILE_INDEX``,
 ``REGION``, ``CHECKPOINT``, ``BATCH_SIZE``, ``DEVICE``, ``PRECISION``,
 ``MIN_VALID_FRACTION``, ``ALLOW_UNTRAINED``, ``OVERWRITE``, ``MAX_ROWS``,
@@ -48,7 +48,7 @@ import numpy as np
 
 from wcembed import NOTEBOOKS, ROOT, errors, store
 from wcembed.grid import Grid
-from wcembed.job import ColumnJob
+from wcembed.pipeline.job import ColumnJob
 from wcembed.product import check_year
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ gave nir row 1 (rededge's code).
 The embedding of a chip is the mean of the encoder's patch tokens (all groups,
 not the latlon and time tokens): 768 floats.
 
-Where the weights come from is :mod:`wcembed.weights`; how chips are turned
-into model inputs and run is :mod:`wcembed.inference`.
+Where the weights come from is :mod:`wcembed.pipeline.weights`; how chips are turned
+into model inputs and run is :mod:`wcembed.pipeline.inference`.
 """
 
 from __future__ import annotations

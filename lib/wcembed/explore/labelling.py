@@ -1,12 +1,12 @@
 """The labelling loop beside the map: train, label what helps most, review detections, watch the curve.
 
 :class:`LabelLoop` adds to an :class:`~wcembed.explore.Explorer` what makes a person
-productive with the classifier (:mod:`wcembed.classify`):
+productive with the classifier (:mod:`wcembed.explore.classify`):
 
 * **retrain** on the labels so far: spatially blocked CV balanced accuracy, every chip
   of the year scored and drawn as the map's score layer;
 * **label next**: the unlabelled chips whose labels would help most
-  (:func:`~wcembed.classify.suggest_next`), outlined on the map and shown as
+  (:func:`~wcembed.explore.classify.suggest_next`), outlined on the map and shown as
   thumbnails, each with one-click *positive* / *negative*;
 * **review detections**: the highest-scoring unlabelled chips one at a time, with
   their thumbnail and score; *accept* labels it positive, *reject* negative;
@@ -41,18 +41,19 @@ class LabelLoop:
 
     Parameters
     ----------
-    explorer : wcembed.explore.Explorer
-        The map whose labels (:attr:`~wcembed.explore.Explorer.labels`), year and WMS are used.
+    explorer : wcembed.explore.view.Explorer or wcembed.explore.session.ExploreSession
+        The session whose labels and year are used (and, for an Explorer, the map that outlines the
+        suggestions and the WMS that makes their thumbnails).
     n : int
         Number of chips suggested per round.
     threshold : float
         Score at or above which an unlabelled chip is a detection to review (0..1).
     block_deg : float
-        Side of the spatial blocks of the cross-validation, in degrees (:func:`~wcembed.classify.train`).
+        Side of the spatial blocks of the cross-validation, in degrees (:func:`~wcembed.explore.classify.train`).
 
     Attributes
     ----------
-    classifier : wcembed.classify.TrainedClassifier or None
+    classifier : wcembed.explore.classify.TrainedClassifier or None
         The last training round's classifier.
     scores : GeoDataFrame or None
         Every chip of the year scored by it (``chip_id``, ``year``, ``score``, footprint).
@@ -68,7 +69,9 @@ class LabelLoop:
         import ipywidgets as w
         from ipyleaflet import GeoJSON
 
-        self.explorer, self.n, self.threshold, self.block_deg = explorer, n, threshold, block_deg
+        self.session = getattr(explorer, "session", explorer)
+        self.view = explorer if explorer is not self.session else None
+        self.n, self.threshold, self.block_deg = n, threshold, block_deg
         self.classifier = None
         self.scores = None
         self.suggestions = None
@@ -77,7 +80,8 @@ class LabelLoop:
         self.layer = GeoJSON(
             data={"type": "FeatureCollection", "features": []}, name="label next", style=LABEL_NEXT_STYLE
         )
-        explorer.map.add_layer(self.layer)
+        if self.view is not None:
+            self.view.map.add_layer(self.layer)
         self.status = w.HTML("label at least 2 positive and 2 negative chips, then retrain")
         self.retrain_button = w.Button(description="retrain", icon="refresh", tooltip="train on the labels so far")
         self.retrain_button.on_click(lambda _: self.retrain())
@@ -93,18 +97,18 @@ class LabelLoop:
         self.curve = w.Image(format="png")
         self._view = None
         # a label from anywhere (these buttons, a click or a drawn area in a label mode) updates the panel
-        explorer.label_layer.observe(lambda _: self._sync(), names="data")
+        self.session.subscribe(lambda changed: self._sync() if "labels" in changed else None)
 
     # ------------------------------------------------------------------ actions
     def retrain(self):
         """Train on the explorer's labels, score every chip of the year, refresh suggestions, queue and curve.
 
-        Returns the :class:`~wcembed.classify.TrainedClassifier`, or None when the labels cannot
+        Returns the :class:`~wcembed.explore.classify.TrainedClassifier`, or None when the labels cannot
         train one yet (the status line says why).
         """
-        from wcembed.classify import score_index, train
+        from wcembed.explore.classify import score_index, train
 
-        ex = self.explorer
+        ex = self.session
         try:
             clf = train(ex.index, ex.labels, block_deg=self.block_deg)
         except WcEmbedError as exc:  # too few labels, a chip not in the index, ...: said on the status line
@@ -112,7 +116,7 @@ class LabelLoop:
             return None
         self.classifier = clf
         self.history.append((len(ex.labels), float(clf.cv_balanced_accuracy)))
-        self.scores = score_index(ex.index, clf.model, year=ex.year_box.value)
+        self.scores = score_index(ex.index, clf.model, year=ex.year)
         ex.show_scores(self.scores)
         self.suggest()
         free = self._unlabelled(self.scores)
@@ -125,17 +129,17 @@ class LabelLoop:
 
     def suggest(self, n: int | None = None):
         """Suggest the ``n`` chips to label next (after :meth:`retrain`): map outlines and labelling cards."""
-        from wcembed.classify import suggest_next
+        from wcembed.explore.classify import suggest_next
 
         if self.scores is None:
             raise LabelsError("retrain first: suggestions come from the classifier's scores")
-        self.suggestions = suggest_next(self.explorer.index, self.scores, self.explorer.labels, n=n or self.n)
+        self.suggestions = suggest_next(self.session.index, self.scores, self.session.labels, n=n or self.n)
         self._draw_suggestions()
         return self.suggestions
 
     def label(self, chip: str, label: str) -> None:
         """Label ``chip`` (``"positive"`` or ``"negative"``) and take it off the suggestions and the review queue."""
-        self.explorer.add_labels([chip], label, parse_chip_id(chip)[0])  # the label layer's observer calls _sync
+        self.session.add_labels([chip], label, parse_chip_id(chip)[0])  # the session tells _sync
 
     @property
     def current(self) -> str | None:
@@ -178,7 +182,7 @@ class LabelLoop:
         return fig
 
     def curve_png(self) -> bytes:
-        from wcembed.figures import figure_png
+        from wcembed.plots import figure_png
 
         return figure_png(self.curve_figure())
 
@@ -208,10 +212,13 @@ class LabelLoop:
 
     # ------------------------------------------------------------------ drawing
     def _unlabelled(self, frame):
-        return frame[~frame["chip_id"].isin(list(self.explorer.labels.items))]
+        return frame[~frame["chip_id"].isin(list(self.session.labels.items))]
 
     def _thumbnail(self, chip: str, caption: str) -> str:
-        return self.explorer.thumbnail_html(chip, self.explorer.index.footprint(chip).bounds, caption)
+        """A chip's card: its thumbnail where there is a map's WMS, else its caption alone."""
+        if self.view is None:
+            return caption
+        return self.view.thumbnail_html(chip, self.session.index.footprint(chip).bounds, caption)
 
     def _draw_suggestions(self) -> None:
         import json
@@ -245,7 +252,7 @@ class LabelLoop:
 
     def _sync(self) -> None:
         """Take newly labelled chips off the suggestions and the review queue; update the status line."""
-        labelled = self.explorer.labels.items
+        labelled = self.session.labels.items
         if self.suggestions is not None and self.suggestions["chip_id"].isin(list(labelled)).any():
             self.suggestions = self._unlabelled(self.suggestions).reset_index(drop=True)
             self._draw_suggestions()
@@ -256,7 +263,7 @@ class LabelLoop:
         self._say()
 
     def _say(self) -> None:
-        ex = self.explorer
+        ex = self.session
         text = f"{len(ex.positives)} positives, {len(ex.negatives)} negatives"
         if self.history:
             n, acc = self.history[-1]

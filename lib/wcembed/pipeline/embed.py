@@ -2,7 +2,7 @@
 file per column.
 
 The unit of work of the whole system. A job reads its columns as one band
-(:mod:`wcembed.bands`): reader threads fetch and decode each COG block under
+(:mod:`wcembed.pipeline.bands`): reader threads fetch and decode each COG block under
 the band once and write the chips straight into a ring of batch buffers
 (pinned memory on CUDA), while the model embeds the batch before. Batches are
 per column and cut on absolute row numbers, so the files are the same on
@@ -15,7 +15,7 @@ On a CPU one reader thread is the default: the encoder needs the cores. On a
 GPU the default is one reader per core (:func:`reader_workers`): decoding
 DEFLATE blocks, not the model, is then the bottleneck.
 
-The parameters of a run are a :class:`~wcembed.job.ColumnJob`; the file, its
+The parameters of a run are a :class:`~wcembed.pipeline.job.ColumnJob`; the file, its
 metadata and the STAC Item beside it are written by :func:`wcembed.store.write_column`.
 
 Example
@@ -39,12 +39,12 @@ import torch
 
 import wcembed
 from wcembed import store
-from wcembed.bands import BandFeed, BandPlan
 from wcembed.grid import Grid
-from wcembed.inference import COMPOSITE_DATE, Embedder, pick_device
-from wcembed.job import ColumnJob
+from wcembed.pipeline.bands import BandFeed, BandPlan
+from wcembed.pipeline.inference import COMPOSITE_DATE, Embedder, pick_device
+from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.weights import LoadedModel, load_model
 from wcembed.product import VERSIONS, attribution
-from wcembed.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def embed_column(
     progress : bool
         Show a progress bar.
     **params
-        Any other parameter of :class:`~wcembed.job.ColumnJob`: ``output``, ``tiles``,
+        Any other parameter of :class:`~wcembed.pipeline.job.ColumnJob`: ``output``, ``tiles``,
         ``checkpoint``, ``batch_size``, ``min_valid_fraction``, ``allow_untrained``, ...
 
     Returns
@@ -161,7 +161,7 @@ def embed_column(
 def run_job(
     job: ColumnJob, *, grid: Grid | None = None, model: LoadedModel | None = None, progress: bool = True
 ) -> list[ColumnResult]:
-    """Run a :class:`~wcembed.job.ColumnJob`: read, embed and write each of its columns (one file per
+    """Run a :class:`~wcembed.pipeline.job.ColumnJob`: read, embed and write each of its columns (one file per
     column, see :func:`embed_column`). Finished columns are skipped (unless ``overwrite``) and not read.
 
     Returns one :class:`ColumnResult` per column of the job, west to east.

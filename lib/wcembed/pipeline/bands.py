@@ -55,8 +55,8 @@ import torch
 from rasterio.windows import Window
 
 from wcembed.grid import Grid
+from wcembed.pipeline.tiles import ChipReader, gdal_options
 from wcembed.product import BLOCK_PX, NODATA, TILE_PX, Tile
-from wcembed.tiles import ChipReader, gdal_options
 
 
 def _count_valid(part: np.ndarray) -> int:
@@ -216,7 +216,7 @@ class BandFeed:
     plan : BandPlan
     year : int
     source : str
-        Tile source (local folder, ``http(s)://`` or ``s3://``; see :mod:`wcembed.tiles`).
+        Tile source (local folder, ``http(s)://`` or ``s3://``; see :mod:`wcembed.pipeline.tiles`).
     workers : int
         Reader threads; each keeps its own open datasets.
     depth : int

@@ -1,7 +1,7 @@
 """How search results and labels look on a map: GeoJSON whose features carry their style.
 
-Used by the live map (:mod:`wcembed.explore`) and the exported page
-(:mod:`wcembed.pages`) alike, so both draw the same thing.
+Used by the live map (:mod:`wcembed.explore.view`) and the exported page
+(:mod:`wcembed.explore.pages`) alike, so both draw the same thing.
 """
 
 from __future__ import annotations
@@ -38,3 +38,8 @@ def label_style(feature: dict) -> dict:
     """Style of a labelled chip: green for positive, red for negative."""
     colour = "#00ff00" if feature["properties"]["label"] == "positive" else "#ff0000"
     return {"color": colour, "weight": 3, "fillOpacity": 0.25, "fillColor": colour}
+
+
+def label_features(labels) -> list[dict]:
+    """The labelled chips (a :class:`~wcembed.explore.classify.Labels`) as GeoJSON features styled by label."""
+    return [{**f, "properties": {**f["properties"], "style": label_style(f)}} for f in labels.to_geojson()["features"]]

@@ -352,7 +352,7 @@ class YearVectors:
 
     @classmethod
     def load(cls, index, year: int) -> YearVectors:
-        """Every chip of ``year`` of a :class:`~wcembed.index.ChipIndex`, read batch by batch."""
+        """Every chip of ``year`` of a :class:`~wcembed.explore.index.ChipIndex`, read batch by batch."""
         n = index.table.count_rows(f"year = {int(year)}")
         if not n:
             raise BadParameterError(f"no chip of {year} in the index")
@@ -389,7 +389,7 @@ class YearVectors:
 
     def similarity(self, query: np.ndarray, *, label: str = "the query") -> ChipRaster:
         """Cosine similarity of every chip to ``query`` (a vector, e.g. a chip's or
-        :func:`wcembed.index.query_vector` of examples), -1..1."""
+        :func:`wcembed.explore.index.query_vector` of examples), -1..1."""
         q = np.asarray(query, np.float32)
         sims = self.vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))
         lo, hi = np.percentile(sims, [1, 100]) if len(sims) > 1 else (-1.0, 1.0)

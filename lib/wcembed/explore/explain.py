@@ -69,13 +69,13 @@ class MatchExplainer:
     ----------
     tiles : str
         The tile source the embeddings were made from (folder, ``http(s)://`` or ``s3://``).
-    model : wcembed.weights.LoadedModel
+    model : wcembed.pipeline.weights.LoadedModel
         The encoder they were made with.
     device : str, optional
     """
 
     def __init__(self, tiles: str, model, device: str | None = None) -> None:
-        from wcembed.inference import Embedder
+        from wcembed.pipeline.inference import Embedder
 
         self.tiles = str(tiles)
         self.embedder = Embedder(model, device=device, precision="float32")
@@ -94,7 +94,7 @@ class MatchExplainer:
     def _read(self, chip: str):
         """The pixels of a chip (``(4, H, W)`` uint16) read as the pipeline reads them (as :meth:`read`, which
         keeps the last few)."""
-        from wcembed.tiles import ChipReader
+        from wcembed.pipeline.tiles import ChipReader
 
         year, column, row = parse_chip_id(chip)
         grid = self.grid(year)
@@ -142,7 +142,7 @@ def explainer_for(index, tiles: str | None, checkpoint: str | None = None) -> Ma
     import warnings
 
     from wcembed.errors import WcEmbedError
-    from wcembed.weights import load_model
+    from wcembed.pipeline.weights import load_model
 
     if not tiles:
         return None

@@ -1,6 +1,6 @@
 """Clay v0 weights: what a checkpoint is, where it comes from, and loading it strictly.
 
-As in TorchGeo, the architecture (:mod:`wcembed.model`) is separate from the
+As in TorchGeo, the architecture (:mod:`wcembed.pipeline.model`) is separate from the
 weights: a :class:`ClayWeights` record holds everything that belongs to a set
 of trained weights, the download URL and its mirrors, the expected sha256 where
 it is known, the normalisation statistics (listed in the WorldCover file's
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from wcembed.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError
-from wcembed.model import ClayConfig, ClayEncoder
+from wcembed.pipeline.model import ClayConfig, ClayEncoder
 from wcembed.product import BANDS
 from wcembed.store import exclusive
 
