@@ -24,7 +24,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from local_servers import RangeServer
 from wcembed import ROOT, store
-from wcembed.pipeline.batch import EXIT_TRANSIENT, RETRY_ATTEMPTS, missing_columns
+from wcembed.errors import EXIT_TRANSIENT
+from wcembed.pipeline.batch import RETRY_ATTEMPTS, missing_columns
 from wcembed.pipeline.job import ColumnJob
 
 KILLED = -9

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import tiny_model
 from local_servers import RangeServer, moto_s3
 from rasterio.windows import Window
 from wcembed import NOTEBOOKS
@@ -99,14 +100,11 @@ def explore_db(sample_root, tmp_path_factory):
     from wcembed.explore.index import ChipIndex, ingest
     from wcembed.explore.wms import LocalWMS
     from wcembed.pipeline.embed import embed_column
-    from wcembed.pipeline.model import ClayConfig
-    from wcembed.pipeline.weights import load_model
     from wcembed.tileset import plan_grid
 
     tmp = tmp_path_factory.mktemp("explore")
     grid = plan_grid(2020, sample_root)
-    with pytest.warns(UserWarning):
-        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    model = tiny_model()
     for column in range(1153, 1161):
         embed_column(2020, column, output=tmp / "emb", tiles=sample_root, model=model, grid=grid, progress=False)
     ingest(tmp / "emb", tmp / "db")

@@ -8,16 +8,14 @@ untrained one: the labelling machinery is what is tested, not Clay.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
+from builders import tiny_model
 from wcembed.explore.classify import Labels
 from wcembed.explore.index import ChipIndex, ingest
 from wcembed.grid import Grid
 from wcembed.pipeline.embed import embed_column
-from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.tiles import ChipReader
-from wcembed.pipeline.weights import load_model
 
 AREA = (-75.72, 37.59, -75.52, 37.75)
 """West, south, east, north (degrees) of the part of the sample scene that is cut into chips."""
@@ -26,11 +24,7 @@ AREA = (-75.72, 37.59, -75.52, 37.75)
 def labelled_sample(sample_root: str, tmp: Path) -> tuple[ChipIndex, Labels]:
     """Embed the AREA of the sample in 128 px chips (chips at least 99 % valid) and label every chip by NDWI."""
     grid = Grid(["N37W076"], chip_size=128)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the untrained-weights warning: known and intended here
-        model = load_model(
-            None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16, image_size=128), allow_untrained=True
-        )
+    model = tiny_model(image_size=128)
     lon0, lat0, lon1, lat1 = AREA
     for column in range(grid.chip_at(lon0, lat1)[0], grid.chip_at(lon1, lat0)[0] + 1):
         embed_column(

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from builders import tiny_model
 from local_servers import RangeServer, cog_block_bytes
 from rasterio.windows import Window
 from wcembed import store
@@ -14,9 +15,7 @@ from wcembed.grid import Grid
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.embed import run_job
 from wcembed.pipeline.job import ColumnJob
-from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.tiles import ChipReader
-from wcembed.pipeline.weights import load_model
 from wcembed.product import BLOCK_PX, Tile, tile_key
 from wcembed.sample import write_tile
 from wcembed.tileset import plan_grid
@@ -26,8 +25,7 @@ BAND = list(range(1152, 1160))  # the sample scene's columns (4 chips of data ea
 
 @pytest.fixture(scope="module")
 def small_model():
-    with pytest.warns(UserWarning, match="UNTRAINED"):
-        return load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    return tiny_model()
 
 
 def job(root, out, **kw) -> ColumnJob:

@@ -12,13 +12,18 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 from wcembed import ROOT, store
-from wcembed.errors import BadColumnError, BadParameterError, TileMissingError, TileTransientError
-from wcembed.pipeline.batch import (
+from wcembed.errors import (
     EXIT_BAD_INPUT,
+    BadColumnError,
+    BadParameterError,
+    TileMissingError,
+    TileTransientError,
+    exit_code,
+)
+from wcembed.pipeline.batch import (
     band_for_index,
     definition_environment,
     entrypoint,
-    exit_code_for,
     job_definition_request,
     missing_bands,
     missing_columns,
@@ -112,15 +117,15 @@ def test_moto_batch_accepts_the_array_submission():
 
 
 def test_exit_codes_separate_transient_from_bad_input():
-    assert exit_code_for(TileTransientError("x", tile="N37W076", url="u")) == 75
-    assert exit_code_for(TileMissingError("x")) == EXIT_BAD_INPUT
-    assert exit_code_for(BadColumnError("x")) == EXIT_BAD_INPUT
-    assert exit_code_for(RuntimeError("bug")) == 1
+    assert exit_code(TileTransientError("x", tile="N37W076", url="u")) == 75
+    assert exit_code(TileMissingError("x")) == EXIT_BAD_INPUT
+    assert exit_code(BadColumnError("x")) == EXIT_BAD_INPUT
+    assert exit_code(RuntimeError("bug")) == 1
 
     class Executed(Exception):
         ename = "TileTransientError"
 
-    assert exit_code_for(Executed()) == 75
+    assert exit_code(Executed()) == 75
 
 
 def test_index_maps_to_the_grid_column_list(sample_root):

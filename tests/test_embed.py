@@ -16,14 +16,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from builders import tiny_model
 from conftest import run_papermill
 from wcembed import store
 from wcembed.errors import BadColumnError, BadYearError
 from wcembed.pipeline.embed import embed_column
 from wcembed.pipeline.inference import Embedder
-from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.tiles import ChipReader
-from wcembed.pipeline.weights import load_model
 from wcembed.tileset import plan_grid
 
 DATA_COLUMN = 1156  # a column of the Virginia sample with 4 chips above 50 % valid
@@ -32,8 +31,7 @@ EMPTY_COLUMN = 1150  # west of the scene: all nodata
 
 @pytest.fixture(scope="module")
 def small_model():
-    with pytest.warns(UserWarning, match="UNTRAINED"):
-        return load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    return tiny_model()
 
 
 @pytest.fixture(scope="module")

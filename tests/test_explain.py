@@ -4,19 +4,17 @@ import io
 
 import numpy as np
 import pytest
+from builders import tiny_model
 from PIL import Image
 from wcembed.errors import BadParameterError
 from wcembed.explore.explain import MatchExplainer, patch_heatmap, quadrant_means
-from wcembed.pipeline.model import ClayConfig
-from wcembed.pipeline.weights import load_model
 
 QUERY, OTHER = "2020-1156-0288", "2020-1158-0290"  # farmland; and another part of the scene
 
 
 @pytest.fixture(scope="module")
 def explainer(sample_root):
-    with pytest.warns(UserWarning, match="UNTRAINED"):
-        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    model = tiny_model()
     return MatchExplainer(sample_root, model, device="cpu")
 
 

@@ -8,6 +8,7 @@ import subprocess
 
 import nbformat
 import pytest
+from builders import tiny_model
 from local_servers import interrupt, start_cli, wait_for_url
 from wcembed import ROOT
 from wcembed.explore.classify import Labels
@@ -113,12 +114,9 @@ def two_years(emb, sample_root, tmp_path):
     scene as both years), with the fixture's small untrained encoder."""
     from wcembed.explore.index import ingest
     from wcembed.pipeline.embed import embed_column
-    from wcembed.pipeline.model import ClayConfig
-    from wcembed.pipeline.weights import load_model
 
     shutil.copytree(emb, tmp_path / "emb")
-    with pytest.warns(UserWarning, match="UNTRAINED"):
-        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    model = tiny_model()
     for column in range(1153, 1161):
         embed_column(2021, column, output=tmp_path / "emb", tiles=sample_root, model=model, progress=False)
     ingest(tmp_path / "emb", tmp_path / "db")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from builders import tiny_model
 from PIL import Image
 from wcembed.errors import BadParameterError
 from wcembed.explore.layers import ChangePairs, ChipRaster, YearVectors, change
@@ -161,13 +162,10 @@ def two_years(sample_root, tmp_path_factory):
     """An index of the sample's columns 1154..1159 in 2020 and in the altered 2021, and the tile folder."""
     from wcembed.explore.index import ChipIndex, ingest
     from wcembed.pipeline.embed import embed_column
-    from wcembed.pipeline.model import ClayConfig
-    from wcembed.pipeline.weights import load_model
 
     tmp = tmp_path_factory.mktemp("two_years")
     tiles = _altered_2021(sample_root, tmp / "tiles")
-    with pytest.warns(UserWarning, match="UNTRAINED"):
-        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    model = tiny_model()
     for year in (2020, 2021):
         for column in range(1154, 1160):
             embed_column(year, column, output=tmp / "emb", tiles=str(tiles), model=model, progress=False)
@@ -242,8 +240,6 @@ def changed_alike(sample_root, tmp_path_factory):
     from rasterio.windows import Window
     from wcembed.explore.index import ChipIndex, ingest
     from wcembed.pipeline.embed import embed_column
-    from wcembed.pipeline.model import ClayConfig
-    from wcembed.pipeline.weights import load_model
     from wcembed.product import Tile, tile_key
     from wcembed.sample import write_tile
 
@@ -269,8 +265,7 @@ def changed_alike(sample_root, tmp_path_factory):
         water = rng.normal(loc, 25, size=(4, CHIP_PX, CHIP_PX))
         data[:, y : y + CHIP_PX, x : x + CHIP_PX] = np.clip(water, 1, None).astype(np.uint16)
     write_tile(tmp / "tiles" / tile_key(tile, 2021), tile, data, window, overviews=False)
-    with pytest.warns(UserWarning, match="UNTRAINED"):
-        model = load_model(None, config=ClayConfig(dim=64, depth=2, heads=4, dim_head=16), allow_untrained=True)
+    model = tiny_model()
     for year in (2020, 2021):
         for column in range(1155, 1160):
             embed_column(year, column, output=tmp / "emb", tiles=str(tmp / "tiles"), model=model, progress=False)

@@ -217,12 +217,11 @@ def test_wrong_transform(tmp_path):
 
 
 def test_an_untrusted_tls_certificate_is_named_at_once_not_retried(sample_root):
-    from wcembed.errors import TileCertificateError
-    from wcembed.pipeline.batch import EXIT_BAD_INPUT, exit_code_for
+    from wcembed.errors import EXIT_BAD_INPUT, TileCertificateError, exit_code
     from wcembed.tileset import plan_grid
 
     grid = plan_grid(2020, sample_root)
     with RangeServer(sample_root, tls=True) as srv, ChipReader(grid, 2020, srv.url) as reader:
         with pytest.raises(TileCertificateError, match="GDAL_CURL_CA_BUNDLE") as info:
             reader.read(1156, 288)  # this process was not given the server's throwaway CA
-    assert exit_code_for(info.value) == EXIT_BAD_INPUT and srv.url in str(info.value)
+    assert exit_code(info.value) == EXIT_BAD_INPUT and srv.url in str(info.value)

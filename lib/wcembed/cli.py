@@ -355,12 +355,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from wcembed.errors import WcEmbedError
+    from wcembed.errors import WcEmbedError, exit_code
 
     try:
         return int(args.func(args) or 0)
     except WcEmbedError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        from wcembed.pipeline.batch import exit_code_for
-
-        return exit_code_for(exc)
+        return exit_code(exc)

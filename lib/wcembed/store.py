@@ -82,7 +82,7 @@ def _s3():
     return boto3.client("s3")
 
 
-def _split_s3(url: str) -> tuple[str, str]:
+def split_s3(url: str) -> tuple[str, str]:
     bucket, _, key = url[len("s3://") :].partition("/")
     return bucket, key
 
@@ -92,7 +92,7 @@ def exists(path: str) -> bool:
     if path.startswith("s3://"):
         from botocore.exceptions import ClientError
 
-        bucket, key = _split_s3(path)
+        bucket, key = split_s3(path)
         try:
             _s3().head_object(Bucket=bucket, Key=key)
             return True
@@ -145,7 +145,7 @@ def write_bytes_atomic(path: str, data: bytes, content_type: str = "application/
     """Write ``data`` so that ``path`` either holds all of it or does not exist (locally: a temporary file
     renamed into place; what a killed writer of ``path`` left behind is removed first)."""
     if path.startswith("s3://"):
-        bucket, key = _split_s3(path)
+        bucket, key = split_s3(path)
         _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         return
     target = Path(path)
@@ -165,7 +165,7 @@ def write_bytes_atomic(path: str, data: bytes, content_type: str = "application/
 def read_bytes(path: str) -> bytes:
     """Bytes of a local or ``s3://`` file."""
     if path.startswith("s3://"):
-        bucket, key = _split_s3(path)
+        bucket, key = split_s3(path)
         return _s3().get_object(Bucket=bucket, Key=key)["Body"].read()
     return Path(path).read_bytes()
 
@@ -176,7 +176,7 @@ def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
     prefix = f"{base}/{year}/" if year is not None else f"{base}/"
     found: dict[str, int] = {}
     if base.startswith("s3://"):
-        bucket, key = _split_s3(prefix)
+        bucket, key = split_s3(prefix)
         for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             for obj in page.get("Contents", []):
                 if obj["Key"].endswith(f"_{FORMAT_VERSION}.gpq"):

@@ -22,9 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from wcembed.errors import BadParameterError, EmptyTileSetError, TileIndexError, TileIndexTransientError
+from wcembed.errors import (
+    BadParameterError,
+    EmptyTileSetError,
+    TileIndexError,
+    TileIndexTransientError,
+    failure_kind,
+)
 from wcembed.grid import REGIONS, Grid
-from wcembed.pipeline.tiles import error_kind
 from wcembed.product import TILE_INDEX_FILE, Tile, check_year, gdal_path, parse_tile_filename
 
 log = logging.getLogger(__name__)
@@ -74,7 +79,7 @@ def tiles_from_grid_file(path: str, year: int, region: Region = "CONUS") -> list
     try:
         df = pyogrio.read_dataframe(gdal_path(path), bbox=region_bounds(region), read_geometry=False)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
-        if error_kind(str(exc)) == "transient":
+        if failure_kind(exc) == "transient":
             raise TileIndexTransientError(f"network failure reading the tile index {path}: {exc}") from exc
         raise TileIndexError(f"cannot read the tile index {path}: {exc}") from exc
     name_col = next((c for c in ("tile", "ll_tile") if c in df.columns), None)

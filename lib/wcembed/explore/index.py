@@ -34,7 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wcembed import store
-from wcembed.errors import BadParameterError, IngestError, UnknownChipError
+from wcembed.errors import BadParameterError, IngestError, OutputError, UnknownChipError
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, PX_PER_DEGREE, YEARS, check_year
 
@@ -419,7 +419,11 @@ class ChipIndex:
         conn = _connect(self.db)
         if FILES not in conn.table_names():
             return {"unknown"}
-        files = conn.open_table(FILES).to_arrow()
+        try:
+            files = conn.open_table(FILES).to_arrow()
+        except (OSError, RuntimeError, ValueError) as exc:  # lance's errors for damaged data
+            why = str(exc).split(", /rustc")[0]  # lance appends the Rust source locations
+            raise OutputError(f"the files table of {self.db} cannot be read (damaged?): {why}") from None
         return set(files["weights"].to_pylist()) if "weights" in files.column_names else set()
 
     @property

@@ -84,16 +84,16 @@ class LabelLoop:
             self.view.map.add_layer(self.layer)
         self.status = w.HTML("label at least 2 positive and 2 negative chips, then retrain")
         self.retrain_button = w.Button(description="retrain", icon="refresh", tooltip="train on the labels so far")
-        self.retrain_button.on_click(lambda _: self.retrain())
+        self.retrain_button.on_click(lambda _: self.session.attempt(self.retrain))
         self.cards = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.cards.add_class("wcembed-label-next")
         self.review_card = w.HTML()
         self.accept_button = w.Button(description="accept", icon="check", button_style="success")
         self.reject_button = w.Button(description="reject", icon="times", button_style="danger")
         self.skip_button = w.Button(description="skip", icon="forward")
-        self.accept_button.on_click(lambda _: self.accept())
-        self.reject_button.on_click(lambda _: self.reject())
-        self.skip_button.on_click(lambda _: self.skip())
+        self.accept_button.on_click(lambda _: self.session.attempt(self.accept))
+        self.reject_button.on_click(lambda _: self.session.attempt(self.reject))
+        self.skip_button.on_click(lambda _: self.session.attempt(self.skip))
         self.curve = w.Image(format="png")
         self._view = None
         # a label from anywhere (these buttons, a click or a drawn area in a label mode) updates the panel
@@ -233,8 +233,8 @@ class LabelLoop:
             chip = row["chip_id"]
             yes = w.Button(icon="check", tooltip="positive", button_style="success", layout=w.Layout(width="62px"))
             no = w.Button(icon="times", tooltip="negative", button_style="danger", layout=w.Layout(width="62px"))
-            yes.on_click(lambda _, c=chip: self.label(c, "positive"))
-            no.on_click(lambda _, c=chip: self.label(c, "negative"))
+            yes.on_click(lambda _, c=chip: self.session.attempt(self.label, c, "positive"))
+            no.on_click(lambda _, c=chip: self.session.attempt(self.label, c, "negative"))
             caption = f"{chip}<br>score {row['score']:.2f}"
             cards.append(w.VBox([w.HTML(self._thumbnail(chip, caption)), w.HBox([yes, no])]))
         self.cards.children = cards

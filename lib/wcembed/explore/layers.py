@@ -356,6 +356,7 @@ class YearVectors:
         n = index.table.count_rows(f"year = {int(year)}")
         if not n:
             raise BadParameterError(f"no chip of {year} in the index")
+        note = untrained_note(index)  # before the vectors are read: a failure here costs no memory
         dim = index.table.schema.field("vector").type.list_size
         x = np.empty((n, dim), np.float32)  # filled in place: the year's vectors are held once
         ids, cols, rows, at = [], [], [], 0
@@ -372,7 +373,7 @@ class YearVectors:
             np.concatenate(cols),
             np.concatenate(rows),
             x,
-            untrained_note(index),
+            note,
             index.chip_size,
             index.origin,
         )

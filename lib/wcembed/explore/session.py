@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,10 +152,10 @@ class ExploreSession:
             return operation(*args, **kwargs)
         except WcEmbedError as exc:
             self.say(str(exc))
-        except Exception as exc:  # a callback must not raise into the widget machinery
-            log.exception("unexpected error in %s", getattr(operation, "__name__", operation))
+        except Exception as exc:  # a bug; a callback must not raise into the widget machinery
+            trace = "".join(traceback.format_exception(exc))  # text: a log record keeps no frame alive
+            log.error("unexpected error in %s\n%s", getattr(operation, "__name__", operation), trace)
             self.say(f"unexpected error (please report it): {type(exc).__name__}: {exc}")
-            exc.__traceback__ = None
         return None
 
     # ------------------------------------------------------------------ settings

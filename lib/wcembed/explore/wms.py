@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wcembed.errors import EmptyTileSetError, ToolError, WMSError, WMSTransientError
+from wcembed.errors import EmptyTileSetError, ToolError, WMSError, WMSTransientError, failure_kind
 from wcembed.product import ESA_WMS, TILE_CRS, layer_name, parse_tile_filename
 from wcembed.servers import LOOPBACK, check_port_free, free_port, stop, wait_for_port
 
@@ -123,18 +123,16 @@ class WMSClient:
 
 @contextlib.contextmanager
 def _network_errors(url: str):
-    """Turn a WMS's network failures (unreachable, timeout, HTTP 5xx/429) into :class:`WMSTransientError`
-    and its other HTTP errors into :class:`WMSError`."""
+    """Turn a WMS's failures into :class:`WMSTransientError` (network, HTTP 5xx/429) or :class:`WMSError`
+    (other HTTP errors), as :func:`wcembed.errors.failure_kind` tells them apart."""
     import requests
 
     try:
         yield
-    except requests.HTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else 0
-        kind = WMSTransientError if status == 429 or status >= 500 else WMSError
-        raise kind(f"WMS {url} answered HTTP {status}: {exc}") from exc
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise WMSTransientError(f"WMS {url} cannot be reached: {exc}") from exc
+    except (requests.RequestException, OSError) as exc:
+        kind = WMSTransientError if failure_kind(exc) == "transient" else WMSError
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        raise kind(f"WMS {url} {f'answered HTTP {status}' if status else 'cannot be reached'}: {exc}") from exc
 
 
 # --------------------------------------------------------------------------- local server

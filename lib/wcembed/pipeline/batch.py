@@ -53,28 +53,9 @@ from wcembed.product import check_year
 
 log = logging.getLogger(__name__)
 
-EXIT_OK = 0
-EXIT_BAD_INPUT = 65
-EXIT_TRANSIENT = 75
-EXIT_BUG = 1
 RETRY_ATTEMPTS = 3
 DEFAULT_NOTEBOOK = NOTEBOOKS / "embed_column.ipynb"
 JOB_DEFINITION = ROOT / "batch" / "job_definition.json"
-
-
-def exit_code_for(exc: BaseException) -> int:
-    """The exit code of a failure: transient 75, bad input 65, anything else 1."""
-    if isinstance(exc, errors.TransientError):
-        return EXIT_TRANSIENT
-    if isinstance(exc, errors.BadInputError):
-        return EXIT_BAD_INPUT
-    name = getattr(exc, "ename", None)  # papermill's PapermillExecutionError names the notebook's exception
-    cls = getattr(errors, name, None) if name else None
-    if isinstance(cls, type) and issubclass(cls, errors.TransientError):
-        return EXIT_TRANSIENT
-    if isinstance(cls, type) and issubclass(cls, errors.BadInputError):
-        return EXIT_BAD_INPUT
-    return EXIT_BUG
 
 
 def band_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
@@ -123,17 +104,17 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
         columns = job.columns(grid)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+        return errors.exit_code(exc)
     year, column = job.year, job.column
     if not job.overwrite and all(store.exists(job.output_path(c)) for c in columns):
         verb = "is" if len(columns) == 1 else "are"
         print(f"{_columns_text(columns)} of {year} {verb} done: {job.output_path(columns[0])}")
-        return EXIT_OK
+        return errors.EXIT_OK
     name = f"{column:04d}" + (f"-{column + job.band - 1:04d}" if job.band > 1 else "")
     notebook_key = f"{job.output.rstrip('/')}/{year}/notebooks/embed_{year}_{name}.ipynb"
     index = env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0")
     print(f"array index {index} -> {_columns_text(columns)} -> {notebook_key}")
-    code = EXIT_OK
+    code = errors.EXIT_OK
     with tempfile.TemporaryDirectory() as tmp:
         executed = Path(tmp) / "executed.ipynb"
         try:
@@ -145,7 +126,7 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
                 cwd=env.get("WORKDIR", os.getcwd()),
             )
         except Exception as exc:
-            code = exit_code_for(exc)
+            code = errors.exit_code(exc)
             print(f"error: {_columns_text(columns)} failed ({type(exc).__name__}): {exc}", file=sys.stderr)
         if executed.exists():
             store.write_bytes_atomic(notebook_key, executed.read_bytes(), "application/x-ipynb+json")
@@ -185,7 +166,7 @@ def retry_strategy(attempts: int = RETRY_ATTEMPTS) -> dict:
         "attempts": attempts,
         "evaluateOnExit": [
             {"onStatusReason": "Host EC2*", "action": "RETRY"},
-            {"onExitCode": str(EXIT_TRANSIENT), "action": "RETRY"},
+            {"onExitCode": str(errors.EXIT_TRANSIENT), "action": "RETRY"},
             {"onReason": "*", "action": "EXIT"},
         ],
     }

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -55,6 +54,7 @@ from wcembed.errors import (
     TileFormatError,
     TileMissingError,
     TileTransientError,
+    failure_kind,
 )
 from wcembed.grid import Grid
 from wcembed.product import (
@@ -70,14 +70,6 @@ from wcembed.product import (
 )
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT = re.compile(
-    r"HTTP response code: 5\d\d|timed? ?out|Timeout|Connection reset|Couldn't connect|"
-    r"Connection refused|Recv failure|Send failure|SSL|Empty reply",
-    re.IGNORECASE,
-)
-_MISSING = re.compile(r"HTTP response code: 404|No such file|does not exist|NoSuchKey|Not Found", re.IGNORECASE)
-_UNTRUSTED = re.compile(r"SSL certificate problem|certificate verify failed", re.IGNORECASE)
 
 
 def gdal_options(source: str) -> dict[str, object]:
@@ -121,21 +113,11 @@ def gdal_options(source: str) -> dict[str, object]:
     return opts
 
 
-def error_kind(message: str) -> str:
-    """What a GDAL error message says went wrong: ``"untrusted"`` (the server's TLS certificate),
-    ``"missing"`` (404, no such file), ``"transient"`` (HTTP 5xx, timeouts, resets: worth a retry) or
-    ``"corrupt"`` (anything else: the file itself)."""
-    if _UNTRUSTED.search(message):
-        return "untrusted"
-    if _MISSING.search(message):
-        return "missing"
-    return "transient" if _TRANSIENT.search(message) else "corrupt"
-
-
-def classify(exc: Exception, tile: str, url: str) -> Exception:
-    """Map a GDAL/rasterio error to the package's transient or permanent tile error."""
+def tile_error(exc: Exception, tile: str, url: str) -> Exception:
+    """The package's transient or permanent tile error for a GDAL/rasterio error
+    (:func:`wcembed.errors.failure_kind`)."""
     msg = str(exc)
-    kind = error_kind(msg)
+    kind = failure_kind(exc)
     if kind == "untrusted":
         return TileCertificateError(
             f"the server's TLS certificate is not trusted (for a private CA set GDAL_CURL_CA_BUNDLE, or "
@@ -264,7 +246,7 @@ class ChipReader:
             try:
                 return self._dataset(tile).read(window=window, out=out)
             except RasterioIOError as exc:
-                err = classify(exc, tile, url)
+                err = tile_error(exc, tile, url)
                 stale = self._open.pop(tile, None)
                 if stale is not None:
                     stale.close()

@@ -22,9 +22,7 @@ import http.client
 import logging
 import os
 import shutil
-import socket
 import time
-import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Mapping
@@ -33,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from wcembed.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError
+from wcembed.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError, failure_kind
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
 from wcembed.product import BANDS
-from wcembed.store import exclusive
+from wcembed.store import exclusive, split_s3
 
 log = logging.getLogger(__name__)
 
@@ -130,30 +128,13 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("WCEMBED_CACHE", Path.home() / ".cache" / "wcembed"))
 
 
-def _is_transient(exc: BaseException) -> bool:
-    """Whether a download failure is the network's (worth a retry) rather than the location's."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return exc.code == 429 or exc.code >= 500
-    if isinstance(exc, (urllib.error.URLError, socket.timeout, ConnectionError, http.client.HTTPException)):
-        return True
-    try:
-        from botocore.exceptions import BotoCoreError, ClientError
-    except ImportError:  # pragma: no cover - boto3 is a dependency
-        return False
-    if isinstance(exc, ClientError):
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
-        code = str(exc.response.get("Error", {}).get("Code", ""))
-        return status == 429 or status >= 500 or code in ("SlowDown", "Throttling", "RequestTimeout")
-    return isinstance(exc, BotoCoreError)  # connection, endpoint and read-timeout errors
-
-
 def _download(url: str, part: Path) -> None:
     if url.startswith("s3://"):
         import boto3
         from botocore import UNSIGNED
         from botocore.config import Config
 
-        bucket, key = url[5:].split("/", 1)
+        bucket, key = split_s3(url)
         signed = bool(os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE"))
         s3 = boto3.client("s3", config=None if signed else Config(signature_version=UNSIGNED))
         s3.download_file(bucket, key, str(part))
@@ -224,7 +205,7 @@ def _download_into(loc: str, target: Path, sha256: str | None, retries: int, bac
             break
         except Exception as exc:
             part.unlink(missing_ok=True)
-            if not _is_transient(exc):
+            if failure_kind(exc) != "transient":
                 raise CheckpointError(f"cannot download checkpoint {loc}: {exc}") from exc
             if attempt == retries:
                 raise CheckpointDownloadError(

@@ -1,0 +1,64 @@
+"""What tests build, defined once: the tiny untrained encoder, and indexes of sample columns.
+
+* :func:`tiny_model`: a small untrained Clay v0 encoder (64-d, 2 layers), for tests of the machinery,
+  never of Clay; its "UNTRAINED" warning is expected and checked here.
+* :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
+  grid of the sample tile, with vectors chosen by the test instead of an encoder, ingested into LanceDB:
+  an index in a second, for tests of search and of the explorer's session.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from wcembed import store
+from wcembed.grid import Grid
+from wcembed.pipeline.model import ClayConfig
+from wcembed.pipeline.weights import LoadedModel, load_model
+
+TINY = {"dim": 64, "depth": 2, "heads": 4, "dim_head": 16}
+"""The tiny encoder's configuration (the rest is Clay v0's)."""
+
+
+def tiny_model(**config) -> LoadedModel:
+    """A small untrained encoder: :data:`TINY`, with ``config`` overriding it (e.g. ``image_size=128``)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_model(None, config=ClayConfig(**(TINY | config)), allow_untrained=True)
+    assert any("UNTRAINED" in str(w.message) for w in caught), "untrained weights must say so"
+    return model
+
+
+SAMPLE_TILE = "N37W076"
+SAMPLE_COLUMNS = range(1154, 1160)
+"""Columns of the 512 px grid that the sample scene covers."""
+
+
+def synthetic_index(
+    root: Path,
+    vectors: Callable[[int, int, int], np.ndarray],
+    years: tuple[int, ...] = (2020, 2021),
+    columns=SAMPLE_COLUMNS,
+    rows=range(286, 292),
+    weights: str = "synthetic (test)",
+):
+    """A :class:`~wcembed.explore.index.ChipIndex` at ``root/db`` of the chips ``columns`` x ``rows`` of the
+    sample tile's 512 px grid in ``years``, each with ``vectors(year, column, row)`` (a 1-D float array),
+    written as the real column files and ingested. Returns the index."""
+    from wcembed.explore.index import ChipIndex, ingest
+
+    grid = Grid([SAMPLE_TILE])
+    for year in years:
+        for column in columns:
+            vec = np.stack([vectors(year, column, r) for r in rows]).astype(np.float32)
+            meta = {
+                "embedding": {"dimension": vec.shape[1], "weights": weights, "model": "none"},
+                "wcembed": {"year": year, "column": column, "format": store.FORMAT_VERSION},
+            }
+            path = store.output_path(root / "emb", year, column)
+            store.write_column(path, grid, year, column, [(r, 1.0) for r in rows], vec, meta)
+    ingest(root / "emb", root / "db")
+    return ChipIndex(root / "db")

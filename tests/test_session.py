@@ -1,0 +1,247 @@
+"""The explorer's session without widgets or a WMS: every operation the map offers, on a real LanceDB index.
+
+The index holds real column files of the sample tile's grid whose vectors the test chooses
+(:func:`builders.synthetic_index`), so every expected result is computed here with NumPy.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import tracemalloc
+
+import numpy as np
+import pytest
+import shapely
+from builders import synthetic_index
+from wcembed.errors import BadParameterError, OutputError, WcEmbedError
+from wcembed.explore.index import DIVERSE_CHIPS
+from wcembed.explore.session import ASPECTS, ExploreSession
+from wcembed.grid import chip_bounds, parse_chip_id
+
+DIM = 16
+CHANGED = {(1156, 288), (1158, 290)}  # chips whose 2021 vector is another one (a synthetic change)
+
+
+def vector(year: int, column: int, row: int) -> np.ndarray:
+    changed = year == 2021 and (column, row) in CHANGED
+    return np.random.default_rng([column, row, 99 if changed else 0]).normal(size=DIM)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory):
+    return synthetic_index(tmp_path_factory.mktemp("session"), vector)
+
+
+@pytest.fixture
+def session(index):
+    s = ExploreSession(index, year=2020, k=5)
+    s.told = []  # what subscribers were told, in order
+    s.subscribe(lambda changed: s.told.append(changed))
+    return s
+
+
+def centre(column: int, row: int) -> tuple[float, float]:
+    w, s, e, n = chip_bounds(column, row)
+    return (w + e) / 2, (s + n) / 2
+
+
+def exact_nearest(index, query: np.ndarray, year: int, k: int, exclude=()) -> list[str]:
+    """The k chips of ``year`` nearest ``query`` by cosine, by brute force over the table."""
+    rows = index.table.to_arrow().to_pylist()
+    rows = [r for r in rows if r["year"] == year and r["chip_id"] not in exclude]
+    x = np.array([r["vector"] for r in rows], np.float64)
+    sims = x @ query / np.linalg.norm(x, axis=1) / np.linalg.norm(query)
+    return [rows[i]["chip_id"] for i in np.argsort(-sims, kind="stable")[:k]]
+
+
+def test_a_click_searches_from_the_chip_under_it_and_tells_what_changed(session, index):
+    results = session.click(*centre(1156, 288))
+    assert session.query_chip == "2020-1156-0288"
+    want = exact_nearest(index, vector(2020, 1156, 288), 2020, 5, exclude={"2020-1156-0288"})
+    assert list(results["chip_id"]) == want and list(results["rank"]) == [1, 2, 3, 4, 5]
+    assert session.status == "5 nearest of 2020-1156-0288 (positives 0, negatives 0)"
+    assert session.told == [{"query", "results", "status"}] and set().union(*session.told) <= set(ASPECTS)
+    assert session.click(-100.0, 45.0) is None  # no chip there: said, the results kept
+    assert session.status.startswith("no chip of 2020 at 45.0000, -100.0000")
+    assert list(session.results["chip_id"]) == want and session.told[-1] == {"status"}
+
+
+def test_settings_are_checked_and_only_changes_are_told(session):
+    session.set(k=3, year=2021)
+    assert (session.k, session.year) == (3, 2021) and session.told == [{"k", "year"}]
+    session.set(k=3)
+    assert len(session.told) == 1  # nothing changed, nothing told
+    for bad in ({"k": 0}, {"year": 2019}, {"mode": "delete"}, {"threshold": "high"}, {"opacity": 2}, {"zoom": 3}):
+        with pytest.raises(BadParameterError):
+            session.set(**bad)
+    assert (session.k, session.year, session.mode) == (3, 2021, "search") and len(session.told) == 1
+    results = session.click(*centre(1157, 289))
+    assert len(results) == 3 and results["chip_id"].str.startswith("2021-").all()
+
+
+def test_spread_out_results_are_chips_apart(session):
+    session.set(k=4, spread=True)
+    results = session.click(*centre(1156, 288))
+    places = [parse_chip_id(c)[1:] for c in [session.query_chip, *results["chip_id"]]]
+    for i, (c, r) in enumerate(places[1:], 1):
+        assert all(max(abs(c - c2), abs(r - r2)) >= DIVERSE_CHIPS for c2, r2 in places[1:i])
+
+
+def test_label_modes_toggle_labels_and_search_with_them(session, index):
+    session.set(mode="negative")
+    assert session.click(*centre(1155, 287)) is None and session.status == "add a positive example first"
+    session.set(mode="positive")
+    results = session.click(*centre(1156, 288))
+    assert session.positives == ["2020-1156-0288"] and session.negatives == ["2020-1155-0287"]
+    assert not {"2020-1156-0288", "2020-1155-0287"} & set(results["chip_id"])
+    assert {"labels", "results"} <= set().union(*session.told)
+    session.click(*centre(1156, 288))  # the same label again: removed
+    assert session.positives == [] and session.status == "add a positive example first"
+
+
+def test_a_drawn_area_searches_with_its_chips_or_labels_them(session):
+    w, s, _, _ = chip_bounds(1155, 289)
+    _, _, e, n = chip_bounds(1156, 288)
+    area = shapely.box(w + 1e-4, s + 1e-4, e - 1e-4, n - 1e-4)  # four chips
+    results = session.select_area(area)
+    assert session.status.endswith("; 4 chips under the drawn area") and len(results) == 5
+    session.set(mode="positive")
+    session.select_area(area)
+    assert len(session.positives) == 4
+    assert session.select_area(shapely.box(-100, 40, -99.9, 40.1)) is None
+    assert session.status == "no chip of 2020 under the drawn area"
+
+
+def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_threshold(session):
+    assert session.show_region("similarity") is None
+    assert session.region == "similarity" and session.status.startswith("click a chip first")
+    assert session.region_layer is None and session.region_status == ""
+    session.click(*centre(1156, 288))
+    layer = session.region_layer
+    assert layer.value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=1e-5)
+    assert session.threshold == 0.0  # within the layer's values: its starting point
+    session.set(threshold=0.25)
+    shown = int(np.count_nonzero(layer.values >= 0.25))
+    assert session.region_status == f"{shown} chips with similarity 2020 ≥ 0.25"
+    for place in [(1154, 286), (1159, 291), (1157, 290), (1155, 289), (1158, 287), (1156, 291)]:
+        session.click(*centre(*place))  # a new layer at every click; lowest values differ
+        assert session.threshold == 0.25  # the threshold never moves by itself
+    assert session.region_layer is not layer
+    session.show_region("none")
+    assert session.region_status == "" and session.shown() is None  # no stale line
+    session.show_region("similarity")  # back: the layer and its threshold as they were
+    assert session.threshold == 0.25 and session.region_status.endswith("≥ 0.25")
+
+
+def test_change_layer_compare_and_changed_like(session):
+    layer = session.show_region("change")
+    top = {parse_chip_id(c)[1:] for c in session.changes["chip_2020"][:2]}
+    assert top == CHANGED and layer is session.region_layer
+    session.click(*centre(1157, 288))
+    assert session.compare_chip == "2020-1157-0288" and "compare" in session.told[-1]
+    results = session.changed_like(["2020-1156-0288"])
+    assert session.pair_years == (2020, 2021) and session.region == "changed like" and session.threshold == 0.0
+    assert results["chip_id"].iloc[0] == "2020-1158-0290"  # the other changed chip: the most alike change
+    session.set(mode="search")
+    session.click(*centre(1157, 288))
+    assert session.pair_years is None
+
+
+def test_embedding_colours_and_scores(session):
+    colours = session.show_region("embedding colours")
+    assert colours.values.shape[0] == 3 and session.region_status == ""  # RGB: no threshold
+    assert session.show_region("scores") is None and session.status.startswith("no scores yet")
+    import geopandas as gpd
+
+    ids = list(session.index.table.to_arrow()["chip_id"].to_pylist())[:10]
+    scores = gpd.GeoDataFrame({"chip_id": ids, "score": np.linspace(0, 1, 10)})
+    session.show_scores(scores)
+    assert session.region == "scores" and session.threshold == 0.5
+    assert session.region_status == "5 chips with classifier score ≥ 0.5"
+
+
+def test_explain_without_an_explainer_or_a_query_says_why(session):
+    assert session.explain("2020-1156-0288") is None and session.status.startswith("no explainer")
+
+
+def test_callbacks_turn_errors_into_the_status_line(session):
+    assert session.attempt(session.set, k=-1) is None
+    assert session.status.startswith("k must be an integer")
+    assert session.attempt(session.add_labels, ["not-a-chip"], "positive") is None
+    assert "not-a-chip" in session.status and not session.labels.items
+    with pytest.raises(WcEmbedError):  # called from code, the error is raised
+        session.add_labels(["not-a-chip"], "positive")
+
+
+def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
+    """A layer that fails after loading the year's vectors (here: the database's files table is damaged)
+    says so on the status line and keeps no array alive."""
+    shutil.copytree(index.db, tmp_path / "db")
+    for data in (tmp_path / "db" / "files.lance" / "data").iterdir():
+        data.unlink()  # the files table's data is gone: its rows cannot be read
+    from wcembed.explore.index import ChipIndex
+
+    s = ExploreSession(ChipIndex(tmp_path / "db"), year=2020)
+    s.click(*centre(1156, 288))
+    with pytest.raises(OutputError, match="files"):
+        _ = s.index.weights
+
+    def fails_after_allocating(error):  # what any layer does: read arrays, then meet a failure
+        vectors = np.ones((2048, 768), np.float32)  # 6 MiB
+        s.index.weights if error is OutputError else vectors.reshape(5, -1)
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for _ in range(3):
+        assert s.attempt(s.show_region, "similarity") is None
+        assert "files" in s.status and s.region == "none" and s.region_layer is None
+        assert s.attempt(fails_after_allocating, OutputError) is None and "files" in s.status
+        assert s.attempt(fails_after_allocating, ValueError) is None  # a bug: said, logged as text
+        assert s.status.startswith("unexpected error (please report it): ValueError")
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert kept < 256 * 1024, f"{kept} bytes kept after failed layers"
+
+
+def test_a_database_without_its_files_table_gives_working_layers(index, tmp_path):
+    from wcembed.explore.index import ChipIndex, _connect
+
+    shutil.copytree(index.db, tmp_path / "db")
+    _connect(tmp_path / "db").drop_table("files")
+    s = ExploreSession(ChipIndex(tmp_path / "db"), year=2020)
+    assert s.index.weights == {"unknown"} and not s.index.untrained
+    s.click(*centre(1156, 288))
+    assert s.show_region("similarity").value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_pictures_and_pages_of_a_session_need_no_widgets(session, tmp_path):
+    from wcembed.explore.figures import map_figure
+    from wcembed.explore.pages import export_html
+
+    session.click(*centre(1156, 288))
+    session.show_region("similarity")
+    session.add_labels(["2020-1154-0286"], "negative")
+    lon, lat = centre(1156, 288)
+    fig = map_figure(session, thumbs=None, layer=None, center=(lat, lon), zoom=11)
+    assert fig.axes[0].get_title() == session.status and len(fig.axes[0].images) == 1  # the region layer
+    assert len(fig.axes[0].lines) == 1 + 5 + 1  # query, results, label
+    page = export_html(tmp_path / "map.html", session, "http://127.0.0.1:9/wms", None, center=[lat, lon], zoom=11)
+    text = page.read_text()
+    assert "data:image/png;base64" in text and "similarity 2020" in text and "2020-1154-0286" in text
+
+
+def test_the_labelling_loop_follows_the_session(session):
+    from wcembed.explore.labelling import LabelLoop
+
+    loop = LabelLoop(session, n=3)
+    chips = [f"2020-{c}-{r:04d}" for c in (1154, 1155, 1156) for r in (286, 287)]
+    session.add_labels(chips[:3], "positive")
+    session.add_labels(chips[3:], "negative")
+    assert loop.status.value.startswith("3 positives, 3 negatives")
+    loop.retrain()
+    assert session.region == "scores" and loop.suggestions is not None and len(loop.history) == 1
+    loop.label(loop.suggestions["chip_id"].iloc[0], "positive")
+    assert "(1 new labels: retrain)" in loop.status.value
