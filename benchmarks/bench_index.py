@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from common import Timer, report
-from wcembed import store
+from wcembed import contract, store
+from wcembed.contract import FileMetadata
 from wcembed.explore.index import ANN_INDEX, ANN_MIN_ROWS, DIVERSE_CHIPS, ChipIndex, ingest, partitions, query_vector
 from wcembed.product import ESA_HTTPS, YEARS
 from wcembed.tileset import plan_grid
@@ -60,10 +61,10 @@ def write_files(out: Path, make, dim: int, max_columns: int | None) -> tuple[int
         for column in grid.columns[:max_columns]:
             r = grid.rows(int(column))
             vec = make(len(r), dim, base) + 0.05 * rng.normal(size=(len(r), dim)).astype(np.float32) * (year - YEARS[0])
-            meta = {
-                "embedding": {"dimension": dim, "weights": "synthetic (benchmark)", "model": "none"},
-                "wcembed": {"year": year, "column": int(column), "format": store.FORMAT_VERSION},
-            }
+            meta = FileMetadata(
+                {"dimension": dim, "weights": "synthetic (benchmark)", "model": "none"},
+                {"year": year, "column": int(column), "format": store.FORMAT_VERSION},
+            )
             path = store.output_path(out, year, int(column))
             store.write_column(path, grid, year, int(column), [(int(x), 1.0) for x in r], vec, meta)
             files += 1
@@ -193,7 +194,7 @@ def main() -> None:
             for k in range(args.rounds):
                 for p in paths[70 * k : 70 * (k + 1)]:  # rewrite 70 files, one chip fewer: new sizes
                     t = pq.read_table(p)
-                    store.write_bytes_atomic(p, store.parquet_bytes(t.slice(0, max(t.num_rows - 1, 0))))
+                    store.write_bytes_atomic(p, contract.parquet_bytes(t.slice(0, max(t.num_rows - 1, 0))))
                 ingest(out, db)
             idx = ChipIndex(db)
             result["rounds"] = args.rounds

@@ -3,7 +3,7 @@
 The files are what ``write_column`` writes for real CONUS columns (grid from the offline
 land outline, 768-d float32 vectors from ``bench_index.lowrank``, a model of embeddings:
 a low-dimensional manifold plus noise, full float entropy). Each column is written twice
-in the same run: with :data:`wcembed.store.PARQUET_OPTIONS` ("now") and with the seed's
+in the same run: with :data:`wcembed.contract.PARQUET_OPTIONS` ("now") and with the seed's
 settings (ZSTD, pyarrow's defaults otherwise: dictionary encoding tried on every column,
 "before"). Reads: the whole file as the explorer's ingest and ``read_column`` read it, and
 the vectors alone; bbox-filtered reads are not timed, since a column file is one row group.
@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bench_index import lowrank
 from common import Timer, report
-from wcembed import store
+from wcembed import contract, store
+from wcembed.contract import FileMetadata
 from wcembed.product import ESA_HTTPS
 from wcembed.tileset import plan_grid
 
@@ -55,8 +56,8 @@ def main() -> None:
     for column in picked:
         r = grid.rows(int(column))
         vec = lowrank(len(r), 768, rng)
-        meta = {"embedding": {"dimension": 768}, "wcembed": {"year": 2020, "column": int(column)}}
-        table = store.embeddings_table(
+        meta = FileMetadata({"dimension": 768}, {"year": 2020, "column": int(column)})
+        table = contract.embeddings_table(
             chip_ids=[f"2020-{int(column):04d}-{int(x):04d}" for x in r],
             year=2020,
             columns=np.full(len(r), column, np.int32),
@@ -66,7 +67,7 @@ def main() -> None:
             embeddings=vec,
             metadata=meta,
         )
-        files = {"now": store.parquet_bytes(table), "before": seed_bytes(table)}
+        files = {"now": contract.parquet_bytes(table), "before": seed_bytes(table)}
         back = store.vector_matrix(pq.read_table(io.BytesIO(files["now"]), columns=["embeddings"])["embeddings"])
         assert np.array_equal(back, vec.astype(np.float32)), "the encoding changed the vectors"
         for way, data in files.items():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from wcembed import store
+from wcembed.contract import FileMetadata
 from wcembed.grid import Grid
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
@@ -54,10 +55,10 @@ def synthetic_index(
     for year in years:
         for column in columns:
             vec = np.stack([vectors(year, column, r) for r in rows]).astype(np.float32)
-            meta = {
-                "embedding": {"dimension": vec.shape[1], "weights": weights, "model": "none"},
-                "wcembed": {"year": year, "column": column, "format": store.FORMAT_VERSION},
-            }
+            meta = FileMetadata(
+                {"dimension": vec.shape[1], "weights": weights, "model": "none"},
+                {"year": year, "column": column, "format": store.FORMAT_VERSION},
+            )
             path = store.output_path(root / "emb", year, column)
             store.write_column(path, grid, year, column, [(r, 1.0) for r in rows], vec, meta)
     ingest(root / "emb", root / "db")

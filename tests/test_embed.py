@@ -18,6 +18,7 @@ import pytest
 import shapely
 from builders import tiny_model
 from conftest import run_papermill
+from test_contract import check_emb_item
 from wcembed import store
 from wcembed.errors import BadColumnError, BadYearError
 from wcembed.pipeline.embed import embed_column
@@ -78,10 +79,11 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     assert "reason" in check and (check["decision"] == "float32" or check["accepted"])
     item = Path(store.stac_path(result.path))
     assert item.exists() and '"embedding:checkpoint_sha256": "untrained"' in item.read_text()
-    stac = json.loads(item.read_text())  # the proposed STAC embeddings extension's fields
-    props = stac["properties"]
-    assert (props["emb:type"], props["emb:dimensions"], props["data_type"]) == ("chip", 64, "float32")
-    assert props["emb:chip_layout"]["chip_size"] == [512, 512] and props["emb:temporal_resolution"] == "annual"
+    stac = json.loads(item.read_text())  # the STAC embeddings extension's Item fields (tests/test_contract.py)
+    assert check_emb_item(stac)["emb:runtime_parameters"]["chip_size_px"] == 512
+    header = meta["emb"]  # and its Collection fields in the file's own header
+    assert (header["emb:type"], header["emb:dimensions"], header["data_type"]) == ("chip", 64, "float32")
+    assert header["emb:chip_layout"]["chip_size"] == [512, 512] and header["emb:temporal_resolution"] == "annual"
     links = {link["rel"]: link for link in stac["links"]}
     assert "architecture only" in links["emb:model"]["title"] and links["emb:model"]["href"].startswith("https://")
     assert links["emb:source-data"]["href"] == f"{sample_root}/rgbnir/2020/"
@@ -106,7 +108,8 @@ def test_two_runs_give_identical_files(sample_root, tmp_path, small_model, grid)
     ta, tb = pq.read_table(a.path), pq.read_table(b.path)
     assert ta.equals(tb)  # same rows, same vectors bit for bit
     ma, mb = store.file_metadata(a.path), store.file_metadata(b.path)
-    ma["wcembed"].pop("created"), mb["wcembed"].pop("created")
+    for m in (ma, mb):  # the creation time, in provenance and in the STAC fields
+        m["wcembed"].pop("created"), m["emb"].pop("processing:datetime")
     assert (ma["wcembed"].pop("reader_workers"), mb["wcembed"].pop("reader_workers")) == (1, 2)  # CPU default: 1
     assert ma == mb
 

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from wcembed import store
+from wcembed import contract, store
+from wcembed.contract import FileMetadata
 from wcembed.errors import UnknownChipError
 from wcembed.explore.index import ChipIndex, ingest, query_vector
 from wcembed.grid import Grid, chip_id
@@ -16,8 +17,8 @@ def write_column(out, year, column, rng, rows=range(10), dim=DIM):
     """A GeoParquet file (our own writer) with random vectors: synthetic, for search tests."""
     grid = Grid(["N37W076"])
     rows = list(rows)
-    meta = {"embedding": {"dimension": dim}, "wcembed": {"year": year, "column": column}}
-    table = store.embeddings_table(
+    meta = FileMetadata({"dimension": dim}, {"year": year, "column": column})
+    table = contract.embeddings_table(
         chip_ids=[chip_id(year, column, r) for r in rows],
         year=year,
         columns=np.full(len(rows), column),
@@ -28,7 +29,7 @@ def write_column(out, year, column, rng, rows=range(10), dim=DIM):
         metadata=meta,
     )
     path = store.output_path(out, year, column)
-    store.write_bytes_atomic(path, store.parquet_bytes(table))
+    store.write_bytes_atomic(path, contract.parquet_bytes(table))
     return path
 
 
@@ -175,7 +176,7 @@ def test_ann_index_recall_at_10(tmp_path):
             "embeddings",
             pa.FixedSizeListArray.from_arrays(pa.array(vec.ravel()), DIM),
         )
-        store.write_bytes_atomic(path, store.parquet_bytes(t))
+        store.write_bytes_atomic(path, contract.parquet_bytes(t))
     report = ingest(out, tmp_path / "db", ann_min_rows=10_000)
     idx = ChipIndex(tmp_path / "db")
     assert report.rows == 20_000 and idx.table.list_indices()
@@ -250,8 +251,8 @@ def test_diverse_results_are_spread_out_and_start_with_the_plain_first(tmp_path)
         rows = list(range(280, 300))
         weights = np.array([[np.cos(0.3 * column + i) + np.sin(0.25 * r * (i + 1)) for i in range(6)] for r in rows])
         vectors = (weights @ centres + 0.05 * rng.normal(size=(len(rows), DIM))).astype(np.float32)
-        meta = {"embedding": {"dimension": DIM}, "wcembed": {"year": 2020, "column": column}}
-        table = store.embeddings_table(
+        meta = FileMetadata({"dimension": DIM}, {"year": 2020, "column": column})
+        table = contract.embeddings_table(
             chip_ids=[chip_id(2020, column, r) for r in rows],
             year=2020,
             columns=np.full(len(rows), column),
@@ -261,7 +262,7 @@ def test_diverse_results_are_spread_out_and_start_with_the_plain_first(tmp_path)
             embeddings=vectors,
             metadata=meta,
         )
-        store.write_bytes_atomic(store.output_path(out, 2020, column), store.parquet_bytes(table))
+        store.write_bytes_atomic(store.output_path(out, 2020, column), contract.parquet_bytes(table))
     ingest(out, tmp_path / "db")
     idx = ChipIndex(tmp_path / "db")
     plain = idx.by_chip("2020-1160-0290", k=10)

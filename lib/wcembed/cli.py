@@ -34,13 +34,13 @@ GRID_PARAMETERS = ("year", "tiles", "tile_index", "region")
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from wcembed.contract import write_geoparquet
     from wcembed.tileset import plan_grid
 
     grid = plan_grid(args.year, args.tiles, tile_index=args.tile_index, region=args.region, chip_size=args.chip_size)
     out = Path(args.out) / f"grid_{args.year}_{args.region.replace(',', '_')}.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
-    gdf = grid.to_geodataframe(args.year)
-    gdf.to_parquet(out, compression="zstd", schema_version="1.1.0", write_covering_bbox=True)
+    write_geoparquet(grid.to_geodataframe(args.year), out)
     print(f"tiles:   {len(grid.tiles)}")
     print(f"columns: {len(grid.columns)} ({grid.columns[0]}..{grid.columns[-1]})  <- AWS Batch array size")
     print(f"chips:   {grid.n_chips}")
@@ -211,7 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
     p.add_argument("source")
     p.add_argument("--db", default="outputs/lancedb")
-    p.set_defaults(func=lambda a: print(__import__("wcembed.explore.index").index.ingest(a.source, a.db)))
+    p.set_defaults(func=lambda a: print(__import__("wcembed.explore.index").explore.index.ingest(a.source, a.db)))
+
+    p = sub.add_parser("catalog", help="write the STAC Collection of each year and the run's Catalog")
+    p.add_argument("output", help="the run's output folder or s3:// prefix")
+    p.set_defaults(func=lambda a: print("\n".join(__import__("wcembed.store").store.write_catalog(a.output))))
 
     p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
     p.add_argument("--db", default="outputs/lancedb")
@@ -222,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
-    p.set_defaults(func=lambda args: __import__("wcembed.pipeline.batch").batch.entrypoint())
+    p.set_defaults(func=lambda args: __import__("wcembed.pipeline.batch").pipeline.batch.entrypoint())
 
     p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
     ColumnJob.add_arguments(p, exclude=("column",))
@@ -283,11 +287,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run_array(args: argparse.Namespace) -> int:
+    from wcembed import store
     from wcembed.pipeline.batch import run_array
 
     job = ColumnJob.from_args(args)
     indices = _parse_indices(args.indices, len(job.plan_grid().band_starts(job.band)))
     codes = run_array(indices, job.to_env(), parallel=args.parallel)
+    store.write_catalog(job.output)  # the Collections and Catalog of what is there now
     failed = {i: c for i, c in codes.items() if c}
     print(f"{len(codes) - len(failed)} of {len(codes)} indices succeeded" + (f"; failed: {failed}" if failed else ""))
     return max(failed.values(), default=0)

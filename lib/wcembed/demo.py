@@ -19,7 +19,7 @@ from pathlib import Path
 
 import papermill
 
-from wcembed import NOTEBOOKS, ROOT
+from wcembed import NOTEBOOKS, ROOT, store
 from wcembed.explore.index import ChipIndex, ingest
 from wcembed.explore.wms import LocalWMS
 from wcembed.pipeline.batch import missing_bands, run_array
@@ -116,6 +116,7 @@ def run(
             print(f"failed array indices of {year} (exit codes): {failed}", file=sys.stderr)
             return 1
 
+    print("STAC:", ", ".join(Path(p).relative_to(out).as_posix() for p in store.write_catalog(out / "embeddings")))
     banner("4/6 ingesting into LanceDB")
     print(ingest(out / "embeddings", out / "lancedb"))
     footprints = out / "footprints.fgb"

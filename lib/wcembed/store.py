@@ -1,26 +1,7 @@
-"""GeoParquet files of embeddings: naming, schema, metadata, atomic writes (local or S3).
+"""Where the column files go and how they are written: atomic writes and reads, local or S3.
 
-One file per (year, column), ``{output}/{year}/worldcover_embeddings_{year}_{column:04d}_v002.gpq``,
-with one row per embedded chip. The file format is a public contract:
-
-======================= ==================================================================
-column                  type
-======================= ==================================================================
-``chip_id``             string, ``{year}-{column:04d}-{row:04d}``
-``year``                int16
-``column``, ``row``     int32, grid position (:mod:`wcembed.grid`)
-``lon``, ``lat``        float64, chip centre in degrees (EPSG:4326)
-``valid_fraction``      float32, share of pixels with data (0..1)
-``embeddings``          fixed_size_list<float32>[768], mean of Clay's patch tokens
-``geometry``            binary, WKB polygon of the chip footprint (OGC:CRS84 lon/lat)
-``bbox``                struct<xmin, ymin, xmax, ymax: double>, GeoParquet 1.1 covering
-======================= ==================================================================
-
-Metadata keys: ``geo`` (GeoParquet 1.1.0), ``embedding`` (what the vectors are:
-model, checkpoint identity, providers, licence, datetime range, source dataset
-and version, dimension, dtype) and ``wcembed`` (full provenance: normalisation,
-chip size, package version, creation time, precision, ...). A STAC Item (JSON)
-with the same facts sits beside each file.
+What a file is (its name, schema, header and STAC) is :mod:`wcembed.contract`'s; this module
+writes and reads the files, their STAC Items, and a run's STAC Collections and Catalog.
 
 Writes are atomic: a local file is written under a temporary name in the same
 folder and renamed into place; on S3 it is one ``PutObject``, which either
@@ -30,11 +11,9 @@ completes or leaves nothing. So a file that exists is complete.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import io
 import json
 import os
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,36 +23,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from wcembed.contract import (
+    FILE_GLOB,
+    FORMAT_VERSION,
+    FileMetadata,
+    embeddings_table,
+    output_path,
+    parquet_bytes,
+    parse_output_path,
+    stac_catalog,
+    stac_collection,
+    stac_item,
+    stac_path,
+)
 from wcembed.errors import OutputError
 from wcembed.grid import Grid, chip_id
-from wcembed.product import CRS
 
-FORMAT_VERSION = "v002"
-GEO_VERSION = "1.1.0"
-FILE_GLOB = f"worldcover_embeddings_*_*_{FORMAT_VERSION}.gpq"
-_OUTPUT_RE = re.compile(rf"worldcover_embeddings_(\d{{4}})_(\d{{4,}})_{FORMAT_VERSION}\.gpq$")
-
-
-def output_path(output: str | Path, year: int, column: int) -> str:
-    """Where the file of ``(year, column)`` goes under ``output`` (folder or ``s3://bucket/prefix``)."""
-    return f"{str(output).rstrip('/')}/{year}/worldcover_embeddings_{year}_{column:04d}_{FORMAT_VERSION}.gpq"
-
-
-def parse_output_path(path: str) -> tuple[int, int]:
-    """``(year, column)`` of an output file's path (see :func:`output_path`).
-
-    >>> parse_output_path("s3://b/e/2020/worldcover_embeddings_2020_0012_v002.gpq")
-    (2020, 12)
-    """
-    m = _OUTPUT_RE.search(str(path))
-    if not m:
-        raise OutputError(f"not an output file name: {path}")
-    return int(m[1]), int(m[2])
-
-
-def stac_path(path: str) -> str:
-    """The STAC Item that describes a GeoParquet file: same name, ``.json``."""
-    return path[: -len(".gpq")] + ".json"
+__all__ = [  # the names a column file's path is made of stay importable from here, where they were
+    "FILE_GLOB", "FORMAT_VERSION", "output_path", "parse_output_path", "stac_path",
+]  # fmt: skip
 
 
 def _s3():
@@ -187,88 +155,6 @@ def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
     return {str(p): p.stat().st_size for p in sorted(root.glob(pattern))} if root.is_dir() else {}
 
 
-def crs_projjson() -> dict[str, Any]:
-    """PROJJSON of :data:`wcembed.product.CRS` (OGC:CRS84: WGS 84, lon/lat axis order), the CRS of every geometry."""
-    from pyproj import CRS as ProjCRS
-
-    return ProjCRS(CRS).to_json_dict()
-
-
-def embeddings_table(
-    *,
-    chip_ids: list[str],
-    year: int,
-    columns: np.ndarray,
-    rows: np.ndarray,
-    bounds: np.ndarray,
-    valid_fraction: np.ndarray,
-    embeddings: np.ndarray,
-    metadata: dict[str, dict],
-) -> pa.Table:
-    """The Arrow table of one file, with its ``geo`` and other metadata.
-
-    ``bounds`` is ``(N, 4)``: west, south, east, north in degrees; ``embeddings`` is ``(N, D)`` float32.
-    """
-    import shapely
-
-    n = len(chip_ids)
-    dim = int(metadata["embedding"]["dimension"])
-    emb = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(n, dim)
-    b = np.asarray(bounds, dtype=np.float64).reshape(n, 4)
-    geoms = shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])
-    bbox = pa.StructArray.from_arrays([pa.array(b[:, i]) for i in range(4)], names=["xmin", "ymin", "xmax", "ymax"])
-    table = pa.table(
-        {
-            "chip_id": pa.array(chip_ids, pa.string()),
-            "year": pa.array(np.full(n, year, np.int16)),
-            "column": pa.array(np.asarray(columns, np.int32)),
-            "row": pa.array(np.asarray(rows, np.int32)),
-            "lon": pa.array((b[:, 0] + b[:, 2]) / 2),
-            "lat": pa.array((b[:, 1] + b[:, 3]) / 2),
-            "valid_fraction": pa.array(np.asarray(valid_fraction, np.float32)),
-            "embeddings": pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1)), dim),
-            "geometry": pa.array(shapely.to_wkb(geoms), pa.binary()),
-            "bbox": bbox,
-        }
-    )
-    geo_col: dict[str, Any] = {
-        "encoding": "WKB",
-        "geometry_types": ["Polygon"] if n else [],
-        "crs": crs_projjson(),
-        "orientation": "counterclockwise",
-        "covering": {"bbox": {k: ["bbox", k] for k in ("xmin", "ymin", "xmax", "ymax")}},
-    }
-    if n:
-        geo_col["bbox"] = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
-    geo = {"version": GEO_VERSION, "primary_column": "geometry", "columns": {"geometry": geo_col}}
-    meta = {b"geo": json.dumps(geo).encode()}
-    meta.update({k.encode(): json.dumps(v).encode() for k, v in metadata.items()})
-    return table.replace_schema_metadata(meta)
-
-
-PARQUET_OPTIONS: dict[str, Any] = {
-    "compression": "zstd",
-    # Dictionary encoding only where values repeat: a dictionary of float embeddings (pyarrow's default
-    # for every column) is larger than the raw floats. The embeddings' bytes are split by position
-    # (BYTE_STREAM_SPLIT: sign and exponent bytes together), which ZSTD then compresses.
-    "use_dictionary": ["year", "column"],
-    "use_byte_stream_split": ["embeddings.list.element"],
-}
-"""How the column files are written (``benchmarks/bench_store.py`` measures it against pyarrow's defaults)."""
-
-
-def parquet_bytes(table: pa.Table) -> bytes:
-    """Serialise a table as Parquet: :data:`PARQUET_OPTIONS`, statistics on, one row group per file.
-
-    A column file holds a few hundred chips (about 1 MB), one north-south strip in row order,
-    so one row group is both the natural unit of a read and spatially compact: its statistics
-    (``bbox`` covering, ``lon``/``lat``) let a reader skip the whole file outside its area.
-    """
-    buf = io.BytesIO()
-    pq.write_table(table, buf, row_group_size=max(len(table), 1), **PARQUET_OPTIONS)
-    return buf.getvalue()
-
-
 def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """An Arrow column of fixed-size float lists (``embeddings``, ``vector``) as an ``(N, D)`` matrix."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -284,7 +170,7 @@ def write_column(
     column: int,
     chips: Sequence[tuple[int, float]],
     embeddings: np.ndarray,
-    metadata: dict[str, dict],
+    metadata: FileMetadata,
 ) -> str:
     """Write one column's GeoParquet file and the STAC Item beside it; return the file's path.
 
@@ -311,11 +197,11 @@ def write_column(
     return path
 
 
-def _write_item(path: str, table: pa.Table, metadata: dict[str, dict], grid: Grid, column: int) -> None:
+def _write_item(path: str, table: pa.Table, metadata: FileMetadata, grid: Grid, column: int) -> None:
     all_rows = grid.rows(column)
     west, _, east, north = grid.chip_bounds(column, int(all_rows[0]))
     south = grid.chip_bounds(column, int(all_rows[-1]))[1]
-    item = _stac_item(path, table, metadata, (west, south, east, north))
+    item = stac_item(path, table.num_rows, metadata, (west, south, east, north))
     write_bytes_atomic(stac_path(path), json.dumps(item, indent=1).encode(), "application/json")
 
 
@@ -325,80 +211,36 @@ def restore_item(path: str, grid: Grid) -> bool:
     if exists(stac_path(path)):
         return False
     table = pq.read_table(io.BytesIO(read_bytes(path)))
-    raw = table.schema.metadata or {}
-    metadata = {k: json.loads(raw[k.encode()]) for k in ("embedding", "wcembed")}
-    _write_item(path, table, metadata, grid, parse_output_path(path)[1])
+    _write_item(path, table, FileMetadata.from_header(table.schema.metadata), grid, parse_output_path(path)[1])
     return True
 
 
-def _stac_item(path: str, table: pa.Table, metadata: dict[str, dict], bounds: tuple[float, ...]) -> dict:
-    """A STAC Item (dict) describing one output file; ``bounds`` is the column's (west, south, east, north)."""
-    import pystac
-    import shapely
+def write_catalog(output: str | Path) -> list[str]:
+    """Write the STAC Collection of each year's files under ``output`` (``{year}/collection.json``, linking
+    the Items beside the files) and the Catalog of the run (``catalog.json``). Returns the paths written.
 
-    emb, prov = metadata["embedding"], metadata["wcembed"]
-    year, column = prov["year"], prov["column"]
-    item = pystac.Item(
-        id=f"worldcover-embeddings-{year}-{column:04d}",
-        geometry=shapely.geometry.mapping(shapely.box(*bounds)),
-        bbox=list(bounds),
-        datetime=None,
-        start_datetime=dt.datetime(year, 1, 1, tzinfo=dt.UTC),
-        end_datetime=dt.datetime(year, 12, 31, 23, 59, 59, tzinfo=dt.UTC),
-        properties={f"embedding:{k}": v for k, v in emb.items() if k != "datetime_range"}
-        | {"wcembed:column": column, "wcembed:rows": table.num_rows, "wcembed:format": prov["format"]}
-        | _emb_extension(emb, prov),
-    )
-    note = ": architecture only, the weights were random" if emb.get("weights") == "untrained" else ""
-    item.add_link(
-        pystac.Link(
-            "emb:model",
-            emb.get("model_url") or emb.get("checkpoint") or "",
-            media_type="application/octet-stream",
-            title=f"{emb.get('model', 'encoder')}{note}",
-        )
-    )
-    item.add_link(
-        pystac.Link(
-            "emb:source-data",
-            f"{str(prov.get('tiles', '')).rstrip('/')}/rgbnir/{year}/",
-            title=f"{emb.get('source_dataset', 'source imagery')} {emb.get('source_version', '')}".strip(),
-        )
-    )
-    item.add_asset(
-        "data",
-        pystac.Asset(
-            href=f"./{Path(path).name}",
-            media_type="application/vnd.apache.parquet",
-            roles=["data"],
-            title="Chip embeddings (GeoParquet 1.1)",
-        ),
-    )
-    return item.to_dict(include_self_link=False)
-
-
-def _emb_extension(emb: dict, prov: dict) -> dict:
-    """Item fields of the proposed STAC embeddings extension (``emb:``, CNG sprint 2026; not yet published
-    with a JSON schema, so not validated), beside our own ``embedding:`` and ``wcembed:`` fields."""
-    size = int(prov.get("chip_size_px", 512))
-    runtime = ("precision", "device", "min_valid_fraction", "date_encoded", "normalisation", "bands", "chip_size_px")
-    return {
-        "emb:type": "chip",
-        "emb:dimensions": emb.get("dimension"),
-        "data_type": emb.get("dtype", "float32"),
-        "emb:chip_layout": {
-            "layout_type": "regular_grid",
-            "chip_size": [size, size],
-            "stride": [size, size],
-            "grid_id": f"wcembed {size} px chips of 1/12000 degree pixels from (-125, 50), EPSG:4326",
-        },
-        "emb:temporal_resolution": "annual",
-        "emb:runtime_parameters": {k: prov[k] for k in runtime if k in prov},
-        "emb:postprocessing": {"expression": emb.get("pooling", ""), "format": "text"},
-        "emb:fit_for_use": ["similarity_search", "retrieval", "classification", "change_detection"],
-        "processing:datetime": prov.get("created"),
-        "processing:version": emb.get("source_version"),
-    }
+    Run it when a run's files are all there (``python -m wcembed catalog``, the demo, ``run-local``);
+    a rerun after more files rewrites both.
+    """
+    written, years = [], []
+    by_year: dict[int, dict[str, dict]] = {}
+    first: dict[int, str] = {}
+    for path in sorted(list_outputs(output)):
+        year = parse_output_path(path)[0]
+        if not exists(stac_path(path)):
+            continue  # a file without its Item (a writer killed in between): restore_item gives it one
+        first.setdefault(year, path)
+        by_year.setdefault(year, {})[Path(stac_path(path)).name] = json.loads(read_bytes(stac_path(path)))
+    root = str(output).rstrip("/")
+    for year, items in sorted(by_year.items()):
+        collection = stac_collection(year, items, FileMetadata.read(first[year]))
+        target = f"{root}/{year}/collection.json"
+        write_bytes_atomic(target, json.dumps(collection, indent=1).encode(), "application/json")
+        written.append(target)
+        years.append(year)
+    target = f"{root}/catalog.json"
+    write_bytes_atomic(target, json.dumps(stac_catalog(years), indent=1).encode(), "application/json")
+    return [*written, target]
 
 
 def read_column(path: str):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from wcembed.contract import write_geoparquet
 from wcembed.errors import BadInputError, BadParameterError, LabelsError
 from wcembed.grid import parse_chip_id
 from wcembed.product import CRS, check_year
@@ -249,7 +250,7 @@ def export(results, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix in (".parquet", ".gpq"):
-        results.to_parquet(path, compression="zstd", schema_version="1.1.0", write_covering_bbox=True)
+        write_geoparquet(results, path)
     elif path.suffix in (".geojson", ".json"):
         results.to_file(path, driver="GeoJSON")
     else:

@@ -22,7 +22,6 @@ CONUS scale (``benchmarks/bench_index.py``): see the README.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wcembed import store
+from wcembed.contract import FileMetadata
 from wcembed.errors import BadParameterError, IngestError, OutputError, UnknownChipError
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, PX_PER_DEGREE, YEARS, check_year
@@ -92,9 +92,10 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
     column, with chip ids that are the ids of their rows. Raises :class:`_BadFile` saying what is wrong."""
     year, column = store.parse_output_path(path)
     table = pq.read_table(io.BytesIO(store.read_bytes(path)))
-    meta = table.schema.metadata or {}
-    embedding = json.loads(meta.get(b"embedding", b"{}"))
-    prov = json.loads(meta.get(b"wcembed", b"{}"))
+    try:
+        meta = FileMetadata.from_header(table.schema.metadata)
+    except OutputError as exc:
+        raise _BadFile(str(exc)) from None
     missing = [c for c in (*KEEP, "bbox", "embeddings") if c not in table.column_names]
     if missing:
         raise _BadFile(f"no column {', '.join(missing)}")
@@ -103,10 +104,9 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
         raise _BadFile(f"embeddings are {vectors}, not a fixed-size list of float32")
     if schema is not None and vectors.list_size != schema.field("vector").type.list_size:
         raise _BadFile(f"{vectors.list_size}-d embeddings; the table's are {schema.field('vector').type.list_size}-d")
-    if (prov.get("year"), prov.get("column")) != (year, column):
+    if (meta.year, meta.column) != (year, column):
         raise _BadFile(
-            f"its metadata says year {prov.get('year')}, column {prov.get('column')}; its name says year {year}, "
-            f"column {column}"
+            f"its metadata says year {meta.year}, column {meta.column}; its name says year {year}, column {column}"
         )
     years, columns = set(table["year"].to_pylist()), set(table["column"].to_pylist())
     if years - {year} or columns - {column}:
@@ -128,7 +128,7 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
             out = out.cast(schema)
         except (pa.ArrowException, ValueError) as exc:
             raise _BadFile(f"its columns do not fit the table's ({exc})") from None
-    return out, embedding.get("weights", "")
+    return out, meta.weights
 
 
 def ingest(

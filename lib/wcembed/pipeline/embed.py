@@ -39,6 +39,7 @@ import torch
 
 import wcembed
 from wcembed import store
+from wcembed.contract import FORMAT_VERSION, FileMetadata
 from wcembed.grid import Grid
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.inference import COMPOSITE_DATE, Embedder, pick_device
@@ -79,8 +80,8 @@ def reader_workers(device: str | torch.device) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: int, chip_size: int) -> dict[str, dict]:
-    """The ``embedding`` and ``wcembed`` metadata of a column's file."""
+def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: int, chip_size: int) -> FileMetadata:
+    """The metadata record of a column's file (:class:`wcembed.contract.FileMetadata`)."""
     untrained, weights, year = model.untrained, model.weights, job.year
     model_name = weights.name
     if untrained:
@@ -106,7 +107,7 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: i
     prov = {
         "package": "wcembed",
         "package_version": wcembed.__version__,
-        "format": store.FORMAT_VERSION,
+        "format": FORMAT_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "year": year,
         "column": column,
@@ -122,7 +123,7 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: i
         "reader_workers": job.workers or reader_workers(embedder.device),
         "attribution": attribution(year),
     }
-    return {"embedding": embedding, "wcembed": prov}
+    return FileMetadata(embedding, prov)
 
 
 def embed_column(
@@ -211,7 +212,7 @@ def _embed_band(
         path = job.output_path(column)
         store.write_column(path, grid, year, column, kept[col], emb, meta)
         seconds, n = time.perf_counter() - t0, n_rows[col]
-        weights = meta["embedding"]["weights"]
+        weights = meta.weights
         log.info(
             "wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)",
             path,

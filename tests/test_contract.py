@@ -1,0 +1,105 @@
+"""The output file's contract: the metadata record, and the STAC the field's tools look for.
+
+The embeddings extension (geo-embeddings/embeddings-stac-specification v0.0.1, a proposal) puts fields
+in scopes: :func:`check_emb_item` and :func:`check_emb_collection` check our Items and Collections
+against its rules as its README and JSON schema state them (written here; its schema refers to the
+STAC core schemas online, which tests cannot reach).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from builders import synthetic_index
+from wcembed import contract, store
+from wcembed.contract import EMB_EXTENSION, FileMetadata
+from wcembed.errors import OutputError
+from wcembed.grid import CONUS_ORIGIN
+
+ITEM_EMB_FIELDS = {
+    "emb:runtime_parameters", "emb:preprocessing", "emb:postprocessing", "emb:fit_for_use", "emb:spatial_coverage",
+    "emb:uncertainty", "emb:quantization", "emb:energy",
+}  # fmt: skip
+COLLECTION_EMB_FIELDS = {
+    "emb:type", "emb:dimensions", "emb:chip_layout", "emb:temporal_resolution", "emb:fit_for_use", "emb:uncertainty",
+}  # fmt: skip
+
+
+def check_emb_item(item: dict) -> dict:
+    """Assert the extension's Item rules; return the properties."""
+    assert EMB_EXTENSION in item["stac_extensions"] and item["type"] == "Feature"
+    props = item["properties"]
+    assert {k for k in props if k.startswith("emb:")} <= ITEM_EMB_FIELDS, "an emb: field outside the Item scope"
+    assert "embeddings" in item["assets"], "Items MUST have an 'embeddings' asset"
+    for key in ("emb:preprocessing", "emb:postprocessing"):
+        if key in props:
+            assert {"format", "expression"} <= set(props[key])  # a Processing extension expression
+    return props
+
+
+def check_emb_collection(collection: dict) -> None:
+    """Assert the extension's Collection rules."""
+    assert EMB_EXTENSION in collection["stac_extensions"] and collection["type"] == "Collection"
+    assert {k for k in collection if k.startswith("emb:")} <= COLLECTION_EMB_FIELDS
+    assert collection["emb:type"] in ("pixel", "chip") and collection["emb:dimensions"] >= 1
+    assert isinstance(collection["data_type"], str)
+    layout = collection.get("emb:chip_layout", {})
+    assert set(layout) <= {"layout_type", "chip_size", "stride", "grid_id", "grid_definition"}
+    assert layout.get("layout_type", "regular_grid") in ("regular_grid", "variable_grid", "named_grid")
+    rels = {link["rel"] for link in collection["links"]}
+    assert {"emb:model", "emb:source-data"} <= rels, "a Collection needs its model and source-data links"
+    assert "embeddings" in collection.get("item_assets", {})
+
+
+def vector(year: int, column: int, row: int) -> np.ndarray:
+    return np.random.default_rng([year, column, row]).normal(size=8)
+
+
+def test_the_record_round_trips_through_a_file_header_and_refuses_a_foreign_one(tmp_path):
+    synthetic_index(tmp_path, vector, years=(2020,), columns=[1156])
+    path = store.output_path(tmp_path / "emb", 2020, 1156)
+    meta = FileMetadata.read(path)
+    assert (meta.year, meta.column, meta.dimension, meta.weights) == (2020, 1156, 8, "synthetic (test)")
+    header = pq.read_schema(path).metadata
+    assert json.loads(header[b"emb"])["emb:chip_layout"]["grid_id"].endswith(f"from {CONUS_ORIGIN}, EPSG:4326")
+    assert FileMetadata.from_header(header) == meta
+    with pytest.raises(OutputError, match="not a wcembed file header"):
+        FileMetadata.from_header({b"geo": b"{}"})
+
+
+def test_a_run_gets_collections_and_a_catalog_linking_its_items(tmp_path):
+    synthetic_index(tmp_path, vector, columns=[1155, 1156, 1157])
+    written = store.write_catalog(tmp_path / "emb")
+    assert [p.rsplit("emb/", 1)[1] for p in written] == ["2020/collection.json", "2021/collection.json", "catalog.json"]
+    catalog = json.loads((tmp_path / "emb" / "catalog.json").read_text())
+    assert [link["href"] for link in catalog["links"] if link["rel"] == "child"] == [
+        "./2020/collection.json", "./2021/collection.json"
+    ]  # fmt: skip
+    collection = json.loads((tmp_path / "emb" / "2020" / "collection.json").read_text())
+    check_emb_collection(collection)
+    items = [link["href"] for link in collection["links"] if link["rel"] == "item"]
+    assert len(items) == 3
+    boxes = []
+    for href in items:
+        item = json.loads((tmp_path / "emb" / "2020" / href).read_text())
+        check_emb_item(item)
+        links = {link["rel"]: link["href"] for link in item["links"]}
+        assert item["collection"] == collection["id"] and links["collection"] == "./collection.json"
+        assert (tmp_path / "emb" / "2020" / item["assets"]["embeddings"]["href"]).exists()
+        boxes.append(item["bbox"])
+    b = np.array(boxes)
+    assert collection["extent"]["spatial"]["bbox"][0] == [*b[:, :2].min(axis=0), *b[:, 2:].max(axis=0)]
+
+
+def test_every_geoparquet_of_the_project_is_written_one_way(tmp_path):
+    import geopandas as gpd
+    import shapely
+
+    gdf = gpd.GeoDataFrame({"a": [1]}, geometry=[shapely.box(0, 0, 1, 1)], crs="OGC:CRS84")
+    path = contract.write_geoparquet(gdf, tmp_path / "x.parquet")
+    geo = json.loads(pq.read_schema(path).metadata[b"geo"])
+    assert geo["version"] == contract.GEO_VERSION and "covering" in geo["columns"]["geometry"]
+    assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
