@@ -1,5 +1,6 @@
 """Whole-region layers: the chip grid as a raster, its COG, its map image, and the layers built on it."""
 
+import base64
 import io
 import json
 import subprocess
@@ -75,6 +76,37 @@ def test_the_map_image_puts_each_chip_under_its_own_colour():
             px = int((x - x0) / (x1 - x0) * image.shape[1])
             py = int((y1 - y) / (y1 - y0) * image.shape[0])
             assert tuple(image[py, px]) == tuple(rgba[r - 280, c - 1140]), (c, r, lon, lat)
+
+
+def test_at_chip_zoom_the_view_image_draws_every_chip_as_a_square_on_its_outline():
+    """The map's view at zoom 11 (a 512 px chip is ~62 x 78 screen pixels at 37.6° N): each chip's pixels are the
+    screen pixels whose centres lie in the chip's outline (Web Mercator arithmetic done here with pyproj)."""
+    from pyproj import Transformer
+
+    cols, rows = np.meshgrid(np.arange(1140, 1170), np.arange(280, 300))
+    values = np.random.default_rng(0).random(cols.size).astype(np.float32)
+    layer = ChipRaster.from_chips(cols.ravel(), rows.ravel(), values, cmap="viridis")
+    lon, lat = _centre(1155, 290)
+    view = (lon - 0.1, lat - 0.08, lon + 0.1, lat + 0.08)
+    image, (w, s, e, n) = layer.view_image(view, zoom=11)
+    assert (w, s, e, n) == view and image.shape[1] == 292  # 0.2° at zoom 11: 291.4 screen pixels
+    url, bounds = layer.view_png(view, zoom=11)
+    png = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
+    np.testing.assert_array_equal(png, layer.palette()[image])
+    to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
+    (x0, x1), (y0, y1) = to_merc.transform([w, e], [s, n])
+    px = (x1 - x0) / image.shape[1]
+    xs, ys = (
+        x0 + (np.arange(image.shape[1]) + 0.5) * px,
+        y1 - (np.arange(image.shape[0]) + 0.5) * (y1 - y0) / image.shape[0],
+    )
+    index = layer.colour_index()
+    for c, r in [(1155, 290), (1156, 290), (1155, 291), (1154, 289)]:
+        (cx0, cx1), (cy0, cy1) = to_merc.transform(chip_bounds(c, r)[::2], chip_bounds(c, r)[1::2])
+        inside = np.outer((ys > cy0) & (ys < cy1), (xs > cx0) & (xs < cx1))
+        assert 60 * 76 < inside.sum() < 64 * 80  # the chip's outline: ~62 x 78 screen pixels
+        assert (image[inside] == index[r - 280, c - 1140]).all(), (c, r)
+    assert layer.view_image((0, 0, 1, 1), zoom=11) is None  # nowhere near the chips
 
 
 def test_layer_from_chip_ids_and_a_bad_id():
@@ -206,6 +238,18 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert "2020-1156-0288" in sim.description and "UNTRAINED" in ex.legend.value
         ex.threshold.value = ex.threshold.max  # only the query chip (similarity 1) stays
         assert ex.region_status.value.startswith("1 chips with similarity 2020")
+        with ex.map.hold_trait_notifications():  # the front end reports the view it shows (zoom 12)
+            for side, value in zip(
+                ("south", "west", "north", "east"), (lat - 0.03, lon - 0.05, lat + 0.03, lon + 0.05)
+            ):
+                ex.map.set_trait(side, value)
+        assert [tuple(c) for c in ex.region_overlay.bounds] == [(lat - 0.03, lon - 0.05), (lat + 0.03, lon + 0.05)]
+        picture = Image.open(io.BytesIO(base64.b64decode(ex.region_overlay.url.split(",", 1)[1])))
+        assert picture.width == 292  # 0.1° at zoom 12 is 291.3 screen pixels: one image pixel each
+        t = ex.threshold.value = round((ex.threshold.min + ex.threshold.max) / 2, 4)
+        for place in [(1155, 287), (1158, 290), (1157, 289)]:
+            ex.click(*_centre(*place))  # each click a new similarity layer, with other lowest values
+            assert ex.threshold.value == ex.session.threshold == t  # the threshold stays where it was put
         ex.mode.value = "positive"
         ex.click(*_centre(1157, 288))
         assert "1 positive and 0 negative" in ex.region_layers["similarity"].description
@@ -224,7 +268,7 @@ def test_region_layers_in_the_map(two_years, tmp_path):
     html = page.read_text()
     assert "data:image/png;base64" in html and "change 2020 → 2021" in html
     ex.region_box.value = "none"
-    assert not ex.region_overlay.url and not ex.legend.value
+    assert not ex.region_overlay.url and not ex.legend.value and not ex.region_status.value  # no stale line
 
 
 SAME = [(1155, 288), (1157, 287), (1159, 290)]  # 2021: the same bright built-up patch pasted (synthetic)

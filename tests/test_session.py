@@ -214,7 +214,9 @@ def test_a_database_without_its_files_table_gives_working_layers(index, tmp_path
     s = ExploreSession(ChipIndex(tmp_path / "db"), year=2020)
     assert s.index.weights == {"unknown"} and not s.index.untrained
     s.click(*centre(1156, 288))
-    assert s.show_region("similarity").value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=1e-5)
+    layer = s.show_region("similarity")
+    assert layer.value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=1e-5)
+    assert layer.description.endswith("weights unknown: the database has no files table")
 
 
 def test_pictures_and_pages_of_a_session_need_no_widgets(session, tmp_path):

@@ -8,7 +8,7 @@ a map layer costs one small PNG instead of half a million polygons.
 
 * :class:`ChipRaster`: per-chip values (one band, or three for RGB) as that raster,
   written as a Cloud-Optimized GeoTIFF (:meth:`ChipRaster.to_cog`) or drawn on a
-  Web Mercator map as a PNG warped to the map's projection (:meth:`ChipRaster.overlay`),
+  Web Mercator map for the map's view, each chip a crisp square (:meth:`ChipRaster.view_png`),
   with a legend that says what the layer is.
 * :class:`YearVectors`: a year's embeddings loaded once as a unit-vector matrix,
   from which the layers are computed: :meth:`YearVectors.similarity` (to a query
@@ -46,6 +46,10 @@ if TYPE_CHECKING:
 WEB_MERCATOR = "EPSG:3857"
 MAP_SUPERSAMPLE = 4
 """Map pixels per chip (along each axis) of a layer warped to Web Mercator, so that chip edges stay sharp."""
+EARTH_RADIUS_M = 6_378_137.0
+"""The Web Mercator sphere's radius (EPSG:3857), metres."""
+MAX_VIEW_PX = 4096
+"""The largest side of an image drawn for the map's view (a screen is smaller)."""
 
 
 @dataclass
@@ -265,9 +269,13 @@ class ChipRaster:
 
     def png(self) -> tuple[bytes, tuple[float, float, float, float]]:
         """The Web Mercator image as PNG bytes (a palette PNG for one band: a byte per pixel) and its bounds."""
+        image, bounds = self._map_image()
+        return self._png(image), bounds
+
+    def _png(self, image: np.ndarray) -> bytes:
+        """PNG bytes of palette indices (one band) or of RGBA."""
         from PIL import Image
 
-        image, bounds = self._map_image()
         if image.ndim == 2:
             picture = Image.fromarray(image, "P")
             picture.putpalette(self.palette().ravel().tobytes(), rawmode="RGBA")
@@ -275,7 +283,43 @@ class ChipRaster:
             picture = Image.fromarray(image, "RGBA")
         buf = io.BytesIO()
         picture.save(buf, format="PNG", compress_level=1)
-        return buf.getvalue(), bounds
+        return buf.getvalue()
+
+    def view_image(
+        self, view: tuple[float, float, float, float], zoom: float
+    ) -> tuple[np.ndarray, tuple[float, float, float, float]] | None:
+        """The layer as a map at Leaflet ``zoom`` shows it in ``view`` (west, south, east, north; degrees):
+        one image pixel per screen pixel of Web Mercator, each coloured by the chip under its centre
+        (nearest), so that at chip zoom every chip is a crisp square on its outline. Returns the image
+        (palette indices for one band, RGBA for three) over the part of the view the layer covers, and
+        that part's bounds; None when the view and the layer do not meet."""
+        w, s, e, n = self.bounds
+        vw, vs, ve, vn = view
+        w, s, e, n = max(w, vw), max(s, vs), min(e, ve), min(n, vn)
+        if w >= e or s >= n:
+            return None
+        metres_per_px = 2 * np.pi * EARTH_RADIUS_M / (256 * 2.0**zoom)
+        x0, x1 = np.radians([w, e]) * EARTH_RADIUS_M
+        y0, y1 = (EARTH_RADIUS_M * np.log(np.tan(np.pi / 4 + np.radians(v) / 2)) for v in (s, n))
+        width = min(max(1, int(np.ceil((x1 - x0) / metres_per_px))), MAX_VIEW_PX)
+        height = min(max(1, int(np.ceil((y1 - y0) / metres_per_px))), MAX_VIEW_PX)
+        xs = x0 + (np.arange(width) + 0.5) * (x1 - x0) / width  # pixel centres, Web Mercator metres
+        ys = y1 - (np.arange(height) + 0.5) * (y1 - y0) / height
+        lons = np.degrees(xs / EARTH_RADIUS_M)
+        lats = np.degrees(2 * np.arctan(np.exp(ys / EARTH_RADIUS_M)) - np.pi / 2)
+        cols = np.floor((lons - self.origin[0]) / self.chip_deg).astype(np.int64) - self.column0
+        rows = np.floor((self.origin[1] - lats) / self.chip_deg).astype(np.int64) - self.row0
+        cols, rows = np.clip(cols, 0, self.shape[1] - 1), np.clip(rows, 0, self.shape[0] - 1)
+        source = self.colour_index() if self.values.ndim == 2 else self.rgba()
+        return source[rows[:, None], cols[None, :]], (w, s, e, n)
+
+    def view_png(self, view: tuple[float, float, float, float], zoom: float):
+        """:meth:`view_image` as a ``data:image/png`` URL and its bounds, or None (see there)."""
+        made = self.view_image(view, zoom)
+        if made is None:
+            return None
+        image, bounds = made
+        return "data:image/png;base64," + base64.b64encode(self._png(image)).decode(), bounds
 
     def png_data_url(self) -> tuple[str, tuple[float, float, float, float]]:
         """The map image as a ``data:image/png`` URL and its bounds (degrees)."""
@@ -321,20 +365,17 @@ class ChipRaster:
         ax.set_title(f"{self.name}\n{self.description}", fontsize=9, wrap=True)
         return ax
 
-    def overlay(self, opacity: float = 0.7):
-        """An ipyleaflet ``ImageOverlay`` of the layer (Web Mercator PNG, NaN transparent)."""
-        from ipyleaflet import ImageOverlay
-
-        url, (w, s, e, n) = self.png_data_url()
-        return ImageOverlay(url=url, bounds=((s, w), (n, e)), opacity=opacity, name=self.name)
-
 
 # --------------------------------------------------------------------------- embeddings
 
 
 def untrained_note(index) -> str:
-    """What a layer's legend adds when the index holds embeddings of untrained weights (else "")."""
-    return "UNTRAINED weights: not Clay embeddings" if index.untrained else ""
+    """What a layer's legend adds about the weights: that they were untrained, or are unknown (a database
+    without its ``files`` table, built by other means or an older version); else ""."""
+    weights = index.weights
+    if "untrained" in weights:
+        return "UNTRAINED weights: not Clay embeddings"
+    return "weights unknown: the database has no files table" if weights == {"unknown"} else ""
 
 
 @dataclass

@@ -139,6 +139,7 @@ class Explorer:
         self.region_box.observe(lambda ch: self._user(s.show_region, ch["new"]), names="value")
         self.layer_box.observe(lambda ch: self._show_layer(ch["new"]), names="value")
         self.map.on_interaction(self.handle_interaction)
+        self.map.observe(self._moved, names="bounds")  # panned or zoomed: the region layer of the new view
         self._view = None  # the widget(), made once
         s.subscribe(self._render)
         self._render(set(_RENDERERS))
@@ -217,16 +218,34 @@ class Explorer:
         slider.step = (hi - lo) / 100 or 0.01
 
     def _draw_overlay(self) -> None:
+        """Draw the region layer for the map's view: an image of what is in view at the map's zoom, each chip
+        a crisp square (:meth:`~wcembed.explore.layers.ChipRaster.view_png`), redrawn when the view moves;
+        the whole layer while the map has not reported its view (no front end yet)."""
         s = self.session
         shown = s.shown()
-        if shown is None:
-            self.region_overlay.url, self.legend.value = "", ""
+        drawn = None
+        if shown is not None:
+            view = self._view_bounds()
+            drawn = shown.png_data_url() if view is None else shown.view_png(view, self.map.zoom)
+        if drawn is None:
+            self.region_overlay.url = ""
         else:
-            url, (w, south, e, n) = shown.png_data_url()
+            url, (w, south, e, n) = drawn
             self.region_overlay.bounds = ((south, w), (n, e))
             self.region_overlay.url = url
-            self.legend.value = s.region_layer.legend_html()
+        self.legend.value = "" if shown is None else s.region_layer.legend_html()
         self.region_status.value = html.escape(s.region_status)
+
+    def _view_bounds(self) -> tuple[float, float, float, float] | None:
+        """The map's view (west, south, east, north; degrees) as its front end last reported it, or None."""
+        if not self.map.bounds:
+            return None
+        (south, west), (north, east) = self.map.bounds
+        return west, south, east, north
+
+    def _moved(self, change: dict) -> None:
+        if self.session.region_layer is not None:
+            self.session.attempt(self._draw_overlay)
 
     def _draw_results(self) -> None:
         import ipywidgets as w
