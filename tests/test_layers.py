@@ -91,6 +91,7 @@ def test_at_chip_zoom_the_view_image_draws_every_chip_as_a_square_on_its_outline
     image, (w, s, e, n) = layer.view_image(view, zoom=11)
     assert (w, s, e, n) == view and image.shape[1] == 292  # 0.2° at zoom 11: 291.4 screen pixels
     url, bounds = layer.view_png(view, zoom=11)
+    assert bounds == view
     png = np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGBA"))
     np.testing.assert_array_equal(png, layer.palette()[image])
     to_merc = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True)
@@ -240,7 +241,7 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert ex.region_status.value.startswith("1 chips with similarity 2020")
         with ex.map.hold_trait_notifications():  # the front end reports the view it shows (zoom 12)
             for side, value in zip(
-                ("south", "west", "north", "east"), (lat - 0.03, lon - 0.05, lat + 0.03, lon + 0.05)
+                ("south", "west", "north", "east"), (lat - 0.03, lon - 0.05, lat + 0.03, lon + 0.05), strict=True
             ):
                 ex.map.set_trait(side, value)
         assert [tuple(c) for c in ex.region_overlay.bounds] == [(lat - 0.03, lon - 0.05), (lat + 0.03, lon + 0.05)]
