@@ -297,6 +297,18 @@ def start_cli(args: list[str], wait_for: str, cwd=None, env=None) -> tuple[subpr
     raise AssertionError(f"exited {proc.wait()} before {wait_for!r}:\n{''.join(lines)}")
 
 
+def jupyterlab_settings(folder: Path, **tracker) -> dict[str, str]:
+    """JupyterLab user settings for a browser run: every cell in the page (no windowing), no news pop-up,
+    and ``tracker`` options of the notebook (e.g. ``recordTiming=True``). Returns the environment that
+    points JupyterLab at them."""
+    for name, value in (("notebook-extension/tracker", {"windowingMode": "none", **tracker}),
+                        ("apputils-extension/notification", {"fetchNews": "false"})):  # fmt: skip
+        path = Path(folder) / f"@jupyterlab/{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(value))
+    return {"JUPYTERLAB_SETTINGS_DIR": str(folder)}
+
+
 def wait_for_url(url: str, timeout: float = 120.0) -> tuple[int, str]:
     """Retry a GET of ``url`` until it answers (a server still starting refuses or resets); its status and body."""
     import urllib.request

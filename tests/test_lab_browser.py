@@ -9,7 +9,7 @@ import subprocess
 import nbformat
 import pytest
 from builders import tiny_model
-from local_servers import interrupt, start_cli, wait_for_url
+from local_servers import interrupt, jupyterlab_settings, start_cli, wait_for_url
 from wcembed import ROOT
 from wcembed.explore.classify import Labels
 from wcembed.explore.view import Explorer
@@ -51,13 +51,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     args = ["lab", "--tiles", sample_root, "--db", str(db), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(nb), "--lab-port", str(port), "--no-browser", "--port", str(free_port())]
     args += ["--labels", str(tmp_path / "labels.geojson")]
-    settings = tmp_path / "lab-settings"  # every cell in the page (no windowing), no news pop-up
-    for name, value in (("notebook-extension/tracker", {"windowingMode": "none"}),
-                        ("apputils-extension/notification", {"fetchNews": "false"})):  # fmt: skip
-        path = settings / f"@jupyterlab/{name}.jupyterlab-settings"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(value))
-    env = {**os.environ, "JUPYTER_TOKEN": token, "JUPYTERLAB_SETTINGS_DIR": str(settings)}
+    env = {**os.environ, "JUPYTER_TOKEN": token, **jupyterlab_settings(tmp_path / "lab-settings")}
     proc, _ = start_cli(args, "Ctrl-C stops both", env=env)
     try:
         wait_for_url(f"http://127.0.0.1:{port}/api?token={token}")
