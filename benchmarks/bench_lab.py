@@ -135,6 +135,7 @@ def main() -> None:
             "kernel_kb_per_click (no layer)": p50(without, "kernel_bytes") / 1000,
             "kernel_kb_per_click (similarity layer)": p50(with_layer, "kernel_bytes") / 1000,
             "layer_png_kb": p50(with_layer, "layer_png_bytes") / 1000,
+            "thresholds_seen": sorted({c["region_line"].rsplit("≥ ", 1)[-1] for c in with_layer if c["region_line"]}),
             "targets": "status p50 <= 0.3 s, layer p50 <= 0.5 s, Run All <= 30 s, kernel peak <= 4 GiB",
         },
     )

@@ -18,6 +18,8 @@ function worldPx(lon, lat, zoom) {
 const state = (page) => page.evaluate(() => ({
   status: [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent)
     .find((t) => /nearest of|no chip/.test(t)) || null,
+  region: [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent)
+    .find((t) => /^\d+ chips with /.test(t)) || null,
   layer: (document.querySelector(".leaflet-container img.leaflet-image-layer") || {}).src || "",
 }));
 
@@ -81,7 +83,7 @@ const state = (page) => page.evaluate(() => ({
         const after = await state(page);
         clicks.push({ region, status_s: status, layer_s: layer, kernel_bytes: received - bytes0,
           layer_png_bytes: region === "none" ? 0 : Math.round((after.layer.length - 22) * 3 / 4),
-          status_line: after.status });
+          status_line: after.status, region_line: after.region });
       }
       await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, `_${region}.png`) });
     }

@@ -251,6 +251,10 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         for place in [(1155, 287), (1158, 290), (1157, 289)]:
             ex.click(*_centre(*place))  # each click a new similarity layer, with other lowest values
             assert ex.threshold.value == ex.session.threshold == t  # the threshold stays where it was put
+        ex.threshold.value = t + 0.3 * ex.threshold.step  # the front end snapping it to its step grid: an echo
+        assert ex.session.threshold == t
+        ex.threshold.value = t + ex.threshold.step  # the user: one step up
+        assert ex.session.threshold == pytest.approx(t + ex.threshold.step)
         ex.mode.value = "positive"
         ex.click(*_centre(1157, 288))
         assert "1 positive and 0 negative" in ex.region_layers["similarity"].description

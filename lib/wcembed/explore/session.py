@@ -265,14 +265,13 @@ class ExploreSession:
             f"{len(results)} nearest of {chips[0]} (positives {len(self.positives)}, "
             f"negatives {len(self.negatives)}){note}"
         )
-        changed = ["query", "results", "status"]
+        self._tell("query", "results", "status")  # seen at once; the region layer follows
         if self.region == "similarity":
             self.region_layers["similarity"] = self.vectors().similarity(vector(), label=label or chips[0])
-            changed.append("region")
+            self._tell("region")
         elif self.region == "change" and len(self.index.years) > 1:
             self.compare_chip = chips[0]
-            changed.append("compare")
-        self._tell(*changed)
+            self._tell("compare")
         return results
 
     def _hold(self, results, chips: Sequence[str], pair_years: tuple[int, int] | None = None) -> None:

@@ -12,6 +12,8 @@ import html
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from wcembed.errors import BadParameterError, WMSError, WMSTransientError
 from wcembed.explore.index import DIVERSE_CHIPS
 from wcembed.explore.session import CHANGE_YEARS, MODES, REGION_LAYERS, ExploreSession
@@ -134,8 +136,9 @@ class Explorer:
         self.opacity = w.FloatSlider(value=s.opacity, min=0.0, max=1.0, step=0.05, description="opacity")
         self._syncing = False  # True while the view writes the session's state into its controls
         for control, setting in ((self.k, "k"), (self.year_box, "year"), (self.mode, "mode"), (self.spread, "spread"),
-                                 (self.threshold, "threshold"), (self.opacity, "opacity")):  # fmt: skip
+                                 (self.opacity, "opacity")):  # fmt: skip
             control.observe(lambda ch, setting=setting: self._user(s.set, **{setting: ch["new"]}), names="value")
+        self.threshold.observe(self._threshold_moved, names="value")
         self.region_box.observe(lambda ch: self._user(s.show_region, ch["new"]), names="value")
         self.layer_box.observe(lambda ch: self._show_layer(ch["new"]), names="value")
         self.map.on_interaction(self.handle_interaction)
@@ -156,6 +159,13 @@ class Explorer:
         if not self._syncing:
             self.session.attempt(operation, *args, **kwargs)
             self._sync_controls()  # a refused value or a layer that could not be made: the controls say what holds
+
+    def _threshold_moved(self, change: dict) -> None:
+        """The threshold slider moved. Its front end snaps a value it is given to its step grid and sends that
+        back; a move within half a step of the session's threshold is that echo, not the user, and is ignored
+        (else every new layer's range would move the threshold a little: issue 29)."""
+        if abs(change["new"] - self.session.threshold) >= self.threshold.step / 2:
+            self._user(self.session.set, threshold=change["new"])
 
     def handle_interaction(self, **event) -> None:
         """ipyleaflet's interaction callback: a click at ``coordinates`` (lat, lon) selects a chip."""
@@ -209,13 +219,15 @@ class Explorer:
         slider.disabled = layer is None or rgb
         if layer is None or rgb:
             return
-        # the slider spans the layer's values and the threshold (it never moves the threshold to fit)
+        # the slider spans the layer's values and the threshold (it never moves the threshold to fit), in steps
+        # of a power of ten about a hundredth of the range, its ends on that grid
         lo, hi = min(float(layer.vmin), t), max(float(layer.vmax), t)
+        step = 10.0 ** np.floor(np.log10((hi - lo) / 100)) if hi > lo else 0.01
+        lo, hi = np.floor(lo / step) * step, np.ceil(hi / step) * step
         # widen first, then narrow: the slider refuses a min above its max at every step
         slider.min, slider.max = min(lo, slider.min), max(hi, slider.max)
         slider.value = t
-        slider.min, slider.max = lo, hi
-        slider.step = (hi - lo) / 100 or 0.01
+        slider.min, slider.max, slider.step = lo, hi, step
 
     def _draw_overlay(self) -> None:
         """Draw the region layer for the map's view: an image of what is in view at the map's zoom, each chip
