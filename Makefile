@@ -63,4 +63,4 @@ clean-outputs:  ## remove generated outputs (keeps outputs/README.md)
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +
 
 bench: setup  ## run the benchmarks (ratios against the seed's way, results in outputs/benchmarks/)
-	cd benchmarks && ../$(PY) bench_tiles.py && ../$(PY) bench_model.py && ../$(PY) bench_embed.py && ../$(PY) bench_index.py && ../$(PY) bench_layers.py && ../$(PY) bench_chaos.py && ../$(PY) bench_active.py && ../$(PY) bench_store.py
+	cd benchmarks && ../$(PY) bench_tiles.py && ../$(PY) bench_model.py && ../$(PY) bench_embed.py && ../$(PY) bench_index.py && ../$(PY) bench_layers.py && ../$(PY) bench_chaos.py && ../$(PY) bench_active.py && ../$(PY) bench_store.py && ../$(PY) bench_lab.py

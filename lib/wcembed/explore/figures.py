@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -18,8 +19,10 @@ def gallery_figure(results, thumbs, layer: str, size: int = 160):
     fig, axes = plt.subplots(nrows, cols, figsize=(2.2 * cols, 2.5 * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (_, row) in zip(axes.ravel(), results.iterrows(), strict=False):
-        png = thumbs.thumbnail(tuple(row.geometry.bounds), layer, (size, size))
+    bounds = [tuple(g.bounds) for g in results.geometry]
+    with ThreadPoolExecutor(max_workers=8) as pool:  # the WMS answers each request in its own process
+        pngs = list(pool.map(lambda b: thumbs.thumbnail(b, layer, (size, size)), bounds))
+    for ax, (_, row), png in zip(axes.ravel(), results.iterrows(), pngs, strict=False):
         ax.imshow(Image.open(io.BytesIO(png)))
         ax.set_title(f"#{row['rank']} d={row['distance']:.4f}\n{row['chip_id']}", fontsize=8)
     fig.tight_layout()
