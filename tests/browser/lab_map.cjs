@@ -2,18 +2,8 @@
 // Usage: node lab_map.cjs CONFIG.json   (url, playwright, chromium, screenshot, click: {lon, lat}, center, zoom)
 // Opens the notebook, runs all cells, waits for the map's WMS imagery, clicks the map at `click`, and
 // prints JSON: the status line and gallery before and after the click, loaded tiles, widget errors.
-const fs = require("fs");
-const cfg = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
-const { chromium } = require(cfg.playwright);
-
-const FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-  "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-
-// Web Mercator world pixel of a lon/lat at a zoom (Leaflet's 256 px tiles)
-function worldPx(lon, lat, zoom) {
-  const size = 256 * 2 ** zoom, phi = (lat * Math.PI) / 180;
-  return [((lon + 180) / 360) * size, (1 - Math.log(Math.tan(phi) + 1 / Math.cos(phi)) / Math.PI) / 2 * size];
-}
+const { config, worldPx, runAll, withPage } = require("./jupyterlab.cjs");
+const cfg = config();
 
 async function mapState(page) {
   return page.evaluate(() => {
@@ -30,117 +20,93 @@ async function mapState(page) {
   });
 }
 
-(async () => {
-  const browser = await chromium.launch({ executablePath: cfg.chromium, args: FLAGS });
+withPage(cfg, async (page) => {
   const pageErrors = [];
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
-  try {
-    page.on("pageerror", (e) => pageErrors.push(String(e)));
-    await page.goto(cfg.url);
-    await page.waitForSelector(".jp-NotebookPanel .jp-Cell", { timeout: 90000 });
-    await page.waitForSelector(".jp-Notebook-ExecutionIndicator[data-status='idle']", { timeout: 90000 });
-    await page.waitForTimeout(8000); // a Run All right after Idle can raise the kernel dialog
-    await page.click(".lm-MenuBar-itemLabel:text-is('Run')");
-    await page.click(".lm-Menu-itemLabel:text-is('Run All Cells')");
-    const dialog = await page.waitForSelector(".jp-Dialog button.jp-mod-accept", { timeout: 3000 }).catch(() => null);
-    if (dialog) await dialog.click();
-    // every code cell has run (an execution count), or one failed (its traceback is shown)
-    const ran = await page.waitForFunction(() => {
-      const failed = document.querySelector(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']");
-      if (failed && /Traceback|Error/.test(failed.textContent)) return failed.textContent.slice(-2000);
-      const prompts = [...document.querySelectorAll(".jp-CodeCell .jp-InputArea-prompt")];
-      return prompts.length && prompts.every((p) => /\[\d+\]/.test(p.textContent)) ? "ok" : false;
-    }, null, { timeout: 300000, polling: 500 });
-    const outcome = await ran.jsonValue();
-    if (outcome !== "ok") throw new Error(`a cell failed:\n${outcome}`);
-    const map = page.locator(".leaflet-container").first();
-    await map.scrollIntoViewIfNeeded();
-    await page.waitForFunction(() => [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
-      .some((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0), null, { timeout: 60000 });
-    const before = await mapState(page);
-    const box = await map.boundingBox();
-    const [cx, cy] = worldPx(cfg.center[1], cfg.center[0], cfg.zoom);
-    const [tx, ty] = worldPx(cfg.click.lon, cfg.click.lat, cfg.zoom);
-    await page.mouse.click(box.x + box.width / 2 + (tx - cx), box.y + box.height / 2 + (ty - cy));
-    await page.waitForFunction((old) => {
-      const t = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
-      const now = t.find((s) => /nearest of|no chip/.test(s));
-      return now && now !== old;
-    }, before.status, { timeout: 60000 }).catch(() => null);
-    await page.waitForTimeout(1500); // the gallery's thumbnails load
-    const after = await mapState(page);
-    await page.screenshot({ path: cfg.screenshot });
-    let labelled = null;
-    if (after.loop) { // the labelling panel: one click labels the first suggested chip positive
-      const button = page.locator(".wcembed-label-next button[title='positive']").first();
-      await button.scrollIntoViewIfNeeded();
-      await button.click();
-      await page.waitForFunction((old) => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
-        .some((e) => /^\d+ positives, \d+ negatives/.test(e.textContent) && e.textContent !== old),
-        after.loop, { timeout: 30000 }).catch(() => null);
-      labelled = await mapState(page);
-      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
-    }
-    let features = null;
-    if (cfg.features) { // the three questions: explain a result, spread results out, changed like this
-      features = {};
-      const texts = () => page.evaluate(() =>
-        [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent));
-      const explain = page.locator(".wcembed-gallery button:has-text('explain')").first();
-      await explain.scrollIntoViewIfNeeded();
-      await explain.click();
-      const heat = await page.waitForSelector("img[alt^='where ']", { timeout: 120000 });
-      features.explained = await heat.evaluate((i) => ({ alt: i.alt, width: i.naturalWidth }));
-      await heat.scrollIntoViewIfNeeded();
-      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_explain.png") });
-      const clickAt = async (lon, lat) => {
-        await map.scrollIntoViewIfNeeded();
-        const b = await map.boundingBox();
-        const [x, y] = worldPx(lon, lat, cfg.zoom);
-        await page.mouse.click(b.x + b.width / 2 + (x - cx), b.y + b.height / 2 + (y - cy));
-      };
-      await page.locator(".widget-checkbox:has-text('spread out') input").first().check();
-      const old = (await mapState(page)).status;
-      await clickAt(cfg.center[1], cfg.center[0]);
-      await page.waitForFunction((o) => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
-        .some((e) => /nearest of/.test(e.textContent) && e.textContent !== o), old, { timeout: 60000 });
-      await page.waitForTimeout(1500);
-      features.spread = await mapState(page);
-      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_spread.png") });
-      await page.locator("button.widget-toggle-button:text-is('changed like')").first().click();
-      await clickAt(cfg.click.lon, cfg.click.lat);
-      await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
-        .some((e) => /changed most like/.test(e.textContent)), null, { timeout: 120000 });
-      await page.waitForTimeout(1500);
-      features.changed = {
-        status: (await texts()).find((t) => /changed most like/.test(t)),
-        cards: await page.evaluate(() => [...document.querySelectorAll(".wcembed-gallery .widget-html-content")]
-          .map((c) => [...c.querySelectorAll("img")].map((i) => i.alt))),
-        legend: (await texts()).find((t) => /^changed like/.test(t)) || null,
-        widgetErrors: (await mapState(page)).widgetErrors,
-      };
-      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_changed.png") });
-    }
-    let executed = null;
-    if (cfg.executedUrl) { // an executed notebook opened without running it: untrusted, widgets not drawn
-      await page.goto(cfg.executedUrl);
-      await page.waitForSelector(".jp-OutputArea-output", { timeout: 90000 });
-      await page.waitForTimeout(3000);
-      executed = await page.evaluate(() => {
-        const outputs = [...document.querySelectorAll(".jp-OutputArea-output")];
-        return {
-          pictures: outputs.flatMap((o) => [...o.querySelectorAll("img")]).filter((i) => i.naturalWidth > 0).length,
-          vboxText: outputs.filter((o) => /VBox\(/.test(o.textContent)).length,
-          widgetErrors: (document.body.innerText.match(/Error displaying widget|model not found/g) || []).length,
-        };
-      });
-      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_executed.png") });
-    }
-    console.log(JSON.stringify({ before, after, labelled, features, executed, pageErrors }));
-  } catch (e) {
-    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_failed.png") }).catch(() => null);
-    throw e;
-  } finally {
-    await browser.close();
+  page.on("pageerror", (e) => pageErrors.push(String(e)));
+  await page.goto(cfg.url);
+  await runAll(page, 300000);
+  const map = page.locator(".leaflet-container").first();
+  await map.scrollIntoViewIfNeeded();
+  await page.waitForFunction(() => [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
+    .some((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0), null, { timeout: 60000 });
+  const before = await mapState(page);
+  const box = await map.boundingBox();
+  const [cx, cy] = worldPx(cfg.center[1], cfg.center[0], cfg.zoom);
+  const [tx, ty] = worldPx(cfg.click.lon, cfg.click.lat, cfg.zoom);
+  await page.mouse.click(box.x + box.width / 2 + (tx - cx), box.y + box.height / 2 + (ty - cy));
+  await page.waitForFunction((old) => {
+    const t = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
+    const now = t.find((s) => /nearest of|no chip/.test(s));
+    return now && now !== old;
+  }, before.status, { timeout: 60000 }).catch(() => null);
+  await page.waitForTimeout(1500); // the gallery's thumbnails load
+  const after = await mapState(page);
+  await page.screenshot({ path: cfg.screenshot });
+  let labelled = null;
+  if (after.loop) { // the labelling panel: one click labels the first suggested chip positive
+    const button = page.locator(".wcembed-label-next button[title='positive']").first();
+    await button.scrollIntoViewIfNeeded();
+    await button.click();
+    await page.waitForFunction((old) => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /^\d+ positives, \d+ negatives/.test(e.textContent) && e.textContent !== old),
+      after.loop, { timeout: 30000 }).catch(() => null);
+    labelled = await mapState(page);
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
   }
-})().catch((e) => { console.error(e); process.exit(1); });
+  let features = null;
+  if (cfg.features) { // the three questions: explain a result, spread results out, changed like this
+    features = {};
+    const texts = () => page.evaluate(() =>
+      [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent));
+    const explain = page.locator(".wcembed-gallery button:has-text('explain')").first();
+    await explain.scrollIntoViewIfNeeded();
+    await explain.click();
+    const heat = await page.waitForSelector("img[alt^='where ']", { timeout: 120000 });
+    features.explained = await heat.evaluate((i) => ({ alt: i.alt, width: i.naturalWidth }));
+    await heat.scrollIntoViewIfNeeded();
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_explain.png") });
+    const clickAt = async (lon, lat) => {
+      await map.scrollIntoViewIfNeeded();
+      const b = await map.boundingBox();
+      const [x, y] = worldPx(lon, lat, cfg.zoom);
+      await page.mouse.click(b.x + b.width / 2 + (x - cx), b.y + b.height / 2 + (y - cy));
+    };
+    await page.locator(".widget-checkbox:has-text('spread out') input").first().check();
+    const old = (await mapState(page)).status;
+    await clickAt(cfg.center[1], cfg.center[0]);
+    await page.waitForFunction((o) => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /nearest of/.test(e.textContent) && e.textContent !== o), old, { timeout: 60000 });
+    await page.waitForTimeout(1500);
+    features.spread = await mapState(page);
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_spread.png") });
+    await page.locator("button.widget-toggle-button:text-is('changed like')").first().click();
+    await clickAt(cfg.click.lon, cfg.click.lat);
+    await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /changed most like/.test(e.textContent)), null, { timeout: 120000 });
+    await page.waitForTimeout(1500);
+    features.changed = {
+      status: (await texts()).find((t) => /changed most like/.test(t)),
+      cards: await page.evaluate(() => [...document.querySelectorAll(".wcembed-gallery .widget-html-content")]
+        .map((c) => [...c.querySelectorAll("img")].map((i) => i.alt))),
+      legend: (await texts()).find((t) => /^changed like/.test(t)) || null,
+      widgetErrors: (await mapState(page)).widgetErrors,
+    };
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_changed.png") });
+  }
+  let executed = null;
+  if (cfg.executedUrl) { // an executed notebook opened without running it: untrusted, widgets not drawn
+    await page.goto(cfg.executedUrl);
+    await page.waitForSelector(".jp-OutputArea-output", { timeout: 90000 });
+    await page.waitForTimeout(3000);
+    executed = await page.evaluate(() => {
+      const outputs = [...document.querySelectorAll(".jp-OutputArea-output")];
+      return {
+        pictures: outputs.flatMap((o) => [...o.querySelectorAll("img")]).filter((i) => i.naturalWidth > 0).length,
+        vboxText: outputs.filter((o) => /VBox\(/.test(o.textContent)).length,
+        widgetErrors: (document.body.innerText.match(/Error displaying widget|model not found/g) || []).length,
+      };
+    });
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_executed.png") });
+  }
+  return { before, after, labelled, features, executed, pageErrors };
+});
