@@ -403,7 +403,8 @@ class YearVectors:
         ids, cols, rows, at = [], [], [], 0
         for b in index.batches(["chip_id", "column", "row", "vector"], year=year):
             m = store.vector_matrix(b.column("vector"))
-            x[at : at + len(m)] = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)  # unit vectors
+            norms = np.sqrt(np.add.reduce(m * m, axis=1))  # as np.linalg.norm computes it, bit for bit
+            np.divide(m, np.maximum(norms, 1e-12)[:, None], out=x[at : at + len(m)])  # unit vectors, in place
             at += len(m)
             ids.append(b.column("chip_id").to_numpy(zero_copy_only=False))
             cols.append(b.column("column").to_numpy())
