@@ -2,6 +2,7 @@
 
 * :func:`tiny_model`: a small untrained Clay v0 encoder (64-d, 2 layers), for tests of the machinery,
   never of Clay; its "UNTRAINED" warning is expected and checked here.
+* :func:`brute_force`: the exact nearest chips by NumPy, what search results are checked against.
 * :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
   grid of the sample tile, with vectors chosen by the test instead of an encoder, ingested into LanceDB:
   an index in a second, for tests of search and of the explorer's session.
@@ -63,3 +64,16 @@ def synthetic_index(
             store.write_column(path, grid, year, column, [(r, 1.0) for r in rows], vec, meta)
     ingest(root / "emb", root / "db")
     return ChipIndex(root / "db")
+
+
+def brute_force(idx, query, k, mask=None):
+    """The ``k`` rows of an index nearest ``query`` by cosine, by NumPy over the whole table (``mask(table)``:
+    which rows count): their ids and cosine distances."""
+    all_rows = idx.table.to_arrow()
+    ids = np.array(all_rows["chip_id"].to_pylist())
+    vecs = np.stack(all_rows["vector"].to_numpy(zero_copy_only=False))
+    keep = np.ones(len(ids), bool) if mask is None else mask(all_rows)
+    ids, vecs = ids[keep], vecs[keep]
+    cos = vecs @ query / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(query))
+    order = np.argsort(1 - cos, kind="stable")[:k]
+    return list(ids[order]), (1 - cos)[order]

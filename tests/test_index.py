@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import brute_force
 from wcembed import contract, store
 from wcembed.contract import FileMetadata
 from wcembed.errors import UnknownChipError
@@ -48,17 +49,6 @@ def db(tmp_path):
     report = ingest(out, tmp_path / "db")
     assert report.rows == 2 * 10 * 20 and report.files_added == 20
     return out, tmp_path / "db"
-
-
-def brute_force(idx, query, k, mask=None):
-    all_rows = idx.table.to_arrow()
-    ids = np.array(all_rows["chip_id"].to_pylist())
-    vecs = np.stack(all_rows["vector"].to_numpy(zero_copy_only=False))
-    keep = np.ones(len(ids), bool) if mask is None else mask(all_rows)
-    ids, vecs = ids[keep], vecs[keep]
-    cos = vecs @ query / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(query))
-    order = np.argsort(1 - cos, kind="stable")[:k]
-    return list(ids[order]), (1 - cos)[order]
 
 
 def test_exact_search_equals_numpy_brute_force(db):

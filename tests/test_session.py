@@ -13,7 +13,7 @@ import tracemalloc
 import numpy as np
 import pytest
 import shapely
-from builders import synthetic_index
+from builders import brute_force, synthetic_index
 from wcembed.errors import BadParameterError, OutputError, WcEmbedError
 from wcembed.explore.index import DIVERSE_CHIPS
 from wcembed.explore.session import ASPECTS, ExploreSession
@@ -46,19 +46,16 @@ def centre(column: int, row: int) -> tuple[float, float]:
     return (w + e) / 2, (s + n) / 2
 
 
-def exact_nearest(index, query: np.ndarray, year: int, k: int, exclude=()) -> list[str]:
-    """The k chips of ``year`` nearest ``query`` by cosine, by brute force over the table."""
-    rows = index.table.to_arrow().to_pylist()
-    rows = [r for r in rows if r["year"] == year and r["chip_id"] not in exclude]
-    x = np.array([r["vector"] for r in rows], np.float64)
-    sims = x @ query / np.linalg.norm(x, axis=1) / np.linalg.norm(query)
-    return [rows[i]["chip_id"] for i in np.argsort(-sims, kind="stable")[:k]]
-
-
 def test_a_click_searches_from_the_chip_under_it_and_tells_what_changed(session, index):
     results = session.click(*centre(1156, 288))
     assert session.query_chip == "2020-1156-0288"
-    want = exact_nearest(index, vector(2020, 1156, 288), 2020, 5, exclude={"2020-1156-0288"})
+
+    def others_of_2020(table):
+        return (np.array(table["year"].to_pylist()) == 2020) & (
+            np.array(table["chip_id"].to_pylist()) != "2020-1156-0288"
+        )
+
+    want, _ = brute_force(index, vector(2020, 1156, 288), 5, mask=others_of_2020)
     assert list(results["chip_id"]) == want and list(results["rank"]) == [1, 2, 3, 4, 5]
     assert session.status == "5 nearest of 2020-1156-0288 (positives 0, negatives 0)"
     assert session.told == [{"query", "results", "status"}] and set().union(*session.told) <= set(ASPECTS)

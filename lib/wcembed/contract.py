@@ -327,8 +327,6 @@ def stac_item(path: str, n_rows: int, metadata: FileMetadata, bounds: tuple[floa
         stac_extensions=[EMB_EXTENSION, PROCESSING_EXTENSION],
         collection=collection_id(year),
     )
-    for link in metadata.links():
-        item.add_link(pystac.Link(link["rel"], link["href"], media_type=link.get("type"), title=link["title"]))
     item.add_asset(
         "embeddings",
         pystac.Asset(
@@ -338,8 +336,10 @@ def stac_item(path: str, n_rows: int, metadata: FileMetadata, bounds: tuple[floa
             title="Chip embeddings (GeoParquet 1.1)",
         ),
     )
-    return _linked(item.to_dict(include_self_link=False), collection="./collection.json", parent="./collection.json",
-                   root="../catalog.json")  # fmt: skip
+    d = _linked(item.to_dict(include_self_link=False), collection="./collection.json", parent="./collection.json",
+                root="../catalog.json")  # fmt: skip
+    d["links"] += metadata.links()
+    return d
 
 
 def stac_collection(year: int, items: Mapping[str, dict], metadata: FileMetadata) -> dict:
@@ -368,9 +368,8 @@ def stac_collection(year: int, items: Mapping[str, dict], metadata: FileMetadata
         extra_fields=metadata.collection_fields()
         | {"item_assets": {"embeddings": {"type": "application/vnd.apache.parquet", "roles": ["data"]}}},
     )
-    for link in metadata.links():
-        collection.add_link(pystac.Link(link["rel"], link["href"], media_type=link.get("type"), title=link["title"]))
     d = _linked(collection.to_dict(include_self_link=False), root="../catalog.json", parent="../catalog.json")
+    d["links"] += metadata.links()
     d["links"] += [{"rel": "item", "href": f"./{name}", "type": "application/geo+json"} for name in items]
     return d
 
