@@ -90,6 +90,9 @@ def test_a_run_gets_collections_and_a_catalog_linking_its_items(tmp_path):
         assert item["collection"] == collection["id"] and links["collection"] == "./collection.json"
         assert (tmp_path / "emb" / "2020" / item["assets"]["embeddings"]["href"]).exists()
         boxes.append(item["bbox"])
+    with pytest.raises(OutputError, match="nothing to catalogue"):
+        store.write_catalog(tmp_path / "empty")
+    assert not (tmp_path / "empty").exists()
     b = np.array(boxes)
     assert collection["extent"]["spatial"]["bbox"][0] == [*b[:, :2].min(axis=0), *b[:, 2:].max(axis=0)]
 

@@ -293,8 +293,9 @@ def cmd_run_array(args: argparse.Namespace) -> int:
     job = ColumnJob.from_args(args)
     indices = _parse_indices(args.indices, len(job.plan_grid().band_starts(job.band)))
     codes = run_array(indices, job.to_env(), parallel=args.parallel)
-    store.write_catalog(job.output)  # the Collections and Catalog of what is there now
     failed = {i: c for i, c in codes.items() if c}
+    if len(failed) < len(codes):
+        store.write_catalog(job.output)  # the Collections and Catalog of what is there now
     print(f"{len(codes) - len(failed)} of {len(codes)} indices succeeded" + (f"; failed: {failed}" if failed else ""))
     return max(failed.values(), default=0)
 

@@ -219,8 +219,8 @@ def write_catalog(output: str | Path) -> list[str]:
     """Write the STAC Collection of each year's files under ``output`` (``{year}/collection.json``, linking
     the Items beside the files) and the Catalog of the run (``catalog.json``). Returns the paths written.
 
-    Run it when a run's files are all there (``python -m wcembed catalog``, the demo, ``run-local``);
-    a rerun after more files rewrites both.
+    Run it when a run's files are all there (``python -m wcembed catalog``, the demo, ``run-array``);
+    a rerun after more files rewrites both. :class:`OutputError` when ``output`` holds no column file.
     """
     written, years = [], []
     by_year: dict[int, dict[str, dict]] = {}
@@ -231,6 +231,8 @@ def write_catalog(output: str | Path) -> list[str]:
             continue  # a file without its Item (a writer killed in between): restore_item gives it one
         first.setdefault(year, path)
         by_year.setdefault(year, {})[Path(stac_path(path)).name] = json.loads(read_bytes(stac_path(path)))
+    if not by_year:
+        raise OutputError(f"no column file with its STAC Item under {output}: nothing to catalogue")
     root = str(output).rstrip("/")
     for year, items in sorted(by_year.items()):
         collection = stac_collection(year, items, FileMetadata.read(first[year]))
