@@ -37,7 +37,7 @@ from affine import Affine
 
 from wcembed import store
 from wcembed.errors import BadParameterError
-from wcembed.grid import CHIP_PX, CONUS_ORIGIN, parse_chip_id
+from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_ids, parse_chip_id
 from wcembed.product import PX_PER_DEGREE, TILE_CRS
 
 if TYPE_CHECKING:
@@ -378,12 +378,34 @@ def untrained_note(index) -> str:
     return "weights unknown: the database has no files table" if weights == {"unknown"} else ""
 
 
+def unit_rows(m: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """The rows of ``m`` (float32) divided by their lengths (at least 1e-12), written into ``out`` (e.g. a
+    slice of a :data:`VECTOR_DTYPE` matrix; torch converts, ten times faster than numpy's cast)."""
+    import torch
+
+    norms = np.sqrt(np.einsum("ij,ij->i", m, m))
+    torch.from_numpy(out).copy_(torch.from_numpy(m / np.maximum(norms, 1e-12)[:, None]))
+    return out
+
+
+VECTOR_DTYPE = np.float16
+"""How the layers hold a year's unit vectors: half of float32's memory (0.83 GB for a CONUS year of 768-d
+vectors instead of 1.65 GB, so that two years and the explorer fit in 4 GiB), each component rounded to 11
+significant bits. Products run in float32 or with float32 accumulation (:meth:`YearVectors.dot`); a layer's
+value is within 5e-4 of float32's (see ``tests/test_layers.py``). Searches use the index's float32 vectors."""
+LOAD_BATCH_ROWS = 2048
+"""Rows per batch when a year's vectors are read from LanceDB: small batches keep LanceDB's read-ahead
+small (at CONUS it peaked at 0.6 GB with 2,048 rows, 1.2 GB with 65,536) and read faster."""
+PAIR_CHUNK_ROWS = 65_536
+"""Pairs of chips per step of a pass over two years (a float32 temporary of this many rows)."""
+
+
 @dataclass
 class YearVectors:
-    """A year's embeddings held in memory: chip ids, grid columns and rows, unit vectors ``(N, D)``."""
+    """A year's embeddings held in memory: grid columns and rows, and unit vectors ``(N, D)`` as
+    :data:`VECTOR_DTYPE`, from which the layers are computed."""
 
     year: int
-    chip_ids: np.ndarray
     columns: np.ndarray
     rows: np.ndarray
     vectors: np.ndarray
@@ -392,36 +414,72 @@ class YearVectors:
     origin: tuple[float, float] = CONUS_ORIGIN
 
     @classmethod
+    def from_matrix(cls, year: int, columns, rows, matrix: np.ndarray, **kw) -> YearVectors:
+        """From chips' grid columns and rows and their vectors ``(N, D)`` (any length: made unit vectors)."""
+        x = np.empty(np.shape(matrix), VECTOR_DTYPE)
+        unit_rows(np.asarray(matrix, np.float32), out=x)
+        return cls(year, np.asarray(columns, np.int32), np.asarray(rows, np.int32), x, **kw)
+
+    @classmethod
     def load(cls, index, year: int) -> YearVectors:
-        """Every chip of ``year`` of a :class:`~wcembed.explore.index.ChipIndex`, read batch by batch."""
+        """Every chip of ``year`` of a :class:`~wcembed.explore.index.ChipIndex`, read in small batches
+        (:data:`LOAD_BATCH_ROWS`) into one :data:`VECTOR_DTYPE` matrix."""
         n = index.table.count_rows(f"year = {int(year)}")
         if not n:
             raise BadParameterError(f"no chip of {year} in the index")
         note = untrained_note(index)  # before the vectors are read: a failure here costs no memory
         dim = index.table.schema.field("vector").type.list_size
-        x = np.empty((n, dim), np.float32)  # filled in place: the year's vectors are held once
-        ids, cols, rows, at = [], [], [], 0
-        for b in index.batches(["chip_id", "column", "row", "vector"], year=year):
+        x = np.empty((n, dim), VECTOR_DTYPE)  # filled in place: the year's vectors are held once
+        cols, rows = np.empty(n, np.int32), np.empty(n, np.int32)
+        at = 0
+        for b in index.batches(["column", "row", "vector"], year=year, batch_rows=LOAD_BATCH_ROWS):
             m = store.vector_matrix(b.column("vector"))
-            norms = np.sqrt(np.add.reduce(m * m, axis=1))  # as np.linalg.norm computes it, bit for bit
-            np.divide(m, np.maximum(norms, 1e-12)[:, None], out=x[at : at + len(m)])  # unit vectors, in place
+            unit_rows(m, out=x[at : at + len(m)])
+            cols[at : at + len(m)] = b.column("column").to_numpy()
+            rows[at : at + len(m)] = b.column("row").to_numpy()
             at += len(m)
-            ids.append(b.column("chip_id").to_numpy(zero_copy_only=False))
-            cols.append(b.column("column").to_numpy())
-            rows.append(b.column("row").to_numpy())
-        return cls(
-            year,
-            np.concatenate(ids),
-            np.concatenate(cols),
-            np.concatenate(rows),
-            x,
-            note,
-            index.chip_size,
-            index.origin,
-        )
+        return cls(year, cols, rows, x, note, index.chip_size, index.origin)
 
     def __len__(self) -> int:
-        return len(self.chip_ids)
+        return len(self.columns)
+
+    @functools.cached_property
+    def chip_ids(self) -> np.ndarray:
+        """The chips' ids (``{year}-{column:04d}-{row:04d}``, as the pipeline writes them), made when asked."""
+        return chip_ids(self.year, self.columns, self.rows)
+
+    def dot(self, q: np.ndarray) -> np.ndarray:
+        """``vectors @ q`` as float32: ``(N,)`` for a vector ``q`` of length D, ``(N, k)`` for ``(D, k)``.
+
+        Runs in half precision (torch's CPU kernels accumulate in float32): 25 ms for a CONUS year on two
+        cores, where float32 takes 60 ms and a conversion to float32 a second. ``q`` is scaled to at most 1
+        first, so that a small vector (a change) keeps its digits; each result is within 2**-11 of its
+        size (the half-precision output) plus the rounding of the vectors."""
+        import torch
+
+        q = np.asarray(q, np.float32)
+        scale = float(np.abs(q).max()) or 1.0
+        x = torch.from_numpy(self.vectors)
+        out = x @ torch.from_numpy(q / scale).to(torch.float16)
+        return out.float().numpy() * np.float32(scale)
+
+    def pair_distance(self, i: np.ndarray, other: YearVectors, j: np.ndarray, shift=None) -> np.ndarray:
+        """``|other[j] - self[i] - shift|`` of each pair (rows ``i`` of these vectors, ``j`` of ``other``),
+        float32, in chunks of :data:`PAIR_CHUNK_ROWS`. The two years' components are subtracted first (a
+        chip that did not change has distance 0 exactly: no ``1 - a.b`` rounding), the rest is float32."""
+        import torch
+
+        out = np.empty(len(i), np.float32)
+        m = None if shift is None else torch.from_numpy(np.asarray(shift, np.float32))
+        a, b = torch.from_numpy(self.vectors), torch.from_numpy(other.vectors)
+        for s in range(0, len(i), PAIR_CHUNK_ROWS):
+            chunk = slice(s, s + PAIR_CHUNK_ROWS)
+            d = _rows(b, j[chunk]) - _rows(a, i[chunk])
+            if m is None:
+                out[chunk] = torch.linalg.vector_norm(d, dim=1, dtype=torch.float32).numpy()
+            else:
+                out[chunk] = torch.linalg.vector_norm(d.float() - m, dim=1).numpy()
+        return out
 
     def raster(self, values: np.ndarray, **kw) -> ChipRaster:
         """Per-chip ``values`` (in this object's order) as a :class:`ChipRaster` on the grid."""
@@ -434,7 +492,7 @@ class YearVectors:
         """Cosine similarity of every chip to ``query`` (a vector, e.g. a chip's or
         :func:`wcembed.explore.index.query_vector` of examples), -1..1."""
         q = np.asarray(query, np.float32)
-        sims = self.vectors @ (q / max(float(np.linalg.norm(q)), 1e-12))
+        sims = np.clip(self.dot(q / max(float(np.linalg.norm(q)), 1e-12)), -1, 1)
         lo, hi = np.percentile(sims, [1, 100]) if len(sims) > 1 else (-1.0, 1.0)
         return self.raster(
             sims,
@@ -445,16 +503,17 @@ class YearVectors:
             cmap="magma",
         )
 
-    def pca_rgb(self, sample: int = 100_000, seed: int = 0) -> ChipRaster:
+    def pca_rgb(self, sample: int = 20_000, seed: int = 0) -> ChipRaster:
         """The first three principal components of the embeddings as RGB (each stretched between its
         2nd and 98th percentile); the components are fitted on up to ``sample`` chips."""
         rng = np.random.default_rng(seed)
-        fit = self.vectors if len(self) <= sample else self.vectors[rng.choice(len(self), sample, replace=False)]
+        pick = slice(None) if len(self) <= sample else np.sort(rng.choice(len(self), sample, replace=False))
+        fit = self.vectors[pick].astype(np.float32)
         mean = fit.mean(axis=0, dtype=np.float64)
-        centred = fit - mean.astype(np.float32)
-        _, eigvecs = np.linalg.eigh((centred.T @ centred).astype(np.float64))  # scatter matrix: D x D, ascending
+        fit -= mean.astype(np.float32)
+        _, eigvecs = np.linalg.eigh((fit.T @ fit).astype(np.float64))  # scatter matrix: D x D, ascending
         axes = eigvecs[:, ::-1][:, :3].astype(np.float32)
-        pcs = self.vectors @ axes - (mean.astype(np.float32) @ axes)  # no centred copy of all the vectors
+        pcs = self.dot(axes) - (mean.astype(np.float32) @ axes)  # no centred copy of all the vectors
         if pcs.shape[1] < 3:
             pcs = np.pad(pcs, ((0, 0), (0, 3 - pcs.shape[1])))
         lo, hi = np.percentile(pcs, [2, 98], axis=0)
@@ -464,6 +523,14 @@ class YearVectors:
             name=f"embedding colours {self.year}",
             description=f"first three principal components of the {self.year} embeddings as red, green, blue.",
         )
+
+
+def _rows(x, at: np.ndarray):
+    """Rows ``at`` of a tensor: a view where they are consecutive (two years of the same chips, in the same
+    order, pair row for row), else a copy."""
+    if len(at) and at[-1] - at[0] == len(at) - 1 and (len(at) == 1 or (np.diff(at) == 1).all()):
+        return x[int(at[0]) : int(at[-1]) + 1]
+    return x[at]
 
 
 class ChangePairs:
@@ -484,55 +551,60 @@ class ChangePairs:
     >>> layer, top = pairs.like(["2020-1156-0288"])  # doctest: +SKIP
     """
 
-    def __init__(self, a: YearVectors, b: YearVectors, sample: int = 100_000, seed: int = 0) -> None:
-        import pandas as pd
-
-        ka = pd.DataFrame({"column": a.columns, "row": a.rows, "ia": np.arange(len(a))})
-        kb = pd.DataFrame({"column": b.columns, "row": b.rows, "ib": np.arange(len(b))})
-        both = ka.merge(kb, on=["column", "row"])
-        if both.empty:
+    def __init__(self, a: YearVectors, b: YearVectors, sample: int = 20_000, seed: int = 0) -> None:
+        c0, r0 = int(min(a.columns.min(), b.columns.min())), int(min(a.rows.min(), b.rows.min()))
+        shape = (int(max(a.rows.max(), b.rows.max())) - r0 + 1, int(max(a.columns.max(), b.columns.max())) - c0 + 1)
+        in_a = np.full(shape, -1, np.int64)  # the grid, holding each chip's row of a (-1: not in a)
+        in_a[a.rows - r0, a.columns - c0] = np.arange(len(a))
+        ia = in_a[b.rows - r0, b.columns - c0]
+        ib = np.flatnonzero(ia >= 0)
+        if not len(ib):
             raise BadParameterError(f"no chip embedded in both {a.year} and {b.year}")
+        order = np.argsort(ia[ib], kind="stable")  # pairs in a's order
         self.a, self.b = a, b
-        self.columns, self.rows = both["column"].to_numpy(), both["row"].to_numpy()
-        self.ia, self.ib = both["ia"].to_numpy(), both["ib"].to_numpy()
-        self.at = {(int(c), int(r)): i for i, (c, r) in enumerate(zip(self.columns, self.rows, strict=True))}
-        self.ab = np.empty(len(self.ia), np.float32)  # a_i . b_i, in chunks: no copy of a year's vectors
-        for i in range(0, len(self.ia), 65_536):
-            j = slice(i, i + 65_536)
-            self.ab[j] = np.einsum("ij,ij->i", a.vectors[self.ia[j]], b.vectors[self.ib[j]])
+        self.ia, self.ib = ia[ib][order], ib[order]
+        self.columns, self.rows = a.columns[self.ia], a.rows[self.ia]
+        self._origin, self._pair = (c0, r0), np.full(shape, -1, np.int64)  # the grid, holding each pair
+        self._pair[self.rows - r0, self.columns - c0] = np.arange(len(self.ia))
+        self.apart = a.pair_distance(self.ia, b, self.ib)
+        """``|b - a|`` of each pair (no change matrix is made: one pass in chunks)."""
         self.sample, self.seed = sample, seed
 
     @functools.cached_property
     def shift(self) -> np.ndarray:
         """The change every chip shares: the element-wise median of the changes of up to ``sample`` chips."""
-        pick = np.random.default_rng(self.seed).permutation(len(self.ia))[: self.sample]
-        changes = self.b.vectors[self.ib[pick]] - self.a.vectors[self.ia[pick]]
-        return np.median(changes, axis=0).astype(np.float32)
+        pick = np.sort(np.random.default_rng(self.seed).permutation(len(self.ia))[: self.sample])
+        a, b = self.a.vectors[self.ia[pick]], self.b.vectors[self.ib[pick]]
+        step = 64  # dimensions at a time: a float32 temporary of sample x 64
+        medians = [
+            np.median(b[:, d : d + step].astype(np.float32) - a[:, d : d + step], axis=0)
+            for d in range(0, a.shape[1], step)
+        ]
+        return np.concatenate(medians).astype(np.float32)
 
     @functools.cached_property
     def norms(self) -> np.ndarray:
-        """``|d|`` of each pair's change less the shift (from dot products: no change matrix is made)."""
-        m = self.shift
-        am, bm = self.a.vectors @ m, self.b.vectors @ m
-        # |b - a - m|^2 of unit vectors a, b: 2 - 2 a.b + |m|^2 - 2 b.m + 2 a.m
-        sq = 2 - 2 * self.ab.astype(np.float64) + float(m @ m) - 2 * bm[self.ib] + 2 * am[self.ia]
-        return np.sqrt(np.maximum(sq, 0)).astype(np.float32)
+        """``|d|`` of each pair's change less the shift (one pass in chunks: no change matrix is made)."""
+        return self.a.pair_distance(self.ia, self.b, self.ib, shift=self.shift)
 
     def __len__(self) -> int:
         return len(self.ia)
 
     def distance(self) -> np.ndarray:
-        """Cosine distance between each pair's two embeddings (``1 - a.b``)."""
-        return 1.0 - self.ab
+        """Cosine distance between each pair's two embeddings: ``1 - a.b = |b - a|**2 / 2`` of unit vectors."""
+        return self.apart * self.apart / 2
 
     def positions(self, chips: Sequence[str]) -> list[int]:
         """Pair positions of chips (ids of either year); :class:`BadParameterError` for one not in both."""
         out = []
+        rows, cols = self._pair.shape
         for chip in chips:
             _, column, row = parse_chip_id(chip)
-            if (column, row) not in self.at:
+            c, r = column - self._origin[0], row - self._origin[1]
+            at = int(self._pair[r, c]) if 0 <= r < rows and 0 <= c < cols else -1
+            if at < 0:
                 raise BadParameterError(f"chip {chip} is not embedded in both {self.a.year} and {self.b.year}")
-            out.append(self.at[(column, row)])
+            out.append(at)
         return out
 
     def like(self, examples: Sequence[str], k: int = 10) -> tuple[ChipRaster, pd.DataFrame]:
@@ -545,12 +617,12 @@ class ChangePairs:
         at = self.positions(examples)
         if not at:
             raise BadParameterError("give at least one example chip")
-        changes = b.vectors[self.ib[at]] - a.vectors[self.ia[at]] - self.shift
+        changes = b.vectors[self.ib[at]].astype(np.float32) - a.vectors[self.ia[at]] - self.shift
         q = changes.mean(axis=0)
         qn = float(np.linalg.norm(q))
         if qn < 1e-9:
             raise BadParameterError(f"the examples did not change between {a.year} and {b.year}: nothing to match")
-        dot = (b.vectors @ q)[self.ib] - (a.vectors @ q)[self.ia] - float(self.shift @ q)
+        dot = b.dot(q)[self.ib] - a.dot(q)[self.ia] - float(self.shift @ q)
         n = np.maximum(self.norms, 1e-12)
         cos = np.clip(dot / (n * qn), -1, 1)  # (a chip that did not change has no direction: rounding)
         score = (1 + cos) / 2 * (np.minimum(n, qn) / np.maximum(n, qn))
