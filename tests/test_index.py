@@ -280,3 +280,49 @@ def test_a_diverse_search_returns_the_columns_of_a_plain_one(db):
     for col in ("lon", "lat", "xmin", "ymin", "xmax", "ymax", "valid_fraction", "year", "row"):
         np.testing.assert_array_equal(spread[col].to_numpy(), stored[col].to_numpy(), err_msg=col)
     assert all(a.equals_exact(b, 0) for a, b in zip(spread.geometry, stored.geometry, strict=True))
+
+
+def _unit_f16(x):
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
+
+
+def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db, caplog):
+    """The region layers' float16 unit vectors are kept beside the database by ingest, read back (mapped)
+    as they were made, replaced when the table changes, and passed over (with a warning) when damaged
+    or unwritable: the table stays the truth."""
+    out, path = db
+    idx = ChipIndex(path)
+    kept = path / "unit_vectors"
+    version = idx.table.version
+    assert sorted(p.name for p in kept.iterdir()) == [f"{y}-v{version}-{part}.npy" for y in (2020, 2021)
+                                                      for part in ("cells", "vectors")]  # fmt: skip
+    table_read = idx.batches
+    idx.batches = None  # kept: the table is not read
+    columns, rows, x = idx.unit_vectors(2021)
+    idx.batches = table_read
+    assert x.dtype == np.float16 and x.shape == (200, DIM)
+    ids = [chip_id(2021, int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
+    np.testing.assert_array_equal(x, _unit_f16(idx.vectors(ids)))  # each row: its chip's vector, unit, float16
+
+    write_column(out, 2021, 1160, np.random.default_rng(9), rows=range(280, 300))  # a new column: a new version
+    ingest(out, path)
+    idx = ChipIndex(path)
+    assert idx.table.version > version and not list(kept.glob(f"*-v{version}-*"))  # the old ones are gone
+    columns, rows, x = idx.unit_vectors(2021)
+    assert len(x) == 220 and 1160 in set(columns.tolist())
+
+    (kept / f"2021-v{idx.table.version}-vectors.npy").write_bytes(b"\x93NUMPY damaged")
+    with caplog.at_level("WARNING"):
+        again = idx.unit_vectors(2021)
+    assert "cannot be read" in caplog.text
+    np.testing.assert_array_equal(again[2], x)  # read from the table, and kept again
+    np.testing.assert_array_equal(np.load(kept / f"2021-v{idx.table.version}-vectors.npy"), x)
+
+    import shutil
+
+    shutil.rmtree(kept)
+    kept.write_text("not a folder")  # nowhere to keep them: read from the table each time, with a warning
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        np.testing.assert_array_equal(idx.unit_vectors(2021)[2], x)
+    assert "cannot keep the unit vectors of 2021" in caplog.text

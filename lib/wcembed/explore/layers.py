@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from affine import Affine
 
-from wcembed import store
 from wcembed.errors import BadParameterError
+from wcembed.explore.index import VECTOR_DTYPE, unit_rows
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_ids, parse_chip_id
 from wcembed.product import PX_PER_DEGREE, TILE_CRS
 
@@ -378,24 +378,6 @@ def untrained_note(index) -> str:
     return "weights unknown: the database has no files table" if weights == {"unknown"} else ""
 
 
-def unit_rows(m: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """The rows of ``m`` (float32) divided by their lengths (at least 1e-12), written into ``out`` (e.g. a
-    slice of a :data:`VECTOR_DTYPE` matrix; torch converts, ten times faster than numpy's cast)."""
-    import torch
-
-    norms = np.sqrt(np.einsum("ij,ij->i", m, m))
-    torch.from_numpy(out).copy_(torch.from_numpy(m / np.maximum(norms, 1e-12)[:, None]))
-    return out
-
-
-VECTOR_DTYPE = np.float16
-"""How the layers hold a year's unit vectors: half of float32's memory (0.83 GB for a CONUS year of 768-d
-vectors instead of 1.65 GB, so that two years and the explorer fit in 4 GiB), each component rounded to 11
-significant bits. Products run in float32 or with float32 accumulation (:meth:`YearVectors.dot`); a layer's
-value is within 5e-4 of float32's (see ``tests/test_layers.py``). Searches use the index's float32 vectors."""
-LOAD_BATCH_ROWS = 2048
-"""Rows per batch when a year's vectors are read from LanceDB: small batches keep LanceDB's read-ahead
-small (at CONUS it peaked at 0.6 GB with 2,048 rows, 1.2 GB with 65,536) and read faster."""
 PAIR_CHUNK_ROWS = 65_536
 """Pairs of chips per step of a pass over two years (a float32 temporary of this many rows)."""
 
@@ -422,23 +404,12 @@ class YearVectors:
 
     @classmethod
     def load(cls, index, year: int) -> YearVectors:
-        """Every chip of ``year`` of a :class:`~wcembed.explore.index.ChipIndex`, read in small batches
-        (:data:`LOAD_BATCH_ROWS`) into one :data:`VECTOR_DTYPE` matrix."""
-        n = index.table.count_rows(f"year = {int(year)}")
-        if not n:
-            raise BadParameterError(f"no chip of {year} in the index")
+        """Every chip of ``year`` of a :class:`~wcembed.explore.index.ChipIndex`
+        (:meth:`~wcembed.explore.index.ChipIndex.unit_vectors`: kept beside a local database after the first
+        read)."""
         note = untrained_note(index)  # before the vectors are read: a failure here costs no memory
-        dim = index.table.schema.field("vector").type.list_size
-        x = np.empty((n, dim), VECTOR_DTYPE)  # filled in place: the year's vectors are held once
-        cols, rows = np.empty(n, np.int32), np.empty(n, np.int32)
-        at = 0
-        for b in index.batches(["column", "row", "vector"], year=year, batch_rows=LOAD_BATCH_ROWS):
-            m = store.vector_matrix(b.column("vector"))
-            unit_rows(m, out=x[at : at + len(m)])
-            cols[at : at + len(m)] = b.column("column").to_numpy()
-            rows[at : at + len(m)] = b.column("row").to_numpy()
-            at += len(m)
-        return cls(year, cols, rows, x, note, index.chip_size, index.origin)
+        columns, rows, x = index.unit_vectors(year)
+        return cls(year, columns, rows, x, note, index.chip_size, index.origin)
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -459,26 +430,27 @@ class YearVectors:
 
         q = np.asarray(q, np.float32)
         scale = float(np.abs(q).max()) or 1.0
-        x = torch.from_numpy(self.vectors)
-        out = x @ torch.from_numpy(q / scale).to(torch.float16)
+        x, q16 = torch.from_numpy(self.vectors), torch.from_numpy(q / scale).to(torch.float16)
+        # one matrix-vector product per column: torch's half-precision (N, D) @ (D, k) is 6x slower for k = 3
+        out = x @ q16 if q.ndim == 1 else torch.stack([x @ column.contiguous() for column in q16.T], dim=1)
         return out.float().numpy() * np.float32(scale)
 
     def pair_distance(self, i: np.ndarray, other: YearVectors, j: np.ndarray, shift=None) -> np.ndarray:
         """``|other[j] - self[i] - shift|`` of each pair (rows ``i`` of these vectors, ``j`` of ``other``),
         float32, in chunks of :data:`PAIR_CHUNK_ROWS`. The two years' components are subtracted first (a
-        chip that did not change has distance 0 exactly: no ``1 - a.b`` rounding), the rest is float32."""
+        chip that did not change has distance 0 exactly: no ``1 - a.b`` rounding); the sum of squares is
+        float32."""
         import torch
 
         out = np.empty(len(i), np.float32)
-        m = None if shift is None else torch.from_numpy(np.asarray(shift, np.float32))
+        m = None if shift is None else torch.from_numpy(np.asarray(shift, self.vectors.dtype))
         a, b = torch.from_numpy(self.vectors), torch.from_numpy(other.vectors)
         for s in range(0, len(i), PAIR_CHUNK_ROWS):
             chunk = slice(s, s + PAIR_CHUNK_ROWS)
             d = _rows(b, j[chunk]) - _rows(a, i[chunk])
-            if m is None:
-                out[chunk] = torch.linalg.vector_norm(d, dim=1, dtype=torch.float32).numpy()
-            else:
-                out[chunk] = torch.linalg.vector_norm(d.float() - m, dim=1).numpy()
+            if m is not None:
+                d -= m
+            out[chunk] = torch.linalg.vector_norm(d, dim=1, dtype=torch.float32).numpy()
         return out
 
     def raster(self, values: np.ndarray, **kw) -> ChipRaster:
