@@ -58,7 +58,7 @@ def test_a_click_searches_from_the_chip_under_it_and_tells_what_changed(session,
     want, _ = brute_force(index, vector(2020, 1156, 288), 5, mask=others_of_2020)
     assert list(results["chip_id"]) == want and list(results["rank"]) == [1, 2, 3, 4, 5]
     assert session.status == "5 nearest of 2020-1156-0288 (positives 0, negatives 0)"
-    assert session.told == [{"query", "results", "status"}] and set().union(*session.told) <= set(ASPECTS)
+    assert session.told == [{"query", "status"}, {"results"}] and set().union(*session.told) <= set(ASPECTS)
     assert session.click(-100.0, 45.0) is None  # no chip there: said, the results kept
     assert session.status.startswith("no chip of 2020 at 45.0000, -100.0000")
     assert list(session.results["chip_id"]) == want and session.told[-1] == {"status"}
@@ -114,7 +114,9 @@ def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_thresho
     assert session.show_region("similarity") is None
     assert session.region == "similarity" and session.status.startswith("click a chip first")
     assert session.region_layer is None and session.region_status == ""
+    session.told.clear()
     session.click(*centre(1156, 288))
+    assert session.told == [{"query", "status"}, {"region"}, {"results"}]  # the line, the layer, the gallery
     layer = session.region_layer
     assert layer.value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=5e-4)
     assert session.threshold == 0.0  # within the layer's values: its starting point
@@ -136,7 +138,7 @@ def test_change_layer_compare_and_changed_like(session):
     top = {parse_chip_id(c)[1:] for c in session.changes["chip_2020"][:2]}
     assert top == CHANGED and layer is session.region_layer
     session.click(*centre(1157, 288))
-    assert session.compare_chip == "2020-1157-0288" and "compare" in session.told[-1]
+    assert session.compare_chip == "2020-1157-0288" and "compare" in session.told[-2]
     results = session.changed_like(["2020-1156-0288"])
     assert session.pair_years == (2020, 2021) and session.region == "changed like" and session.threshold == 0.0
     assert results["chip_id"].iloc[0] == "2020-1158-0290"  # the other changed chip: the most alike change

@@ -310,8 +310,10 @@ class ChipRaster:
         cols = np.floor((lons - self.origin[0]) / self.chip_deg).astype(np.int64) - self.column0
         rows = np.floor((self.origin[1] - lats) / self.chip_deg).astype(np.int64) - self.row0
         cols, rows = np.clip(cols, 0, self.shape[1] - 1), np.clip(rows, 0, self.shape[0] - 1)
-        source = self.colour_index() if self.values.ndim == 2 else self.rgba()
-        return source[rows[:, None], cols[None, :]], (w, s, e, n)
+        c0, r0 = int(cols.min()), int(rows.min())  # only the chips in view are coloured
+        part = replace(self, values=self.values[..., r0 : int(rows.max()) + 1, c0 : int(cols.max()) + 1])
+        source = part.colour_index() if self.values.ndim == 2 else part.rgba()
+        return source[(rows - r0)[:, None], (cols - c0)[None, :]], (w, s, e, n)
 
     def view_png(self, view: tuple[float, float, float, float], zoom: float):
         """:meth:`view_image` as a ``data:image/png`` URL and its bounds, or None (see there)."""

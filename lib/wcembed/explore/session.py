@@ -259,19 +259,22 @@ class ExploreSession:
     def _searched(self, results, chips: list[str], vector: Callable[[], np.ndarray], label: str | None = None,
                   note: str = ""):  # fmt: skip
         """Hold new results, then follow them with the region layer shown: the similarity layer is recomputed
-        for the query ``vector()``, or the compared chip is the new query."""
+        for the query ``vector()``, or the compared chip is the new query. Subscribers are told the status
+        first, then the layer, then the results (in a browser the results' thumbnails load last, and do not
+        hold up the layer)."""
         self._hold(results, chips)
         self.status = (
             f"{len(results)} nearest of {chips[0]} (positives {len(self.positives)}, "
             f"negatives {len(self.negatives)}){note}"
         )
-        self._tell("query", "results", "status")  # seen at once; the region layer follows
+        self._tell("query", "status")  # seen at once; the region layer follows, then the results' gallery
         if self.region == "similarity":
             self.region_layers["similarity"] = self.vectors().similarity(vector(), label=label or chips[0])
             self._tell("region")
         elif self.region == "change" and len(self.index.years) > 1:
             self.compare_chip = chips[0]
             self._tell("compare")
+        self._tell("results")
         return results
 
     def _hold(self, results, chips: Sequence[str], pair_years: tuple[int, int] | None = None) -> None:
