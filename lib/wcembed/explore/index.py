@@ -173,7 +173,7 @@ def ingest(
         report = _ingest(files, db, ann_min_rows, batch_rows)
         if report.rows:
             index = ChipIndex(db)
-            for year in index.years:  # kept for the region layers: the explorer maps them instead of reading
+            for year in index.years:  # kept for the region layers: the explorer reads them, not the table
                 index.unit_vectors(year)
         return report
 
@@ -416,8 +416,8 @@ class _KeptVectors:
     year: int
     version: int
 
-    def path(self, part: str, version: int | None = None) -> Path:
-        return self.folder / f"{self.year}-v{self.version if version is None else version}-{part}.npy"
+    def path(self, part: str) -> Path:
+        return self.folder / f"{self.year}-v{self.version}-{part}.npy"
 
     def read(self, n: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(columns, rows, vectors)``; None where they are not kept, or are damaged (a warning says so).
@@ -562,7 +562,7 @@ class ChipIndex:
         :data:`VECTOR_DTYPE`, for the region layers (:class:`~wcembed.explore.layers.YearVectors`).
 
         Read from the table in batches of :data:`LOAD_BATCH_ROWS` rows and, in a local database, kept in
-        its :data:`UNIT_VECTORS` folder under the table's version, where the next call maps them from
+        its :data:`UNIT_VECTORS` folder under the table's version, where the next call reads them from
         disk: a CONUS year in 0.1 s instead of 3 s. Ingest writes them; a table written by other means
         has a new version, and they are read again. Kept files that are damaged or cannot be written are
         passed over with a warning: the table is the truth."""

@@ -10,10 +10,12 @@ a map layer costs one small PNG instead of half a million polygons.
   written as a Cloud-Optimized GeoTIFF (:meth:`ChipRaster.to_cog`) or drawn on a
   Web Mercator map for the map's view, each chip a crisp square (:meth:`ChipRaster.view_png`),
   with a legend that says what the layer is.
-* :class:`YearVectors`: a year's embeddings loaded once as a unit-vector matrix,
-  from which the layers are computed: :meth:`YearVectors.similarity` (to a query
-  vector), :func:`change` (cosine distance between two years' embeddings of each
-  chip) and :meth:`YearVectors.pca_rgb` (the first three principal components as RGB).
+* :class:`YearVectors`: a year's embeddings loaded once as a unit-vector matrix
+  (float16, kept beside the database by ingest), from which the layers are
+  computed: :meth:`YearVectors.similarity` (to a query vector), :func:`change`
+  (cosine distance between two years' embeddings of each chip),
+  :class:`ChangePairs` (chips that changed like a query chip) and
+  :meth:`YearVectors.pca_rgb` (the first three principal components as RGB).
 
 Example
 -------
@@ -381,7 +383,7 @@ def untrained_note(index) -> str:
 
 
 PAIR_CHUNK_ROWS = 65_536
-"""Pairs of chips per step of a pass over two years (a float32 temporary of this many rows)."""
+"""Pairs of chips per step of a pass over two years (a half-precision temporary of this many rows)."""
 
 
 @dataclass
@@ -424,8 +426,8 @@ class YearVectors:
     def dot(self, q: np.ndarray) -> np.ndarray:
         """``vectors @ q`` as float32: ``(N,)`` for a vector ``q`` of length D, ``(N, k)`` for ``(D, k)``.
 
-        Runs in half precision (torch's CPU kernels accumulate in float32): 25 ms for a CONUS year on two
-        cores, where float32 takes 60 ms and a conversion to float32 a second. ``q`` is scaled to at most 1
+        Runs in half precision (torch's CPU kernels accumulate in float32): 25–45 ms for a CONUS year on
+        two cores, where float32 takes 60 ms and a conversion to float32 a second. ``q`` is scaled to at most 1
         first, so that a small vector (a change) keeps its digits; each result is within 2**-11 of its
         size (the half-precision output) plus the rounding of the vectors."""
         import torch
@@ -439,9 +441,9 @@ class YearVectors:
 
     def pair_distance(self, i: np.ndarray, other: YearVectors, j: np.ndarray, shift=None) -> np.ndarray:
         """``|other[j] - self[i] - shift|`` of each pair (rows ``i`` of these vectors, ``j`` of ``other``),
-        float32, in chunks of :data:`PAIR_CHUNK_ROWS`. The two years' components are subtracted first (a
-        chip that did not change has distance 0 exactly: no ``1 - a.b`` rounding); the sum of squares is
-        float32."""
+        float32, in chunks of :data:`PAIR_CHUNK_ROWS`. The two years' components are subtracted first, in
+        half precision (a chip that did not change has distance 0 exactly: no ``1 - a.b`` rounding), and
+        the squares summed in float32."""
         import torch
 
         out = np.empty(len(i), np.float32)
