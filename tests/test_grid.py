@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
 from wcembed.errors import BadColumnError, BadInputError, BadYearError, EmptyTileSetError
-from wcembed.grid import Grid, chip_id
+from wcembed.grid import Grid, chip_id, chip_ids
 from wcembed.product import Tile, tile_filename, tile_url
 
 CHIP_DEG = 512 / 12000
@@ -168,3 +168,11 @@ def test_chip_windows_cover_every_pixel_of_every_tile_exactly_once(chip_size, pr
     # and every chip touches at least one existing tile
     for c, r in itertools.islice(g.chips(), 500):
         assert any(p.exists for p in g.chip_pieces(c, r))
+
+
+def test_chip_ids_of_many_chips_are_chip_id_of_each():
+    rng = np.random.default_rng(3)
+    columns, rows = rng.integers(0, 12_000, 500), rng.integers(0, 700, 500)
+    columns[:3] = [0, 9_999, 10_000]  # the widths: zero-padded to 4 digits, wider ones as they are
+    got = chip_ids(2021, columns, rows)
+    assert got.tolist() == [chip_id(2021, int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
