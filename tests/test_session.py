@@ -186,8 +186,16 @@ def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
     with pytest.raises(OutputError, match="files"):
         _ = s.index.weights
 
+    kept_by_a_library = []  # as LanceDB's event loop keeps the error of a failed read for a while
+
     def fails_after_allocating(error):  # what any layer does: read arrays, then meet a failure
         vectors = np.ones((2048, 768), np.float32)  # 6 MiB
+        if error is RuntimeError:
+            try:
+                raise RuntimeError("the read failed")
+            except RuntimeError as exc:
+                kept_by_a_library.append(exc)
+                raise OutputError("the layer cannot be made: the read failed") from exc
         s.index.weights if error is OutputError else vectors.reshape(5, -1)
 
     gc.collect()
@@ -197,6 +205,7 @@ def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
         assert s.attempt(s.show_region, "similarity") is None
         assert "files" in s.status and s.region == "none" and s.region_layer is None
         assert s.attempt(fails_after_allocating, OutputError) is None and "files" in s.status
+        assert s.attempt(fails_after_allocating, RuntimeError) is None and "read failed" in s.status
         assert s.attempt(fails_after_allocating, ValueError) is None  # a bug: said, logged as text
         assert s.status.startswith("unexpected error (please report it): ValueError")
     gc.collect()

@@ -152,10 +152,12 @@ class ExploreSession:
             return operation(*args, **kwargs)
         except WcEmbedError as exc:
             self.say(str(exc))
+            _release_frames(exc)
         except Exception as exc:  # a bug; a callback must not raise into the widget machinery
             trace = "".join(traceback.format_exception(exc))  # text: a log record keeps no frame alive
             log.error("unexpected error in %s\n%s", getattr(operation, "__name__", operation), trace)
             self.say(f"unexpected error (please report it): {type(exc).__name__}: {exc}")
+            _release_frames(exc)
         return None
 
     # ------------------------------------------------------------------ settings
@@ -476,6 +478,20 @@ class ExploreSession:
         self.explanation = Explanation(self.query_chip, result, heat, png, seconds, self.index.untrained)
         self._tell("explanation")
         return heat
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Clear the variables of the finished frames an error, and the errors it was raised from, hold: a
+    library may keep an error after it was handled (LanceDB's event loop thread holds the error of a failed
+    read until it next runs), and with its frames it would keep the failed layer's arrays."""
+    todo, seen = [exc], set()
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        traceback.clear_frames(e.__traceback__)  # the frame still running (attempt's) is left as it is
+        todo += [e.__cause__, e.__context__]
 
 
 def _one_of(value: str, options: Sequence[str], what: str) -> str:
