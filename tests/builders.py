@@ -3,6 +3,7 @@
 * :func:`tiny_model`: a small untrained Clay v0 encoder (64-d, 2 layers), for tests of the machinery,
   never of Clay; its "UNTRAINED" warning is expected and checked here.
 * :func:`brute_force`: the exact nearest chips by NumPy, what search results are checked against.
+* :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
 * :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
   grid of the sample tile, with vectors chosen by the test instead of an encoder, ingested into LanceDB:
   an index in a second, for tests of search and of the explorer's session.
@@ -10,6 +11,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +35,13 @@ def tiny_model(**config) -> LoadedModel:
         model = load_model(None, config=ClayConfig(**(TINY | config)), allow_untrained=True)
     assert any("UNTRAINED" in str(w.message) for w in caught), "untrained weights must say so"
     return model
+
+
+def dead_pid() -> int:
+    """The id of a process that has ended (a writer killed mid-write leaves files named with it)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 SAMPLE_TILE = "N37W076"

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
+from builders import dead_pid
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_index import write_column, write_years
@@ -261,12 +262,6 @@ def test_malformed_labels_are_named(tmp_path, features, says):
 
 
 # --------------------------------------------------------------------------- 5: leftovers
-
-
-def dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
 
 
 def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path, sample_root):

@@ -1,10 +1,11 @@
 """LanceDB ingest and search against brute force."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import brute_force
+from builders import brute_force, dead_pid
 from wcembed import contract, store
 from wcembed.contract import FileMetadata
 from wcembed.errors import UnknownChipError
@@ -286,10 +287,10 @@ def _unit_f16(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
 
 
-def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db, caplog):
-    """The region layers' float16 unit vectors are kept beside the database by ingest, read back (mapped)
-    as they were made, replaced when the table changes, and passed over (with a warning) when damaged
-    or unwritable: the table stays the truth."""
+def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db, caplog, monkeypatch):
+    """The region layers' float16 unit vectors are kept beside the database by ingest, read back as they
+    were made, replaced when the table changes, and passed over (with a warning) when damaged or
+    unwritable: the table stays the truth. A killed writer's leftovers go with the next write."""
     out, path = db
     idx = ChipIndex(path)
     kept = path / "unit_vectors"
@@ -303,6 +304,9 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     assert x.dtype == np.float16 and x.shape == (200, DIM)
     ids = [chip_id(2021, int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
     np.testing.assert_array_equal(x, _unit_f16(idx.vectors(ids)))  # each row: its chip's vector, unit, float16
+    with monkeypatch.context() as m:  # an ingest with nothing new sees that they are kept, and reads none
+        m.setattr("wcembed.explore.index._read_npy", None)
+        assert ingest(out, path).files_unchanged == 20
 
     write_column(out, 2021, 1160, np.random.default_rng(9), rows=range(280, 300))  # a new column: a new version
     ingest(out, path)
@@ -311,10 +315,15 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     columns, rows, x = idx.unit_vectors(2021)
     assert len(x) == 220 and 1160 in set(columns.tolist())
 
-    (kept / f"2021-v{idx.table.version}-vectors.npy").write_bytes(b"\x93NUMPY damaged")
+    target = kept / f"2021-v{idx.table.version}-vectors.npy"
+    target.write_bytes(b"\x93NUMPY damaged")
+    stale = target.with_name(f".{target.name}.{dead_pid()}.0badc0de.tmp")  # a writer killed mid-write
+    live = target.with_name(f".{target.name}.{os.getpid()}.0a11ve00.tmp")  # a writer still at work
+    for p in (stale, live):
+        p.write_bytes(b"half")
     with caplog.at_level("WARNING"):
         again = idx.unit_vectors(2021)
-    assert "cannot be read" in caplog.text
+    assert "cannot be read" in caplog.text and not stale.exists() and live.exists()
     np.testing.assert_array_equal(again[2], x)  # read from the table, and kept again
     np.testing.assert_array_equal(np.load(kept / f"2021-v{idx.table.version}-vectors.npy"), x)
 

@@ -15,9 +15,9 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -110,19 +110,26 @@ def remove_leftovers(target: Path) -> list[Path]:
 
 
 def write_bytes_atomic(path: str, data: bytes, content_type: str = "application/octet-stream") -> None:
-    """Write ``data`` so that ``path`` either holds all of it or does not exist (locally: a temporary file
-    renamed into place; what a killed writer of ``path`` left behind is removed first)."""
+    """Write ``data`` so that ``path`` either holds all of it or does not exist (locally:
+    :func:`write_file_atomic`)."""
     if path.startswith("s3://"):
         bucket, key = split_s3(path)
         _s3().put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
         return
+    write_file_atomic(path, lambda fh: fh.write(data))
+
+
+def write_file_atomic(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` fill a local file so that ``path`` either holds all of it or does not exist: a temporary
+    file, synced, then renamed into place; what a killed writer of ``path`` left behind is removed first.
+    For a large array, ``write=lambda fh: np.save(fh, x)`` makes no copy of it in memory."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(target)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as fh:
-            fh.write(data)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

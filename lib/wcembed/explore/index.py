@@ -24,7 +24,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +173,8 @@ def ingest(
         if report.rows:
             index = ChipIndex(db)
             for year in index.years:  # kept for the region layers: the explorer reads them, not the table
-                index.unit_vectors(year)
+                if not index._kept_vectors(year).exists():
+                    index.unit_vectors(year)
         return report
 
 
@@ -423,7 +423,7 @@ class _KeptVectors:
         """``(columns, rows, vectors)``; None where they are not kept, or are damaged (a warning says so).
         Read into memory, not mapped: a mapped file replaced in place (or on a network file system) would
         end the process with SIGBUS."""
-        if not self.path("vectors").exists():
+        if not self.exists():
             return None
         try:
             cells, x = np.load(self.path("cells")), _read_npy(self.path("vectors"))
@@ -435,27 +435,22 @@ class _KeptVectors:
             return None
         return cells[0], cells[1], x
 
+    def exists(self) -> bool:
+        """Whether they are kept (the vectors are written last)."""
+        return self.path("vectors").exists()
+
     def write(self, cells: np.ndarray, x: np.ndarray) -> None:
-        """Keep them (each file written whole under a temporary name, then renamed: the vectors last), and
+        """Keep them (each file written whole, :func:`wcembed.store.write_file_atomic`: the vectors last), and
         remove those of older versions of the table; a failure is a warning."""
-        partial = []
         try:
-            self.folder.mkdir(exist_ok=True)
             for part, data in (("cells", cells), ("vectors", x)):
-                tmp = self.folder / f".{self.path(part).name}.{os.getpid()}.partial"
-                partial.append(tmp)
-                with open(tmp, "wb") as fh:
-                    np.save(fh, data)
-                tmp.replace(self.path(part))
+                store.write_file_atomic(self.path(part), lambda fh, data=data: np.save(fh, data))
             for old in self.folder.glob(f"{self.year}-v*-*.npy"):
                 if int(old.name.split("-")[1][1:]) < self.version:
                     old.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("cannot keep the unit vectors of %d at %s (%s): they are read again next time",
                         self.year, self.folder, exc)  # fmt: skip
-        finally:
-            for tmp in partial:
-                tmp.unlink(missing_ok=True)
 
 
 class ChipIndex:
@@ -571,7 +566,7 @@ class ChipIndex:
         if not n:
             raise BadParameterError(f"no chip of {year} in the index")
         dim = self.table.schema.field("vector").type.list_size
-        kept = None if _remote(self.db) else _KeptVectors(Path(self.db) / UNIT_VECTORS, year, self.table.version)
+        kept = None if _remote(self.db) else self._kept_vectors(year)
         got = kept.read(n, dim) if kept else None
         if got is not None:
             return got
@@ -584,6 +579,10 @@ class ChipIndex:
         if kept:
             kept.write(cells, x)
         return cells[0], cells[1], x
+
+    def _kept_vectors(self, year: int) -> _KeptVectors:
+        """Where the unit vectors of ``year`` are kept for this version of the table (a local database)."""
+        return _KeptVectors(Path(self.db) / UNIT_VECTORS, year, self.table.version)
 
     def footprints(self, year: int | None = None):
         """Every chip's footprint (``chip_id``, ``year``, geometry) as a GeoDataFrame, e.g. for a
