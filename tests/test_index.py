@@ -205,6 +205,23 @@ def test_unreadable_files_are_named_and_the_rest_ingested(tmp_path):
     assert len(ids) == len(set(ids)) == 60
 
 
+def test_a_file_with_a_nan_embedding_is_named_and_the_rest_ingested(tmp_path):
+    from wcembed.errors import IngestError
+
+    class WithNaN:  # the vectors of a column, one of them NaN (a model or writer gone wrong)
+        def normal(self, size):
+            x = np.random.default_rng(1).normal(size=size)
+            x[3, 5] = np.nan
+            return x
+
+    out = tmp_path / "emb"
+    write_column(out, 2020, 1150, np.random.default_rng(0), rows=range(280, 290))
+    bad = write_column(out, 2020, 1151, WithNaN(), rows=range(280, 290))
+    with pytest.raises(IngestError, match="the embedding of chip 2020-1151-0283 is not finite") as info:
+        ingest(out, tmp_path / "db")
+    assert set(info.value.report.failed) == {bad} and len(ChipIndex(tmp_path / "db")) == 10
+
+
 @pytest.mark.slow
 def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes(tmp_path):
     import os

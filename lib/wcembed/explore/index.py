@@ -116,6 +116,9 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
         raise _BadFile(f"embeddings are {vectors}, not a fixed-size list of float32")
     if schema is not None and vectors.list_size != schema.field("vector").type.list_size:
         raise _BadFile(f"{vectors.list_size}-d embeddings; the table's are {schema.field('vector').type.list_size}-d")
+    finite = np.isfinite(store.vector_matrix(table["embeddings"])).all(axis=1)
+    if not finite.all():  # a NaN would poison every search that meets it, and each layer's colour scale
+        raise _BadFile(f"the embedding of chip {table['chip_id'][int(np.argmin(finite))]} is not finite (NaN or inf)")
     if (meta.year, meta.column) != (year, column):
         raise _BadFile(
             f"its metadata says year {meta.year}, column {meta.column}; its name says year {year}, column {column}"
@@ -150,7 +153,7 @@ def ingest(
 
     Only new or changed files (by name and size) are read. Each is checked whole
     before it touches the table (:func:`_arrow_rows`: columns, types, vector
-    dimension, and that its name, metadata and rows agree); a file that fails, or
+    dimension, finite vectors, and that its name, metadata and rows agree); a file that fails, or
     cannot be read, is skipped and not recorded: the others are ingested, then
     :class:`IngestError` names it with the reason, and its column keeps the rows it
     had. Files are added ``batch_rows`` rows at a time (few, large fragments). Rows
