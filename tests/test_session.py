@@ -127,6 +127,16 @@ def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_thresho
         session.click(*centre(*place))  # a new layer at every click; lowest values differ
         assert session.threshold == 0.25  # the threshold never moves by itself
     assert session.region_layer is not layer
+
+    def unreadable(*_):
+        raise OutputError("the year's vectors cannot be read")
+
+    told, vectors = len(session.told), session.vectors
+    session.vectors = unreadable
+    assert session.attempt(session.click, *centre(1157, 289)) is None  # the layer fails, the search does not
+    assert session.status == "the year's vectors cannot be read" and "results" in session.told[-2]
+    assert session.query_chip == "2020-1157-0289" and len(session.told) > told
+    session.vectors = vectors
     session.show_region("none")
     assert session.region_status == "" and session.shown() is None  # no stale line
     session.show_region("similarity")  # back: the layer and its threshold as they were

@@ -270,13 +270,15 @@ class ExploreSession:
             f"negatives {len(self.negatives)}){note}"
         )
         self._tell("query", "status")  # seen at once; the region layer follows, then the results' gallery
-        if self.region == "similarity":
-            self.region_layers["similarity"] = self.vectors().similarity(vector(), label=label or chips[0])
-            self._tell("region")
-        elif self.region == "change" and len(self.index.years) > 1:
-            self.compare_chip = chips[0]
-            self._tell("compare")
-        self._tell("results")
+        try:
+            if self.region == "similarity":
+                self.region_layers["similarity"] = self.vectors().similarity(vector(), label=label or chips[0])
+                self._tell("region")
+            elif self.region == "change" and len(self.index.years) > 1:
+                self.compare_chip = chips[0]
+                self._tell("compare")
+        finally:  # also when the layer fails: the results are there
+            self._tell("results")
         return results
 
     def _hold(self, results, chips: Sequence[str], pair_years: tuple[int, int] | None = None) -> None:
