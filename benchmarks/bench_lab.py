@@ -93,7 +93,7 @@ def main() -> None:
     port, token = free_port(), secrets.token_hex(16)
     nb = Path(tempfile.mkdtemp(prefix="bench_lab_")) / "explore_live.ipynb"  # outside the repository: its own root
     cli = ["lab", "--tiles", sample_root(), "--db", str(db), "--workdir", str(work / "ms"), "--notebook-out", str(nb)]
-    cli += ["--lab-port", str(port), "--no-browser", "--port", str(free_port())]
+    cli += ["--lab-port", str(port), "--no-browser", "--port", str(free_port()), "--basemap", "none"]
     env = {**os.environ, "JUPYTER_TOKEN": token, **jupyterlab_settings(work / "lab-settings", recordTiming=True)}
     proc, _ = start_cli(cli, "Ctrl-C stops both", env=env)
     shot = ROOT / "outputs" / "benchmarks" / "bench_lab.png"
@@ -115,6 +115,8 @@ def main() -> None:
     finally:
         interrupt(proc)
     seen = json.loads(done.stdout.strip().splitlines()[-1])
+    if seen["offHost"]:
+        raise SystemExit(f"the browser asked hosts other than 127.0.0.1: {seen['offHost'][:5]}")
     with_layer = [c for c in seen["clicks"] if c["region"] != "none"]
     without = [c for c in seen["clicks"] if c["region"] == "none"]
     p50 = lambda rows, key: float(np.median([r[key] for r in rows]))  # noqa: E731

@@ -1,6 +1,5 @@
 """Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
 
-import html
 import io
 import json
 
@@ -10,9 +9,10 @@ from conftest import run_papermill
 from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
-from wcembed.errors import LabelsError
+from wcembed.errors import LabelsError, WcEmbedError
 from wcembed.explore.classify import Labels, export, score_index, train
 from wcembed.explore.pages import offline_html, screenshot
+from wcembed.explore.session import ExploreSession
 from wcembed.explore.view import Explorer
 from wcembed.explore.wms import LocalWMS, WMSClient
 
@@ -71,12 +71,14 @@ def test_blocked_cv_beats_random_and_scores_match_row_by_row(small_chips, tmp_pa
 @pytest.mark.slow
 def test_score_layer_and_threshold_slider_in_the_map(small_chips, sample_root, tmp_path):
     index, labels, _ = small_chips
-    clf = train(index, labels, block_deg=0.03)
-    scores = score_index(index, clf.model)
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
-        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
-        ex.show_scores(scores)  # one image over the chips, not a polygon per chip
-        assert ex.region_box.value == "scores" and "classifier score" in ex.legend.value
+        session = ExploreSession(index)
+        ex = Explorer(session, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
+        session.labels = labels
+        session.labelling.block_deg = 0.03
+        session.labelling.retrain()  # the scores: one image over the chips, not a polygon per chip
+        scores = session.labelling.scores
+        assert ex.controls["region"].value == "scores" and "classifier score" in ex.legend.value
         assert _shown(ex, index, scores) == set(scores["chip_id"][scores["score"] >= 0.5])
         ex.threshold.value = 0.9  # the slider calls its observer, as in the browser
         high = set(scores["chip_id"][scores["score"] >= 0.9])
@@ -115,18 +117,20 @@ def _shown(ex, index, scores) -> set[str]:
 def test_labels_in_the_map_toggle_and_save(small_chips, sample_root, tmp_path):
     index, _, _ = small_chips
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
-        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        s = ExploreSession(index)
+        ex = Explorer(s, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
         ids = index.table.to_arrow()["chip_id"].to_pylist()[:3]
-        ex.mode.value = "positive"
-        ex.toggle_label(ids[0], "positive", 2020)
-        ex.toggle_label(ids[1], "negative", 2020)
-        ex.toggle_label(ids[2], "positive", 2020)
-        ex.toggle_label(ids[2], "positive", 2020)  # a second click removes the label
-        assert ex.positives == [ids[0]] and ex.negatives == [ids[1]]
+        s.toggle_label(ids[0], "positive", 2020)
+        s.toggle_label(ids[1], "negative", 2020)
+        s.toggle_label(ids[2], "positive", 2020)
+        s.toggle_label(ids[2], "positive", 2020)  # a second click removes the label
+        assert s.positives == [ids[0]] and s.negatives == [ids[1]]
         assert len(ex.label_layer.data["features"]) == 2
-        path = ex.save_labels(tmp_path / "l.geojson")
-        ex.load_labels(path)
-        assert ex.positives == [ids[0]] and len(ex.label_layer.data["features"]) == 2
+        ex.panel.save_path.value = str(tmp_path / "l.geojson")
+        ex.panel.save_button.click()  # the panel's "save labels"
+        assert s.status == f"2 labels written to {tmp_path / 'l.geojson'}"
+        s.load_labels(tmp_path / "l.geojson")
+        assert s.positives == [ids[0]] and len(ex.label_layer.data["features"]) == 2
 
 
 @pytest.mark.slow
@@ -152,7 +156,7 @@ def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root,
         (cell,) = [c for c in cells if marker in "".join(c["source"])]
         return [o["data"] for o in cell["outputs"] if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
 
-    for marker in ("explorer  # the live map", "display(loop)"):  # the map and the labelling panel
+    for marker in ("explorer  # the live map", "display(explorer.panel)"):  # the map and the labelling panel
         (data,) = displayed(marker)
         assert data["image/png"], f"{marker}: no picture for readers without a kernel"
     import geopandas as gpd
@@ -256,69 +260,105 @@ def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(smal
     want = sorted(x for x in (f"2020-{c:04d}-{r:04d}", f"2020-{c + 1:04d}-{r:04d}") if x in ids)
     assert sorted(index.chips_in(area, 2020)) == want
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
-        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        s = ExploreSession(index)
+        ex = Explorer(s, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
         geo = {"type": "Feature", "geometry": shapely.geometry.mapping(area), "properties": {}}
         ex.handle_draw(action="created", geo_json=geo)  # search mode: the area's chips are this search's examples
-        assert not ex.labels.items and not set(ex.results["chip_id"]) & set(want)
+        assert not s.labels.items and not set(s.results["chip_id"]) & set(want)
         assert f"{len(want)} chips under the drawn area" in ex.status.value
-        ex.mode.value = "positive"
+        ex.controls["mode"].value = "positive"
         ex.handle_draw(action="created", geo_json=geo)  # positive mode: all labelled in one action
-        assert sorted(ex.positives) == want and len(ex.label_layer.data["features"]) == len(want)
+        assert sorted(s.positives) == want and len(ex.label_layer.data["features"]) == len(want)
         big = shapely.box(-80, 30, -70, 40)
         with pytest.raises(ValueError, match="draw a smaller one"):
             index.chips_in(big, 2020)
 
 
-def test_the_labelling_loop_by_its_buttons(small_chips, sample_root, tmp_path):
-    """Retrain, one-click labels on the suggestions, detection review, the learning curve: each button's
-    handler called as the browser calls it."""
-    from wcembed.explore.labelling import LabelLoop
+def test_the_labelling_loop_without_a_map(small_chips):
+    """Retrain, labels on the suggestions, detection review, the learning curve: the loop's model alone
+    (no widgets, no WMS), its messages true to its state."""
+    index, labels, _ = small_chips
+    truth = {c: v["label"] for c, v in labels.items.items()}
+    session = ExploreSession(index)
+    loop = session.labelling
+    loop.block_deg, loop.n = 0.03, 6
+    with pytest.raises(LabelsError, match="at least 2"):
+        loop.retrain()  # nothing labelled yet
+    assert session.attempt(loop.retrain) is None and "at least 2" in session.status  # one error path
+    assert loop.status == "0 positives, 0 negatives: label at least 2 of each, then retrain" and not loop.busy
+    for label in ("positive", "negative"):
+        for chip in [c for c in truth if truth[c] == label][:3]:
+            loop.label(chip, label)
+    assert loop.status == "3 positives, 3 negatives: retrain to train a classifier"
+    clf = loop.retrain()
+    assert loop.history == [(6, clf.cv_balanced_accuracy)] and session.region == "scores"
+    shown = list(loop.suggestions["chip_id"])
+    assert len(shown) == 6 and not set(shown) & set(session.labels.items)
+    loop.label(shown[0], "positive")
+    assert list(loop.suggestions["chip_id"]) == shown[1:] and "(1 new labels: retrain)" in loop.status
+    queue = list(loop.queue)  # detections, highest score first, none labelled, at most REVIEW_MAX
+    scored = loop.scores.set_index("chip_id")["score"]
+    assert queue and all(scored[c] >= 0.5 for c in queue) and not set(queue) & set(session.labels.items)
+    assert list(scored[queue]) == sorted(scored[queue], reverse=True) and len(queue) == min(loop.detected, 50)
+    assert f"{loop.detected} chips scored ≥ 0.5, {len(queue)} of the top to review" in loop.status
+    loop.accept()
+    assert session.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
+    loop.reject()
+    loop.skip()
+    assert queue[2] not in session.labels.items and loop.current == (queue[3] if len(queue) > 3 else None)
+    # a label of a chip the index does not have (e.g. from a file): retrain says so
+    ghost = "2020-0001-0001"
+    session.add_labels([ghost], "positive")
+    with pytest.raises(WcEmbedError, match=ghost):
+        loop.retrain()
+    assert not loop.busy
 
+
+def test_the_labelling_panel_by_its_buttons(small_chips, sample_root, tmp_path):
+    """The panel bound to the loop: each button's handler called as the browser calls it."""
     index, labels, _ = small_chips
     truth = {c: v["label"] for c, v in labels.items.items()}
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
-        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
-        loop = LabelLoop(ex, n=6, block_deg=0.03)
-        assert loop.retrain() is None and "at least 2" in loop.status.value  # nothing labelled yet
+        session = ExploreSession(index)
+        ex = Explorer(session, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
+        loop, panel = session.labelling, ex.panel
+        loop.block_deg, loop.n = 0.03, 6
+        assert panel.review_card.value == "detections to review appear after the first retrain"
+        panel.retrain_button.click()  # nothing labelled yet: the map's status line says why
+        assert "at least 2" in ex.status.value and not panel.retrain_button.disabled
         for label in ("positive", "negative"):
             for chip in [c for c in truth if truth[c] == label][:3]:
                 loop.label(chip, label)
-        assert loop.retrain() is not None and loop.history == [(6, loop.classifier.cv_balanced_accuracy)]
-        assert ex.region_box.value == "scores" and loop.scores is not None
+        seen = []
+        loop.observe(lambda _: seen.append((panel.retrain_button.disabled, panel.status.value)), names="busy")
+        panel.retrain_button.click()
+        assert seen[0] == (True, "training on 6 labels, then scoring every chip of 2020 ...")  # at once
+        assert not panel.retrain_button.disabled and panel.status.value.startswith("3 positives, 3 negatives; trained")
+        assert ex.controls["region"].value == "scores"
         shown = list(loop.suggestions["chip_id"])
-        assert len(shown) == len(loop.cards.children) == len(loop.layer.data["features"]) == 6
-        assert not set(shown) & set(ex.labels.items)
-        first = loop.cards.children[0]
+        assert len(shown) == len(panel.cards.children) == len(panel.outline.data["features"]) == 6
+        first = panel.cards.children[0]
         assert f'alt="{shown[0]}"' in first.children[0].value  # its thumbnail
         first.children[1].children[0].click()  # its "positive" button
-        assert ex.labels.items[shown[0]]["label"] == "positive"
-        assert list(loop.suggestions["chip_id"]) == shown[1:] and len(loop.cards.children) == 5
-        assert len(loop.layer.data["features"]) == 5 and "7 new labels" not in loop.status.value
-        assert "(1 new labels: retrain)" in loop.status.value
-
-        queue = list(loop.queue)  # detections, highest score first, none labelled
-        scored = loop.scores.set_index("chip_id")["score"]
-        assert queue and all(scored[c] >= 0.5 for c in queue) and not set(queue) & set(ex.labels.items)
-        assert list(scored[queue]) == sorted(scored[queue], reverse=True)
-        assert f'alt="{queue[0]}"' in loop.review_card.value
-        loop.accept_button.click()
-        assert ex.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
-        loop.reject_button.click()
-        assert ex.labels.items[queue[1]]["label"] == "negative"
-        loop.skip_button.click()
-        assert queue[2] not in ex.labels.items and loop.current == (queue[3] if len(queue) > 3 else None)
+        assert session.labels.items[shown[0]]["label"] == "positive"
+        assert len(panel.cards.children) == 5 and len(panel.outline.data["features"]) == 5
+        assert "(1 new labels: retrain)" in panel.status.value
+        queue = list(loop.queue)
+        assert f'alt="{queue[0]}"' in panel.review_card.value
+        panel.accept_button.click()
+        assert session.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
+        panel.reject_button.click()
+        assert session.labels.items[queue[1]]["label"] == "negative"
+        panel.skip_button.click()
+        assert queue[2] not in session.labels.items
         if loop.current is not None:  # a label from the map (positive mode click) leaves the queue too
-            ex.mode.value = "positive"
-            ex.click(*index.footprint(loop.current).centroid.coords[0])
-            assert queue[3] in ex.positives and queue[3] not in loop.queue
-        n_labels = len(ex.labels)
-        loop.retrain_button.click()
+            ex.controls["mode"].value = "positive"
+            session.click(*index.footprint(loop.current).centroid.coords[0])
+            assert queue[3] in session.positives and queue[3] not in loop.queue
+        n_labels = len(session.labels)
+        panel.retrain_button.click()
         assert [n for n, _ in loop.history] == [6, n_labels]
-        assert not set(loop.suggestions["chip_id"]) & set(ex.labels.items)
-        curve = Image.open(io.BytesIO(loop.curve.value))
+        assert not set(loop.suggestions["chip_id"]) & set(session.labels.items)
+        curve = Image.open(io.BytesIO(panel.curve.value))
         assert curve.size == (420, 260)
-        assert "image/png" in loop._repr_mimebundle_()
-        # a label of a chip the index does not have (e.g. from a file): retrain says so on its status line
-        ghost = "2020-0001-0001"
-        ex.labels.add(ghost, "positive", year=2020, bounds=index.footprint(ghost).bounds)
-        assert loop.retrain() is None and ghost in html.unescape(loop.status.value)
+        assert "image/png" in panel._repr_mimebundle_()

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 from wcembed import ROOT
 from wcembed.explore.pages import offline_html, screenshot
+from wcembed.explore.session import ExploreSession
 from wcembed.explore.styles import rank_colors
 from wcembed.explore.view import Explorer
 from wcembed.explore.wms import WMSClient
@@ -21,13 +22,14 @@ NODE_MODULES = ROOT / ".cache/js/node_modules"
 
 def test_click_handler_updates_results_and_gallery(explore_db):
     grid, index, wms, tmp = explore_db
-    ex = Explorer(index, wms.url, k=5, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
-    assert set(ex.layers) == {"TCC", "FCC"}  # no local land-cover map
+    ex = Explorer(ExploreSession(index, k=5), wms.url, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
+    assert set(ex.imagery) == {(2020, "TCC"), (2020, "FCC")}  # no local land-cover map, one year
+    assert ex.controls["imagery"].options == ("TCC", "FCC") and ex.imagery[2020, "TCC"].visible
     lon, lat = grid.chip_center(1156, 288)
     ex.handle_interaction(type="mousemove", coordinates=[lat, lon])  # ignored
-    assert ex.results is None and ex.result_layer.data["features"] == []
+    assert ex.session.results is None and ex.result_layer.data["features"] == []
     ex.handle_interaction(type="click", coordinates=[lat, lon])  # what ipyleaflet sends on a click
-    assert list(ex.results["chip_id"]) == list(index.by_chip("2020-1156-0288", 5, year=2020)["chip_id"])
+    assert list(ex.session.results["chip_id"]) == list(index.by_chip("2020-1156-0288", 5, year=2020)["chip_id"])
     feats = ex.result_layer.data["features"]
     assert len(feats) == 6 and feats[0]["properties"]["chip_id"] == "2020-1156-0288"  # query + 5 neighbours
     assert [f["properties"]["style"]["color"] for f in feats[1:]] == rank_colors(5)
@@ -35,15 +37,20 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     src = re.search(r'<img src="([^"]+)"', ex.gallery.children[0].value)[1]
     png = urllib.request.urlopen(html.unescape(src), timeout=60).read()  # what the browser fetches
     assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == (128, 128)
-    ex.mode.value = "positive"
+    ex.controls["mode"].value = "positive"  # the toggle buttons, as a user sets them
+    assert ex.session.mode == "positive"
     ex.handle_interaction(type="click", coordinates=[lat, lon])
-    ex.mode.value = "negative"
+    ex.session.mode = "negative"  # code sets the session; the buttons follow
+    assert ex.controls["mode"].value == "negative"
     nlon, nlat = grid.chip_center(1158, 290)
     ex.handle_interaction(type="click", coordinates=[nlat, nlon])
-    assert ex.negatives == ["2020-1158-0290"] and "negatives 1" in ex.status.value
-    assert "2020-1158-0290" not in set(ex.results["chip_id"])
-    ex.mode.value = "search"
-    assert ex.click(-80.0, 30.0) is None and "no chip" in ex.status.value
+    assert ex.session.negatives == ["2020-1158-0290"] and "negatives 1" in ex.status.value
+    assert "2020-1158-0290" not in set(ex.session.results["chip_id"])
+    ex.session.mode = "search"
+    assert ex.session.click(-80.0, 30.0) is None and "no chip" in ex.status.value
+    ex.controls["imagery"].value = "FCC"  # the imagery shown and the thumbnails follow the choice
+    assert ex.imagery[2020, "FCC"].visible and not ex.imagery[2020, "TCC"].visible
+    assert "WORLDCOVER_2020_S2_FCC" in ex.gallery.children[0].value
 
 
 class SlowThumbnails(WMSClient):
@@ -60,8 +67,8 @@ class SlowThumbnails(WMSClient):
 def test_a_click_fetches_no_thumbnail_in_the_kernel(explore_db):
     """The gallery's images are GetMap URLs the browser loads: a slow WMS cannot hold a click."""
     grid, index, wms, _ = explore_db
-    ex = Explorer(index, wms.url, k=10, thumbnails=SlowThumbnails(wms.url, cache_dir=None))
-    results = ex.click(*grid.chip_center(1157, 289))
+    ex = Explorer(ExploreSession(index, k=10), wms.url, thumbnails=SlowThumbnails(wms.url, cache_dir=None))
+    results = ex.session.click(*grid.chip_center(1157, 289))
     assert len(results) == 10 and len(ex.gallery.children) == 10
     assert SlowThumbnails.fetches == 0
     bounds = [tuple(g.bounds) for g in results.geometry]
@@ -74,7 +81,7 @@ def test_a_click_fetches_no_thumbnail_in_the_kernel(explore_db):
 @pytest.mark.slow
 def test_map_page_shows_imagery_and_neighbours_in_chromium(explore_db):
     grid, index, wms, tmp = explore_db
-    ex = Explorer(index, wms.url, k=8, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
+    ex = Explorer(ExploreSession(index, k=8), wms.url, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
     lon, lat = grid.chip_center(1156, 288)
     ex.handle_interaction(type="click", coordinates=[lat, lon])
     page = ex.to_html(tmp / "map.html", center=[37.675, -75.62], zoom=12)
@@ -110,8 +117,9 @@ def test_the_map_leaves_a_picture_for_readers_without_a_kernel(explore_db):
     from wcembed.servers import free_port
 
     grid, index, wms, _ = explore_db
-    ex = Explorer(index, wms.url, k=5, thumbnails=WMSClient(wms.url, cache_dir=None), center=[37.675, -75.62])
-    ex.click(*grid.chip_center(1157, 288))
+    session = ExploreSession(index, k=5)
+    ex = Explorer(session, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), center=[37.675, -75.62])
+    session.click(*grid.chip_center(1157, 288))
     bundle = ex._repr_mimebundle_()
     assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == ex.widget().model_id
     img = np.asarray(Image.open(io.BytesIO(base64.b64decode(bundle["image/png"]))).convert("RGB")).astype(int)

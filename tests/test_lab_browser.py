@@ -12,6 +12,7 @@ from builders import tiny_model
 from local_servers import interrupt, jupyterlab_settings, start_cli, wait_for_url
 from wcembed import ROOT
 from wcembed.explore.classify import Labels
+from wcembed.explore.session import ExploreSession
 from wcembed.explore.view import Explorer
 from wcembed.grid import parse_chip_id
 from wcembed.servers import free_port
@@ -39,8 +40,9 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
         labels.add(chip, label, year=2020, bounds=index.footprint(chip).bounds)
     labels.save(tmp_path / "labels.geojson")
     executed = tmp_path / "executed.ipynb"  # what a notebook run elsewhere keeps of the map: never trusted here
-    ex = Explorer(index, explore_db[2].url, center=[lat, lon], zoom=zoom)
-    ex.click(lon, lat)
+    session = ExploreSession(index)
+    ex = Explorer(session, explore_db[2].url, center=[lat, lon], zoom=zoom, basemap=None)
+    session.click(lon, lat)
     cell = nbformat.v4.new_code_cell("explorer", execution_count=1)
     cell.outputs = [nbformat.v4.new_output("execute_result", data=ex._repr_mimebundle_(), execution_count=1)]
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), executed)
@@ -50,7 +52,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     nb = tmp_path / "explore_live.ipynb"
     args = ["lab", "--tiles", sample_root, "--db", str(db), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(nb), "--lab-port", str(port), "--no-browser", "--port", str(free_port())]
-    args += ["--labels", str(tmp_path / "labels.geojson")]
+    args += ["--labels", str(tmp_path / "labels.geojson"), "--basemap", "none"]
     env = {**os.environ, "JUPYTER_TOKEN": token, **jupyterlab_settings(tmp_path / "lab-settings")}
     proc, _ = start_cli(args, "Ctrl-C stops both", env=env)
     try:
@@ -101,6 +103,12 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     cards = features["changed"]["cards"]
     assert cards and all(len(alts) == 2 and alts[0].endswith("2020") and alts[1].endswith("2021") for alts in cards)
     assert features["changed"]["widgetErrors"] == 0
+    year = features["year"]  # switched to 2021: the search, the legend, the imagery and the thumbnails follow
+    assert year["status"].startswith(f"10 nearest of 2021-{col + 2:04d}-{row:04d}"), year
+    assert year["legend"].startswith("similarity 2021") and "2021-" in year["legend"]
+    assert "WORLDCOVER_2021_S2_TCC" in year["tiles"], year["tiles"]
+    assert year["thumbnails"] and all("WORLDCOVER_2021_S2_TCC" in src for src in year["thumbnails"])
+    assert seen["offHost"] == [], seen["offHost"][:5]  # the browser asked nothing of any other host
 
 
 def two_years(emb, sample_root, tmp_path):

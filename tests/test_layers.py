@@ -222,18 +222,21 @@ def test_change_layer_finds_exactly_the_altered_chips(two_years):
 @pytest.mark.slow
 def test_region_layers_in_the_map(two_years, tmp_path):
     from ipyleaflet import SplitMapControl
+    from wcembed.explore.session import ExploreSession
     from wcembed.explore.view import Explorer
     from wcembed.explore.wms import LocalWMS, WMSClient
 
     index, tiles = two_years
     with LocalWMS(tiles, tmp_path / "ms") as wms:
-        ex = Explorer(index, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
-        ex.region_box.value = "similarity"  # before any click: says what to do
-        assert "click a chip first" in ex.status.value and not ex.region_overlay.url
+        s = ExploreSession(index)
+        ex = Explorer(s, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
+        assert not [x for x in ex.map.layers if getattr(x, "base", False)]  # no basemap: nothing from the internet
+        ex.controls["region"].value = "similarity"  # before any click: the region line says what to do
+        assert "click a chip first" in ex.region_status.value and not ex.region_overlay.visible
         lon, lat = _centre(1156, 288)
-        ex.click(lon, lat)  # the search, then the similarity of every chip to the clicked one
-        sim = ex.region_layers["similarity"]
-        assert sim.value_at(lon, lat) == pytest.approx(1.0, abs=5e-4) and ex.region_overlay.url
+        s.click(lon, lat)  # the search, then the similarity of every chip to the clicked one
+        sim = s.layer.raster
+        assert sim.value_at(lon, lat) == pytest.approx(1.0, abs=5e-4) and ex.region_overlay.visible
         assert "2020-1156-0288" in sim.description and "UNTRAINED" in ex.legend.value
         ex.threshold.value = ex.threshold.max  # only the query chip (similarity 1) stays
         assert ex.region_status.value.startswith("1 chips with similarity 2020")
@@ -245,33 +248,49 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert [tuple(c) for c in ex.region_overlay.bounds] == [(lat - 0.03, lon - 0.05), (lat + 0.03, lon + 0.05)]
         picture = Image.open(io.BytesIO(base64.b64decode(ex.region_overlay.url.split(",", 1)[1])))
         assert picture.width == 292  # 0.1° at zoom 12 is 291.3 screen pixels: one image pixel each
-        t = ex.threshold.value = round((ex.threshold.min + ex.threshold.max) / 2, 4)
+        t = ex.threshold.value = s.layer.snap((ex.threshold.min + ex.threshold.max) / 2)
         for place in [(1155, 287), (1158, 290), (1157, 289)]:
-            ex.click(*_centre(*place))  # each click a new similarity layer, with other lowest values
-            assert ex.threshold.value == ex.session.threshold == t  # the threshold stays where it was put
+            s.click(*_centre(*place))  # each click a new similarity layer, with other lowest values
+            assert ex.threshold.value == s.threshold == t  # the threshold stays where it was put
         ex.threshold.value = t + 0.3 * ex.threshold.step  # the front end snapping it to its step grid: an echo
-        assert ex.session.threshold == t
+        assert s.threshold == t
         ex.threshold.value = t + ex.threshold.step  # the user: one step up
-        assert ex.session.threshold == pytest.approx(t + ex.threshold.step)
-        ex.mode.value = "positive"
-        ex.click(*_centre(1157, 288))
-        assert "1 positive and 0 negative" in ex.region_layers["similarity"].description
-        ex.region_box.value = "change"
-        assert set(zip(ex.changes["column"][:2], ex.changes["row"][:2], strict=True)) == set(ALTERED)
-        ex.mode.value = "search"
-        ex.click(*_centre(*ALTERED[0]))  # with the change layer shown, a click compares the chip's two years
+        assert s.threshold == pytest.approx(t + ex.threshold.step)
+        ex.opacity.value = 0.4
+        assert s.layer.opacity == ex.region_overlay.opacity == 0.4
+        ex.controls["mode"].value = "positive"
+        s.click(*_centre(1157, 288))
+        assert "1 positive and 0 negative" in s.layer.raster.description
+        ex.controls["mode"].value = "search"
+        s.click(lon, lat)
+        assert "WORLDCOVER_2020_S2_TCC" in ex.gallery.children[0].value and ex.imagery[2020, "TCC"].visible
+        ex.controls["year"].value = 2021  # the year switch: search, layer, legend, imagery and thumbnails follow
+        assert s.status.startswith("10 nearest of 2021-1156-0288") and "similarity 2021" in ex.legend.value
+        assert (
+            "2021-1156-0288" in s.layer.raster.description and "chips with similarity 2021 ≥" in ex.region_status.value
+        )
+        assert ex.imagery[2021, "TCC"].visible and not ex.imagery[2020, "TCC"].visible
+        assert "WORLDCOVER_2021_S2_TCC" in ex.gallery.children[0].value
+        ex.controls["year"].value = 2020
+        assert "similarity 2020" in ex.legend.value and ex.imagery[2020, "TCC"].visible
+        ex.controls["region"].value = "change"
+        assert set(zip(s.changes["column"][:2], s.changes["row"][:2], strict=True)) == set(ALTERED)
+        s.click(*_centre(*ALTERED[0]))  # with the change layer shown, a click compares the chip's two years
         (split_map,) = ex.compare_box.children
         assert any(isinstance(c, SplitMapControl) for c in split_map.controls)
-        ex.region_box.value = "embedding colours"
-        assert ex.region_layers["embedding colours"].values.shape[0] == 3 and ex.threshold.disabled
+        ex.controls["region"].value = "embedding colours"
+        assert s.layer.rgb and ex.threshold.disabled
+        ex.controls["year"].value = 2021
+        assert s.layer.key.years == (2021,) and "embedding colours" in ex.legend.value
+        ex.controls["year"].value = 2020
         split = ex.compare_years("2020-1156-0288")
         assert any(isinstance(c, SplitMapControl) for c in split.controls)
-        ex.region_box.value = "change"
+        ex.controls["region"].value = "change"
         page = ex.to_html(tmp_path / "change.html", center=[lat, lon], zoom=12)
     html = page.read_text()
     assert "data:image/png;base64" in html and "change 2020 → 2021" in html
-    ex.region_box.value = "none"
-    assert not ex.region_overlay.url and not ex.legend.value and not ex.region_status.value  # no stale line
+    ex.controls["region"].value = "none"
+    assert not ex.region_overlay.visible and not ex.legend.value and not ex.region_status.value  # no stale line
 
 
 SAME = [(1155, 288), (1157, 287), (1159, 290)]  # 2021: the same bright built-up patch pasted (synthetic)
@@ -339,20 +358,23 @@ def test_changed_like_this_ranks_the_same_change_first(changed_alike):
 
 @pytest.mark.slow
 def test_changed_like_mode_in_the_map(changed_alike, sample_root, tmp_path):
+    from wcembed.explore.session import ExploreSession
     from wcembed.explore.view import Explorer
     from wcembed.explore.wms import LocalWMS, WMSClient
 
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
-        ex = Explorer(changed_alike, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), k=4)
-        ex.mode.value = "changed like"
-        results = ex.click(*_centre(*SAME[0]))
+        s = ExploreSession(changed_alike, k=4)
+        ex = Explorer(s, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None))
+        ex.controls["mode"].value = "changed like"
+        results = s.click(*_centre(*SAME[0]))
         assert set(results["chip_id"][:2]) == {f"2020-{c:04d}-{r:04d}" for c, r in SAME[1:]}
-        assert ex.region_box.value == "changed like" and "changed like" in ex.legend.value
+        assert ex.controls["region"].value == "changed like" and "changed like" in ex.legend.value
         card = ex.gallery.children[0].value
         assert card.count("<img") == 2 and "WORLDCOVER_2020" in card and "WORLDCOVER_2021" in card  # both years
         assert "chips changed most like 2020-1155-0288" in ex.status.value
-        ex.mode.value = "search"
-        ex.spread.value = True  # spread out: no two results within 3 chips of each other
-        res = ex.click(*_centre(*SAME[0]))
+        ex.controls["mode"].value = "search"
+        ex.controls["spread"].value = True  # spread out: no two results within 3 chips of each other
+        res = s.click(*_centre(*SAME[0]))
+        assert "spread out" in ex.status.value  # the status line says it is on, and what it changed
         cr = list(zip(res["column"], res["row"], strict=True))
         assert all(max(abs(a - c), abs(b - d)) >= 3 for i, (a, b) in enumerate(cr) for c, d in cr[i + 1 :])

@@ -16,7 +16,7 @@ import shapely
 from builders import brute_force, synthetic_index
 from wcembed.errors import BadParameterError, OutputError, WcEmbedError
 from wcembed.explore.index import DIVERSE_CHIPS
-from wcembed.explore.session import ASPECTS, ExploreSession
+from wcembed.explore.session import ExploreSession, LayerKey
 from wcembed.grid import chip_bounds, parse_chip_id
 
 DIM = 16
@@ -36,8 +36,8 @@ def index(tmp_path_factory):
 @pytest.fixture
 def session(index):
     s = ExploreSession(index, year=2020, k=5)
-    s.told = []  # what subscribers were told, in order
-    s.subscribe(lambda changed: s.told.append(changed))
+    s.told = []  # the traits that changed, in the order observers were told
+    s.observe(lambda change: s.told.append(change["name"]))
     return s
 
 
@@ -58,21 +58,26 @@ def test_a_click_searches_from_the_chip_under_it_and_tells_what_changed(session,
     want, _ = brute_force(index, vector(2020, 1156, 288), 5, mask=others_of_2020)
     assert list(results["chip_id"]) == want and list(results["rank"]) == [1, 2, 3, 4, 5]
     assert session.status == "5 nearest of 2020-1156-0288 (positives 0, negatives 0)"
-    assert session.told == [{"query", "status"}, {"results"}] and set().union(*session.told) <= set(ASPECTS)
+    assert session.told == ["query", "status", "results"]  # the line first, the gallery last
     assert session.click(-100.0, 45.0) is None  # no chip there: said, the results kept
     assert session.status.startswith("no chip of 2020 at 45.0000, -100.0000")
-    assert list(session.results["chip_id"]) == want and session.told[-1] == {"status"}
+    assert list(session.results["chip_id"]) == want and session.told[-1] == "status"
 
 
 def test_settings_are_checked_and_only_changes_are_told(session):
     session.set(k=3, year=2021)
-    assert (session.k, session.year) == (3, 2021) and session.told == [{"k", "year"}]
+    assert (session.k, session.year) == (3, 2021) and session.told == ["k", "year"]
     session.set(k=3)
-    assert len(session.told) == 1  # nothing changed, nothing told
-    for bad in ({"k": 0}, {"year": 2019}, {"mode": "delete"}, {"threshold": "high"}, {"opacity": 2}, {"zoom": 3}):
+    assert len(session.told) == 2  # nothing changed, nothing told
+    bad_values = ({"k": 0}, {"k": 2.5}, {"year": 2019}, {"mode": "delete"}, {"threshold": "high"}, {"opacity": 2},
+                  {"zoom": 3}, {"spread": "no"}, {"imagery": "XYZ"}, {"k": 4, "year": 2019})  # fmt: skip
+    for bad in bad_values:
         with pytest.raises(BadParameterError):
             session.set(**bad)
-    assert (session.k, session.year, session.mode) == (3, 2021, "search") and len(session.told) == 1
+    with pytest.raises(BadParameterError, match="spread must be True or False"):
+        session.spread = "no"  # an attribute is checked as set() checks it
+    assert (session.k, session.year, session.mode, session.spread) == (3, 2021, "search", False)
+    assert len(session.told) == 2  # nothing half-set
     results = session.click(*centre(1157, 289))
     assert len(results) == 3 and results["chip_id"].str.startswith("2021-").all()
 
@@ -92,7 +97,7 @@ def test_label_modes_toggle_labels_and_search_with_them(session, index):
     results = session.click(*centre(1156, 288))
     assert session.positives == ["2020-1156-0288"] and session.negatives == ["2020-1155-0287"]
     assert not {"2020-1156-0288", "2020-1155-0287"} & set(results["chip_id"])
-    assert {"labels", "results"} <= set().union(*session.told)
+    assert {"labels", "results"} <= set(session.told)
     session.click(*centre(1156, 288))  # the same label again: removed
     assert session.positives == [] and session.status == "add a positive example first"
 
@@ -112,12 +117,13 @@ def test_a_drawn_area_searches_with_its_chips_or_labels_them(session):
 
 def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_threshold(session):
     assert session.show_region("similarity") is None
-    assert session.region == "similarity" and session.status.startswith("click a chip first")
-    assert session.region_layer is None and session.region_status == ""
+    assert session.region == "similarity" and session.layer is None and session.status == ""
+    assert session.region_status.startswith("similarity: click a chip first")  # the region line says why
     session.told.clear()
     session.click(*centre(1156, 288))
-    assert session.told == [{"query", "status"}, {"region"}, {"results"}]  # the line, the layer, the gallery
-    layer = session.region_layer
+    assert session.told == ["query", "status", "region_note", "layer", "results"]  # the line, the layer, the gallery
+    layer = session.layer.raster
+    assert session.layer.key == LayerKey("similarity", (2020,), ("2020-1156-0288",))
     assert layer.value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=5e-4)
     assert session.threshold == 0.0  # within the layer's values: its starting point
     session.set(threshold=0.25)
@@ -126,7 +132,7 @@ def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_thresho
     for place in [(1154, 286), (1159, 291), (1157, 290), (1155, 289), (1158, 287), (1156, 291)]:
         session.click(*centre(*place))  # a new layer at every click; lowest values differ
         assert session.threshold == 0.25  # the threshold never moves by itself
-    assert session.region_layer is not layer
+    assert session.layer.raster is not layer
 
     def unreadable(*_):
         raise OutputError("the year's vectors cannot be read")
@@ -134,40 +140,96 @@ def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_thresho
     told, vectors = len(session.told), session.vectors
     session.vectors = unreadable
     assert session.attempt(session.click, *centre(1157, 289)) is None  # the layer fails, the search does not
-    assert session.status == "the year's vectors cannot be read" and "results" in session.told[-2]
+    assert session.status == "the year's vectors cannot be read" and "results" in session.told[told:]
     assert session.query_chip == "2020-1157-0289" and len(session.told) > told
     session.vectors = vectors
     session.show_region("none")
     assert session.region_status == "" and session.shown() is None  # no stale line
-    session.show_region("similarity")  # back: the layer and its threshold as they were
+    session.show_region("similarity")  # back: the layer of the query, its threshold as it was
+    assert session.layer.key.source == ("2020-1157-0289",)
     assert session.threshold == 0.25 and session.region_status.endswith("≥ 0.25")
+
+
+def test_a_layer_is_of_the_query_and_year_shown(session):
+    """A layer made before the query changed is never shown for the new query; a year switch shows that
+    year's layer (the search follows to the same place), and a switch back the first layer again."""
+    session.show_region("similarity")
+    session.click(*centre(1157, 288))
+    first = session.layer
+    session.show_region("none")
+    session.click(*centre(1158, 288))  # a new query while no layer is shown
+    session.show_region("similarity")
+    assert session.layer.key.source == ("2020-1158-0288",) and "2020-1158-0288" in session.layer.raster.description
+    assert session.status.startswith("5 nearest of 2020-1158-0288")
+    session.set(year=2021)  # the same place in 2021: its search, its layer
+    assert session.query_chip == "2021-1158-0288" and session.status.startswith("5 nearest of 2021-1158-0288")
+    assert session.results["chip_id"].str.startswith("2021-").all()
+    assert session.layer.key == LayerKey("similarity", (2021,), ("2021-1158-0288",))
+    assert session.layer.name == "similarity 2021" and "2021-1158-0288" in session.layer.raster.description
+    in_2021 = session.layer
+    session.set(year=2020)
+    assert session.layer.key == LayerKey("similarity", (2020,), ("2020-1158-0288",))
+    session.set(year=2021)
+    assert session.layer is in_2021  # kept: not made again
+    session.set(year=2020)
+    session.click(*centre(1157, 288))
+    assert session.layer is first  # the first query's layer, kept
+    session.click(*centre(1156, 288))  # a chip that changed: "changed like" has a change to match
+    for kind in ("embedding colours", "change", "changed like"):
+        session.show_region(kind)
+        shown = session.layer
+        session.set(year=2021)
+        if kind == "embedding colours":  # a year's layer: the other year's
+            assert session.layer.key == LayerKey(kind, (2021,)) and session.layer is not shown
+        else:  # a layer of both years: the same (its chips named as of the first year)
+            assert session.layer.key.years == (2020, 2021) and session.layer.key == shown.key
+        session.set(year=2020)
+        assert session.layer is shown
+
+
+def test_a_year_without_the_place_says_so(index, tmp_path):
+    s = ExploreSession(index, year=2020, k=3)
+    s.click(*centre(1156, 288))
+    s.search = type(s.search)("chip", ("2020-1400-0100",))  # a place only 2020 would have
+    s.set(year=2021)
+    assert s.query is None and s.results is None and s.status == "no chip of 2021 at the place of 2020-1400-0100"
 
 
 def test_change_layer_compare_and_changed_like(session):
     layer = session.show_region("change")
     top = {parse_chip_id(c)[1:] for c in session.changes["chip_2020"][:2]}
-    assert top == CHANGED and layer is session.region_layer
+    assert top == CHANGED and layer is session.layer
     session.click(*centre(1157, 288))
-    assert session.compare_chip == "2020-1157-0288" and "compare" in session.told[-2]
+    assert session.compare_chip == "2020-1157-0288" and "compare_chip" in session.told
     results = session.changed_like(["2020-1156-0288"])
     assert session.pair_years == (2020, 2021) and session.region == "changed like" and session.threshold == 0.0
     assert results["chip_id"].iloc[0] == "2020-1158-0290"  # the other changed chip: the most alike change
+    assert session.layer.key == LayerKey("changed like", (2020, 2021), ("2020-1156-0288",))
     session.set(mode="search")
-    session.click(*centre(1157, 288))
+    session.click(*centre(1158, 290))
     assert session.pair_years is None
+    assert session.layer.key.source == ("2020-1158-0290",)  # the layer follows the query
+    assert session.attempt(session.click, *centre(1157, 288)) is None  # a chip that did not change: no layer
+    assert session.status.startswith("the examples did not change") and session.query_chip == "2020-1157-0288"
+    assert len(session.results) == 5  # the search holds all the same
+    assert session.layer is None and session.region_status.startswith("changed like: not shown, the examples")
 
 
 def test_embedding_colours_and_scores(session):
     colours = session.show_region("embedding colours")
-    assert colours.values.shape[0] == 3 and session.region_status == ""  # RGB: no threshold
-    assert session.show_region("scores") is None and session.status.startswith("no scores yet")
-    import geopandas as gpd
-
-    ids = list(session.index.table.to_arrow()["chip_id"].to_pylist())[:10]
-    scores = gpd.GeoDataFrame({"chip_id": ids, "score": np.linspace(0, 1, 10)})
-    session.show_scores(scores)
+    assert colours.rgb and session.region_status == ""  # RGB: no threshold
+    with pytest.raises(BadParameterError, match="no threshold"):
+        session.set(threshold=0.3)
+    assert session.show_region("scores") is None and session.region_status.startswith("scores: train a classifier")
+    chips = [f"2020-{c}-{r:04d}" for c in (1154, 1159) for r in (286, 291)]
+    session.add_labels(chips[:2], "positive")
+    session.add_labels(chips[2:], "negative")
+    session.labelling.block_deg = 0.01
+    session.labelling.retrain()
     assert session.region == "scores" and session.threshold == 0.5
-    assert session.region_status == "5 chips with classifier score ≥ 0.5"
+    scores = session.labelling.scores["score"].to_numpy()
+    assert session.region_status == f"{int((scores >= 0.5).sum())} chips with classifier score 2020 ≥ 0.5"
+    assert session.layer.key == LayerKey("scores", (2020,), ("round 1",))
 
 
 def test_explain_without_an_explainer_or_a_query_says_why(session):
@@ -213,7 +275,7 @@ def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
     before = tracemalloc.get_traced_memory()[0]
     for _ in range(3):
         assert s.attempt(s.show_region, "similarity") is None
-        assert "files" in s.status and s.region == "none" and s.region_layer is None
+        assert "files" in s.status and s.region == "none" and s.layer is None
         assert s.attempt(fails_after_allocating, OutputError) is None and "files" in s.status
         assert s.attempt(fails_after_allocating, RuntimeError) is None and "read failed" in s.status
         assert s.attempt(fails_after_allocating, ValueError) is None  # a bug: said, logged as text
@@ -232,7 +294,7 @@ def test_a_database_without_its_files_table_gives_working_layers(index, tmp_path
     s = ExploreSession(ChipIndex(tmp_path / "db"), year=2020)
     assert s.index.weights == {"unknown"} and not s.index.untrained
     s.click(*centre(1156, 288))
-    layer = s.show_region("similarity")
+    layer = s.show_region("similarity").raster
     assert layer.value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=5e-4)
     assert layer.description.endswith("weights unknown: the database has no files table")
 
@@ -254,14 +316,19 @@ def test_pictures_and_pages_of_a_session_need_no_widgets(session, tmp_path):
 
 
 def test_the_labelling_loop_follows_the_session(session):
-    from wcembed.explore.labelling import LabelLoop
-
-    loop = LabelLoop(session, n=3)
+    loop = session.labelling
+    loop.n = 3
+    assert loop.status == "0 positives, 0 negatives: label at least 2 of each, then retrain"
     chips = [f"2020-{c}-{r:04d}" for c in (1154, 1155, 1156) for r in (286, 287)]
     session.add_labels(chips[:3], "positive")
     session.add_labels(chips[3:], "negative")
-    assert loop.status.value.startswith("3 positives, 3 negatives")
+    assert loop.status == "3 positives, 3 negatives: retrain to train a classifier"
+    told = []
+    loop.observe(lambda change: told.append((change["name"], change["new"])), names=["busy", "status"])
     loop.retrain()
+    assert told[:2] == [("status", "training on 6 labels, then scoring every chip of 2020 ..."), ("busy", True)]
+    assert ("busy", False) in told and not loop.busy
     assert session.region == "scores" and loop.suggestions is not None and len(loop.history) == 1
+    assert len(loop.queue) == min(loop.detected, 50)
     loop.label(loop.suggestions["chip_id"].iloc[0], "positive")
-    assert "(1 new labels: retrain)" in loop.status.value
+    assert "(1 new labels: retrain)" in loop.status

@@ -134,6 +134,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 "labels": str(Path(args.labels).resolve()) if args.labels else None,
                 "tiles": str(Path(args.tiles).resolve()),  # for the explain button: chips read as the pipeline does
                 "checkpoint": args.checkpoint,
+                "basemap": None if args.basemap.lower() == "none" else args.basemap,
             },
             prepare_only=True,
             progress_bar=False,
@@ -206,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--notebook-out", default="outputs/notebooks/explore_live.ipynb")
     p.add_argument("--lab-port", type=int, default=8888)
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument(
+        "--basemap",
+        default="OpenStreetMap",
+        help="leafmap basemap under the imagery, fetched from the internet (default OpenStreetMap); "
+        "'none' for no basemap, so that the map asks nothing of any host but the local WMS",
+    )
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")

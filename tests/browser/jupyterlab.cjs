@@ -35,15 +35,26 @@ async function runAll(page, timeout) {
   return (Date.now() - t0) / 1000;
 }
 
-// Open Chromium on a 1400 x 1100 page, run `body(page)`, print what it returns as JSON; on a failure keep a
-// screenshot beside cfg.screenshot (`_failed.png`) and exit 1.
+// Open Chromium on a 1400 x 1100 page, run `body(page)`, print what it returns as JSON with `offHost`: every
+// request the page made to a host other than 127.0.0.1 (each refused, so nothing leaves the machine), and
+// `console`: the warnings and errors the page logged. On a failure keep a screenshot beside cfg.screenshot
+// (`_failed.png`) and exit 1.
 function withPage(cfg, body) {
   const { chromium } = require(cfg.playwright);
   (async () => {
     const browser = await chromium.launch({ executablePath: cfg.chromium, args: FLAGS });
-    const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+    const context = await browser.newContext({ viewport: { width: 1400, height: 1100 } });
+    const offHost = [], logged = [];
+    await context.route(() => true, (route) => {
+      const url = new URL(route.request().url());
+      if (url.hostname === "127.0.0.1") return route.continue();
+      offHost.push(url.href);
+      return route.abort("blockedbyclient");
+    });
+    const page = await context.newPage();
+    page.on("console", (m) => { if (["warning", "error"].includes(m.type())) logged.push(`${m.type()}: ${m.text()}`); });
     try {
-      console.log(JSON.stringify(await body(page)));
+      console.log(JSON.stringify({ ...(await body(page)), offHost, console: logged }));
     } catch (e) {
       await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_failed.png") }).catch(() => null);
       throw e;

@@ -92,6 +92,31 @@ withPage(cfg, async (page) => {
       widgetErrors: (await mapState(page)).widgetErrors,
     };
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_changed.png") });
+    // the year switch: the search, the region layer's legend, the imagery and the thumbnails follow the year
+    await page.locator("button.widget-toggle-button:text-is('search')").first().click();
+    await page.locator(".widget-dropdown:has(label:text-is('region')) select").first().selectOption("similarity");
+    await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /^similarity 2020/.test(e.textContent)), null, { timeout: 60000 });
+    await page.locator(".widget-dropdown:has(label:text-is('year')) select").first().selectOption("2021");
+    await page.waitForFunction(() => {
+      const t = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
+      return t.some((s) => /nearest of 2021-/.test(s)) && t.some((s) => /^similarity 2021/.test(s));
+    }, null, { timeout: 120000 });
+    await map.scrollIntoViewIfNeeded();
+    await page.waitForTimeout(3000); // the 2021 imagery's tiles load
+    features.year = await page.evaluate(() => {
+      const texts = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent);
+      const tiles = [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
+        .filter((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0)
+        .map((i) => new URL(i.src).searchParams.get("layers") || new URL(i.src).searchParams.get("LAYERS"));
+      return {
+        status: texts.find((t) => /nearest of/.test(t)),
+        legend: texts.find((t) => /^similarity /.test(t)),
+        tiles,
+        thumbnails: [...document.querySelectorAll(".wcembed-gallery img")].map((i) => i.src),
+      };
+    });
+    await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_year.png") });
   }
   let executed = null;
   if (cfg.executedUrl) { // an executed notebook opened without running it: untrusted, widgets not drawn

@@ -5,9 +5,10 @@ index      LanceDB ingest and similarity search (``ChipIndex``)
 layers     whole-region layers: a value per chip as a raster on the chip grid
 classify   labels, a spatially cross-validated classifier, scores
 explain    where in a chip a match is (the encoder's patch tokens)
-session    the explorer's state and operations, no widgets (``ExploreSession``)
-view       the live leafmap map bound to a session (``Explorer``)
-labelling  the labelling loop beside the map (``LabelLoop``)
+session    the explorer's state as one observable model, no widgets (``ExploreSession``)
+labelling  the labelling loop's state, part of a session (``LabelLoop``)
+view       the live leafmap map, a binding of a session (``Explorer``)
+panel      the labelling panel, a binding of the loop (``LabelPanel``)
 figures    static pictures of the map and the gallery
 pages      the map as a standalone page, and headless-Chromium screenshots
 styles     how results and labels look on a map (styled GeoJSON)

@@ -56,6 +56,12 @@ class Labels:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Labels) and self.items == other.items
 
+    def copy(self) -> Labels:
+        """A new :class:`Labels` with the same labels (an observable model replaces its labels, never edits them)."""
+        new = Labels()
+        new.items = {chip: dict(v) for chip, v in self.items.items()}
+        return new
+
     def add(self, chip_id: str, label: str, *, year: int, bounds: tuple[float, float, float, float]) -> None:
         """Label a chip (replacing an earlier label). ``bounds``: its footprint in degrees (west, south, east,
         north). :class:`LabelsError` for an id that is not a chip id of ``year`` or bounds that are not a box."""

@@ -34,7 +34,7 @@ def export_html(path, session, wms_url: str, layer: str | None, *, center, zoom:
             image=url, bounds=[[s, w], [n, e]], opacity=session.opacity, mercator_project=False
         ).add_to(m)
         box = '<div style="position:fixed;bottom:20px;right:10px;z-index:1000">{}</div>'
-        legend = box.format(session.region_layer.legend_html())
+        legend = box.format(session.layer.raster.legend_html())
         m.get_root().html.add_child(folium.Element(legend))
     found = results_geojson(session.results, session.query)["features"] if session.results is not None else []
     for features in (found, label_features(session.labels)):

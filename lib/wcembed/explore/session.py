@@ -1,30 +1,40 @@
-"""The explorer's state and operations, without widgets: what the map shows and what a click does.
+"""The explorer's state as one observable model: what the map shows and what a click does.
 
-:class:`ExploreSession` holds everything the explorer knows (the year, k, the mode,
-the labels, the query and its results, the whole-region layers, the one shown and
-its threshold) and does everything the map offers (click a place, select an area,
-show a region layer, label, explain a match). It imports no widget library and
-talks to no WMS, so code, tests and a notebook read headless drive it directly.
+:class:`ExploreSession` is a traitlets :class:`~traitlets.HasTraits` model that holds
+everything a view shows (the year, k, the mode, the imagery kind, the query and its
+results, the labels, the region layers and the one shown, the labelling loop's state)
+and does everything the map offers (click a place, select an area, show a region
+layer, label, explain a match). Its attributes are declared and checked (a bad value
+raises :class:`~wcembed.errors.BadParameterError`) and observable: a view binds its
+controls with :func:`traitlets.link` and draws on :meth:`~traitlets.HasTraits.observe`,
+and keeps no copy of the state. It imports no widget library and talks to no WMS, so
+code, tests and a notebook read headless drive it directly.
 
-Views subscribe to it and are told, after each operation, the names of what
-changed (:data:`ASPECTS`); they read the new state and draw it:
+Views of it:
 
 * :class:`wcembed.explore.view.Explorer`, the live ipyleaflet/ipywidgets map;
 * :func:`wcembed.explore.figures.map_figure`, the picture an executed notebook keeps;
 * :func:`wcembed.explore.pages.export_html`, the standalone page;
-* :class:`wcembed.explore.labelling.LabelLoop`, which learns that labels changed.
+* :class:`wcembed.explore.panel.LabelPanel`, the labelling loop's panel.
+
+A region layer (:class:`RegionLayer`) knows what it was made from (:class:`LayerKey`: its
+kind, its year or pair of years, its query or examples) and keeps its own threshold and
+opacity; the session keeps the layers by key, so switching the year shows that year's
+layer (made when first needed) and switching back shows the first one again.
 
 Failure policy: an operation raises only package errors (:class:`~wcembed.errors.WcEmbedError`);
 "nothing there" (no chip under a click, no query yet) is not an error but a status line
-and a ``None`` result. A view's callbacks turn package errors into the status line
-(:meth:`ExploreSession.attempt`).
+and a ``None`` result. Work a view starts (a control moved, a click) goes through
+:meth:`ExploreSession.attempt`, which turns a package error into the status line.
 
 Example
 -------
 >>> session = ExploreSession(ChipIndex("outputs/lancedb"), year=2020, k=10)  # doctest: +SKIP
->>> session.subscribe(lambda changed: print(sorted(changed)))  # doctest: +SKIP
+>>> session.observe(lambda change: print(change["name"]), names=["query", "results", "status"])  # doctest: +SKIP
 >>> session.click(-75.62, 37.675)  # doctest: +SKIP
-['query', 'results', 'status']
+query
+status
+results
 """
 
 from __future__ import annotations
@@ -32,16 +42,20 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from traitlets import Any as AnyTrait
+from traitlets import HasTraits, Instance, TraitType, Unicode, observe, validate
 
 from wcembed.errors import BadParameterError, WcEmbedError
-from wcembed.explore.index import DIVERSE_CHIPS, check_k, query_vector
-from wcembed.product import CRS, YEARS, check_year
+from wcembed.explore.index import DIVERSE_CHIPS, MAX_K, check_k, query_vector
+from wcembed.grid import chip_bounds, chip_id, parse_chip_id
+from wcembed.product import CRS, LAYER_KINDS, YEARS, check_year
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +64,143 @@ MODES = ("search", "positive", "negative", "changed like")
 like it."""
 REGION_LAYERS = ("none", "similarity", "scores", "change", "changed like", "embedding colours")
 """Whole-region layers the map can show (:mod:`wcembed.explore.layers`), one at a time."""
-ASPECTS = (
-    "year", "k", "mode", "spread", "query", "results", "labels", "status", "region", "threshold", "opacity",
-    "compare", "explanation",
-)  # fmt: skip
-"""The names a subscriber is told when they change."""
 CHANGE_YEARS = (YEARS[0], YEARS[1])
+LIMITS = {"k": (1, MAX_K), "opacity": (0.0, 1.0)}
+"""The ranges of the numeric settings (a view's controls take theirs from here)."""
+MAX_LAYERS = 12
+"""Region layers kept for a switch back (least recently shown dropped first; a CONUS layer is ~3 MB)."""
+DEFAULT_OPACITY = 0.7
+
+
+# --------------------------------------------------------------------------- checked values
+
+
+def _one_of(value, options: Sequence[str], what: str) -> str:
+    if not isinstance(value, str) or value not in options:
+        raise BadParameterError(f"unknown {what} {value!r}: one of {list(options)}")
+    return value
+
+
+def _number(value, what: str) -> float:
+    if isinstance(value, bool):
+        raise BadParameterError(f"{what} must be a number, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise BadParameterError(f"{what} must be a number, got {value!r}") from None
+    if not np.isfinite(x):
+        raise BadParameterError(f"{what} must be finite, got {value!r}")
+    return x
+
+
+def _fraction(value, what: str) -> float:
+    x = _number(value, what)
+    if not 0 <= x <= 1:
+        raise BadParameterError(f"{what} must be within 0..1, got {value!r}")
+    return x
+
+
+def _flag(value, what: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise BadParameterError(f"{what} must be True or False, got {value!r}")
+    return bool(value)
+
+
+class Checked(TraitType):
+    """A trait whose every new value passes ``check(value)``, which returns it (normalised) or raises
+    :class:`~wcembed.errors.BadParameterError`; the value is left as it was."""
+
+    def __init__(self, check: Callable[[Any], Any], default: Any, **kwargs) -> None:
+        self.check = check
+        super().__init__(default_value=default, **kwargs)
+
+    def validate(self, obj, value):
+        return self.check(value)
+
+
+# --------------------------------------------------------------------------- region layers
+
+
+@dataclass(frozen=True)
+class LayerKey:
+    """What a region layer was made from.
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`REGION_LAYERS` but ``"none"``.
+    years : tuple of int
+        The year of its chips, or the two years of a change.
+    source : tuple of str
+        The query chip(s), ``+``/``-`` prefixed examples, or the classifier's training round; empty for
+        layers of the whole year (change, embedding colours).
+    """
+
+    kind: str
+    years: tuple[int, ...]
+    source: tuple[str, ...] = ()
+
+
+class RegionLayer(HasTraits):
+    """A whole-region layer as the map shows it: its :class:`LayerKey`, its raster
+    (:class:`~wcembed.explore.layers.ChipRaster`), and its own threshold (values below it are hidden, in the
+    layer's units, on the step grid of :attr:`step`) and opacity (0..1)."""
+
+    threshold = Checked(lambda t: _number(t, "threshold"), 0.0)
+    opacity = Checked(lambda o: _fraction(o, "opacity"), DEFAULT_OPACITY)
+
+    def __init__(self, key: LayerKey, raster, threshold: float | None = None, opacity: float = DEFAULT_OPACITY):
+        super().__init__()
+        self.key, self.raster = key, raster
+        if self.rgb:
+            self.lo = self.hi = self.step = 0.0
+        else:
+            lo, hi = float(raster.vmin), float(raster.vmax)
+            # a power of ten about a hundredth of the range: the step of the threshold (and of a slider)
+            self.step = float(10.0 ** np.floor(np.log10((hi - lo) / 100))) if hi > lo else 0.01
+            self.lo, self.hi = self.snap(lo, np.floor), self.snap(hi, np.ceil)
+        start = threshold if threshold is not None else (0.0 if self.lo <= 0.0 <= self.hi else self.lo)
+        self.threshold, self.opacity = start, opacity
+
+    @validate("threshold")
+    def _on_the_grid(self, proposal) -> float:
+        return 0.0 if self.rgb else self.snap(proposal["value"], np.round)
+
+    def snap(self, value: float, how=np.round) -> float:
+        """``value`` on the step grid (``how``: ``np.round``, ``np.floor`` or ``np.ceil``)."""
+        return round(float(how(value / self.step) * self.step), 12)
+
+    @property
+    def rgb(self) -> bool:
+        """True for a three-band layer (embedding colours): it has no threshold."""
+        return self.raster.values.ndim == 3
+
+    @property
+    def name(self) -> str:
+        return self.raster.name
+
+    def shown(self):
+        """The raster as drawn: values below the threshold hidden (an RGB layer as it is)."""
+        return self.raster if self.rgb else self.raster.masked(self.threshold)
+
+    @property
+    def count_line(self) -> str:
+        """How many chips the layer shows ("" for an RGB layer)."""
+        if self.rgb:
+            return ""
+        n_shown = int(np.count_nonzero(self.raster.values >= self.threshold))
+        return f"{n_shown} chips with {self.raster.name} ≥ {self.threshold:.3g}"
+
+
+@dataclass(frozen=True)
+class Search:
+    """What the results were searched from: a chip, examples, or a chip's change."""
+
+    how: str  # "chip", "examples" or "changed like"
+    chips: tuple[str, ...]
+    positives: tuple[str, ...] = ()
+    negatives: tuple[str, ...] = ()
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,8 +216,11 @@ class Explanation:
     untrained: bool
 
 
-class ExploreSession:
-    """The explorer's state and operations (no widgets, no WMS).
+# --------------------------------------------------------------------------- the model
+
+
+class ExploreSession(HasTraits):
+    """The explorer's state and operations (no widgets, no WMS), as observable traits.
 
     Parameters
     ----------
@@ -80,69 +228,75 @@ class ExploreSession:
     year : int
         Year searched and shown (2020 or 2021).
     k : int
-        Number of neighbours (1..:data:`~wcembed.explore.index.MAX_K`).
+        Number of neighbours (:data:`LIMITS`).
     explainer : wcembed.explore.explain.MatchExplainer, optional
         Reads chips and the encoder's patch tokens for :meth:`explain`.
 
     Attributes
     ----------
-    year, k, mode, spread, threshold, opacity
-        Settings; change them with :meth:`set` (subscribers are told).
+    year, k, mode, spread, imagery, region
+        Settings: assign them (or call :meth:`set`); a bad value raises :class:`BadParameterError`.
+        ``imagery`` is the WMS layer kind shown and in thumbnails (``TCC``, ``FCC``, ``MAP``), of ``year``;
+        ``region`` the kind of region layer shown (:data:`REGION_LAYERS`).
     labels : wcembed.explore.classify.Labels
-        The chips labelled so far.
+        The chips labelled so far (a new object at every change).
     query, results : GeoDataFrame or None
         The query chip(s) and the last search's results (``rank``, ``chip_id``, ``distance``, footprint).
     pair_years : tuple of int or None
         The two years of the results when they are changes (:meth:`changed_like`), else None.
     status : str
         The last operation's outcome in words (plain text).
-    region : str
-        The region layer shown (:data:`REGION_LAYERS`); ``region_layers`` holds those computed so far.
+    layer : RegionLayer or None
+        The region layer shown: the layer of ``region`` made from the year (or years) and query shown.
+    region_note : str
+        Why no layer is shown although ``region`` is not "none" (what it waits for), else "".
     changes : DataFrame or None
-        Chips from most to least changed, after :meth:`show_change`.
+        Chips from most to least changed, after the change layer was made.
     compare_chip : str or None
         The chip whose two years are compared (a click while the change layer is shown).
     explanation : Explanation or None
         The last :meth:`explain`.
+    labelling : wcembed.explore.labelling.LabelLoop
+        The labelling loop's state (classifier, scores, suggestions, review queue, learning curve).
     """
+
+    year = Checked(check_year, 2020)
+    k = Checked(check_k, 10)
+    mode = Checked(lambda m: _one_of(m, MODES, "mode"), "search")
+    spread = Checked(lambda s: _flag(s, "spread"), False)
+    imagery = Checked(lambda i: _one_of(i, LAYER_KINDS, "imagery kind"), "TCC")
+    region = Checked(lambda r: _one_of(r, REGION_LAYERS, "region layer"), "none")
+    labels = Instance("wcembed.explore.classify.Labels")
+    query = AnyTrait(None, allow_none=True)
+    results = AnyTrait(None, allow_none=True)
+    pair_years = AnyTrait(None, allow_none=True)
+    status = Unicode("")
+    layer = Instance(RegionLayer, allow_none=True)
+    region_note = Unicode("")
+    changes = AnyTrait(None, allow_none=True)
+    compare_chip = Unicode(None, allow_none=True)
+    explanation = Instance(Explanation, allow_none=True)
+    labelling = Instance("wcembed.explore.labelling.LabelLoop")
 
     def __init__(self, index, year: int = 2020, k: int = 10, *, explainer=None) -> None:
         from wcembed.explore.classify import Labels
+        from wcembed.explore.labelling import LabelLoop
 
         self.index, self.explainer = index, explainer
-        self.year, self.k = check_year(year), check_k(k)
-        self.mode, self.spread = "search", False
-        self.labels = Labels()
-        self.query = self.results = self.pair_years = None
-        self.status = ""
-        self.region = "none"
-        self.region_layers: dict = {}
-        self.thresholds: dict[str, float] = {}  # per region layer: it moves only when set
-        self.opacity = 0.7
-        self.changes = None
-        self.compare_chip: str | None = None
-        self.explanation: Explanation | None = None
+        self.search: Search | None = None
+        self._layers: OrderedDict[LayerKey, RegionLayer] = OrderedDict()
+        self._preferred: dict[str, float] = {}  # kind -> the threshold last set on a layer of that kind
+        self._opacity = DEFAULT_OPACITY  # the opacity last set on a layer: new layers start with it
         self._vectors: dict = {}  # year -> YearVectors, loaded once
         self._pairs: dict = {}  # (year, year) -> ChangePairs, made once
-        self._subscribers: list[Callable[[set[str]], None]] = []
+        super().__init__(labels=Labels())
+        self.labelling = LabelLoop(self)
+        self.set(year=year, k=k)
 
-    # ------------------------------------------------------------------ subscribers
-    def subscribe(self, callback: Callable[[set[str]], None]) -> Callable[[], None]:
-        """Call ``callback(changed)`` after every change, ``changed`` being a set of :data:`ASPECTS` names.
-
-        Returns a function that unsubscribes.
-        """
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
-
-    def _tell(self, *changed: str) -> None:
-        for callback in list(self._subscribers):
-            callback(set(changed))
-
+    # ------------------------------------------------------------------ errors
     def say(self, text: str) -> None:
         """Put ``text`` (plain text) on the status line."""
         self.status = text
-        self._tell("status")
 
     def attempt(self, operation: Callable[..., Any], *args, **kwargs) -> Any:
         """Run an operation for a view's callback: a package error goes to the status line (and None is
@@ -162,31 +316,25 @@ class ExploreSession:
 
     # ------------------------------------------------------------------ settings
     def set(self, **settings) -> None:
-        """Change settings: ``year``, ``k``, ``mode`` (:data:`MODES`), ``spread`` (bool), ``threshold`` (of the
-        region layer shown, in its units) and ``opacity`` (0..1). :class:`BadParameterError` for a bad value;
-        subscribers are told only what changed."""
-        checks = {
-            "year": check_year,
-            "k": check_k,
-            "mode": lambda m: _one_of(m, MODES, "mode"),
-            "spread": bool,
-            "threshold": lambda t: _number(t, "threshold"),
-            "opacity": lambda o: _fraction(o, "opacity"),
-        }
-        unknown = set(settings) - set(checks)
+        """Change settings: ``year``, ``k``, ``mode`` (:data:`MODES`), ``spread`` (bool), ``imagery``,
+        ``region``, and the shown layer's ``threshold`` (in its units) and ``opacity`` (0..1).
+        :class:`BadParameterError` for a bad value or an unknown name; every value is checked before any
+        is set."""
+        unknown = set(settings) - set(_SETTINGS)
         if unknown:
-            raise BadParameterError(f"unknown settings {sorted(unknown)}: one of {sorted(checks)}")
-        changed = []
+            raise BadParameterError(f"unknown settings {sorted(unknown)}: one of {sorted(_SETTINGS)}")
+        layer = self.layer
         for name, value in settings.items():
-            value = checks[name](value)
-            if value != getattr(self, name):
-                if name == "threshold":
-                    self.thresholds[self.region] = value
-                else:
-                    setattr(self, name, value)
-                changed.append(name)
-        if changed:
-            self._tell(*changed)
+            if name in ("threshold", "opacity"):
+                if layer is None:
+                    raise BadParameterError(f"no region layer is shown: its {name} cannot be set")
+                if name == "threshold" and layer.rgb:
+                    raise BadParameterError(f"{layer.name} has no threshold (an RGB layer)")
+                getattr(RegionLayer, name).validate(layer, value)
+            else:
+                self.traits()[name].validate(self, value)
+        for name in sorted(settings, key=_SETTINGS.index):  # the year last: its search uses the others
+            setattr(layer if name in ("threshold", "opacity") else self, name, settings[name])
 
     @property
     def diverse(self) -> int:
@@ -207,6 +355,21 @@ class ExploreSession:
         """The (first) query chip's id, or None before the first search."""
         return None if self.query is None else self.query["chip_id"].iloc[0]
 
+    @property
+    def threshold(self) -> float:
+        """The shown layer's threshold (0 when none is shown)."""
+        return 0.0 if self.layer is None else self.layer.threshold
+
+    @property
+    def opacity(self) -> float:
+        """The shown layer's opacity (the one new layers start with when none is shown)."""
+        return self._opacity if self.layer is None else self.layer.opacity
+
+    @property
+    def region_status(self) -> str:
+        """The region line: how many chips the layer shows, or what it waits for ("" when none, or RGB)."""
+        return self.region_note if self.layer is None else self.layer.count_line
+
     # ------------------------------------------------------------------ searching
     def click(self, lon: float, lat: float):
         """What a click at ``lon``, ``lat`` (degrees) does in the current mode: search from the chip under it,
@@ -220,13 +383,12 @@ class ExploreSession:
         if self.mode == "changed like":
             return self.changed_like([chip])
         if self.mode == "search":
-            results = self.index.by_vector(vector, self.k, year=self.year, exclude=[chip], diverse=self.diverse)
-            return self._searched(results, [chip], lambda: vector)
+            return self._search_chip(chip, vector)
         self.toggle_label(chip, self.mode)
         if not self.positives:
             self.say("add a positive example first")
             return None
-        return self._search_examples(self.positives, self.negatives, chip)
+        return self._search_examples(Search("examples", (chip,), tuple(self.positives), tuple(self.negatives)))
 
     def select_area(self, geometry):
         """Search with every chip of the year under ``geometry`` (a shapely polygon, degrees) as examples.
@@ -247,61 +409,105 @@ class ExploreSession:
                 self.say(f"{len(chips)} negatives labelled; add a positive example to search")
                 return None
             positives, negatives = self.positives, self.negatives
-        return self._search_examples(positives, negatives, chips[0], f"; {len(chips)} chips under the drawn area")
+        note = f"; {len(chips)} chips under the drawn area"
+        return self._search_examples(Search("examples", (chips[0],), tuple(positives), tuple(negatives), note))
 
-    def _search_examples(self, positives: list[str], negatives: list[str], chip: str, note: str = ""):
-        results = self.index.by_examples(positives, negatives, self.k, year=self.year, diverse=self.diverse)
+    def _search_chip(self, chip: str, vector: np.ndarray):
+        return self._searched(Search("chip", (chip,)), vector)
 
-        def vector():  # the query vector of the examples, as by_examples forms it
-            return query_vector(self.index.vectors(positives), self.index.vectors(negatives) if negatives else None)
+    def _search_examples(self, search: Search):
+        return self._searched(search)
 
-        label = f"{len(positives)} positive and {len(negatives)} negative examples"
-        return self._searched(results, [chip], vector, label, note)
+    def _run(self, search: Search, diverse: int, vector: np.ndarray | None = None):
+        if search.how == "chip":
+            vector = self._query_vector(search) if vector is None else vector
+            return self.index.by_vector(vector, self.k, year=self.year, exclude=list(search.chips), diverse=diverse)
+        positives, negatives = list(search.positives), list(search.negatives)
+        return self.index.by_examples(positives, negatives, self.k, year=self.year, diverse=diverse)
 
-    def _searched(self, results, chips: list[str], vector: Callable[[], np.ndarray], label: str | None = None,
-                  note: str = ""):  # fmt: skip
-        """Hold new results, then follow them with the region layer shown: the similarity layer is recomputed
-        for the query ``vector()``, or the compared chip is the new query. Subscribers are told the status
-        first, then the layer, then the results (in a browser the results' thumbnails load last, and do not
-        hold up the layer)."""
-        self._hold(results, chips)
+    def _searched(self, search: Search, vector: np.ndarray | None = None):
+        """Search and hold the results: the status line first, then the region layer follows the new query,
+        then the results (in a browser the results' thumbnails load last, and do not hold up the layer).
+        With ``spread`` on, the status line says how many results spreading replaced."""
+        results = self._run(search, self.diverse, vector)
+        spread = ""
+        if self.spread:
+            plain = self._run(search, 0, vector)
+            moved = len(set(plain["chip_id"]) - set(results["chip_id"]))
+            spread = (
+                f"; spread out ≥ {DIVERSE_CHIPS} chips apart: {moved} of {len(results)} results replaced"
+                if moved else f"; spread out: the nearest are already ≥ {DIVERSE_CHIPS} chips apart"
+            )  # fmt: skip
+        self.search = search
+        self._hold(search.chips)
+        self.pair_years = None
         self.status = (
-            f"{len(results)} nearest of {chips[0]} (positives {len(self.positives)}, "
-            f"negatives {len(self.negatives)}){note}"
+            f"{len(results)} nearest of {search.chips[0]} (positives {len(self.positives)}, "
+            f"negatives {len(self.negatives)}){search.note}{spread}"
         )
-        self._tell("query", "status")  # seen at once; the region layer follows, then the results' gallery
         try:
-            if self.region == "similarity":
-                self.region_layers["similarity"] = self.vectors().similarity(vector(), label=label or chips[0])
-                self._tell("region")
-            elif self.region == "change" and len(self.index.years) > 1:
-                self.compare_chip = chips[0]
-                self._tell("compare")
-        finally:  # also when the layer fails: the results are there
-            self._tell("results")
+            if self.region == "change" and len(self.index.years) > 1:
+                self.compare_chip = search.chips[0]
+            self._show_layer()  # a layer that fails says so; the results follow all the same
+        finally:
+            self.results = results
         return results
 
-    def _hold(self, results, chips: Sequence[str], pair_years: tuple[int, int] | None = None) -> None:
+    def _query_vector(self, search: Search) -> np.ndarray:
+        """The vector a search was made with (the chip's, or the examples' as by_examples forms it)."""
+        if search.how == "chip":
+            return self.index.vectors(list(search.chips))[0]
+        negatives = self.index.vectors(list(search.negatives)) if search.negatives else None
+        return query_vector(self.index.vectors(list(search.positives)), negatives)
+
+    def _hold(self, chips: Sequence[str]) -> None:
         import geopandas as gpd
 
-        self.results, self.pair_years = results, pair_years
         self.query = gpd.GeoDataFrame({"chip_id": list(chips)}, geometry=[self.index.footprint(c) for c in chips],
                                       crs=CRS)  # fmt: skip
+
+    @observe("year")
+    def _year_changed(self, change: dict) -> None:
+        """The year switched: the search follows (the same place, or the same examples, in the new year),
+        then the region layer, imagery and thumbnails of the new year are shown."""
+        self.attempt(self._follow_year)
+
+    def _follow_year(self) -> None:
+        search = self.search
+        if search is None or search.how == "examples":
+            if search is not None:
+                self._search_examples(search)
+            else:
+                self._show_layer()
+            return
+        _, column, row = parse_chip_id(search.chips[0])
+        w, s, e, n = chip_bounds(column, row, self.index.chip_size, self.index.origin)
+        hit = self.index.query_at((w + e) / 2, (s + n) / 2, self.year)
+        if hit is None:
+            self.search = self.query = self.results = self.pair_years = None
+            self.say(f"no chip of {self.year} at the place of {search.chips[0]}")
+            self._show_layer()
+        elif search.how == "changed like":
+            self.changed_like([hit[0]])
+        else:
+            self._search_chip(*hit)
 
     # ------------------------------------------------------------------ labels
     def add_labels(self, chips: Sequence[str], label: str, year: int | None = None) -> None:
         """Label chips (``"positive"`` or ``"negative"``) of ``year`` (default: the session's), in one change."""
         year = self.year if year is None else year
+        labels = self.labels.copy()
         for chip in chips:
-            self.labels.add(chip, label, year=year, bounds=self.index.footprint(chip).bounds)
-        self._tell("labels")
+            labels.add(chip, label, year=year, bounds=self.index.footprint(chip).bounds)
+        self.labels = labels
 
     def toggle_label(self, chip: str, label: str, year: int | None = None) -> None:
         """Label a chip of ``year`` (default: the session's); labelling it again with the same label removes
         the label."""
         if self.labels.items.get(chip, {}).get("label") == label:
-            self.labels.remove(chip)
-            self._tell("labels")
+            labels = self.labels.copy()
+            labels.remove(chip)
+            self.labels = labels
         else:
             self.add_labels([chip], label, year)
 
@@ -314,7 +520,6 @@ class ExploreSession:
         from wcembed.explore.classify import Labels
 
         self.labels = Labels.load(path)
-        self._tell("labels")
 
     # ------------------------------------------------------------------ whole-region layers
     def vectors(self, year: int | None = None):
@@ -328,106 +533,130 @@ class ExploreSession:
         return self._vectors[year]
 
     @property
-    def region_layer(self):
-        """The :class:`~wcembed.explore.layers.ChipRaster` shown, or None."""
-        return self.region_layers.get(self.region)
+    def region_layers(self) -> dict[LayerKey, RegionLayer]:
+        """The region layers made and kept so far, by what they were made from (least recently shown first)."""
+        return dict(self._layers)
 
-    @property
-    def threshold(self) -> float:
-        """The threshold of the region layer shown: values below it are hidden. Each layer keeps its own; it
-        starts at the layer's lowest value (or 0 where that is within its range, or what the layer's maker
-        chose) and then moves only when set."""
-        return self.thresholds.get(self.region, 0.0)
+    def layer_key(self, kind: str | None = None) -> tuple[LayerKey | None, str]:
+        """The key of the layer of ``kind`` (default: the region shown) for the year and query shown, and
+        ``""``; or None and what the layer waits for (a query, a classifier, a second year)."""
+        kind = self.region if kind is None else _one_of(kind, REGION_LAYERS, "region layer")
+        year, search = (self.year,), self.search
+        if kind == "none":
+            return None, ""
+        if kind in ("change", "changed like") and len(self.index.years) < 2:
+            return None, f"{kind}: the index holds one year only"
+        if kind in ("similarity", "changed like") and search is None:
+            return None, f"{kind}: click a chip first (the layer is of the query)"
+        if kind == "similarity":
+            source = search.chips if search.how == "chip" else _examples(search)
+            return LayerKey(kind, year, source), ""
+        if kind == "changed like":
+            return LayerKey(kind, CHANGE_YEARS, tuple(_places(search.chips))), ""
+        if kind == "change":
+            return LayerKey(kind, CHANGE_YEARS), ""
+        if kind == "scores":
+            loop = self.labelling
+            if loop.classifier is None:
+                return None, "scores: train a classifier first (label chips, then retrain in the labelling panel)"
+            return LayerKey(kind, year, (f"round {len(loop.history)}",)), ""
+        return LayerKey(kind, year), ""
 
     def show_region(self, name: str):
-        """Show the named whole-region layer (``"none"`` hides it), computing it first if it is new.
+        """Show the named whole-region layer (``"none"`` hides it), making it first if it is new.
 
         A layer that needs what is not there yet (similarity and changed-like need a query, scores a
-        classifier) is chosen all the same, with a status line that says what it waits for, and drawn as
-        soon as it can be. Returns the layer, or None."""
-        _one_of(name, REGION_LAYERS, "region layer")
-        if name == "none" or name in self.region_layers:
-            return self._set_region(name, self.region_layers.get(name))
-        makers = {
-            "similarity": self.show_similarity,
-            "change": self.show_change,
-            "changed like": self.changed_like,
-            "embedding colours": self.show_pca,
-            "scores": lambda: self.say("no scores yet: train a classifier (the labelling panel's retrain)"),
-        }
-        makers[name]()  # raises, and the region shown stays, if the layer cannot be made
-        if self.region != name:  # it needs what is not there yet (a query, scores): shown once it is
-            self.region = name
-            self._tell("region")
-        return self.region_layers.get(name)
-
-    def _set_region(self, name: str, layer, threshold: float | None = None):
-        if layer is not None:
-            self.region_layers[name] = layer
-        self.region = name
-        if threshold is not None:
-            self.thresholds[name] = threshold
-        elif name not in self.thresholds and layer is not None and layer.values.ndim == 2:
-            lo, hi = float(layer.vmin), float(layer.vmax)
-            self.thresholds[name] = 0.0 if lo <= 0.0 <= hi else lo
-        self._tell("region", "threshold")
+        classifier) is chosen all the same, :attr:`region_note` says what it waits for, and it is drawn as
+        soon as it can be. Raises (and the region shown stays) if the layer cannot be made.
+        Returns the layer, or None."""
+        key, _ = self.layer_key(name)
+        layer = None if key is None else self._layer(key)
+        self.region = name  # the observer finds the layer made
         return layer
+
+    @observe("region")
+    def _region_changed(self, change: dict) -> None:
+        """A region chosen (from code or a control): show its layer; if it cannot be made, the region shown
+        stays as it was and the status line says why."""
+        if self.attempt(self._show_layer) is None:
+            self.region = change["old"]
+
+    def _show_layer(self) -> bool:
+        """Show the layer of the region, year and query shown (made when first needed). Returns True."""
+        key, waits = self.layer_key()
+        try:
+            layer = None if key is None else self._layer(key)
+        except WcEmbedError as exc:  # no layer of another query or year stays: the region line says why
+            self.region_note, self.layer = f"{key.kind}: not shown, {exc}", None
+            raise
+        self.region_note = waits
+        self.layer = layer
+        return True
+
+    def _layer(self, key: LayerKey, made=None) -> RegionLayer:
+        """The layer of ``key``: kept, or made now (``made``: its raster and starting threshold, if they are
+        at hand) and kept, the least recently shown dropped."""
+        if key in self._layers:
+            self._layers.move_to_end(key)
+            return self._layers[key]
+        raster, threshold = made or self._make(key)
+        layer = RegionLayer(key, raster, self._preferred.get(key.kind, threshold), self._opacity)
+        layer.observe(self._layer_set, names=["threshold", "opacity"])
+        self._layers[key] = layer
+        while len(self._layers) > MAX_LAYERS:
+            self._layers.popitem(last=False)
+        return layer
+
+    def _layer_set(self, change: dict) -> None:
+        """A layer's threshold or opacity was set: new layers of its kind start from there."""
+        if change["name"] == "threshold":
+            self._preferred[change["owner"].key.kind] = change["new"]
+        else:
+            self._opacity = change["new"]
+
+    def _make(self, key: LayerKey):
+        """The raster of a layer key, and the threshold it starts at (None: the layer's own)."""
+        from wcembed.explore.layers import change
+
+        if key.kind == "similarity":
+            search = self.search
+            label = search.chips[0] if search.how == "chip" else (
+                f"{len(search.positives)} positive and {len(search.negatives)} negative examples")  # fmt: skip
+            return self.vectors(key.years[0]).similarity(self._query_vector(search), label=label), None
+        if key.kind == "change":
+            raster, self.changes = change(self.vectors(key.years[0]), self.vectors(key.years[1]),
+                                          self.change_pairs(key.years))  # fmt: skip
+            return raster, None
+        if key.kind == "changed like":
+            raster, _ = self.change_pairs(key.years).like(list(key.source), k=1)
+            return raster, 0.0
+        if key.kind == "scores":
+            return self.labelling.score_layer(key.years[0]), 0.5
+        return self.vectors(key.years[0]).pca_rgb(), None
 
     def shown(self):
         """The region layer as drawn: values below the threshold hidden (RGB layers as they are); None if none."""
-        layer = self.region_layer
-        if layer is None or layer.values.ndim == 3:
-            return layer
-        return layer.masked(self.threshold)
+        return None if self.layer is None else self.layer.shown()
 
-    @property
-    def region_status(self) -> str:
-        """How many chips the region layer shows ("" when none, or an RGB layer)."""
-        layer = self.region_layer
-        if layer is None or layer.values.ndim == 3:
-            return ""
-        n_shown = int(np.count_nonzero(layer.values >= self.threshold))
-        return f"{n_shown} chips with {layer.name} ≥ {self.threshold:.3g}"
+    def show_similarity(self):
+        """Show the similarity of every chip of the year to the query (the clicked chip, or the examples)."""
+        return self.show_region("similarity")
 
-    def show_similarity(self, vector=None, label: str = "the query"):
-        """Show the similarity of every chip of the year to ``vector`` (default: the query chip's)."""
-        if vector is None:
-            if self.query is None:
-                self.say("click a chip first: similarity is to the query")
-                return None
-            label = self.query_chip
-            vector = self.index.vectors([label])[0]
-        return self._set_region("similarity", self.vectors().similarity(vector, label=label))
-
-    def show_scores(self, scores):
-        """Show classifier scores (a GeoDataFrame with ``chip_id`` and ``score``, e.g. from
-        :func:`wcembed.explore.classify.score_index`) as a layer, threshold 0.5."""
-        from wcembed.explore.layers import ChipRaster, untrained_note
-
-        layer = ChipRaster.from_ids(
-            list(scores["chip_id"]),
-            scores["score"].to_numpy(),
-            name="classifier score",
-            description=f"probability of the positive class. {untrained_note(self.index)}".strip(),
-            cmap="inferno",
-            chip_size=self.index.chip_size,
-            origin=self.index.origin,
-        )
-        return self._set_region("scores", layer, threshold=0.5)
-
-    def show_change(self, years: tuple[int, int] = CHANGE_YEARS):
-        """Show the change between two years (cosine distance of each chip's embeddings); the chips from
+    def show_change(self):
+        """Show the change between the two years (cosine distance of each chip's embeddings); the chips from
         most to least changed are in :attr:`changes`."""
-        from wcembed.explore.layers import change
+        return self.show_region("change")
 
-        layer, self.changes = change(self.vectors(years[0]), self.vectors(years[1]), self.change_pairs(years))
-        return self._set_region("change", layer)
+    def show_pca(self):
+        """Show the year's embedding colours: the first three principal components as RGB."""
+        return self.show_region("embedding colours")
 
     def change_pairs(self, years: tuple[int, int] = CHANGE_YEARS):
         """The chips of two years paired for change queries (:class:`~wcembed.explore.layers.ChangePairs`),
         made once."""
         from wcembed.explore.layers import ChangePairs
 
+        years = tuple(years)
         if years not in self._pairs:
             self._pairs[years] = ChangePairs(self.vectors(years[0]), self.vectors(years[1]))
         return self._pairs[years]
@@ -444,7 +673,8 @@ class ExploreSession:
                 self.say("click a chip first: changed like the query")
                 return None
             chips = [self.query_chip]
-        layer, top = self.change_pairs(years).like(chips, k=self.k)
+        years = tuple(years)
+        raster, top = self.change_pairs(years).like(_places(chips), k=self.k)
         year = self.year if self.year in years else years[0]
         ids = list(top[f"chip_{year}"])
         results = gpd.GeoDataFrame(
@@ -452,15 +682,17 @@ class ExploreSession:
             geometry=[self.index.footprint(c) for c in ids],
             crs=CRS,
         )
-        self._hold(results, chips, pair_years=tuple(years))
+        self.search = Search("changed like", tuple(chips))
+        self._layer(LayerKey("changed like", years, tuple(_places(chips))), (raster, 0.0))
+        self._hold(chips)
+        self.pair_years = years
         self.status = f"{len(results)} chips changed most like {', '.join(chips)} between {years[0]} and {years[1]}"
-        self._set_region("changed like", layer, threshold=0.0)  # tells region and threshold
-        self._tell("query", "results", "status")
+        if self.region != "changed like":
+            self.region = "changed like"  # the observer shows its layer
+        else:
+            self._show_layer()
+        self.results = results
         return results
-
-    def show_pca(self):
-        """Show the year's embedding colours: the first three principal components as RGB."""
-        return self._set_region("embedding colours", self.vectors().pca_rgb())
 
     # ------------------------------------------------------------------ explaining
     def explain(self, result: str, how: str = "best"):
@@ -478,8 +710,23 @@ class ExploreSession:
         png = self.explainer.picture(result, heat)
         seconds = time.perf_counter() - t0
         self.explanation = Explanation(self.query_chip, result, heat, png, seconds, self.index.untrained)
-        self._tell("explanation")
         return heat
+
+
+_SETTINGS = ("k", "mode", "spread", "imagery", "threshold", "opacity", "region", "year")
+
+
+def _examples(search: Search) -> tuple[str, ...]:
+    return tuple(f"+{c}" for c in search.positives) + tuple(f"-{c}" for c in search.negatives)
+
+
+def _places(chips: Sequence[str]) -> list[str]:
+    """Chip ids of the change layer's first year at the places of ``chips`` (a change is of a place)."""
+    out = []
+    for chip in chips:
+        _, column, row = parse_chip_id(chip)
+        out.append(chip_id(CHANGE_YEARS[0], column, row))
+    return out
 
 
 def _release_frames(exc: BaseException) -> None:
@@ -494,26 +741,3 @@ def _release_frames(exc: BaseException) -> None:
         seen.add(id(e))
         traceback.clear_frames(e.__traceback__)  # the frame still running (attempt's) is left as it is
         todo += [e.__cause__, e.__context__]
-
-
-def _one_of(value: str, options: Sequence[str], what: str) -> str:
-    if value not in options:
-        raise BadParameterError(f"unknown {what} {value!r}: one of {list(options)}")
-    return value
-
-
-def _number(value, what: str) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise BadParameterError(f"{what} must be a number, got {value!r}") from None
-    if not np.isfinite(x):
-        raise BadParameterError(f"{what} must be finite, got {value!r}")
-    return x
-
-
-def _fraction(value, what: str) -> float:
-    x = _number(value, what)
-    if not 0 <= x <= 1:
-        raise BadParameterError(f"{what} must be within 0..1, got {value!r}")
-    return x

@@ -1,9 +1,11 @@
-"""The live map: leafmap with WMS imagery, bound to an :class:`~wcembed.explore.session.ExploreSession`.
+"""The live map: leafmap with WMS imagery, a thin binding of an :class:`~wcembed.explore.session.ExploreSession`.
 
-The session holds the state and does the work; this view draws it with ipyleaflet and
-ipywidgets and turns the user's input (a click, a drawn area, a control) into the
-session's operations. Every callback goes through :meth:`ExploreSession.attempt`, so a
-failure becomes the status line, never an exception inside the widget machinery.
+The session holds the state and does the work; this view links its controls to the
+session's traits (:func:`traitlets.link`), draws what the session holds when it changes
+(:meth:`~traitlets.HasTraits.observe`), and turns a click or a drawn area into the
+session's operations through :meth:`~wcembed.explore.session.ExploreSession.attempt`,
+so a failure becomes the status line, never an exception inside the widget machinery.
+It keeps no copy of the state.
 """
 
 from __future__ import annotations
@@ -12,98 +14,98 @@ import html
 import logging
 from pathlib import Path
 
-import numpy as np
+from traitlets import link
 
 from wcembed.errors import BadParameterError, WMSError, WMSTransientError
 from wcembed.explore.index import DIVERSE_CHIPS
-from wcembed.explore.session import CHANGE_YEARS, MODES, REGION_LAYERS, ExploreSession
+from wcembed.explore.session import CHANGE_YEARS, LIMITS, MODES, REGION_LAYERS, ExploreSession
 from wcembed.explore.styles import label_style, results_geojson
 from wcembed.product import LAYER_KINDS, YEARS, layer_name
 
 log = logging.getLogger(__name__)
 
-_SESSION_API = frozenset(
-    {
-        "index", "labels", "results", "query", "region_layers", "changes", "positives", "negatives", "explainer",
-        "click", "select_area", "show_similarity", "show_scores", "show_change", "change_pairs", "changed_like",
-        "show_pca", "show_region", "add_labels", "toggle_label", "save_labels", "load_labels", "vectors", "explain",
-        "diverse",
-    }
-)  # fmt: skip
-"""What the view passes through to its session, so that code written against the map reads the same."""
+ONLINE_BASEMAP = "OpenStreetMap"
+"""The basemap under the imagery by default (tiles from the internet); ``basemap=None`` draws none."""
+CONTROL_WIDTH = "260px"
 
 
 class Explorer:
-    """A leafmap map with WMS imagery: click a place, see the most similar places.
+    """A leafmap map with WMS imagery of a session: click a place, see the most similar places.
 
     Parameters
     ----------
-    index : wcembed.explore.index.ChipIndex
+    session : ExploreSession
+        The state shown and changed (its index, year, query, layers, labels).
     wms_url : str
         WMS with ESA's layer names (ESA's own, or :class:`wcembed.explore.wms.LocalWMS`).
-    year : int
-        Year searched and shown.
-    k : int
-        Number of neighbours.
     center, zoom
         The map's starting view ((lat, lon) in degrees, Leaflet zoom).
     thumbnails : wcembed.explore.wms.WMSClient, optional
         Where thumbnails come from (default: a client of ``wms_url``).
-    explainer : wcembed.explore.explain.MatchExplainer, optional
-        Each result card gets an "explain" button.
-    session : ExploreSession, optional
-        The state to show (default: a new session of ``index``, ``year``, ``k``, ``explainer``).
+    basemap : str or None
+        A leafmap basemap name under the imagery (default OpenStreetMap, fetched from the internet);
+        None for no basemap (offline, or where nothing but the WMS may be reached).
 
     A click on the map calls the session's :meth:`~ExploreSession.click`, a polygon or rectangle
-    drawn on the map its :meth:`~ExploreSession.select_area`; the controls change its settings and
-    the region layer shown. Code calls the same operations on :attr:`session` (or on the view,
-    which passes them through) and the map follows.
-
-    Whole-region layers (:mod:`wcembed.explore.layers`) are drawn as one image over the chips; the
-    threshold slider hides values below it and moves only when the user (or :meth:`ExploreSession.set`)
-    moves it.
+    drawn on the map its :meth:`~ExploreSession.select_area`; the controls are linked to its
+    settings. Code changes the session (``session.set(year=2021)``, ``session.click(lon, lat)``) and
+    the map follows. The imagery, the thumbnails and the region layer are of the session's year.
 
     Examples
     --------
-    >>> explorer = Explorer(ChipIndex("outputs/lancedb"), wms_url)  # doctest: +SKIP
-    >>> explorer.click(-75.62, 37.675)  # doctest: +SKIP
-    >>> explorer.widget()  # doctest: +SKIP
+    >>> session = ExploreSession(ChipIndex("outputs/lancedb"))  # doctest: +SKIP
+    >>> explorer = Explorer(session, wms_url)  # doctest: +SKIP
+    >>> session.click(-75.62, 37.675)  # doctest: +SKIP
+    >>> explorer  # the live map, its controls, the gallery and the labelling panel  # doctest: +SKIP
     """
 
     def __init__(
         self,
-        index,
+        session: ExploreSession,
         wms_url: str,
-        year: int = 2020,
-        k: int = 10,
+        *,
         center=None,
         zoom: int = 12,
         thumbnails=None,
-        explainer=None,
-        session: ExploreSession | None = None,
+        basemap: str | None = ONLINE_BASEMAP,
     ) -> None:
         import ipywidgets as w
         import leafmap
-        from ipyleaflet import DrawControl, GeoJSON, ImageOverlay, WidgetControl
+        from ipyleaflet import DrawControl, GeoJSON, ImageOverlay, WidgetControl, WMSLayer
 
+        from wcembed.explore.panel import LabelPanel
         from wcembed.explore.wms import WMSClient
 
-        self.session = session or ExploreSession(index, year, k, explainer=explainer)
-        s = self.session
+        if not isinstance(session, ExploreSession):
+            raise BadParameterError(f"an Explorer shows an ExploreSession, not {type(session).__name__}")
+        self.session = s = session
         self.wms_url = wms_url
         self.thumbs = thumbnails or WMSClient(wms_url)
-        self.map = leafmap.Map(center=center or [37.67, -75.62], zoom=zoom, draw_control=False, measure_control=False)
+        kw = {"basemap": basemap} if basemap else {}
+        self.map = leafmap.Map(
+            center=center or [37.67, -75.62], zoom=zoom, draw_control=False, measure_control=False, **kw
+        )
+        if basemap is None:
+            for layer in [x for x in self.map.layers if getattr(x, "base", False)]:
+                self.map.remove(layer)  # before the map is drawn: no tile is ever asked for
         self.draw = DrawControl(polygon={"shapeOptions": {"color": "#ffff00"}}, rectangle={"shapeOptions": {}})
         self.draw.polyline, self.draw.circlemarker = {}, {}
         self.draw.on_draw(self.handle_draw)
         self.map.add_control(self.draw)
         offered = set(self.thumbs.layers())
-        self.layers = {kind: layer_name(s.year, kind) for kind in LAYER_KINDS if layer_name(s.year, kind) in offered}
-        """Imagery layer kind (``TCC``, ``FCC``, ``MAP``) to the WMS layer name, for the layers the WMS offers."""
-        for kind, name in self.layers.items():
-            self.map.add_wms_layer(
-                url=wms_url, layers=name, name=name, format="image/png", transparent=True, shown=kind == "TCC"
-            )
+        years = sorted(set(s.index.years) | {s.year}) or list(YEARS)
+        self.imagery: dict = {}
+        """(year, kind) to the map's WMS layer, for the layers the WMS offers; the session's is visible."""
+        for year in years:
+            for kind in LAYER_KINDS:
+                name = layer_name(year, kind)
+                if name in offered:
+                    self.imagery[year, kind] = WMSLayer(url=wms_url, layers=name, name=name, format="image/png",
+                                                        transparent=True, visible=False)  # fmt: skip
+                    self.map.add_layer(self.imagery[year, kind])
+        kinds = [k for k in LAYER_KINDS if any(kind == k for _, kind in self.imagery)]
+        if kinds and s.imagery not in kinds:
+            s.imagery = kinds[0]
         if "CHIPS" in offered:
             self.map.add_wms_layer(url=wms_url, layers="CHIPS", name="chips", format="image/png", transparent=True)
         empty = {"type": "FeatureCollection", "features": []}
@@ -111,62 +113,59 @@ class Explorer:
         self.map.add_layer(self.result_layer)
         self.label_layer = GeoJSON(data=s.labels.to_geojson(), name="labels", style_callback=label_style)
         self.map.add_layer(self.label_layer)
-        self.region_overlay = ImageOverlay(url="", bounds=((0, 0), (0, 0)), opacity=s.opacity, name="region layer")
+        self.region_overlay = ImageOverlay(url="", bounds=((0, 0), (0, 0)), name="region layer", visible=False)
         self.map.add_layer(self.region_overlay)
         self.legend = w.HTML()
         self.compare_box = w.VBox()  # both years of the clicked chip, while the change layer is shown
         self.map.add_control(WidgetControl(widget=self.legend, position="bottomright"))
-        self.k = w.IntSlider(value=s.k, min=1, max=50, description="k")
-        self.year_box = w.Dropdown(options=list(YEARS), value=s.year, description="year")
-        self.layer_box = w.Dropdown(
-            options=list(self.layers), value="TCC" if "TCC" in self.layers else None, description="layer"
-        )
-        self.mode = w.ToggleButtons(options=list(MODES), value=s.mode)
-        self.spread = w.Checkbox(
-            value=s.spread, description="spread out", tooltip=f"results at least {DIVERSE_CHIPS} chips apart",
-            indent=False,
-        )  # fmt: skip
-        self.status = w.HTML()  # the last operation's outcome
-        self.region_status = w.HTML()  # how many chips the region layer shows
+
+        narrow = w.Layout(width=CONTROL_WIDTH)
+        self.controls = {
+            "k": w.BoundedIntText(min=LIMITS["k"][0], max=LIMITS["k"][1], description="k", layout=narrow),
+            "year": w.Dropdown(options=years, description="year", layout=narrow),
+            "imagery": w.Dropdown(options=kinds or ["TCC"], description="imagery", layout=narrow),
+            "mode": w.ToggleButtons(options=list(MODES)),
+            "spread": w.Checkbox(
+                description="spread out",
+                tooltip=f"results at least {DIVERSE_CHIPS} chips apart",
+                indent=False,
+                layout=w.Layout(width="120px"),
+            ),
+            "region": w.Dropdown(options=REGION_LAYERS, description="region", layout=narrow),
+        }
+        """The controls linked to the session's settings of the same names."""
+        for name, control in self.controls.items():
+            link((s, name), (control, "value"))
+        self.threshold = w.FloatSlider(description="show ≥", disabled=True, layout=w.Layout(width="330px"),
+                                       readout_format=".3g")  # fmt: skip
+        self.opacity = w.FloatSlider(min=LIMITS["opacity"][0], max=LIMITS["opacity"][1], step=0.05,
+                                     value=s.opacity, description="opacity", disabled=True, layout=narrow)  # fmt: skip
+        self.status = w.HTML(layout=w.Layout(min_height="24px"))  # the last operation's outcome
+        self.region_status = w.HTML(layout=w.Layout(min_height="24px"))  # the region layer's count line
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.gallery.add_class("wcembed-gallery")  # for the browser test, and for a user's CSS
         self.explain_box = w.HTML()  # where in a result it is like the query (after an "explain" click)
-        self.region_box = w.Dropdown(options=REGION_LAYERS, value=s.region, description="region")
-        self.threshold = w.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.01, description="show ≥")
-        self.opacity = w.FloatSlider(value=s.opacity, min=0.0, max=1.0, step=0.05, description="opacity")
-        self._syncing = False  # True while the view writes the session's state into its controls
-        for control, setting in ((self.k, "k"), (self.year_box, "year"), (self.mode, "mode"), (self.spread, "spread"),
-                                 (self.opacity, "opacity")):  # fmt: skip
-            control.observe(lambda ch, setting=setting: self._user(s.set, **{setting: ch["new"]}), names="value")
-        self.threshold.observe(self._threshold_moved, names="value")
-        self.region_box.observe(lambda ch: self._user(s.show_region, ch["new"]), names="value")
-        self.layer_box.observe(lambda ch: self._show_layer(ch["new"]), names="value")
-        self.map.on_interaction(self.handle_interaction)
-        self.map.observe(self._moved, names="bounds")  # panned or zoomed: the region layer of the new view
+        self.panel = LabelPanel(s.labelling, self.thumbnail_html)
+        self.map.add_layer(self.panel.outline)
+        self._layer_links: list = []
         self._view = None  # the widget(), made once
-        s.subscribe(self._render)
-        self._render(set(_RENDERERS))
 
-    def __getattr__(self, name: str):
-        if name in _SESSION_API:
-            return getattr(self.session, name)
-        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.map.on_interaction(self.handle_interaction)
+        self.map.observe(lambda _: self._redraw(self._draw_overlay), names="bounds")  # panned or zoomed
+        s.observe(lambda _: self._show_imagery(), names=["year", "imagery"])
+        s.observe(lambda _: self._draw_results(), names=["results", "imagery"])
+        s.observe(lambda _: setattr(self.label_layer, "data", s.labels.to_geojson()), names="labels")
+        s.observe(lambda _: setattr(self.status, "value", html.escape(s.status)), names="status")
+        s.observe(self._bind_layer, names="layer")
+        s.observe(lambda _: self._draw_region_line(), names="region_note")
+        s.observe(lambda _: self._draw_explanation(), names="explanation")
+        s.observe(lambda _: self._draw_compare(), names="compare_chip")
+        self._show_imagery()
+        self._bind_layer({"old": None, "new": s.layer})
+        self._draw_results()
+        self.status.value = html.escape(s.status)
 
     # ------------------------------------------------------------------ input
-    def _user(self, operation, *args, **kwargs) -> None:
-        """A control moved: run the session's operation (errors to the status line), unless the view itself is
-        writing the session's state into the controls."""
-        if not self._syncing:
-            self.session.attempt(operation, *args, **kwargs)
-            self._sync_controls()  # a refused value or a layer that could not be made: the controls say what holds
-
-    def _threshold_moved(self, change: dict) -> None:
-        """The threshold slider moved. Its front end snaps a value it is given to its step grid and sends that
-        back; a move within half a step of the session's threshold is that echo, not the user, and is ignored
-        (else every new layer's range would move the threshold a little: issue 29)."""
-        if abs(change["new"] - self.session.threshold) >= self.threshold.step / 2:
-            self._user(self.session.set, threshold=change["new"])
-
     def handle_interaction(self, **event) -> None:
         """ipyleaflet's interaction callback: a click at ``coordinates`` (lat, lon) selects a chip."""
         if event.get("type") == "click":
@@ -190,63 +189,69 @@ class Explorer:
             raise BadParameterError(f"cannot search this area: {exc}") from None
         return self.session.select_area(shape)
 
-    def _show_layer(self, kind: str) -> None:
-        for layer in self.map.layers:
-            if layer.name in self.layers.values():
-                layer.visible = layer.name == self.layers.get(kind)
+    def _redraw(self, draw) -> None:
+        self.session.attempt(draw)
 
     # ------------------------------------------------------------------ drawing the session
-    def _render(self, changed: set[str]) -> None:
-        for draw in dict.fromkeys(draw for aspect, draw in _RENDERERS.items() if aspect in changed):
-            draw(self)  # once each, in a fixed order
-        if changed & {"year", "k", "mode", "spread", "region", "threshold", "opacity"}:
-            self._sync_controls()
-
-    def _sync_controls(self) -> None:
-        """Write the session's settings into the controls, without their observers acting on it."""
+    def _show_imagery(self) -> None:
+        """The WMS layer of the session's year and imagery kind is visible, the others hidden."""
         s = self.session
-        self._syncing = True
-        try:
-            self.k.value, self.year_box.value, self.mode.value, self.spread.value = s.k, s.year, s.mode, s.spread
-            self.region_box.value, self.opacity.value = s.region, s.opacity
-            self._sync_threshold()
-        finally:
-            self._syncing = False
+        for (year, kind), layer in self.imagery.items():
+            layer.visible = year == s.year and kind == s.imagery
 
-    def _sync_threshold(self) -> None:
-        layer, t, slider = self.session.region_layer, self.session.threshold, self.threshold
-        rgb = layer is not None and layer.values.ndim == 3
-        slider.disabled = layer is None or rgb
-        if layer is None or rgb:
-            return
-        # the slider spans the layer's values and the threshold (it never moves the threshold to fit), in steps
-        # of a power of ten about a hundredth of the range, its ends on that grid
-        lo, hi = min(float(layer.vmin), t), max(float(layer.vmax), t)
-        step = 10.0 ** np.floor(np.log10((hi - lo) / 100)) if hi > lo else 0.01
-        lo, hi = np.floor(lo / step) * step, np.ceil(hi / step) * step
-        # widen first, then narrow: the slider refuses a min above its max at every step
-        slider.min, slider.max = min(lo, slider.min), max(hi, slider.max)
-        slider.value = t
-        slider.min, slider.max, slider.step = lo, hi, step
+    def _bind_layer(self, change: dict) -> None:
+        """A new layer is shown: the threshold and opacity sliders are linked to it, its range and step."""
+        old, layer = change["old"], change["new"]
+        for bond in self._layer_links:
+            bond.unlink()
+        self._layer_links = []
+        if old is not None:
+            old.unobserve(self._layer_changed, names=["threshold", "opacity"])
+        slider = self.threshold
+        slider.disabled = layer is None or layer.rgb
+        self.opacity.disabled = layer is None
+        if layer is not None:
+            if not layer.rgb:
+                t = layer.threshold
+                lo, hi = min(layer.lo, t), max(layer.hi, t)
+                # widen first, then narrow: the slider refuses a min above its max at every step
+                slider.min, slider.max = min(lo, slider.min), max(hi, slider.max)
+                slider.step, slider.value = layer.step, t
+                slider.min, slider.max = lo, hi
+                self._layer_links.append(link((layer, "threshold"), (slider, "value")))
+            self._layer_links.append(link((layer, "opacity"), (self.opacity, "value")))
+            layer.observe(self._layer_changed, names=["threshold", "opacity"])
+        self._redraw(self._draw_overlay)
+
+    def _layer_changed(self, change: dict) -> None:
+        if change["name"] == "opacity":
+            self.region_overlay.opacity = change["new"]
+        else:
+            self._redraw(self._draw_overlay)
 
     def _draw_overlay(self) -> None:
         """Draw the region layer for the map's view: an image of what is in view at the map's zoom, each chip
         a crisp square (:meth:`~wcembed.explore.layers.ChipRaster.view_png`), redrawn when the view moves;
         the whole layer while the map has not reported its view (no front end yet)."""
-        s = self.session
-        shown = s.shown()
+        layer = self.session.layer
         drawn = None
-        if shown is not None:
-            view = self._view_bounds()
+        if layer is not None:
+            shown, view = layer.shown(), self._view_bounds()
             drawn = shown.png_data_url() if view is None else shown.view_png(view, self.map.zoom)
-        if drawn is None:
+        if drawn is None:  # nothing to draw: the overlay is hidden (no empty image in the map)
+            self.region_overlay.visible = False
             self.region_overlay.url = ""
         else:
             url, (w, south, e, n) = drawn
             self.region_overlay.bounds = ((south, w), (n, e))
             self.region_overlay.url = url
-        self.legend.value = "" if shown is None else s.region_layer.legend_html()
-        self.region_status.value = html.escape(s.region_status)
+            self.region_overlay.opacity = layer.opacity
+            self.region_overlay.visible = True
+        self.legend.value = "" if layer is None else layer.raster.legend_html()
+        self._draw_region_line()
+
+    def _draw_region_line(self) -> None:
+        self.region_status.value = html.escape(self.session.region_status)
 
     def _view_bounds(self) -> tuple[float, float, float, float] | None:
         """The map's view (west, south, east, north; degrees) as its front end last reported it, or None."""
@@ -254,10 +259,6 @@ class Explorer:
             return None
         (south, west), (north, east) = self.map.bounds
         return west, south, east, north
-
-    def _moved(self, change: dict) -> None:
-        if self.session.region_layer is not None:
-            self.session.attempt(self._draw_overlay)
 
     def _draw_results(self) -> None:
         import ipywidgets as w
@@ -271,10 +272,7 @@ class Explorer:
         if s.pair_years:
             self.gallery.children = [w.HTML(self.pair_html(row, s.pair_years)) for row in rows]
             return
-        cards = [
-            w.HTML(self.thumbnail_html(r.chip_id, r.geometry.bounds, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}"))
-            for r in rows
-        ]
+        cards = [w.HTML(self.thumbnail_html(r.chip_id, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}")) for r in rows]
         if s.explainer is not None:
             cards = [w.VBox([card, self._explain_button(r.chip_id)]) for card, r in zip(cards, rows, strict=True)]
         self.gallery.children = cards
@@ -306,13 +304,16 @@ class Explorer:
 
     # ------------------------------------------------------------------ views
     def widget(self):
-        """The map with its controls, status line and thumbnail gallery (one view, made once)."""
+        """The map with its controls, status line, thumbnail gallery and labelling panel (one view, made once)."""
         import ipywidgets as w
 
         if self._view is None:
-            controls = w.HBox([self.k, self.year_box, self.layer_box, self.mode, self.spread])
-            region = w.HBox([self.region_box, self.threshold, self.opacity, self.region_status])
-            parts = [controls, region, self.map, self.status, self.gallery, self.explain_box, self.compare_box]
+            c = self.controls
+            wrap = w.Layout(flex_flow="row wrap")
+            settings = w.HBox([c["k"], c["year"], c["imagery"], c["spread"]], layout=wrap)
+            region = w.HBox([c["region"], self.threshold, self.opacity], layout=wrap)
+            parts = [settings, c["mode"], region, self.region_status, self.map, self.status, self.gallery,
+                     self.explain_box, self.compare_box, self.panel.widget()]  # fmt: skip
             self._view = w.VBox(parts)
         return self._view
 
@@ -352,8 +353,9 @@ class Explorer:
             raise BadParameterError("no chip to compare: click one or name it")
         shape = self.session.index.footprint(chip)
         m = leafmap.Map(center=[shape.centroid.y, shape.centroid.x], zoom=zoom, draw_control=False)
+        kind = self.session.imagery
         left, right = (
-            WMSLayer(url=self.wms_url, layers=layer_name(y, "TCC"), format="image/png", transparent=True, name=str(y))
+            WMSLayer(url=self.wms_url, layers=layer_name(y, kind), format="image/png", transparent=True, name=str(y))
             for y in years
         )
         m.add_control(SplitMapControl(left_layer=left, right_layer=right))
@@ -363,27 +365,29 @@ class Explorer:
 
     def pair_html(self, row, years: tuple[int, int]) -> str:
         """Both years' 96 px thumbnails of a result side by side, with its rank and score."""
-        kind = self.layer_box.value or "TCC"
+        kind = self.session.imagery
         imgs = "".join(
             self._img(row.geometry.bounds, layer_name(y, kind), 96, f"{row.chip_id} {y}", f' title="{y}"')
             for y in years
         )
         return f"{imgs}<br>#{row.rank} {row.chip_id}<br>score {row.score:.3f}"
 
-    def thumbnail_html(self, chip: str, bounds, caption: str) -> str:
-        """A 128 px thumbnail of a chip (``bounds``: west, south, east, north in degrees) with a caption below,
-        as an ``<img>`` the browser loads from the WMS (lazily, with its own cache)."""
+    def thumbnail_html(self, chip: str, caption: str) -> str:
+        """A 128 px thumbnail of a chip in the session's year and imagery, with a caption below, as an
+        ``<img>`` the browser loads from the WMS (with its own cache)."""
+        bounds = self.session.index.footprint(chip).bounds
         return f"{self._img(bounds, self.layer, 128, chip)}<br>{caption}"
 
     def _img(self, bounds, layer: str | None, size: int, alt: str, extra: str = "") -> str:
-        """An ``<img>`` of a WMS layer over ``bounds`` (degrees) that the browser loads lazily."""
+        """An ``<img>`` of a WMS layer over ``bounds`` (degrees)."""
         url = self.thumbs.getmap_url(tuple(bounds), layer, (size, size)) if layer else ""
-        return f'<img src="{html.escape(url)}" width="{size}" height="{size}" loading="lazy" alt="{alt}"{extra}>'
+        return f'<img src="{html.escape(url)}" width="{size}" height="{size}" alt="{alt}"{extra}>'
 
     @property
     def layer(self) -> str | None:
-        """The WMS layer name of the imagery shown (the layer dropdown's choice, else the first offered)."""
-        return self.layers.get(self.layer_box.value or "TCC", next(iter(self.layers.values()), None))
+        """The WMS layer name of the imagery shown: the session's year and kind (None if the WMS lacks it)."""
+        s = self.session
+        return layer_name(s.year, s.imagery) if (s.year, s.imagery) in self.imagery else None
 
     def gallery_figure(self, size: int = 160):
         """The last results' thumbnails as a static matplotlib figure (for notebooks read without a kernel)."""
@@ -404,16 +408,3 @@ class Explorer:
             center=center or list(self.map.center),
             zoom=zoom or int(self.map.zoom),
         )
-
-
-_RENDERERS = {
-    "results": Explorer._draw_results,
-    "labels": lambda v: setattr(v.label_layer, "data", v.session.labels.to_geojson()),
-    "status": lambda v: setattr(v.status, "value", html.escape(v.session.status)),
-    "region": Explorer._draw_overlay,
-    "threshold": Explorer._draw_overlay,
-    "opacity": lambda v: setattr(v.region_overlay, "opacity", v.session.opacity),
-    "explanation": Explorer._draw_explanation,
-    "compare": Explorer._draw_compare,
-}
-"""What the view redraws for each aspect of the session that changed."""
