@@ -30,7 +30,9 @@ import pyarrow.parquet as pq
 from common import Timer, report
 from wcembed import contract, store
 from wcembed.contract import FileMetadata
-from wcembed.explore.index import ANN_INDEX, ANN_MIN_ROWS, DIVERSE_CHIPS, ChipIndex, ingest, partitions, query_vector
+from wcembed.explore.index import DIVERSE_CHIPS, ChipIndex, query_vector
+from wcembed.explore.ingest import ingest
+from wcembed.explore.table import ANN_INDEX, ANN_MIN_ROWS, partitions
 from wcembed.product import ESA_HTTPS, YEARS
 from wcembed.tileset import plan_grid
 
@@ -75,7 +77,8 @@ def write_files(out: Path, make, dim: int, max_columns: int | None) -> tuple[int
 def build_index_in_child(db: Path, kind: str) -> tuple[float, float]:
     """Build the ANN index in a child process: (seconds, peak resident memory of that process in GB)."""
     code = (
-        "import sys, time; from wcembed.explore.index import ChipIndex, build_ann_index; "
+        "import sys, time; from wcembed.explore.index import ChipIndex; "
+        "from wcembed.explore.table import build_ann_index; "
         "t = ChipIndex(sys.argv[1]).table; t0 = time.perf_counter(); build_ann_index(t, kind=sys.argv[2]); "
         "t.optimize(); print(time.perf_counter() - t0)"
     )

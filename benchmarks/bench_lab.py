@@ -29,7 +29,8 @@ from bench_index import DATA, write_files
 from common import report, sample_root
 from local_servers import interrupt, jupyterlab_settings, start_cli, wait_for_url
 from wcembed import ROOT
-from wcembed.explore.index import ChipIndex, ingest
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
 from wcembed.grid import chip_at, chip_bounds
 from wcembed.servers import free_port
 

@@ -29,8 +29,10 @@ from bench_index import DATA, write_files
 from common import Timer, report
 from wcembed import store
 from wcembed.explore.classify import score_index
-from wcembed.explore.index import UNIT_VECTORS, ChipIndex, ingest
-from wcembed.explore.layers import ChangePairs, ChipRaster, YearVectors, change
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
+from wcembed.explore.layers import ChipRaster
+from wcembed.explore.vectors import UNIT_VECTORS, ChangePairs, YearVectors, change
 
 
 def build(out: Path, db: Path, args) -> None:

@@ -60,7 +60,8 @@ def synthetic_index(
     """A :class:`~wcembed.explore.index.ChipIndex` at ``root/db`` of the chips ``columns`` x ``rows`` of the
     sample tile's 512 px grid in ``years``, each with ``vectors(year, column, row)`` (a 1-D float array),
     written as the real column files and ingested. Returns the index."""
-    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.ingest import ingest
 
     grid = Grid([SAMPLE_TILE])
     for year in years:

@@ -97,7 +97,8 @@ def range_server(sample_root):
 @pytest.fixture(scope="session")
 def explore_db(sample_root, tmp_path_factory):
     """Embeddings of the sample region's columns 1153-1160 (small untrained encoder) in LanceDB, and a WMS."""
-    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.ingest import ingest
     from wcembed.explore.wms import LocalWMS
     from wcembed.pipeline.embed import embed_column
     from wcembed.tileset import plan_grid

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from builders import tiny_model
 from wcembed.explore.classify import Labels
-from wcembed.explore.index import ChipIndex, ingest
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
 from wcembed.grid import Grid
 from wcembed.pipeline.embed import embed_column
 from wcembed.pipeline.tiles import ChipReader

@@ -29,7 +29,8 @@ from test_index import write_column, write_years
 from wcembed import cli, store
 from wcembed.errors import BadParameterError, IngestError, LabelsError, WcEmbedError
 from wcembed.explore.classify import Labels
-from wcembed.explore.index import ChipIndex, ingest
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
 from wcembed.servers import LOOPBACK, free_port
 
 COLUMNS = range(1150, 1152)

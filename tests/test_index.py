@@ -9,7 +9,9 @@ from builders import brute_force, dead_pid
 from wcembed import contract, store
 from wcembed.contract import FileMetadata
 from wcembed.errors import UnknownChipError
-from wcembed.explore.index import ChipIndex, ingest, query_vector
+from wcembed.explore.index import ChipIndex, query_vector
+from wcembed.explore.ingest import ingest
+from wcembed.explore.vectors import unit_vectors
 from wcembed.grid import Grid, chip_id
 
 DIM = 32
@@ -233,7 +235,7 @@ def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes
     out = tmp_path / "emb"
     write_years(out, range(1100, 1160))
     db = tmp_path / "db"
-    code = "import sys; from wcembed.explore.index import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
+    code = "import sys; from wcembed.explore.ingest import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
     proc = subprocess.Popen([sys.executable, "-c", code, str(out), str(db)])
     versions = db / "chips.lance" / "_versions"
     deadline = time.monotonic() + 120
@@ -316,20 +318,20 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
                                                       for part in ("cells", "vectors")]  # fmt: skip
     table_read = idx.batches
     idx.batches = None  # kept: the table is not read
-    columns, rows, x = idx.unit_vectors(2021)
+    columns, rows, x = unit_vectors(idx, 2021)
     idx.batches = table_read
     assert x.dtype == np.float16 and x.shape == (200, DIM)
     ids = [chip_id(2021, int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
     np.testing.assert_array_equal(x, _unit_f16(idx.vectors(ids)))  # each row: its chip's vector, unit, float16
     with monkeypatch.context() as m:  # an ingest with nothing new sees that they are kept, and reads none
-        m.setattr("wcembed.explore.index._read_npy", None)
+        m.setattr("wcembed.explore.vectors._read_npy", None)
         assert ingest(out, path).files_unchanged == 20
 
     write_column(out, 2021, 1160, np.random.default_rng(9), rows=range(280, 300))  # a new column: a new version
     ingest(out, path)
     idx = ChipIndex(path)
     assert idx.table.version > version and not list(kept.glob(f"*-v{version}-*"))  # the old ones are gone
-    columns, rows, x = idx.unit_vectors(2021)
+    columns, rows, x = unit_vectors(idx, 2021)
     assert len(x) == 220 and 1160 in set(columns.tolist())
 
     target = kept / f"2021-v{idx.table.version}-vectors.npy"
@@ -339,7 +341,7 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     for p in (stale, live):
         p.write_bytes(b"half")
     with caplog.at_level("WARNING"):
-        again = idx.unit_vectors(2021)
+        again = unit_vectors(idx, 2021)
     assert "cannot be read" in caplog.text and not stale.exists() and live.exists()
     np.testing.assert_array_equal(again[2], x)  # read from the table, and kept again
     np.testing.assert_array_equal(np.load(kept / f"2021-v{idx.table.version}-vectors.npy"), x)
@@ -350,5 +352,5 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     kept.write_text("not a folder")  # nowhere to keep them: read from the table each time, with a warning
     caplog.clear()
     with caplog.at_level("WARNING"):
-        np.testing.assert_array_equal(idx.unit_vectors(2021)[2], x)
+        np.testing.assert_array_equal(unit_vectors(idx, 2021)[2], x)
     assert "cannot keep the unit vectors of 2021" in caplog.text

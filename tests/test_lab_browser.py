@@ -114,7 +114,7 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
 def two_years(emb, sample_root, tmp_path):
     """A database of the explore fixture's 2020 files and the same columns embedded as 2021 (the sample's one
     scene as both years), with the fixture's small untrained encoder."""
-    from wcembed.explore.index import ingest
+    from wcembed.explore.ingest import ingest
     from wcembed.pipeline.embed import embed_column
 
     shutil.copytree(emb, tmp_path / "emb")

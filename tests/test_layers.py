@@ -13,7 +13,8 @@ import rasterio
 from builders import tiny_model
 from PIL import Image
 from wcembed.errors import BadParameterError
-from wcembed.explore.layers import ChangePairs, ChipRaster, YearVectors, change
+from wcembed.explore.layers import ChipRaster
+from wcembed.explore.vectors import ChangePairs, YearVectors, change
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
 from wcembed.product import PX_PER_DEGREE
 
@@ -191,7 +192,8 @@ def _altered_2021(sample_root, root):
 @pytest.fixture(scope="module")
 def two_years(sample_root, tmp_path_factory):
     """An index of the sample's columns 1154..1159 in 2020 and in the altered 2021, and the tile folder."""
-    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.ingest import ingest
     from wcembed.pipeline.embed import embed_column
 
     tmp = tmp_path_factory.mktemp("two_years")
@@ -304,7 +306,8 @@ def changed_alike(sample_root, tmp_path_factory):
     import shutil
 
     from rasterio.windows import Window
-    from wcembed.explore.index import ChipIndex, ingest
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.ingest import ingest
     from wcembed.pipeline.embed import embed_column
     from wcembed.product import Tile, tile_key
     from wcembed.sample import write_tile

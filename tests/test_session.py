@@ -287,10 +287,11 @@ def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
 
 
 def test_a_database_without_its_files_table_gives_working_layers(index, tmp_path):
-    from wcembed.explore.index import ChipIndex, _connect
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.table import connect
 
     shutil.copytree(index.db, tmp_path / "db")
-    _connect(tmp_path / "db").drop_table("files")
+    connect(tmp_path / "db").drop_table("files")
     s = ExploreSession(ChipIndex(tmp_path / "db"), year=2020)
     assert s.index.weights == {"unknown"} and not s.index.untrained
     s.click(*centre(1156, 288))

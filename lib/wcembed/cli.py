@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
     p.add_argument("source")
     p.add_argument("--db", default="outputs/lancedb")
-    p.set_defaults(func=lambda a: print(__import__("wcembed.explore.index").explore.index.ingest(a.source, a.db)))
+    p.set_defaults(func=lambda a: print(__import__("wcembed.explore.ingest").explore.ingest.ingest(a.source, a.db)))
 
     p = sub.add_parser("catalog", help="write the STAC Collection of each year and the run's Catalog")
     p.add_argument("output", help="the run's output folder or s3:// prefix")
@@ -274,7 +274,8 @@ def _parse_indices(text: str | None, n: int) -> list[int]:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from wcembed.explore.index import ChipIndex, check_k, check_point
+    from wcembed.explore.checks import check_k, check_point
+    from wcembed.explore.index import ChipIndex
     from wcembed.product import check_year
 
     check_k(args.k)  # the arguments first, before the database is opened

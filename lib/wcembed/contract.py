@@ -27,7 +27,7 @@ Header (Parquet key-value metadata), all JSON:
 
 :class:`FileMetadata` is that header's record: the pipeline fills it
 (:func:`wcembed.pipeline.embed.provenance`), :mod:`wcembed.store` writes it and the STAC Item beside each
-file, :mod:`wcembed.explore.index` reads it back. A run's folder gets a STAC Collection per year and a
+file, :mod:`wcembed.explore.ingest` reads it back. A run's folder gets a STAC Collection per year and a
 Catalog (:func:`stac_collection`, :func:`stac_catalog`, written by :func:`wcembed.store.write_catalog`).
 """
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import papermill
 
 from wcembed import NOTEBOOKS, ROOT, store
-from wcembed.explore.index import ChipIndex, ingest
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
 from wcembed.explore.wms import LocalWMS
 from wcembed.pipeline.batch import missing_bands, run_array
 from wcembed.pipeline.job import ColumnJob

@@ -107,7 +107,7 @@ class OutputError(BadInputError):
 class IngestError(OutputError):
     """Output files that could not be ingested (named, with the reason); the others were.
 
-    ``report`` is the :class:`~wcembed.explore.index.IngestReport` of what was done.
+    ``report`` is the :class:`~wcembed.explore.ingest.IngestReport` of what was done.
     """
 
     def __init__(self, message: str, report=None) -> None:

@@ -53,7 +53,8 @@ from traitlets import Any as AnyTrait
 from traitlets import HasTraits, Instance, TraitType, Unicode, observe, validate
 
 from wcembed.errors import BadParameterError, WcEmbedError
-from wcembed.explore.index import DIVERSE_CHIPS, MAX_K, check_k, query_vector
+from wcembed.explore.checks import MAX_K, check_k
+from wcembed.explore.index import DIVERSE_CHIPS, query_vector
 from wcembed.grid import chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, LAYER_KINDS, YEARS, check_year
 
@@ -525,7 +526,7 @@ class ExploreSession(HasTraits):
     def vectors(self, year: int | None = None):
         """The year's embeddings as a :class:`~wcembed.explore.layers.YearVectors` (loaded from the index once,
         when a layer first needs them)."""
-        from wcembed.explore.layers import YearVectors
+        from wcembed.explore.vectors import YearVectors
 
         year = check_year(self.year if year is None else year)
         if year not in self._vectors:
@@ -616,7 +617,7 @@ class ExploreSession(HasTraits):
 
     def _make(self, key: LayerKey):
         """The raster of a layer key, and the threshold it starts at (None: the layer's own)."""
-        from wcembed.explore.layers import change
+        from wcembed.explore.vectors import change
 
         if key.kind == "similarity":
             search = self.search
@@ -654,7 +655,7 @@ class ExploreSession(HasTraits):
     def change_pairs(self, years: tuple[int, int] = CHANGE_YEARS):
         """The chips of two years paired for change queries (:class:`~wcembed.explore.layers.ChangePairs`),
         made once."""
-        from wcembed.explore.layers import ChangePairs
+        from wcembed.explore.vectors import ChangePairs
 
         years = tuple(years)
         if years not in self._pairs:

@@ -1,0 +1,217 @@
+"""Incremental ingest of output files into the LanceDB database (:func:`ingest`).
+
+A rerun reads only new or changed files; the rows of a (year, column) are replaced
+in one commit, so a chip is never duplicated, also after an ingest was killed.
+Ingest moves whole Arrow tables in large batches: no per-row Python. In a local
+database it then keeps each year's unit vectors for the region layers
+(:mod:`wcembed.explore.vectors`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from wcembed import store
+from wcembed.contract import FileMetadata
+from wcembed.errors import IngestError, OutputError
+from wcembed.explore.table import ANN_MIN_ROWS, FILES, KEEP, TABLE, connect, refresh_indexes, remote
+from wcembed.grid import chip_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestReport:
+    files_added: int
+    files_replaced: int
+    files_unchanged: int
+    rows: int
+    failed: dict[str, str] = field(default_factory=dict)
+    """Files that could not be read (path: reason); not recorded, so the next ingest tries them again."""
+
+
+class _BadFile(Exception):
+    """Why one output file is refused (its rows are not ingested)."""
+
+
+def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
+    """The rows of one GeoParquet file in the table's layout (``schema``, when the table has one), and the
+    file's weights (``embedding.weights``), after checking the whole file: its columns and their types,
+    the vector dimension, and that its name, its ``wcembed`` metadata and its rows agree on the year and
+    column, with chip ids that are the ids of their rows. Raises :class:`_BadFile` saying what is wrong."""
+    year, column = store.parse_output_path(path)
+    table = pq.read_table(io.BytesIO(store.read_bytes(path)))
+    try:
+        meta = FileMetadata.from_header(table.schema.metadata)
+    except OutputError as exc:
+        raise _BadFile(str(exc)) from None
+    missing = [c for c in (*KEEP, "bbox", "embeddings") if c not in table.column_names]
+    if missing:
+        raise _BadFile(f"no column {', '.join(missing)}")
+    vectors = table.schema.field("embeddings").type
+    if not pa.types.is_fixed_size_list(vectors) or vectors.value_type != pa.float32():
+        raise _BadFile(f"embeddings are {vectors}, not a fixed-size list of float32")
+    if schema is not None and vectors.list_size != schema.field("vector").type.list_size:
+        raise _BadFile(f"{vectors.list_size}-d embeddings; the table's are {schema.field('vector').type.list_size}-d")
+    finite = np.isfinite(store.vector_matrix(table["embeddings"])).all(axis=1)
+    if not finite.all():  # a NaN would poison every search that meets it, and each layer's colour scale
+        raise _BadFile(f"the embedding of chip {table['chip_id'][int(np.argmin(finite))]} is not finite (NaN or inf)")
+    if (meta.year, meta.column) != (year, column):
+        raise _BadFile(
+            f"its metadata says year {meta.year}, column {meta.column}; its name says year {year}, column {column}"
+        )
+    years, columns = set(table["year"].to_pylist()), set(table["column"].to_pylist())
+    if years - {year} or columns - {column}:
+        raise _BadFile(f"rows of years {sorted(years)} and columns {sorted(columns)} in the file of {year}/{column}")
+    ids = table["chip_id"].to_pylist()
+    expected = [chip_id(year, column, r) for r in table["row"].to_pylist()]
+    if ids != expected:
+        wrong = next(i for i, (a, b) in enumerate(zip(ids, expected, strict=True)) if a != b)
+        raise _BadFile(f"chip id {ids[wrong]!r} on row {table['row'][wrong]} (expected {expected[wrong]!r})")
+    if len(set(ids)) != len(ids):
+        raise _BadFile("a chip is in the file twice")
+    bbox = table["bbox"].combine_chunks()
+    out = table.select(KEEP)
+    for name in ("xmin", "ymin", "xmax", "ymax"):
+        out = out.append_column(name, bbox.field(name))
+    out = out.append_column("vector", table["embeddings"]).replace_schema_metadata(None)
+    if schema is not None:
+        try:
+            out = out.cast(schema)
+        except (pa.ArrowException, ValueError) as exc:
+            raise _BadFile(f"its columns do not fit the table's ({exc})") from None
+    return out, meta.weights
+
+
+def ingest(
+    source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_ROWS, batch_rows: int = 200_000
+) -> IngestReport:
+    """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
+
+    Only new or changed files (by name and size) are read. Each is checked whole
+    before it touches the table (:func:`_arrow_rows`: columns, types, vector
+    dimension, finite vectors, and that its name, metadata and rows agree); a file that fails, or
+    cannot be read, is skipped and not recorded: the others are ingested, then
+    :class:`IngestError` names it with the reason, and its column keeps the rows it
+    had. Files are added ``batch_rows`` rows at a time (few, large fragments). Rows
+    of columns already in the table are replaced in one LanceDB commit (a merge on
+    ``chip_id`` that also deletes the column's chips the new file no longer has),
+    so the old rows are gone only when the new ones are in; a rerun after a killed
+    ingest (files are recorded only at the end) never duplicates a chip.
+    Afterwards the table is compacted and its indexes brought up to date
+    (:func:`refresh_indexes`), and, in a local database, each year's unit vectors are kept for the
+    region layers (:func:`wcembed.explore.vectors.unit_vectors`).
+    """
+    files = store.list_outputs(source)
+    if not files:
+        raise IngestError(f"no output files (*_{store.FORMAT_VERSION}.gpq) under {source}")
+    if remote(db):  # no lock on object stores: run one ingest at a time
+        return _ingest(files, db, ann_min_rows, batch_rows)
+    Path(db).mkdir(parents=True, exist_ok=True)
+    with store.exclusive(Path(db) / ".ingest.lock"):  # concurrent ingests take turns
+        report = _ingest(files, db, ann_min_rows, batch_rows)
+        if report.rows:
+            from wcembed.explore.index import ChipIndex
+            from wcembed.explore.vectors import kept_vectors, unit_vectors
+
+            index = ChipIndex(db)
+            for year in index.years:  # kept for the region layers: the explorer reads them, not the table
+                if not kept_vectors(index, year).exists():
+                    unit_vectors(index, year)
+        return report
+
+
+def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows: int) -> IngestReport:
+    conn = connect(db)
+    names = set(conn.table_names())
+    seen: dict[str, int] = {}
+    weights: dict[str, str] = {}
+    if FILES in names:
+        known = conn.open_table(FILES).to_arrow()
+        seen = dict(zip(known["path"].to_pylist(), known["size"].to_pylist(), strict=True))
+        if "weights" in known.column_names:
+            weights = dict(zip(known["path"].to_pylist(), known["weights"].to_pylist(), strict=True))
+    todo = {p: s for p, s in files.items() if seen.get(p) != s}
+    chips = conn.open_table(TABLE) if TABLE in names else None
+    if not todo:
+        return IngestReport(0, 0, len(files), chips.count_rows() if chips is not None else 0)
+    pending: list[tuple[str, pa.Table]] = []
+    done: list[str] = []
+    failed: dict[str, str] = {}
+
+    def add_pending() -> None:
+        nonlocal chips
+        rows = pa.concat_tables([t for _, t in pending])
+        if chips is None:
+            chips = _create_or_open(conn, rows)
+        replaced = _columns_filter([p for p, _ in pending])
+        if chips.count_rows(replaced) == 0:
+            chips.add(rows)  # new columns: a plain append
+        else:  # replace the columns' rows (also rows a killed ingest left behind) in one commit
+            (
+                chips.merge_insert("chip_id")
+                .when_matched_update_all()
+                .when_not_matched_insert_all()
+                .when_not_matched_by_source_delete(replaced)
+                .execute(rows)
+            )
+        done.extend(p for p, _ in pending)
+        pending.clear()
+
+    schema = chips.schema if chips is not None else None
+    for path in todo:
+        try:
+            part, weights[path] = _arrow_rows(path, schema)
+        except Exception as exc:  # any bad or unreadable file: named at the end, the others still ingested
+            failed[path] = str(exc) if isinstance(exc, _BadFile) else f"{type(exc).__name__}: {exc}"
+            log.error("cannot ingest %s: %s", path, failed[path])
+            continue
+        schema = schema or part.schema  # the first good file sets the layout of a new table
+        pending.append((path, part))
+        if sum(t.num_rows for _, t in pending) >= batch_rows:
+            add_pending()
+    if pending:
+        add_pending()
+    replaced = sum(p in seen for p in done)
+    seen.update({p: todo[p] for p in done})
+    files_table = {
+        "path": list(seen),
+        "size": pa.array(list(seen.values()), pa.int64()),
+        "weights": [weights.get(p, "") for p in seen],
+    }
+    conn.create_table(FILES, pa.table(files_table), mode="overwrite")
+    log.info("ingested %d files (%d replaced)", len(done), replaced)
+    if chips is not None:
+        refresh_indexes(chips, ann_min_rows=ann_min_rows)
+    report = IngestReport(
+        len(done) - replaced, replaced, len(files) - len(todo), chips.count_rows() if chips is not None else 0, failed
+    )
+    if failed:
+        named = "; ".join(f"{p}: {why}" for p, why in failed.items())
+        raise IngestError(f"{len(failed)} of {len(todo)} files could not be ingested (the rest were): {named}", report)
+    return report
+
+
+def _create_or_open(conn, rows: pa.Table):
+    """The chips table, created with ``rows``' layout (and no rows: they are added next) or, when another
+    ingest created it meanwhile, opened."""
+    try:
+        return conn.create_table(TABLE, rows.schema.empty_table())
+    except ValueError:  # "Table 'chips' already exists": a concurrent first ingest won the race
+        return conn.open_table(TABLE)
+
+
+def _columns_filter(paths: Sequence[str]) -> str:
+    """SQL filter of the rows of the (year, column)s of output files."""
+    columns: dict[int, list[int]] = {}
+    for year, column in sorted(store.parse_output_path(p) for p in paths):
+        columns.setdefault(year, []).append(column)
+    return " OR ".join(f"(year = {y} AND `column` IN ({', '.join(map(str, cs))}))" for y, cs in columns.items())
