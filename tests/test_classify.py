@@ -10,7 +10,7 @@ from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
 from wcembed.errors import LabelsError, WcEmbedError
-from wcembed.explore.classify import Labels, export, score_index, train
+from wcembed.explore.classify import Labels, export, score_index, train, unit
 from wcembed.explore.pages import offline_html, screenshot
 from wcembed.explore.session import ExploreSession
 from wcembed.explore.view import Explorer
@@ -58,8 +58,17 @@ def test_blocked_cv_beats_random_and_scores_match_row_by_row(small_chips, tmp_pa
     scores = score_index(index, clf.model, tmp_path / "scores.parquet", batch_rows=37)
     assert len(scores) == len(index)
     ids = scores["chip_id"].tolist()[:25]
-    one_by_one = [clf.model.predict_proba(index.vectors([c]))[0, 1] for c in ids]
+    one_by_one = [clf.model.predict_proba(unit(index.vectors([c])))[0, 1] for c in ids]
     np.testing.assert_allclose(scores["score"].to_numpy()[:25], one_by_one, rtol=0, atol=1e-6)
+    session = ExploreSession(index)  # the labelling loop scores a year from its float16 unit vectors
+    session.labelling.classifier = clf
+    session.labelling._score(2020)
+    fast = session.labelling.scores.set_index("chip_id")["score"]
+    exact = scores.set_index("chip_id")["score"]
+    assert set(fast.index) == set(exact.index)
+    error = np.abs(fast[exact.index].to_numpy() - exact.to_numpy())
+    print(f"float16 scores against float32: max error {error.max():.2e}, median {np.median(error):.2e}")
+    assert error.max() < 5e-3  # the logit to within ~2e-2 (float16 vectors, float32 sums)
     import geopandas as gpd
 
     back = gpd.read_parquet(tmp_path / "scores.parquet")

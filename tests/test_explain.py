@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from builders import tiny_model
 from PIL import Image
-from wcembed.errors import BadParameterError
+from wcembed.errors import BadParameterError, WcEmbedError
 from wcembed.explore.explain import MatchExplainer, patch_heatmap, quadrant_means
+from wcembed.explore.session import ExploreSession
 
 QUERY, OTHER = "2020-1156-0288", "2020-1158-0290"  # farmland; and another part of the scene
 
@@ -53,6 +54,14 @@ def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights
     write_years(tmp_path / "emb", range(1150, 1152))
     ingest(tmp_path / "emb", tmp_path / "db")
     index = ChipIndex(tmp_path / "db")  # its files do not say "untrained": untrained weights cannot explain it
-    assert explainer_for(index, None) is None
-    with pytest.warns(UserWarning, match="matches cannot be explained"):
-        assert explainer_for(index, sample_root) is None
+    with pytest.raises(BadParameterError, match="no tile source"):
+        explainer_for(index, None)
+    with pytest.raises(WcEmbedError, match="no checkpoint given"):
+        explainer_for(index, sample_root)
+    session = ExploreSession(index)
+    assert session.explain_note.startswith("explain is off: no tile source")
+    session.use_explainer(sample_root)  # said in one line, under the results
+    assert session.explainer is None and session.explain_note.startswith("explain is off: no checkpoint given")
+    assert session.explain("2020-1150-0288") is None and session.status == session.explain_note
+    session.use_explainer(sample_root, allow_untrained=True)  # asked for: untrained weights, said so
+    assert session.explainer is not None and session.explain_note.startswith("explain uses untrained weights")

@@ -233,7 +233,7 @@ def test_embedding_colours_and_scores(session):
 
 
 def test_explain_without_an_explainer_or_a_query_says_why(session):
-    assert session.explain("2020-1156-0288") is None and session.status.startswith("no explainer")
+    assert session.explain("2020-1156-0288") is None and session.status.startswith("explain is off: no tile source")
 
 
 def test_callbacks_turn_errors_into_the_status_line(session):

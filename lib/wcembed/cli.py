@@ -134,6 +134,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 "labels": str(Path(args.labels).resolve()) if args.labels else None,
                 "tiles": str(Path(args.tiles).resolve()),  # for the explain button: chips read as the pipeline does
                 "checkpoint": args.checkpoint,
+                "allow_untrained": True if args.allow_untrained else None,
                 "basemap": None if args.basemap.lower() == "none" else args.basemap,
             },
             prepare_only=True,
@@ -204,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year", type=int, default=YEARS[0])
     p.add_argument("--labels", default=None, help="GeoJSON of labelled chips: the notebook trains on them")
     p.add_argument("--checkpoint", default=None, help="the weights the embeddings were made with (explain button)")
+    p.add_argument(
+        "--allow-untrained",
+        action="store_true",
+        help="explain matches with untrained weights when no checkpoint is given (the mechanism, not what Clay "
+        "sees); by default only a database of untrained embeddings is explained so",
+    )
     p.add_argument("--notebook-out", default="outputs/notebooks/explore_live.ipynb")
     p.add_argument("--lab-port", type=int, default=8888)
     p.add_argument("--no-browser", action="store_true")

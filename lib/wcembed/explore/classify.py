@@ -3,7 +3,8 @@
 * :class:`Labels`: chips marked positive or negative, saved to and loaded from
   GeoJSON (``chip_id``, ``year``, ``label``, footprint), so a session can be
   resumed and shared.
-* :func:`train`: logistic regression on the embeddings, with **spatially
+* :func:`train`: logistic regression on the embeddings' directions (unit
+  vectors, as every search and layer compares them), with **spatially
   blocked** cross-validation: chips are grouped into blocks of
   ``block_deg`` degrees and a block is never split across folds, so nearby
   (and alike) chips cannot leak between training and test.
@@ -29,7 +30,7 @@ import numpy as np
 
 from wcembed.contract import write_geoparquet
 from wcembed.errors import BadInputError, BadParameterError, LabelsError
-from wcembed.grid import parse_chip_id
+from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_bounds, parse_chip_id
 from wcembed.product import CRS, check_year
 from wcembed.store import vector_matrix
 
@@ -161,13 +162,28 @@ class Labels:
 
 @dataclass
 class TrainedClassifier:
-    """A fitted classifier with its spatially blocked cross-validated score."""
+    """A fitted classifier (scaler and logistic regression over unit vectors) with its spatially blocked
+    cross-validated score."""
 
     model: object
     cv_balanced_accuracy: float
     baseline_balanced_accuracy: float
     folds: int
     block_deg: float
+
+    def linear(self) -> tuple[np.ndarray, float]:
+        """``(w, b)`` with ``logit = u @ w + b`` for a unit vector ``u``: the scaler folded into the logistic
+        regression, so that a whole year is scored by one matrix-vector product
+        (:meth:`wcembed.explore.vectors.YearVectors.dot`)."""
+        scaler, regression = self.model[0], self.model[-1]
+        w = regression.coef_[0] / scaler.scale_
+        return w.astype(np.float32), float(regression.intercept_[0] - scaler.mean_ @ w)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    """The rows of ``x`` divided by their lengths (at least 1e-12), float32."""
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def spatial_blocks(lon: np.ndarray, lat: np.ndarray, block_deg: float) -> np.ndarray:
@@ -194,7 +210,7 @@ def train(index, labels: Labels, *, block_deg: float = 0.05, folds: int = 5, see
     ids = list(labels.items)
     if len(labels.positives) < 2 or len(labels.negatives) < 2:
         raise LabelsError("need at least 2 positive and 2 negative labels to train")
-    x = index.vectors(ids)
+    x = unit(index.vectors(ids))
     y = np.array([labels.items[c]["label"] == "positive" for c in ids], dtype=int)
     groups = spatial_blocks(*labels.centres(ids), block_deg)
     n_folds = min(folds, len(np.unique(groups)))
@@ -231,7 +247,7 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
 
     parts = []
     for batch in index.batches(["chip_id", "year", "geometry", "vector"], year=year, batch_rows=batch_rows):
-        x = vector_matrix(batch.column("vector"))
+        x = unit(vector_matrix(batch.column("vector")))
         parts.append(
             pd.DataFrame(
                 {
@@ -251,6 +267,33 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
     return gdf
 
 
+def centres(chip_ids, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN) -> np.ndarray:
+    """``(N, 2)`` lon/lat centres (degrees) of chips by id, by grid arithmetic."""
+    b = _bounds(chip_ids, chip_size, origin)
+    return np.column_stack([(b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2])
+
+
+def _bounds(chip_ids, chip_size: int, origin: tuple[float, float]) -> np.ndarray:
+    """``(N, 4)`` west, south, east, north of chips by id (``{year}-{column}-{row}``), vectorised."""
+    import pandas as pd
+
+    parts = pd.Series(list(chip_ids), dtype=object).str.split("-", expand=True)
+    if parts.empty:
+        return np.zeros((0, 4))
+    cells = parts.iloc[:, 1:3].astype(np.int64).to_numpy()
+    return np.column_stack(chip_bounds(cells[:, 0], cells[:, 1], chip_size, origin)).reshape(-1, 4)
+
+
+def with_footprints(frame, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN):
+    """A frame with ``chip_id`` (e.g. :attr:`wcembed.explore.labelling.LabelLoop.scores`) as a GeoDataFrame
+    with each chip's footprint (OGC:CRS84, by grid arithmetic), for :func:`export` and :func:`detections`."""
+    import geopandas as gpd
+    import shapely
+
+    boxes = shapely.box(*_bounds(frame["chip_id"], chip_size, origin).T)
+    return gpd.GeoDataFrame(frame.drop(columns="geometry", errors="ignore"), geometry=boxes, crs=CRS)
+
+
 def export(results, path: str | Path) -> Path:
     """Write search or classifier results (a GeoDataFrame) as GeoParquet (``.parquet``/``.gpq``) or GeoJSON."""
     path = Path(path)
@@ -264,12 +307,12 @@ def export(results, path: str | Path) -> Path:
     return path
 
 
-def detections(scores, threshold: float = 0.5):
+def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN):
     """Chips scored at least ``threshold``, adjacent chips (sharing an edge, same year) dissolved.
 
-    ``scores`` is a GeoDataFrame with ``chip_id``, ``score`` and footprints (e.g.
-    from :func:`score_index`). Returns a GeoDataFrame, one row per group of
-    connected chips: ``year``, ``chips`` (count), ``mean_score``, ``max_score``,
+    ``scores`` is a frame with ``chip_id`` and ``score`` (e.g. from :func:`score_index`, or a labelling
+    loop's scores, whose footprints come from the grid of ``chip_size`` and ``origin``). Returns a
+    GeoDataFrame, one row per group of connected chips: ``year``, ``chips`` (count), ``mean_score``, ``max_score``,
     ``chip_ids`` (comma-separated), the dissolved polygon (OGC:CRS84), largest first.
     Export it with :func:`export` (GeoJSON or GeoParquet).
     """
@@ -281,6 +324,8 @@ def detections(scores, threshold: float = 0.5):
     from wcembed.grid import parse_chip_id
 
     keep = scores[scores["score"] >= threshold].reset_index(drop=True)
+    if "geometry" not in keep:  # footprints of the kept chips only, by grid arithmetic
+        keep = with_footprints(keep, chip_size, origin)
     columns = ["year", "chips", "mean_score", "max_score", "chip_ids"]
     if keep.empty:
         return gpd.GeoDataFrame(columns=[*columns, "geometry"], geometry="geometry", crs=CRS)
@@ -332,13 +377,10 @@ def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20):
     cand = free.assign(uncertainty=uncertainty.to_numpy()).nlargest(n * pool, "uncertainty").reset_index(drop=True)
     if cand.empty:
         return cand.assign(pick=[])
-    x = index.vectors(list(cand["chip_id"]))
-    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    b = cand.geometry.bounds  # chip centres in degrees (footprints are lon/lat boxes)
-    xy = np.column_stack([(b["minx"] + b["maxx"]) / 2, (b["miny"] + b["maxy"]) / 2])
+    x = unit(index.vectors(list(cand["chip_id"])))
+    xy = centres(cand["chip_id"], index.chip_size, index.origin)
     anchors = list(labels.items)
-    ax = index.vectors(anchors) if anchors else np.zeros((0, x.shape[1]), np.float32)
-    ax = ax / np.maximum(np.linalg.norm(ax, axis=1, keepdims=True), 1e-12)
+    ax = unit(index.vectors(anchors)) if anchors else np.zeros((0, x.shape[1]), np.float32)
     axy = np.column_stack(labels.centres(anchors)) if anchors else np.zeros((0, 2))
     sample = np.random.default_rng(0).choice(len(cand), min(len(cand), 200), replace=False)
     emb_scale = float(np.median(1 - x[sample] @ x[sample].T)) or 1.0

@@ -78,6 +78,8 @@ class MatchExplainer:
         from wcembed.pipeline.inference import Embedder
 
         self.tiles = str(tiles)
+        self.untrained = bool(model.untrained)
+        """Whether the weights are untrained (a heatmap shows the mechanism, not what Clay sees)."""
         self.embedder = Embedder(model, device=device, precision="float32")
         self._grids: dict[int, Grid] = {}
         self.read = functools.lru_cache(maxsize=8)(self._read)  # a result is read for its heatmap and its picture
@@ -135,19 +137,18 @@ class MatchExplainer:
         return out.getvalue()
 
 
-def explainer_for(index, tiles: str | None, checkpoint: str | None = None) -> MatchExplainer | None:
-    """The explainer of an index's matches (the tile source and weights its embeddings were made from), or
-    None, with a warning that says why, where ``tiles`` is not given or the weights cannot be loaded (an
-    index of Clay embeddings needs its checkpoint; untrained weights only explain untrained embeddings)."""
-    import warnings
+def explainer_for(
+    index, tiles: str | None, checkpoint: str | None = None, *, allow_untrained: bool | None = None
+) -> MatchExplainer:
+    """The explainer of an index's matches: the tile source and the weights its embeddings were made from.
 
-    from wcembed.errors import WcEmbedError
+    ``allow_untrained`` (default: whether the index holds untrained embeddings) lets untrained weights
+    explain without a checkpoint; they show the mechanism, not what Clay sees. A package error says why
+    there is none (no tile source, weights that cannot be loaded)."""
+    from wcembed.errors import BadParameterError
     from wcembed.pipeline.weights import load_model
 
     if not tiles:
-        return None
-    try:
-        return MatchExplainer(tiles, load_model(checkpoint, allow_untrained=index.untrained))
-    except WcEmbedError as exc:
-        warnings.warn(f"matches cannot be explained: {exc}", stacklevel=2)
-        return None
+        raise BadParameterError("no tile source: give the tiles the embeddings were made from (lab --tiles)")
+    allow = index.untrained if allow_untrained is None else allow_untrained
+    return MatchExplainer(tiles, load_model(checkpoint, allow_untrained=allow))

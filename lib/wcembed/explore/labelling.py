@@ -26,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import numpy as np
 from traitlets import Any, Bool, HasTraits, Int, List, Unicode, observe
 
 from wcembed.errors import LabelsError
@@ -55,8 +56,9 @@ class LabelLoop(HasTraits):
     ----------
     classifier : wcembed.explore.classify.TrainedClassifier or None
         The last training round's classifier.
-    scores : GeoDataFrame or None
-        Every chip of :attr:`scores_year` scored by it (``chip_id``, ``year``, ``score``, footprint).
+    scores : DataFrame or None
+        Every chip of :attr:`scores_year` scored by it (``chip_id``, ``year``, ``column``, ``row``, ``score``;
+        :func:`~wcembed.explore.classify.with_footprints` adds the footprints).
     suggestions : GeoDataFrame or None
         The chips suggested for labelling and still unlabelled, in order of choice.
     queue : list of str
@@ -124,8 +126,9 @@ class LabelLoop(HasTraits):
         if self.scores_year != year:
             self._score(year)
         index = self.session.index
-        return ChipRaster.from_ids(
-            list(self.scores["chip_id"]),
+        return ChipRaster.from_chips(
+            self.scores["column"].to_numpy(),
+            self.scores["row"].to_numpy(),
             self.scores["score"].to_numpy(),
             name=f"classifier score {year}",
             description=f"probability of the positive class. {untrained_note(index)}".strip(),
@@ -135,10 +138,23 @@ class LabelLoop(HasTraits):
         )
 
     def _score(self, year: int) -> None:
-        """Score every chip of ``year``; the suggestions and the review queue follow."""
-        from wcembed.explore.classify import score_index
+        """Score every chip of ``year`` from the session's unit vectors of the year (one matrix-vector product
+        of the classifier folded into a linear function, :meth:`~wcembed.explore.classify.TrainedClassifier.linear`:
+        no table read, no footprint made); the suggestions and the review queue follow."""
+        import pandas as pd
 
-        self.scores = score_index(self.session.index, self.classifier.model, year=year)
+        vectors = self.session.vectors(year)
+        w, b = self.classifier.linear()
+        logit = np.clip(vectors.dot(w) + np.float32(b), -60, 60)
+        self.scores = pd.DataFrame(
+            {
+                "chip_id": vectors.chip_ids,
+                "year": np.full(len(vectors), year, np.int32),
+                "column": vectors.columns,
+                "row": vectors.rows,
+                "score": (1 / (1 + np.exp(-logit))).astype(np.float32),
+            }
+        )
         self.scores_year = year
         self.suggest()
         free = self._unlabelled(self.scores)

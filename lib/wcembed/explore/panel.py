@@ -113,9 +113,12 @@ class LabelPanel:
     def _draw_suggestions(self) -> None:
         import ipywidgets as w
 
+        from wcembed.explore.classify import with_footprints
+
         s, session = self.loop.suggestions, self.loop.session
+        index = session.index
         self.outline.data = (
-            json.loads(s[["chip_id", "score", "geometry"]].to_json())
+            json.loads(with_footprints(s[["chip_id", "score"]], index.chip_size, index.origin).to_json())
             if s is not None and len(s)
             else {"type": "FeatureCollection", "features": []}
         )

@@ -257,6 +257,8 @@ class ExploreSession(HasTraits):
         The chip whose two years are compared (a click while the change layer is shown).
     explanation : Explanation or None
         The last :meth:`explain`.
+    explain_note : str
+        Why matches cannot be explained ("" when they can): one line under the results.
     labelling : wcembed.explore.labelling.LabelLoop
         The labelling loop's state (classifier, scores, suggestions, review queue, learning curve).
     """
@@ -277,6 +279,7 @@ class ExploreSession(HasTraits):
     changes = AnyTrait(None, allow_none=True)
     compare_chip = Unicode(None, allow_none=True)
     explanation = Instance(Explanation, allow_none=True)
+    explain_note = Unicode("")
     labelling = Instance("wcembed.explore.labelling.LabelLoop")
 
     def __init__(self, index, year: int = 2020, k: int = 10, *, explainer=None) -> None:
@@ -293,6 +296,23 @@ class ExploreSession(HasTraits):
         super().__init__(labels=Labels())
         self.labelling = LabelLoop(self)
         self.set(year=year, k=k)
+        if explainer is None:
+            self.explain_note = "explain is off: no tile source and weights given (use_explainer)"
+
+    def use_explainer(self, tiles: str | None, checkpoint: str | None = None, *, allow_untrained=None) -> None:
+        """Explain matches by reading chips from ``tiles`` (a folder or URL in the bucket's layout) with the
+        weights the embeddings were made with (:func:`~wcembed.explore.explain.explainer_for`); where that
+        cannot work, :attr:`explain_note` says why, in one line."""
+        from wcembed.explore.explain import explainer_for
+
+        try:
+            self.explainer = explainer_for(self.index, tiles, checkpoint, allow_untrained=allow_untrained)
+        except WcEmbedError as exc:
+            self.explainer, self.explain_note = None, f"explain is off: {exc}"
+            _release_frames(exc)
+        else:
+            untrained = self.explainer.untrained
+            self.explain_note = "explain uses untrained weights: the mechanism, not what Clay sees" if untrained else ""
 
     # ------------------------------------------------------------------ errors
     def say(self, text: str) -> None:
@@ -701,7 +721,7 @@ class ExploreSession(HasTraits):
         (:class:`~wcembed.explore.explain.MatchExplainer`), kept as :attr:`explanation`.
         Returns the ``(16, 16)`` heatmap (None without an explainer or a query: the status line says why)."""
         if self.explainer is None:
-            self.say("no explainer: give the explorer the tile source and the weights (explainer=...)")
+            self.say(self.explain_note)
             return None
         if self.query is None:
             self.say("click a chip first: a match is explained against the query")

@@ -145,6 +145,7 @@ class Explorer:
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.gallery.add_class("wcembed-gallery")  # for the browser test, and for a user's CSS
         self.explain_box = w.HTML()  # where in a result it is like the query (after an "explain" click)
+        self.explain_line = w.HTML()  # why matches cannot be explained (or that the weights are untrained)
         self.panel = LabelPanel(s.labelling, self.thumbnail_html)
         self.map.add_layer(self.panel.outline)
         self._layer_links: list = []
@@ -159,11 +160,13 @@ class Explorer:
         s.observe(self._bind_layer, names="layer")
         s.observe(lambda _: self._draw_region_line(), names="region_note")
         s.observe(lambda _: self._draw_explanation(), names="explanation")
+        s.observe(lambda _: setattr(self.explain_line, "value", html.escape(s.explain_note)), names="explain_note")
         s.observe(lambda _: self._draw_compare(), names="compare_chip")
         self._show_imagery()
         self._bind_layer({"old": None, "new": s.layer})
         self._draw_results()
         self.status.value = html.escape(s.status)
+        self.explain_line.value = html.escape(s.explain_note)
 
     # ------------------------------------------------------------------ input
     def handle_interaction(self, **event) -> None:
@@ -313,7 +316,7 @@ class Explorer:
             settings = w.HBox([c["k"], c["year"], c["imagery"], c["spread"]], layout=wrap)
             region = w.HBox([c["region"], self.threshold, self.opacity], layout=wrap)
             parts = [settings, c["mode"], region, self.region_status, self.map, self.status, self.gallery,
-                     self.explain_box, self.compare_box, self.panel.widget()]  # fmt: skip
+                     self.explain_line, self.explain_box, self.compare_box, self.panel.widget()]  # fmt: skip
             self._view = w.VBox(parts)
         return self._view
 
