@@ -54,7 +54,7 @@ def main() -> int:
             print(done.stdout[-3000:], done.stderr[-3000:], sep="\n")
             return 1
         os.environ.update(creds, AWS_ENDPOINT_URL=endpoint)
-        path = f"s3://wc-out/embeddings/2020/worldcover_embeddings_2020_{column:04d}_v002.gpq"
+        path = f"s3://wc-out/embeddings/2020/worldcover_embeddings_2020_{column:04d}_v003.gpq"
         frame, vectors = read_column(path)
         meta = {k: v for part in file_metadata(path).values() if isinstance(part, dict) for k, v in part.items()}
         print(f"{path}: {len(frame)} chips, vectors {vectors.shape} {vectors.dtype}, "

@@ -4,6 +4,8 @@
   never of Clay; its "UNTRAINED" warning is expected and checked here.
 * :func:`brute_force`: the exact nearest chips by NumPy, what search results are checked against.
 * :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
+* :func:`record_only_file`: a Parquet file whose only content is a column file's metadata record, complete
+  or partial: what ``resubmit-missing`` reads of each file.
 * :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
   grid of the sample tile, with vectors chosen by the test instead of an encoder, ingested into LanceDB:
   an index in a second, for tests of search and of the explorer's session.
@@ -88,3 +90,18 @@ def brute_force(idx, query, k, mask=None):
     cos = vecs @ query / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(query))
     order = np.argsort(1 - cos, kind="stable")[:k]
     return list(ids[order]), (1 - cos)[order]
+
+
+def record_only_file(year: int, column: int, *, complete: bool = True) -> bytes:
+    """A one-row Parquet file carrying a column file's record (``complete`` or partial, as ``max_rows`` makes
+    it), for tests of what reads the record alone (resubmit-missing, a rerun's skip)."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    record = {"year": year, "column": column, "format": store.FORMAT_VERSION, "complete": complete}
+    meta = FileMetadata({"dimension": 4, "weights": "untrained"}, record)
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"x": [1]}).replace_schema_metadata(meta.header()), buf)
+    return buf.getvalue()

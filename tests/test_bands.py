@@ -165,7 +165,7 @@ def test_a_crashed_band_resumes_by_column(tmp_path, small_model, sample_root):
             progress=False,
         )
     written = sorted(p.name for p in (tmp_path / "out/2020").glob("*.gpq"))
-    assert written == [f"worldcover_embeddings_2020_{c}_v002.gpq" for c in (1149, 1150, 1151)]
+    assert written == [f"worldcover_embeddings_2020_{c}_v003.gpq" for c in (1149, 1150, 1151)]
     assert not [p for p in (tmp_path / "out/2020").iterdir() if p.name.startswith(".")]  # nothing half-written
 
     synthetic_east_edge(root, "N35W077", seed=2)  # mended

@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
+from builders import record_only_file
 from moto import mock_aws
 from wcembed import ROOT, store
 from wcembed.errors import (
@@ -246,10 +247,10 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
     grid = plan_grid(2020, sample_root)
     s3 = boto3.client("s3")
     present = [int(c) for c in grid.columns[::3]]
-    for c in present:
+    for c in present:  # complete files; the first one partial (max_rows): resubmitted as if missing
         bucket, key = store.output_path("s3://wc-out/rerun", 2020, c)[5:].split("/", 1)
-        s3.put_object(Bucket=bucket, Key=key, Body=b"done")
-    expected = [int(c) for c in grid.columns if int(c) not in present]
+        s3.put_object(Bucket=bucket, Key=key, Body=record_only_file(2020, c, complete=c != present[0]))
+    expected = [int(c) for c in grid.columns if int(c) not in present[1:]]
     assert missing_columns(grid, "s3://wc-out/rerun", 2020) == expected
     cmd = [
         sys.executable,
@@ -274,7 +275,7 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
     # bands of 4: every band holds a missing column except none; drop the files of one band's columns only
     for c in grid.columns:
         bucket, key = store.output_path("s3://wc-out/rerun", 2020, int(c))[5:].split("/", 1)
-        s3.put_object(Bucket=bucket, Key=key, Body=b"done")
+        s3.put_object(Bucket=bucket, Key=key, Body=record_only_file(2020, int(c)))
     for c in (1157, 1166, 1167):
         bucket, key = store.output_path("s3://wc-out/rerun", 2020, c)[5:].split("/", 1)
         s3.delete_object(Bucket=bucket, Key=key)
@@ -355,5 +356,5 @@ def test_dockerfile_slim_install_runs_the_column_notebook(tmp_path, sample_root)
     env["WCEMBED_ROOT"] = str(context)  # as the image sets it
     done = subprocess.run(cmd, cwd=context, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    frame, vectors = read_column(str(out / "2020/worldcover_embeddings_2020_1156_v002.gpq"))
+    frame, vectors = read_column(str(out / "2020/worldcover_embeddings_2020_1156_v003.gpq"))
     assert len(frame) > 0 and vectors.shape == (len(frame), 768)

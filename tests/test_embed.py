@@ -50,7 +50,7 @@ def run(sample_root, out, model, grid, **kw):
 def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path, small_model, grid):
     result = run(sample_root, tmp_path, small_model, grid)
     assert result.status == "written" and result.embedded == 4 and result.chips == 24
-    assert result.path == str(tmp_path / "2020/worldcover_embeddings_2020_1156_v002.gpq")
+    assert result.path == str(tmp_path / "2020/worldcover_embeddings_2020_1156_v003.gpq")
     report = gpv.check(result.path)
     assert gpv.conformant(report, "core") and gpv.conformant(report, "covering"), gpv.failed(report)
     schema = pq.read_schema(result.path)
@@ -123,6 +123,32 @@ def test_finished_column_is_skipped_unless_overwrite(sample_root, tmp_path, smal
     assert redo.status == "written"
 
 
+def test_a_partial_column_is_never_done(sample_root, tmp_path, small_model, grid):
+    """``max_rows`` writes a file that says it is partial (its record and its STAC Item): a later full run
+    embeds the column again, and ingest says the set is partial."""
+    from wcembed.contract import FileMetadata
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.ingest import ingest
+    from wcembed.explore.layers import index_note
+    from wcembed.pipeline.batch import missing_columns
+
+    part = run(sample_root, tmp_path, small_model, grid, max_rows=1)
+    meta = FileMetadata.read(part.path)
+    assert not meta.complete and meta.provenance["rows_read"] == 1 and meta.provenance["max_rows"] == 1
+    assert meta.provenance["rows_planned"] == len(grid.rows(DATA_COLUMN))
+    item = json.loads(Path(store.stac_path(part.path)).read_text())
+    assert item["properties"]["wcembed:complete"] is False
+    assert not store.done(part.path) and DATA_COLUMN in missing_columns(grid, str(tmp_path), 2020)
+    report = ingest(tmp_path, tmp_path / "db")
+    assert report.partial == [part.path] and "1 partial files" in str(report)
+    assert "PARTIAL: 1 column files" in index_note(ChipIndex(tmp_path / "db"))
+    full = run(sample_root, tmp_path, small_model, grid)  # not skipped as done: embedded again, whole
+    assert full.status == "written" and full.embedded == 4 and FileMetadata.read(full.path).complete
+    assert store.done(full.path) and DATA_COLUMN not in missing_columns(grid, str(tmp_path), 2020)
+    assert run(sample_root, tmp_path, small_model, grid).status == "exists"
+    assert ingest(tmp_path, tmp_path / "db").partial == []
+
+
 def test_empty_column_writes_a_valid_zero_row_file(sample_root, tmp_path, small_model, grid):
     result = run(sample_root, tmp_path, small_model, grid, column=EMPTY_COLUMN)
     assert result.embedded == 0 and result.skipped == 24
@@ -142,7 +168,7 @@ def test_bad_year_and_column(sample_root, tmp_path, small_model, grid):
 
 def test_output_to_s3(sample_root, s3_endpoint, small_model, grid):
     result = run(sample_root, "s3://wc-out/emb", small_model, grid)
-    assert result.path == "s3://wc-out/emb/2020/worldcover_embeddings_2020_1156_v002.gpq"
+    assert result.path == "s3://wc-out/emb/2020/worldcover_embeddings_2020_1156_v003.gpq"
     assert store.exists(result.path) and store.exists(store.stac_path(result.path))
     gdf, vectors = store.read_column(result.path)
     assert len(gdf) == 4 and vectors.shape == (4, 64)
@@ -159,13 +185,13 @@ def test_two_attempts_of_a_column_at_once_leave_one_complete_file(sample_root, t
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
     alone = subprocess.run([*args, "--output", str(tmp_path / "alone")], capture_output=True, timeout=600)
     assert alone.returncode == 0
-    name = "2020/worldcover_embeddings_2020_1156_v002.gpq"
+    name = "2020/worldcover_embeddings_2020_1156_v003.gpq"
     both, ref = pq.read_table(tmp_path / "both" / name), pq.read_table(tmp_path / "alone" / name)
     for col in ("chip_id", "embeddings", "geometry", "bbox", "valid_fraction"):
         assert both[col].equals(ref[col]), col  # one whole file, identical to a clean run's
     assert sorted(p.name for p in (tmp_path / "both/2020").iterdir() if p.is_file()) == [
-        "worldcover_embeddings_2020_1156_v002.gpq",
-        "worldcover_embeddings_2020_1156_v002.json",
+        "worldcover_embeddings_2020_1156_v003.gpq",
+        "worldcover_embeddings_2020_1156_v003.json",
     ]  # no temporary file left
 
 
@@ -198,7 +224,7 @@ def test_killed_run_leaves_no_file_and_rerun_completes(sample_root, tmp_path):
     assert progress.search(seen), seen[-2000:]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    final = tmp_path / "2020/worldcover_embeddings_2020_1157_v002.gpq"
+    final = tmp_path / "2020/worldcover_embeddings_2020_1157_v003.gpq"
     assert not final.exists()
     assert not list(tmp_path.rglob("*.gpq"))
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -216,7 +242,7 @@ def test_embed_notebook_runs_with_papermill(sample_root, tmp_path):
         "allow_untrained": True,
     }
     text = run_papermill("embed_column.ipynb", tmp_path / "embed_2020_1156.ipynb", params, cwd=tmp_path)
-    path = tmp_path / "emb/2020/worldcover_embeddings_2020_1156_v002.gpq"
+    path = tmp_path / "emb/2020/worldcover_embeddings_2020_1156_v003.gpq"
     gdf = gpd.read_parquet(path)
     assert len(gdf) == 4 and shapely.get_num_coordinates(gdf.geometry).tolist() == [5] * 4
     assert "chips_per_s" in text and "image/png" in text  # summary table and the PCA map

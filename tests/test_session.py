@@ -85,6 +85,12 @@ def test_settings_are_checked_and_only_changes_are_told(session):
 def test_spread_out_results_are_chips_apart(session):
     session.set(k=4, spread=True)
     results = session.click(*centre(1156, 288))
+    plain = session.index.by_vector(session.index.vectors([session.query_chip])[0], 4, year=2020,
+                                    exclude=[session.query_chip])  # fmt: skip
+    differ = len(set(results["chip_id"]) - set(plain["chip_id"]))
+    assert differ > 0 and session.status.endswith(
+        f"spread out ≥ 3 chips apart: {differ} of 4 results differ from the nearest"
+    )
     places = [parse_chip_id(c)[1:] for c in [session.query_chip, *results["chip_id"]]]
     for i, (c, r) in enumerate(places[1:], 1):
         assert all(max(abs(c - c2), abs(r - r2)) >= DIVERSE_CHIPS for c2, r2 in places[1:i])
@@ -205,6 +211,9 @@ def test_change_layer_compare_and_changed_like(session):
     assert session.pair_years == (2020, 2021) and session.region == "changed like" and session.threshold == 0.0
     assert results["chip_id"].iloc[0] == "2020-1158-0290"  # the other changed chip: the most alike change
     assert session.layer.key == LayerKey("changed like", (2020, 2021), ("2020-1156-0288",))
+    session.show_region("similarity")  # the similarity to the chip whose change was matched
+    assert session.layer.key == LayerKey("similarity", (2020,), ("2020-1156-0288",))
+    session.show_region("changed like")
     session.set(mode="search")
     session.click(*centre(1158, 290))
     assert session.pair_years is None

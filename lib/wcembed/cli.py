@@ -29,6 +29,40 @@ from wcembed.pipeline.job import ColumnJob
 from wcembed.product import YEARS
 
 log = logging.getLogger("wcembed")
+
+
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are like every other bad input: one line, exit 65 (not argparse's
+    usage block and exit 2)."""
+
+    def error(self, message: str):
+        from wcembed.errors import EXIT_BAD_INPUT
+
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
+
+
+def port(text: str) -> int:
+    """A TCP port number (1..65535), for ``--port`` and ``--lab-port``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port {value} is not within 1..65535")
+    return value
+
+
+def at_least_one(text: str) -> int:
+    """A whole number of at least 1, for ``--parallel``."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 GRID_PARAMETERS = ("year", "tiles", "tile_index", "region")
 """The job parameters that decide the grid."""
 
@@ -162,25 +196,27 @@ def _add_wms_arguments(p: argparse.ArgumentParser, tiles_default: str | None) ->
         p.add_argument("tiles", help="tile folder in the bucket's layout (e.g. outputs/sample)")
     else:
         p.add_argument("--tiles", default=tiles_default, help="tile folder in the bucket's layout")
-    p.add_argument("--footprints", default="outputs/footprints.fgb", help="chip footprints for the CHIPS layer")
-    p.add_argument("--port", type=int, default=None, help="WMS port (default: a free one)")
-    p.add_argument("--workdir", default="outputs/wms", help="where the mapfile is written")
+    p.add_argument(
+        "--footprints", default="outputs/footprints.fgb", help="chip footprints for the CHIPS layer (FlatGeobuf)"
+    )
+    p.add_argument("--port", type=port, default=None, help="WMS port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--workdir", default="outputs/wms", help="where the mapfile is written (default outputs/wms)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wcembed", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser = Parser(prog="wcembed", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", help="plan the chip grid")
     ColumnJob.add_arguments(p, only=GRID_PARAMETERS)
-    p.add_argument("--chip-size", type=int, default=512)
-    p.add_argument("--out", default="outputs/grid")
+    p.add_argument("--chip-size", type=int, default=512, help="chip side in pixels (default 512)")
+    p.add_argument("--out", default="outputs/grid", help="folder of the grid's GeoParquet (default outputs/grid)")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("sample", help="build the sample region from the Virginia scene")
-    p.add_argument("--out", default="outputs/sample")
-    p.add_argument("--years", type=int, nargs="+", default=list(YEARS))
+    p.add_argument("--out", default="outputs/sample", help="folder of the sample tiles (default outputs/sample)")
+    p.add_argument("--years", type=int, nargs="+", default=list(YEARS), help="years to build (default 2020 2021)")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("embed", help="embed one column (or a band of --band columns)")
@@ -191,8 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--checkpoint", default=None, help="Clay v0.1 checkpoint (default: cached/downloadable, else untrained)"
     )
-    p.add_argument("--outputs", default="outputs")
-    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--outputs", default="outputs", help="folder of everything the demo writes (default outputs)")
+    p.add_argument("--parallel", type=at_least_one, default=2, help="columns embedded at once (default 2)")
     p.set_defaults(func=lambda a: __import__("wcembed.demo").demo.run(a.checkpoint or None, a.outputs, a.parallel))
 
     p = sub.add_parser("serve-wms", help="serve a tile folder as a WMS on 127.0.0.1 until Ctrl-C")
@@ -201,8 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="JupyterLab on the explore notebook with a local WMS of the sample")
     _add_wms_arguments(p, "outputs/sample")
-    p.add_argument("--db", default="outputs/lancedb")
-    p.add_argument("--year", type=int, default=YEARS[0])
+    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    p.add_argument("--year", type=int, default=YEARS[0], help="the year shown first (default 2020)")
     p.add_argument("--labels", default=None, help="GeoJSON of labelled chips: the notebook trains on them")
     p.add_argument("--checkpoint", default=None, help="the weights the embeddings were made with (explain button)")
     p.add_argument(
@@ -211,9 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="explain matches with untrained weights when no checkpoint is given (the mechanism, not what Clay "
         "sees); by default only a database of untrained embeddings is explained so",
     )
-    p.add_argument("--notebook-out", default="outputs/notebooks/explore_live.ipynb")
-    p.add_argument("--lab-port", type=int, default=8888)
-    p.add_argument("--no-browser", action="store_true")
+    p.add_argument(
+        "--notebook-out",
+        default="outputs/notebooks/explore_live.ipynb",
+        help="where the explore notebook with these parameters is written (default outputs/notebooks/)",
+    )
+    p.add_argument("--lab-port", type=port, default=8888, help="JupyterLab's port on 127.0.0.1 (default 8888)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
     p.add_argument(
         "--basemap",
         default="OpenStreetMap",
@@ -223,8 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
-    p.add_argument("source")
-    p.add_argument("--db", default="outputs/lancedb")
+    p.add_argument("source", help="folder or s3:// prefix of the column files (all years under it)")
+    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
     p.set_defaults(func=lambda a: print(__import__("wcembed.explore.ingest").explore.ingest.ingest(a.source, a.db)))
 
     p = sub.add_parser("catalog", help="write the STAC Collection of each year and the run's Catalog")
@@ -232,20 +272,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: print("\n".join(__import__("wcembed.store").store.write_catalog(a.output))))
 
     p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
-    p.add_argument("--db", default="outputs/lancedb")
-    p.add_argument("--chip", default=None)
-    p.add_argument("--point", type=float, nargs=2, metavar=("LON", "LAT"), default=None)
-    p.add_argument("--year", type=int, default=None)
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--chip", default=None, help="the query chip's id, e.g. 2020-1156-0288")
+    where.add_argument(
+        "--point", type=float, nargs=2, metavar=("LON", "LAT"), default=None, help="the query place (degrees)"
+    )
+    p.add_argument("--year", type=int, default=None, help="search this year's chips only (default: every year)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
     p.set_defaults(func=cmd_search)
 
-    p = sub.add_parser("batch", help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)")
+    from wcembed.pipeline.batch import environment_help
+
+    p = sub.add_parser(
+        "batch",
+        help="AWS Batch entrypoint (reads AWS_BATCH_JOB_ARRAY_INDEX, YEAR, OUTPUT, ...)",
+        description="Run one AWS Batch array index: index -> band of columns -> papermill. Exit 0 done, "
+        "65 bad input, 75 transient (retry), 1 a bug.",
+        epilog=environment_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.set_defaults(func=lambda args: __import__("wcembed.pipeline.batch").pipeline.batch.entrypoint())
 
     p = sub.add_parser("run-array", help="run the Batch entrypoint locally for a range of indices")
     ColumnJob.add_arguments(p, exclude=("column",))
     p.add_argument("--indices", default=None, help="e.g. 0-9 or 3,5 (default: every band)")
-    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--parallel", type=at_least_one, default=2, help="indices run at once (default 2)")
     p.set_defaults(func=cmd_run_array)
 
     for name, text in (
@@ -257,8 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--columns", default=None, help="explicit columns, e.g. 12,40,41: their bands run (reruns)")
         p.add_argument("--gpu", action="store_true", help="request one GPU per job (DEVICE=cuda)")
         p.add_argument("--dry-run", action="store_true", help="print the request as JSON, send nothing")
-        p.add_argument("--job-queue", default="wcembed")
-        p.add_argument("--job-definition", default="wcembed-column")
+        p.add_argument("--job-queue", default="wcembed", help="AWS Batch job queue (default wcembed)")
+        p.add_argument(
+            "--job-definition", default="wcembed-column", help="AWS Batch job definition (default wcembed-column)"
+        )
         p.set_defaults(func=cmd_submit, missing=name == "resubmit-missing", band=None)
     return parser
 
@@ -290,8 +344,6 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_point(*args.point)
     if args.year is not None:
         check_year(args.year)
-    if not args.chip and not args.point:
-        raise BadParameterError("give --chip ID or --point LON LAT")
     idx = ChipIndex(args.db)
     if args.chip:
         res = idx.by_chip(args.chip, args.k, year=args.year)

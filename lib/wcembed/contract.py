@@ -1,6 +1,6 @@
 """The output file's contract, in one home: its name, schema, metadata record and the STAC that describes it.
 
-One GeoParquet file per (year, column), ``{output}/{year}/worldcover_embeddings_{year}_{column:04d}_v002.gpq``,
+One GeoParquet file per (year, column), ``{output}/{year}/worldcover_embeddings_{year}_{column:04d}_v003.gpq``,
 one row per embedded chip:
 
 ======================= ==================================================================
@@ -50,7 +50,7 @@ from wcembed.errors import OutputError
 from wcembed.grid import CONUS_ORIGIN
 from wcembed.product import CRS, PX_PER_DEGREE
 
-FORMAT_VERSION = "v002"
+FORMAT_VERSION = "v003"
 GEO_VERSION = "1.1.0"
 FILE_GLOB = f"worldcover_embeddings_*_*_{FORMAT_VERSION}.gpq"
 _OUTPUT_RE = re.compile(rf"worldcover_embeddings_(\d{{4}})_(\d{{4,}})_{FORMAT_VERSION}\.gpq$")
@@ -70,7 +70,7 @@ def output_path(output: str | Path, year: int, column: int) -> str:
 def parse_output_path(path: str) -> tuple[int, int]:
     """``(year, column)`` of an output file's path (see :func:`output_path`).
 
-    >>> parse_output_path("s3://b/e/2020/worldcover_embeddings_2020_0012_v002.gpq")
+    >>> parse_output_path("s3://b/e/2020/worldcover_embeddings_2020_0012_v003.gpq")
     (2020, 12)
     """
     m = _OUTPUT_RE.search(str(path))
@@ -104,7 +104,7 @@ class FileMetadata:
     ``provenance`` (the ``wcembed`` entry) at least ``year``, ``column`` and ``format``. The ``emb`` entry
     is derived from them.
 
-    >>> meta = FileMetadata({"dimension": 768, "weights": "untrained"}, {"year": 2020, "column": 12, "format": "v002"})
+    >>> meta = FileMetadata({"dimension": 768, "weights": "untrained"}, {"year": 2020, "column": 12, "format": "v003"})
     >>> meta.year, meta.column, meta.untrained
     (2020, 12, True)
     """
@@ -136,6 +136,13 @@ class FileMetadata:
     def chip_size(self) -> int:
         return int(self.provenance.get("chip_size_px", 512))
 
+    @property
+    def complete(self) -> bool:
+        """Whether the file holds its whole column under its job's rules: every chip of the column read (a
+        job limited to its first rows, ``max_rows``, writes a partial file). A record that does not say is
+        not complete: such a column is embedded again."""
+        return self.provenance.get("complete") is True
+
     @classmethod
     def from_header(cls, header: Mapping[bytes, bytes] | None) -> FileMetadata:
         """The record of a file's Parquet key-value metadata; :class:`OutputError` when it is not there."""
@@ -150,10 +157,10 @@ class FileMetadata:
 
     @classmethod
     def read(cls, path: str) -> FileMetadata:
-        """The record of the file at ``path`` (local or ``s3://``)."""
-        from wcembed.store import read_bytes
+        """The record of the file at ``path`` (local or ``s3://``), from its Parquet footer alone."""
+        from wcembed.store import read_footer
 
-        return cls.from_header(pq.read_schema(io.BytesIO(read_bytes(path))).metadata)
+        return cls.from_header(pq.read_schema(io.BytesIO(read_footer(path))).metadata)
 
     def header(self) -> dict[bytes, bytes]:
         """The Parquet key-value entries of the record (``embedding``, ``wcembed``, ``emb``), JSON-encoded."""
@@ -185,6 +192,8 @@ class FileMetadata:
         runtime = ("precision", "device", "min_valid_fraction", "date_encoded", "normalisation", "bands",
                    "chip_size_px")  # fmt: skip
         return {
+            "wcembed:complete": self.complete,
+            "wcembed:rows": {k: prov[k] for k in ("rows_planned", "rows_read", "max_rows") if k in prov},
             "emb:runtime_parameters": {k: prov[k] for k in runtime if k in prov},
             "emb:postprocessing": {"format": "text", "expression": self.embedding.get("pooling", "")},
             "emb:fit_for_use": FIT_FOR_USE,

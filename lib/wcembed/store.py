@@ -145,6 +145,48 @@ def read_bytes(path: str) -> bytes:
     return Path(path).read_bytes()
 
 
+FOOTER_GUESS = 64 * 1024
+"""Bytes read from a file's end to find its Parquet footer in one request (more when the footer is larger)."""
+
+
+def read_footer(path: str) -> bytes:
+    """The Parquet footer of a local or ``s3://`` file (one or two ranged reads, not the whole file), as a
+    buffer ``pyarrow.parquet.read_schema`` reads: the magic number, the footer, its length, the magic."""
+    import struct
+
+    def tail(n: int) -> bytes:
+        if path.startswith("s3://"):
+            bucket, key = split_s3(path)
+            return _s3().get_object(Bucket=bucket, Key=key, Range=f"bytes=-{n}")["Body"].read()
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - n))
+            return fh.read()
+
+    data = tail(FOOTER_GUESS)
+    if len(data) < 12 or data[-4:] != b"PAR1":
+        raise OutputError(f"{path} is not a Parquet file (no footer)")
+    size = struct.unpack("<I", data[-8:-4])[0] + 8
+    if size > len(data):
+        data = tail(size)
+        if len(data) < size:
+            raise OutputError(f"{path}: its footer says {size} bytes, the file has {len(data)}")
+    return b"PAR1" + data[-size:]
+
+
+def done(path: str) -> bool:
+    """Whether the output file at ``path`` exists and holds its whole column (its record says ``complete``);
+    a partial file (``max_rows``) or one without a readable record is not done: its column is embedded again."""
+    if not exists(path):
+        return False
+    from wcembed.contract import FileMetadata
+
+    try:
+        return FileMetadata.read(path).complete
+    except OutputError:
+        return False
+
+
 def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
     """Output files under ``output`` (optionally one year) with their sizes in bytes."""
     base = str(output).rstrip("/")

@@ -94,6 +94,9 @@ withPage(cfg, async (page) => {
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_changed.png") });
     // the year switch: the search, the region layer's legend, the imagery and the thumbnails follow the year
     await page.locator("button.widget-toggle-button:text-is('search')").first().click();
+    await clickAt(cfg.click.lon, cfg.click.lat); // a plain search, then its similarity layer
+    await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /nearest of 2020-/.test(e.textContent)), null, { timeout: 60000 });
     await page.locator(".widget-dropdown:has(label:text-is('region')) select").first().selectOption("similarity");
     await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
       .some((e) => /^similarity 2020/.test(e.textContent)), null, { timeout: 60000 });

@@ -120,6 +120,17 @@ class ChipIndex:
         return set(files["weights"].to_pylist()) if "weights" in files.column_names else set()
 
     @property
+    def partial_files(self) -> list[str]:
+        """Ingested files that hold only part of their column (embedded with ``max_rows``)."""
+        conn = connect(self.db)
+        if FILES not in conn.table_names():
+            return []
+        files = conn.open_table(FILES).to_arrow()
+        if "complete" not in files.column_names:
+            return []
+        return [p for p, ok in zip(files["path"].to_pylist(), files["complete"].to_pylist(), strict=True) if not ok]
+
+    @property
     def untrained(self) -> bool:
         """Whether any ingested file holds embeddings of untrained weights (layers and legends say so)."""
         return "untrained" in self.weights

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 from wcembed import store
 from wcembed.contract import FileMetadata
 from wcembed.errors import IngestError, OutputError
-from wcembed.explore.table import ANN_MIN_ROWS, FILES, KEEP, TABLE, connect, refresh_indexes, remote
+from wcembed.explore.table import ANN_MIN_ROWS, FILES, KEEP, TABLE, connect, indexes_missing, refresh_indexes, remote
 from wcembed.grid import chip_id
 
 log = logging.getLogger(__name__)
@@ -30,12 +30,28 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class IngestReport:
+    """What an ingest did: files added, replaced and unchanged, the table's rows after it, the files it could
+    not read, and the partial files it holds (columns embedded only in part: ``max_rows``)."""
+
     files_added: int
     files_replaced: int
     files_unchanged: int
     rows: int
     failed: dict[str, str] = field(default_factory=dict)
     """Files that could not be read (path: reason); not recorded, so the next ingest tries them again."""
+    partial: list[str] = field(default_factory=list)
+    """Ingested files that hold only part of their column: searches and layers miss the rest."""
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.files_added} files added, {self.files_replaced} replaced, {self.files_unchanged} unchanged; "
+            f"{self.rows} chips in the table"
+        )
+        if self.partial:
+            text += f"; {len(self.partial)} partial files (part of their column only): {', '.join(self.partial[:3])}"
+        if self.failed:
+            text += f"; {len(self.failed)} files could not be ingested"
+        return text
 
 
 class _BadFile(Exception):
@@ -88,7 +104,7 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
             out = out.cast(schema)
         except (pa.ArrowException, ValueError) as exc:
             raise _BadFile(f"its columns do not fit the table's ({exc})") from None
-    return out, meta.weights
+    return out, meta
 
 
 def ingest(
@@ -134,15 +150,22 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
     names = set(conn.table_names())
     seen: dict[str, int] = {}
     weights: dict[str, str] = {}
+    complete: dict[str, bool] = {}
     if FILES in names:
         known = conn.open_table(FILES).to_arrow()
-        seen = dict(zip(known["path"].to_pylist(), known["size"].to_pylist(), strict=True))
+        paths = known["path"].to_pylist()
+        seen = dict(zip(paths, known["size"].to_pylist(), strict=True))
         if "weights" in known.column_names:
-            weights = dict(zip(known["path"].to_pylist(), known["weights"].to_pylist(), strict=True))
+            weights = dict(zip(paths, known["weights"].to_pylist(), strict=True))
+        if "complete" in known.column_names:
+            complete = dict(zip(paths, known["complete"].to_pylist(), strict=True))
     todo = {p: s for p, s in files.items() if seen.get(p) != s}
     chips = conn.open_table(TABLE) if TABLE in names else None
     if not todo:
-        return IngestReport(0, 0, len(files), chips.count_rows() if chips is not None else 0)
+        if chips is not None and indexes_missing(chips):  # a first ingest killed before its indexes were built
+            refresh_indexes(chips, ann_min_rows=ann_min_rows)
+        partial = sorted(p for p in files if not complete.get(p, True))
+        return IngestReport(0, 0, len(files), chips.count_rows() if chips is not None else 0, partial=partial)
     pending: list[tuple[str, pa.Table]] = []
     done: list[str] = []
     failed: dict[str, str] = {}
@@ -169,7 +192,8 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
     schema = chips.schema if chips is not None else None
     for path in todo:
         try:
-            part, weights[path] = _arrow_rows(path, schema)
+            part, meta = _arrow_rows(path, schema)
+            weights[path], complete[path] = meta.weights, meta.complete
         except Exception as exc:  # any bad or unreadable file: named at the end, the others still ingested
             failed[path] = str(exc) if isinstance(exc, _BadFile) else f"{type(exc).__name__}: {exc}"
             log.error("cannot ingest %s: %s", path, failed[path])
@@ -186,14 +210,17 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
         "path": list(seen),
         "size": pa.array(list(seen.values()), pa.int64()),
         "weights": [weights.get(p, "") for p in seen],
+        "complete": pa.array([complete.get(p, True) for p in seen], pa.bool_()),
     }
     conn.create_table(FILES, pa.table(files_table), mode="overwrite")
     log.info("ingested %d files (%d replaced)", len(done), replaced)
     if chips is not None:
         refresh_indexes(chips, ann_min_rows=ann_min_rows)
-    report = IngestReport(
-        len(done) - replaced, replaced, len(files) - len(todo), chips.count_rows() if chips is not None else 0, failed
-    )
+    rows = chips.count_rows() if chips is not None else 0
+    partial = sorted(p for p in files if p in seen and not complete.get(p, True))
+    report = IngestReport(len(done) - replaced, replaced, len(files) - len(todo), rows, failed, partial)
+    for path in partial:
+        log.warning("%s is partial: it holds only the first rows of its column (embedded with max_rows)", path)
     if failed:
         named = "; ".join(f"{p}: {why}" for p, why in failed.items())
         raise IngestError(f"{len(failed)} of {len(todo)} files could not be ingested (the rest were): {named}", report)

@@ -119,7 +119,7 @@ class LabelLoop(HasTraits):
     def score_layer(self, year: int):
         """The classifier's scores of every chip of ``year`` as a :class:`~wcembed.explore.layers.ChipRaster`
         (scored now if the last round scored another year)."""
-        from wcembed.explore.layers import ChipRaster, untrained_note
+        from wcembed.explore.layers import ChipRaster, index_note
 
         if self.classifier is None:
             raise LabelsError("no classifier yet: label chips, then retrain")
@@ -131,7 +131,7 @@ class LabelLoop(HasTraits):
             self.scores["row"].to_numpy(),
             self.scores["score"].to_numpy(),
             name=f"classifier score {year}",
-            description=f"probability of the positive class. {untrained_note(index)}".strip(),
+            description=f"probability of the positive class. {index_note(index)}".strip(),
             cmap="inferno",
             chip_size=index.chip_size,
             origin=index.origin,

@@ -367,10 +367,17 @@ class ChipRaster:
 # --------------------------------------------------------------------------- embeddings
 
 
-def untrained_note(index) -> str:
-    """What a layer's legend adds about the weights: that they were untrained, or are unknown (a database
-    without its ``files`` table, built by other means or an older version); else ""."""
+def index_note(index) -> str:
+    """What a layer's legend adds about the index's embeddings: that their weights were untrained, or are
+    unknown (a database without its ``files`` table, built by other means or an older version), and that
+    some files are partial (columns embedded only in part); else ""."""
     weights = index.weights
+    notes = []
     if "untrained" in weights:
-        return "UNTRAINED weights: not Clay embeddings"
-    return "weights unknown: the database has no files table" if weights == {"unknown"} else ""
+        notes.append("UNTRAINED weights: not Clay embeddings")
+    elif weights == {"unknown"}:
+        notes.append("weights unknown: the database has no files table")
+    partial = index.partial_files
+    if partial:
+        notes.append(f"PARTIAL: {len(partial)} column files hold only their first rows")
+    return "; ".join(notes)

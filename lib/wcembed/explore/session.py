@@ -452,13 +452,16 @@ class ExploreSession(HasTraits):
         With ``spread`` on, the status line says how many results spreading replaced."""
         results = self._run(search, self.diverse, vector)
         spread = ""
-        if self.spread:
+        if self.spread:  # the status line says that it is on, and what it changed
             plain = self._run(search, 0, vector)
-            moved = len(set(plain["chip_id"]) - set(results["chip_id"]))
+            differ = len(set(results["chip_id"]) - set(plain["chip_id"]))
+            apart = f"≥ {DIVERSE_CHIPS} chips apart"
             spread = (
-                f"; spread out ≥ {DIVERSE_CHIPS} chips apart: {moved} of {len(results)} results replaced"
-                if moved else f"; spread out: the nearest are already ≥ {DIVERSE_CHIPS} chips apart"
+                f"; spread out {apart}: {differ} of {len(results)} results differ from the nearest"
+                if differ else f"; spread out: the nearest are already {apart}"
             )  # fmt: skip
+            if len(results) < self.k:
+                spread += f" (only {len(results)} chips that far apart)"
         self.search = search
         self._hold(search.chips)
         self.pair_years = None
@@ -475,8 +478,8 @@ class ExploreSession(HasTraits):
         return results
 
     def _query_vector(self, search: Search) -> np.ndarray:
-        """The vector a search was made with (the chip's, or the examples' as by_examples forms it)."""
-        if search.how == "chip":
+        """The vector a search was made with (the query chip's, or the examples' as by_examples forms it)."""
+        if search.how != "examples":
             return self.index.vectors(list(search.chips))[0]
         negatives = self.index.vectors(list(search.negatives)) if search.negatives else None
         return query_vector(self.index.vectors(list(search.positives)), negatives)
@@ -509,7 +512,7 @@ class ExploreSession(HasTraits):
             self.say(f"no chip of {self.year} at the place of {search.chips[0]}")
             self._show_layer()
         elif search.how == "changed like":
-            self.changed_like([hit[0]])
+            self.changed_like([hit[0]], show=False)
         else:
             self._search_chip(*hit)
 
@@ -570,7 +573,7 @@ class ExploreSession(HasTraits):
         if kind in ("similarity", "changed like") and search is None:
             return None, f"{kind}: click a chip first (the layer is of the query)"
         if kind == "similarity":
-            source = search.chips if search.how == "chip" else _examples(search)
+            source = _examples(search) if search.how == "examples" else search.chips
             return LayerKey(kind, year, source), ""
         if kind == "changed like":
             return LayerKey(kind, CHANGE_YEARS, tuple(_places(search.chips))), ""
@@ -641,7 +644,7 @@ class ExploreSession(HasTraits):
 
         if key.kind == "similarity":
             search = self.search
-            label = search.chips[0] if search.how == "chip" else (
+            label = search.chips[0] if search.how != "examples" else (
                 f"{len(search.positives)} positive and {len(search.negatives)} negative examples")  # fmt: skip
             return self.vectors(key.years[0]).similarity(self._query_vector(search), label=label), None
         if key.kind == "change":
@@ -682,10 +685,10 @@ class ExploreSession(HasTraits):
             self._pairs[years] = ChangePairs(self.vectors(years[0]), self.vectors(years[1]))
         return self._pairs[years]
 
-    def changed_like(self, chips: list[str] | None = None, years: tuple[int, int] = CHANGE_YEARS):
+    def changed_like(self, chips: list[str] | None = None, years: tuple[int, int] = CHANGE_YEARS, *, show=True):
         """The chips whose change between ``years`` is most like that of ``chips`` (default: the query chip),
-        shown as the "changed like" layer (every chip, threshold 0) and as the results, with
-        :attr:`pair_years` set. Returns the results (``chip_id`` of the session's year, ``rank``, ``score``,
+        as the results, with :attr:`pair_years` set, and (``show``) as the region shown: the "changed like"
+        layer (every chip, threshold 0). Returns the results (``chip_id`` of the session's year, ``rank``, ``score``,
         ``distance`` = 1 - score, footprint), or None without a query."""
         import geopandas as gpd
 
@@ -708,7 +711,7 @@ class ExploreSession(HasTraits):
         self._hold(chips)
         self.pair_years = years
         self.status = f"{len(results)} chips changed most like {', '.join(chips)} between {years[0]} and {years[1]}"
-        if self.region != "changed like":
+        if show and self.region != "changed like":
             self.region = "changed like"  # the observer shows its layer
         else:
             self._show_layer()

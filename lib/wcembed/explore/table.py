@@ -71,6 +71,12 @@ def connect(db: str | Path):
     return lancedb.connect(str(db))
 
 
+def indexes_missing(table) -> bool:
+    """Whether a scalar index of :data:`SCALAR_INDEXES` is missing (an ingest killed before it built them)."""
+    existing = {i.columns[0] for i in table.list_indices()}
+    return bool(set(SCALAR_INDEXES) - existing)
+
+
 def refresh_indexes(table, *, ann_min_rows: int = ANN_MIN_ROWS) -> None:
     """Bring a chips table's indexes up to date after rows changed.
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from wcembed import store
 from wcembed.errors import BadParameterError
-from wcembed.explore.layers import ChipRaster, untrained_note
+from wcembed.explore.layers import ChipRaster, index_note
 from wcembed.explore.table import remote
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_ids, parse_chip_id
 from wcembed.product import check_year
@@ -195,7 +195,7 @@ class YearVectors:
         """Every chip of ``year`` of a :class:`~wcembed.explore.index.ChipIndex`
         (:func:`unit_vectors`: kept beside a local database after the first
         read)."""
-        note = untrained_note(index)  # before the vectors are read: a failure here costs no memory
+        note = index_note(index)  # before the vectors are read: a failure here costs no memory
         columns, rows, x = unit_vectors(index, year)
         return cls(year, columns, rows, x, note, index.chip_size, index.origin)
 

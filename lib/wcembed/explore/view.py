@@ -70,7 +70,6 @@ class Explorer:
         basemap: str | None = ONLINE_BASEMAP,
     ) -> None:
         import ipywidgets as w
-        import leafmap
         from ipyleaflet import DrawControl, GeoJSON, ImageOverlay, WidgetControl, WMSLayer
 
         from wcembed.explore.panel import LabelPanel
@@ -81,13 +80,8 @@ class Explorer:
         self.session = s = session
         self.wms_url = wms_url
         self.thumbs = thumbnails or WMSClient(wms_url)
-        kw = {"basemap": basemap} if basemap else {}
-        self.map = leafmap.Map(
-            center=center or [37.67, -75.62], zoom=zoom, draw_control=False, measure_control=False, **kw
-        )
-        if basemap is None:
-            for layer in [x for x in self.map.layers if getattr(x, "base", False)]:
-                self.map.remove(layer)  # before the map is drawn: no tile is ever asked for
+        self.basemap = basemap
+        self.map = self._new_map(center or [37.67, -75.62], zoom, measure_control=False)
         self.draw = DrawControl(polygon={"shapeOptions": {"color": "#ffff00"}}, rectangle={"shapeOptions": {}})
         self.draw.polyline, self.draw.circlemarker = {}, {}
         self.draw.on_draw(self.handle_draw)
@@ -167,6 +161,19 @@ class Explorer:
         self._draw_results()
         self.status.value = html.escape(s.status)
         self.explain_line.value = html.escape(s.explain_note)
+
+    def _new_map(self, center, zoom: int, **kw):
+        """A leafmap map with this explorer's basemap (none at all when it is None: no tile is ever asked of
+        a host but the WMS)."""
+        import leafmap
+
+        m = leafmap.Map(
+            center=center, zoom=zoom, draw_control=False, **kw, **({"basemap": self.basemap} if self.basemap else {})
+        )
+        if self.basemap is None:
+            for layer in [x for x in m.layers if getattr(x, "base", False)]:
+                m.remove(layer)  # before the map is drawn
+        return m
 
     # ------------------------------------------------------------------ input
     def handle_interaction(self, **event) -> None:
@@ -347,7 +354,6 @@ class Explorer:
 
     def compare_years(self, chip: str | None = None, years: tuple[int, int] = CHANGE_YEARS, zoom: int = 14):
         """A split map of a chip (default: the query) in two years' imagery, left and right of a slider."""
-        import leafmap
         import shapely
         from ipyleaflet import GeoJSON, SplitMapControl, WMSLayer
 
@@ -355,7 +361,7 @@ class Explorer:
         if chip is None:
             raise BadParameterError("no chip to compare: click one or name it")
         shape = self.session.index.footprint(chip)
-        m = leafmap.Map(center=[shape.centroid.y, shape.centroid.x], zoom=zoom, draw_control=False)
+        m = self._new_map([shape.centroid.y, shape.centroid.x], zoom)
         kind = self.session.imagery
         left, right = (
             WMSLayer(url=self.wms_url, layers=layer_name(y, kind), format="image/png", transparent=True, name=str(y))

@@ -93,6 +93,24 @@ def job_for_index(env: Mapping[str, str], grid: Grid | None = None) -> ColumnJob
     return dataclasses.replace(job, column=band_for_index(env, grid or job.plan_grid()))
 
 
+ENTRYPOINT_ENV = {
+    "AWS_BATCH_JOB_ARRAY_INDEX": "the array index (set by AWS Batch; default 0)",
+    "GRID_COLUMNS": "comma-separated first columns of the bands to run: index i runs the i-th (reruns)",
+    "NOTEBOOK": "the notebook papermill executes (default notebooks/embed_column.ipynb)",
+    "WORKDIR": "the notebook's working folder (default: the current one)",
+}
+"""What the entrypoint reads of its environment besides the job's parameters."""
+
+
+def environment_help() -> str:
+    """The environment variables a Batch job reads, one per line, with what each means (``batch --help``)."""
+    from wcembed.pipeline.job import ColumnJob
+
+    lines = [f"  {f.metadata['env']:<26} {f.metadata['help']}" for f in ColumnJob.fields() if f.metadata["env"]]
+    lines += [f"  {name:<26} {text}" for name, text in ENTRYPOINT_ENV.items()]
+    return "environment variables:\n" + "\n".join(lines)
+
+
 def entrypoint(env: Mapping[str, str] | None = None) -> int:
     """Run one array index: index -> band of columns -> papermill. Returns the process exit code."""
     import papermill
@@ -106,7 +124,7 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return errors.exit_code(exc)
     year, column = job.year, job.column
-    if not job.overwrite and all(store.exists(job.output_path(c)) for c in columns):
+    if not job.overwrite and all(store.done(job.output_path(c)) for c in columns):
         verb = "is" if len(columns) == 1 else "are"
         print(f"{_columns_text(columns)} of {year} {verb} done: {job.output_path(columns[0])}")
         return errors.EXIT_OK
@@ -241,9 +259,15 @@ def missing_bands(grid: Grid, output: str, year: int, width: int = 1) -> list[in
 
 
 def missing_columns(grid: Grid, output: str, year: int) -> list[int]:
-    """Columns of ``grid`` whose output file for ``year`` does not exist under ``output``."""
-    done = set(store.list_outputs(output, year))
-    return [int(c) for c in grid.columns if store.output_path(output, year, int(c)) not in done]
+    """Columns of ``grid`` whose output file for ``year`` under ``output`` does not exist or is partial
+    (:func:`wcembed.store.done`; the footers are read a few at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    listed = set(store.list_outputs(output, year))
+    paths = {int(c): store.output_path(output, year, int(c)) for c in grid.columns}
+    with ThreadPoolExecutor(8) as pool:
+        done = dict(zip(paths, pool.map(lambda p: p in listed and store.done(p), paths.values()), strict=True))
+    return [c for c, ok in done.items() if not ok]
 
 
 def validate(operation: str, params: dict) -> None:

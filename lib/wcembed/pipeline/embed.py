@@ -23,7 +23,7 @@ Example
 >>> result = embed_column(2020, 1410, output="outputs/embeddings", tiles="outputs/sample",
 ...                       allow_untrained=True)  # doctest: +SKIP
 >>> result.path  # doctest: +SKIP
-'outputs/embeddings/2020/worldcover_embeddings_2020_1410_v002.gpq'
+'outputs/embeddings/2020/worldcover_embeddings_2020_1410_v003.gpq'
 """
 
 from __future__ import annotations
@@ -80,8 +80,12 @@ def reader_workers(device: str | torch.device) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: int, chip_size: int) -> FileMetadata:
-    """The metadata record of a column's file (:class:`wcembed.contract.FileMetadata`)."""
+def provenance(
+    model: LoadedModel, embedder: Embedder, job: ColumnJob, column: int, chip_size: int, rows: dict
+) -> FileMetadata:
+    """The metadata record of a column's file (:class:`wcembed.contract.FileMetadata`); ``rows``: the chips
+    of the column in the grid (``rows_planned``), those read (``rows_read``), the job's ``max_rows`` and
+    whether the file is ``complete``."""
     untrained, weights, year = model.untrained, model.weights, job.year
     model_name = weights.name
     if untrained:
@@ -122,6 +126,7 @@ def provenance(model: LoadedModel, embedder: Embedder, job: ColumnJob, column: i
         "device": str(embedder.device),
         "reader_workers": job.workers or reader_workers(embedder.device),
         "attribution": attribution(year),
+        **rows,
     }
     return FileMetadata(embedding, prov)
 
@@ -174,6 +179,10 @@ def run_job(
     for column in columns:
         path = job.output_path(column)
         if store.exists(path) and not job.overwrite:
+            if not store.done(path):
+                log.warning("%s is partial (or its record cannot be read): column %d of %d is embedded again",
+                            path, column, job.year)  # fmt: skip
+                continue
             log.info("%s exists: column %d of %d is done", path, column, job.year)
             if store.restore_item(path, grid):
                 log.warning("%s had no STAC Item (a writer killed between the two): written now", path)
@@ -206,7 +215,10 @@ def _embed_band(
 
     def write(col: int) -> None:
         column = columns[col]
-        meta = provenance(model, embedders[col], job, column, cs)
+        planned = len(grid.rows(column))
+        rows = {"rows_planned": planned, "rows_read": n_rows[col], "max_rows": job.max_rows,
+                "complete": n_rows[col] == planned}  # fmt: skip
+        meta = provenance(model, embedders[col], job, column, cs, rows)
         dim = model.encoder.config.dim
         emb = np.concatenate(vectors[col]) if vectors[col] else np.zeros((0, dim), np.float32)
         path = job.output_path(column)

@@ -91,7 +91,11 @@ class ColumnJob:
         False, env="ALLOW_UNTRAINED", help="run random weights when no checkpoint is given (recorded as untrained)"
     )
     overwrite: bool = _param(False, env="OVERWRITE", help="redo a column whose file exists")
-    max_rows: int | None = _param(None, env="MAX_ROWS", help="embed only the first N chips of the column")
+    max_rows: int | None = _param(
+        None,
+        env="MAX_ROWS",
+        help="embed only the first N chips of the column (the file is marked partial: never taken as done)",
+    )
     workers: int | None = _param(
         None, env="WORKERS", help="chip reader threads; None: one per core on a GPU, one on a CPU"
     )
