@@ -158,7 +158,7 @@ def test_two_first_ingests_at_once_both_succeed_without_duplicates(tmp_path):
         (["--point", "-75.6", "37.6", "-k", "0"], "k must be"),
         (["--point", "-75.6", "37.6", "-k", "-5"], "k must be"),
         (["--point", "-75.6", "37.6", "--year", "2019"], "year 2019"),
-        ([], "give --chip"),
+        ([], "one of the arguments --chip --point is required"),
     ],
 )
 def test_bad_search_arguments_are_one_line_errors(built, args, says):
@@ -277,7 +277,7 @@ def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path, sample_root
     live = target.with_name(f".{target.name}.{os.getpid()}.0a11ve00.tmp")  # a writer still at work
     for p in [*stale, live]:
         p.write_bytes(b"half")
-    kw = dict(output=tmp_path, tiles=sample_root, allow_untrained=True, max_rows=8, progress=False)
+    kw = dict(output=tmp_path, tiles=sample_root, allow_untrained=True, progress=False)  # the whole column
     with pytest.warns(UserWarning):
         embed_column(2020, 1156, **kw)
     assert not any(p.exists() for p in stale) and live.exists()
@@ -321,18 +321,31 @@ numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(
 
 @PROPS
 @given(lon=numbers, lat=numbers, k=st.integers(-5, 20_000), year=st.one_of(st.none(), st.integers(2015, 2025)))
-def test_search_arguments_give_a_result_or_a_package_error(built, lon, lat, k, year):
+def test_search_arguments_give_a_result_or_a_package_error(built, capsys, lon, lat, k, year):
+    """Valid arguments (a point in degrees, 1 <= k <= 10000, a year of the data) give exit 0 with k results,
+    or, where no chip is at the point, exit 65 saying so; any other argument exit 65 naming it."""
+    import math
+
     _, db = built
     args = ["search", "--db", str(db), "--point", repr(float(lon)), repr(float(lat)), "-k", str(k)]
     args += [] if year is None else ["--year", str(year)]
+    capsys.readouterr()
     try:
         code = cli.main(args)
-    except SystemExit as exc:  # argparse's one-line usage error (e.g. "-inf" read as an option)
-        assert exc.code == 2
+    except SystemExit as exc:  # argparse's refusal (e.g. "-inf" read as an option): one line, exit 65
+        assert exc.code == 65
         return
     except WcEmbedError:  # pragma: no cover - main turns these into exit codes
         pytest.fail("main let a package error through")
-    assert code in (0, 65)
+    err = capsys.readouterr().err
+    valid = (
+        math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90
+        and 1 <= k <= 10_000 and year in (None, 2020, 2021)
+    )  # fmt: skip
+    if not valid:
+        assert code == 65 and err.startswith("error: ")
+    else:
+        assert code == 0 or (code == 65 and "no chip at" in err), err
 
 
 json_values = st.recursive(

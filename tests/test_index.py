@@ -224,6 +224,42 @@ def test_a_file_with_a_nan_embedding_is_named_and_the_rest_ingested(tmp_path):
     assert set(info.value.report.failed) == {bad} and len(ChipIndex(tmp_path / "db")) == 10
 
 
+@pytest.mark.parametrize(("value", "length"), [(0.0, "length 0"), (3e38, r"length 1\.7e\+39")])
+def test_a_file_with_an_embedding_without_direction_is_named_and_the_rest_ingested(tmp_path, value, length):
+    """All-zero or 3e38 embeddings are finite but have no direction: such a chip would vanish from every
+    search, and a search from it would find nothing. The file is refused, naming the chip."""
+    from wcembed.errors import IngestError
+
+    class Degenerate:
+        def normal(self, size):
+            x = np.random.default_rng(1).normal(size=size)
+            x[2] = value
+            return x
+
+    out = tmp_path / "emb"
+    write_column(out, 2020, 1150, np.random.default_rng(0), rows=range(280, 290))
+    bad = write_column(out, 2020, 1151, Degenerate(), rows=range(280, 290))
+    with pytest.raises(IngestError, match=f"chip 2020-1151-0282 has {length}: no direction") as info:
+        ingest(out, tmp_path / "db")
+    assert set(info.value.report.failed) == {bad} and len(ChipIndex(tmp_path / "db")) == 10
+
+
+def test_a_killed_first_ingest_gets_its_indexes_on_the_rerun(tmp_path):
+    """A first ingest killed after recording its files but before its scalar indexes: the rerun finds every
+    file unchanged and builds the indexes all the same."""
+    out = tmp_path / "emb"
+    write_column(out, 2020, 1150, np.random.default_rng(0), rows=range(280, 290))
+    ingest(out, tmp_path / "db")
+    table = ChipIndex(tmp_path / "db").table
+    for index in table.list_indices():
+        if index.columns[0] != "chip_id":
+            table.drop_index(index.name)  # as a kill right after the table and its first index appeared
+    assert {i.columns[0] for i in table.list_indices()} == {"chip_id"}
+    report = ingest(out, tmp_path / "db")
+    assert report.files_unchanged == 1
+    assert {i.columns[0] for i in ChipIndex(tmp_path / "db").table.list_indices()} == {"chip_id", "year", "column"}
+
+
 @pytest.mark.slow
 def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes(tmp_path):
     import os
@@ -345,6 +381,22 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     assert "cannot be read" in caplog.text and not stale.exists() and live.exists()
     np.testing.assert_array_equal(again[2], x)  # read from the table, and kept again
     np.testing.assert_array_equal(np.load(kept / f"2021-v{idx.table.version}-vectors.npy"), x)
+
+    cells_path = kept / f"2021-v{idx.table.version}-cells.npy"
+    rng = np.random.default_rng(3)
+    damages = {  # the header intact, the data not: each is found against the table and written again
+        "random bytes": lambda: np.save(target, rng.integers(0, 2**16, x.shape).astype(np.uint16).view(np.float16)),
+        "valid float16 noise": lambda: np.save(target, _unit_f16(rng.normal(size=x.shape))),
+        "shuffled cells": lambda: np.save(cells_path, np.load(cells_path)[:, rng.permutation(len(x))]),
+    }
+    for damage, do in damages.items():
+        do()
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            got = unit_vectors(idx, 2021)
+        assert "do not agree with the table" in caplog.text, damage
+        np.testing.assert_array_equal(got[2], x)
+        np.testing.assert_array_equal(np.load(target), x)  # kept again, right
 
     import shutil
 

@@ -14,6 +14,8 @@ import numpy as np
 import pytest
 import shapely
 from builders import brute_force, synthetic_index
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wcembed.errors import BadParameterError, OutputError, WcEmbedError
 from wcembed.explore.index import DIVERSE_CHIPS
 from wcembed.explore.session import ExploreSession, LayerKey
@@ -342,3 +344,58 @@ def test_the_labelling_loop_follows_the_session(session):
     assert len(loop.queue) == min(loop.detected, 50)
     loop.label(loop.suggestions["chip_id"].iloc[0], "positive")
     assert "(1 new labels: retrain)" in loop.status
+
+
+anything = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.lists(st.integers(-3, 3) | st.text(max_size=4) | st.none(), max_size=3),
+)
+vectors = st.one_of(
+    anything,
+    st.lists(st.floats(allow_nan=True, allow_infinity=True, width=32), min_size=DIM, max_size=DIM),
+    st.integers(0, 40).map(lambda n: np.ones(n)),
+    st.just(np.ones((2, DIM))),
+    st.just(np.zeros(DIM)),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(vector=vectors, k=anything | st.integers(1, 30), diverse=anything)
+def test_search_calls_give_a_result_of_their_shape_or_a_package_error(index, vector, k, diverse):
+    """Any vector, k and spacing: a GeoDataFrame of exactly ``k`` results (there are more than 30 chips a
+    year) when every argument is valid, else a package error; never another error or a silent empty result."""
+    try:
+        res = index.by_vector(vector, k, year=2020, diverse=diverse)
+    except WcEmbedError:
+        return
+    assert len(res) == k or (diverse not in (0, False) and 0 < len(res) <= k)
+    assert set(res.columns) >= {"rank", "chip_id", "distance", "geometry"}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(positives=anything | st.lists(st.sampled_from(["2020-1156-0288", "2020-1157-0289"]), max_size=2),
+       negatives=anything)  # fmt: skip
+def test_example_searches_give_a_result_or_a_package_error(index, positives, negatives):
+    try:
+        res = index.by_examples(positives, negatives or (), 5, year=2020)
+    except WcEmbedError:
+        return
+    assert len(res) == 5 and not set(res["chip_id"]) & set(positives)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(["year", "k", "mode", "spread", "imagery", "region", "threshold", "opacity", "zoom"]),
+       value=anything)  # fmt: skip
+def test_settings_take_a_valid_value_or_refuse_it_unchanged(index, name, value):
+    s = ExploreSession(index, year=2020, k=5)
+    before = {n: getattr(s, n) for n in ("year", "k", "mode", "spread", "imagery", "region")}
+    try:
+        s.set(**{name: value})
+    except WcEmbedError:
+        assert {n: getattr(s, n) for n in before} == before
+        return
+    assert name in before and getattr(s, name) == value  # taken as given (no layer: no threshold, no opacity)

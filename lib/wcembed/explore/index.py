@@ -23,7 +23,15 @@ import pyarrow as pa
 
 from wcembed import store
 from wcembed.errors import BadParameterError, IngestError, OutputError, UnknownChipError
-from wcembed.explore.checks import MAX_K, check_bbox, check_k, check_point
+from wcembed.explore.checks import (
+    MAX_K,
+    check_bbox,
+    check_chip_ids,
+    check_k,
+    check_point,
+    check_spacing,
+    check_vector,
+)
 from wcembed.explore.table import FILES, REFINE_FACTOR, RESULT_COLUMNS, SCALAR_COLUMNS, TABLE, connect, probes, remote
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, PX_PER_DEGREE, YEARS, check_year
@@ -142,6 +150,7 @@ class ChipIndex:
 
     def _rows(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
         """Rows of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""
+        chip_ids = check_chip_ids(chip_ids)
         got = self._lookup(chip_ids, columns)
         order = {c: i for i, c in enumerate(got["chip_id"].to_pylist())}
         missing = [c for c in chip_ids if c not in order]
@@ -267,9 +276,9 @@ class ChipIndex:
         import shapely
 
         k = check_k(k)
-        spacing = DIVERSE_CHIPS if diverse is True else int(diverse)
-        if spacing < 0:
-            raise BadParameterError(f"diverse must be a number of chips (0: off), got {diverse!r}")
+        vector = check_vector(vector, self.table.schema.field("vector").type.list_size)
+        spacing = check_spacing(diverse, DIVERSE_CHIPS)
+        exclude = check_chip_ids(exclude)
         filters = []
         if year is not None:
             filters.append(f"year = {check_year(year)}")
@@ -337,7 +346,8 @@ class ChipIndex:
 
     def by_examples(self, positives: Sequence[str], negatives: Sequence[str] = (), k: int = 10, **kw):
         """Nearest chips of ``mean(positives)`` (minus ``mean(negatives)`` when given); examples excluded."""
-        if not len(positives):
+        positives, negatives = check_chip_ids(positives), check_chip_ids(negatives)
+        if not positives:
             raise BadParameterError("give at least one positive example")
         return self.by_vector(
             query_vector(self.vectors(positives), self.vectors(negatives) if negatives else None),

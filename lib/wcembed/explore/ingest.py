@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from wcembed import store
 from wcembed.contract import FileMetadata
 from wcembed.errors import IngestError, OutputError
+from wcembed.explore.checks import NORM_RANGE
 from wcembed.explore.table import ANN_MIN_ROWS, FILES, KEEP, TABLE, connect, indexes_missing, refresh_indexes, remote
 from wcembed.grid import chip_id
 
@@ -77,9 +78,15 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
         raise _BadFile(f"embeddings are {vectors}, not a fixed-size list of float32")
     if schema is not None and vectors.list_size != schema.field("vector").type.list_size:
         raise _BadFile(f"{vectors.list_size}-d embeddings; the table's are {schema.field('vector').type.list_size}-d")
-    finite = np.isfinite(store.vector_matrix(table["embeddings"])).all(axis=1)
+    x = store.vector_matrix(table["embeddings"])
+    finite = np.isfinite(x).all(axis=1)
     if not finite.all():  # a NaN would poison every search that meets it, and each layer's colour scale
         raise _BadFile(f"the embedding of chip {table['chip_id'][int(np.argmin(finite))]} is not finite (NaN or inf)")
+    norms = np.linalg.norm(x.astype(np.float64), axis=1)
+    bad = (norms <= NORM_RANGE[0]) | (norms >= NORM_RANGE[1])
+    if bad.any():  # no direction: the chip would vanish from every search, and a search from it find nothing
+        at = int(np.argmax(bad))
+        raise _BadFile(f"the embedding of chip {table['chip_id'][at]} has length {norms[at]:.3g}: no direction")
     if (meta.year, meta.column) != (year, column):
         raise _BadFile(
             f"its metadata says year {meta.year}, column {meta.column}; its name says year {year}, column {column}"

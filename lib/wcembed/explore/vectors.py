@@ -139,8 +139,8 @@ def unit_vectors(index, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Read from the table in batches of :data:`LOAD_BATCH_ROWS` rows and, in a local database, kept in
     its :data:`UNIT_VECTORS` folder under the table's version, where the next call reads them from
     disk: a CONUS year in 0.1 s instead of 3 s. Ingest writes them; a table written by other means
-    has a new version, and they are read again. Kept files that are damaged or cannot be written are
-    passed over with a warning: the table is the truth."""
+    has a new version, and they are read again. Kept files that are damaged (:func:`agrees_with_table`) or
+    cannot be written are passed over with a warning and written again: the table is the truth."""
     year = check_year(year)
     n = index.table.count_rows(f"year = {year}")
     if not n:
@@ -148,8 +148,12 @@ def unit_vectors(index, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     dim = index.table.schema.field("vector").type.list_size
     kept = None if remote(index.db) else kept_vectors(index, year)
     got = kept.read(n, dim) if kept else None
-    if got is not None:
+    if got is not None and agrees_with_table(index, year, *got):
         return got
+    if got is not None:
+        log.warning(
+            "the unit vectors kept at %s do not agree with the table (damaged?): reading the table", kept.folder
+        )
     x, cells, at = np.empty((n, dim), VECTOR_DTYPE), np.empty((2, n), np.int32), 0
     for b in index.batches(["column", "row", "vector"], year=year, batch_rows=LOAD_BATCH_ROWS):
         unit_rows(store.vector_matrix(b.column("vector")), out=x[at : at + len(b)])
@@ -159,6 +163,30 @@ def unit_vectors(index, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if kept:
         kept.write(cells, x)
     return cells[0], cells[1], x
+
+
+CHECK_ROWS = 64
+"""Kept rows compared with the table each time a year's kept vectors are read (random rows, one lookup)."""
+CHECK_TOLERANCE = 2e-3
+"""The largest difference a kept float16 unit vector's component may have from the table's (rounding: 5e-4)."""
+
+
+def agrees_with_table(index, year: int, columns: np.ndarray, rows: np.ndarray, x: np.ndarray) -> bool:
+    """Whether kept unit vectors agree with the table they were made from: :data:`CHECK_ROWS` random rows are
+    looked up by their chip ids and compared (damaged data, noise, shuffled cells fail; one lookup through
+    the ``chip_id`` index, ~15 ms at CONUS scale)."""
+    from wcembed.errors import UnknownChipError
+
+    at = np.random.default_rng().choice(len(x), min(len(x), CHECK_ROWS), replace=False)
+    ids = list(chip_ids(year, columns[at], rows[at]))
+    try:
+        table = index.vectors(ids)
+    except UnknownChipError:
+        return False
+    want = np.empty(table.shape, VECTOR_DTYPE)
+    unit_rows(table, out=want)
+    got = x[at].astype(np.float32)
+    return bool(np.isfinite(got).all() and np.abs(got - want.astype(np.float32)).max() <= CHECK_TOLERANCE)
 
 
 def kept_vectors(index, year: int) -> KeptVectors:
