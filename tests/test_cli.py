@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from wcembed.cli import build_parser
+from wcembed.cli import build_parser, main
 from wcembed.errors import EXIT_BAD_INPUT
 from wcembed.pipeline.job import ColumnJob
 
@@ -64,3 +64,18 @@ def test_a_refused_argument_is_one_line_and_exit_65(args, says):
     assert done.returncode == EXIT_BAD_INPUT, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], done.stderr
+
+
+def test_index_into_a_regular_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "db").write_text("not a database")
+    (tmp_path / "emb").mkdir()
+    assert main(["index", str(tmp_path / "emb"), "--db", str(tmp_path / "db")]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is a file, not a folder" in err
+
+
+def test_a_batch_band_too_large_is_bad_input(tmp_path):
+    env = {"YEAR": "2020", "OUTPUT": str(tmp_path), "TILES": str(tmp_path), "BAND": "99999999999999999999"}
+    from wcembed.pipeline.batch import entrypoint
+
+    assert entrypoint(env) == EXIT_BAD_INPUT  # not "Python int too large" and exit 1 (a bug, for Batch)

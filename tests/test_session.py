@@ -16,7 +16,7 @@ import shapely
 from builders import brute_force, synthetic_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wcembed.errors import BadParameterError, OutputError, WcEmbedError
+from wcembed.errors import BadParameterError, LabelsError, OutputError, WcEmbedError
 from wcembed.explore.index import DIVERSE_CHIPS
 from wcembed.explore.session import ExploreSession, LayerKey
 from wcembed.grid import chip_bounds, parse_chip_id
@@ -325,6 +325,35 @@ def test_pictures_and_pages_of_a_session_need_no_widgets(session, tmp_path):
     page = export_html(tmp_path / "map.html", session, "http://127.0.0.1:9/wms", None, center=[lat, lon], zoom=11)
     text = page.read_text()
     assert "data:image/png;base64" in text and "similarity 2020" in text and "2020-1154-0286" in text
+
+
+def test_label_files_are_checked_against_the_index(session, tmp_path):
+    """A label of a chip the index lacks, a footprint elsewhere than its chip's, a chip labelled twice: the
+    file is refused naming it, and the labels stay as they were."""
+    import json
+
+    session.add_labels(["2020-1156-0288", "2020-1157-0288"], "positive")
+    good = session.labels.to_geojson()
+    kept = session.labels
+
+    def refused(features, says):
+        path = tmp_path / "labels.geojson"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        with pytest.raises(LabelsError, match=says):
+            session.load_labels(path)
+        assert session.labels is kept
+
+    feats = good["features"]
+    ghost = json.loads(json.dumps(feats[0]))
+    ghost["properties"]["chip_id"] = "2020-1400-0100"
+    refused([feats[0], ghost], "1 labelled chips are not in the index: 2020-1400-0100")
+    france = json.loads(json.dumps(feats[0]))
+    france["geometry"]["coordinates"] = [[[2.0, 48.0], [2.1, 48.0], [2.1, 48.1], [2.0, 48.1], [2.0, 48.0]]]
+    refused([france], "chip 2020-1156-0288: its label's footprint")
+    refused([feats[0], feats[0]], "feature 1: chip 2020-1156-0288 is labelled twice")
+    session.save_labels(tmp_path / "ok.geojson")
+    session.load_labels(tmp_path / "ok.geojson")
+    assert session.labels == kept
 
 
 def test_the_labelling_loop_follows_the_session(session):

@@ -1,6 +1,8 @@
 """OWSLib against the local MapServer WMS: real imagery, the source tile's pixels."""
 
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -121,3 +123,66 @@ def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, 
     finally:
         code = interrupt(proc)
     assert code == 0
+
+
+@pytest.mark.parametrize("name", ['v" DEBUG 5 DATA "x', "it's", "back\\slash", "new\nline"])
+def test_a_path_a_mapfile_cannot_quote_is_refused(sample_root, tmp_path, name):
+    """A tile folder whose name would end a mapfile string (and inject directives after it) is refused in one
+    line, before any mapfile is written; the same tiles under a plain name are served."""
+    import shutil
+
+    from wcembed.errors import BadParameterError
+    from wcembed.explore.wms import mapfile
+
+    odd = tmp_path / name / "tiles"
+    shutil.copytree(sample_root, odd)
+    with pytest.raises(BadParameterError, match="which a MapServer mapfile cannot quote"):
+        mapfile(odd, "http://127.0.0.1:9/wms")
+    done = subprocess.run([sys.executable, "-m", "wcembed", "serve-wms", str(odd), "--workdir", str(tmp_path / "ms")],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 65 and done.stderr.count("\n") == 1 and "cannot quote" in done.stderr
+    assert not (tmp_path / "ms" / "wms.map").exists()
+    assert "DEBUG" not in mapfile(sample_root, "http://127.0.0.1:9/wms")
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_serve_wms_without_tiles_says_so(tmp_path, kind):
+    """A missing or empty tile folder is refused in one line (exit 65), also with chip footprints at hand:
+    a WMS without imagery would serve nothing."""
+    folder = tmp_path / "tiles"
+    if kind == "empty":
+        folder.mkdir()
+    (tmp_path / "chips.fgb").write_bytes(b"")
+    args = ["serve-wms", str(folder), "--workdir", str(tmp_path / "ms"), "--footprints", str(tmp_path / "chips.fgb")]
+    done = subprocess.run([sys.executable, "-m", "wcembed", *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 65 and "no WorldCover-layout tile" in done.stderr and done.stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_a_killed_lab_leaves_no_jupyterlab_and_a_busy_port_is_refused(sample_root, tmp_path):
+    """``lab`` killed with SIGKILL: its JupyterLab and its WMS end with it (nothing keeps listening with its
+    token); a ``lab`` on a port in use says so in one line instead of printing the URL of another server."""
+    import signal
+    import socket
+    import time
+
+    from wcembed.servers import free_port
+
+    lab_port = free_port()
+    args = ["lab", "--tiles", sample_root, "--db", str(tmp_path / "db"), "--workdir", str(tmp_path / "ms")]
+    args += ["--notebook-out", str(tmp_path / "nb.ipynb"), "--lab-port", str(lab_port), "--no-browser"]
+    proc, _ = start_cli(args, "Ctrl-C stops both")
+    wait_for_url(f"http://127.0.0.1:{lab_port}/lab")
+    busy = subprocess.run([sys.executable, "-m", "wcembed", *args], capture_output=True, text=True, timeout=120)
+    assert busy.returncode == 65 and f"port {lab_port}" in busy.stderr and "in use" in busy.stderr
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", lab_port), timeout=1).close()
+        except OSError:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("JupyterLab still listens after its lab was killed")

@@ -91,11 +91,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    job = ColumnJob.from_args(args)  # checked before torch and rasterio are imported (seconds)
     import pandas as pd
 
     from wcembed.pipeline.embed import run_job
 
-    results = run_job(ColumnJob.from_args(args))
+    results = run_job(job)
     print(pd.DataFrame([r.summary() for r in results]).drop(columns="path").to_string(index=False))
     for r in results:
         print(r.path)
@@ -150,11 +151,12 @@ def cmd_lab(args: argparse.Namespace) -> int:
     import papermill
 
     from wcembed import NOTEBOOKS, ROOT
-    from wcembed.servers import stop
+    from wcembed.servers import check_port_free, die_with_parent, stop
 
     jupyter = shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) or shutil.which("jupyter-lab")
     if jupyter is None:
         raise BadParameterError("JupyterLab is not installed: make lab installs it (or pip install jupyterlab)")
+    check_port_free(args.lab_port)  # else Jupyter would move to the next port, and the URL below be wrong
     with _wms(args) as wms:
         notebook = Path(args.notebook_out)
         notebook.parent.mkdir(parents=True, exist_ok=True)
@@ -180,7 +182,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
         root = ROOT.resolve() if path.is_relative_to(ROOT.resolve()) else path.parent
         cmd += [f"--ServerApp.root_dir={root}", str(path.relative_to(root))]
         _stop_on_signals()
-        lab = subprocess.Popen([c for c in cmd if c], cwd=root)
+        lab = subprocess.Popen([c for c in cmd if c], cwd=root, preexec_fn=die_with_parent)
         print(f"WMS {wms.url}; JupyterLab on http://127.0.0.1:{args.lab_port}/lab ({notebook}); Ctrl-C stops both")
         try:
             lab.wait()

@@ -12,6 +12,7 @@ import argparse
 import os
 import socket
 import subprocess
+import sys
 import time
 from http.server import ThreadingHTTPServer
 
@@ -47,6 +48,16 @@ def check_port_free(port: int) -> None:
             s.bind((LOOPBACK, port))
         except OSError as exc:
             raise ToolError(f"port {port} on {LOOPBACK} is in use ({exc.strerror}): choose another port") from None
+
+
+def die_with_parent() -> None:
+    """For ``Popen(preexec_fn=...)``: the child gets SIGTERM when the process that started it ends, also when
+    that one is killed with SIGKILL (Linux's ``PR_SET_PDEATHSIG``; elsewhere nothing is set)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:

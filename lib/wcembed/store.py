@@ -264,6 +264,20 @@ def restore_item(path: str, grid: Grid) -> bool:
     return True
 
 
+def read_item(path: str) -> dict:
+    """A column file's STAC Item; :class:`OutputError` naming the file when it is not JSON or not an Item
+    with an ``id`` and a ``bbox`` of four numbers (a damaged or foreign file)."""
+    try:
+        item = json.loads(read_bytes(path))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise OutputError(f"the STAC Item {path} is not JSON ({exc}): write it again (embed --overwrite)") from None
+    bbox = item.get("bbox") if isinstance(item, dict) else None
+    if not (isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(bbox, list) and len(bbox) == 4
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in bbox)):  # fmt: skip
+        raise OutputError(f"{path} is not a STAC Item with an id and a bbox of four numbers: write it again")
+    return item
+
+
 def write_catalog(output: str | Path) -> list[str]:
     """Write the STAC Collection of each year's files under ``output`` (``{year}/collection.json``, linking
     the Items beside the files) and the Catalog of the run (``catalog.json``). Returns the paths written.
@@ -279,7 +293,7 @@ def write_catalog(output: str | Path) -> list[str]:
         if not exists(stac_path(path)):
             continue  # a file without its Item (a writer killed in between): restore_item gives it one
         first.setdefault(year, path)
-        by_year.setdefault(year, {})[Path(stac_path(path)).name] = json.loads(read_bytes(stac_path(path)))
+        by_year.setdefault(year, {})[Path(stac_path(path)).name] = read_item(stac_path(path))
     if not by_year:
         raise OutputError(f"no column file with its STAC Item under {output}: nothing to catalogue")
     root = str(output).rstrip("/")

@@ -153,11 +153,27 @@ class Labels:
                 raise LabelsError(
                     f"{path}: feature {i} ({props['chip_id']}) has label {props['label']!r}, not one of {LABELS}"
                 )
+            if props["chip_id"] in labels.items:
+                raise LabelsError(f"{path}: feature {i}: chip {props['chip_id']} is labelled twice")
             try:
                 labels.add(props["chip_id"], props["label"], year=props["year"], bounds=bounds)
             except LabelsError as exc:
                 raise LabelsError(f"{path}: feature {i}: {exc}") from None
         return labels
+
+    def check_against(self, index) -> None:
+        """:class:`LabelsError` unless every labelled chip is in ``index`` (a
+        :class:`~wcembed.explore.index.ChipIndex`) and its footprint is the chip's on the index's grid (to
+        1e-6 degree): a label of a chip elsewhere, or of another grid, would mislead every search with it."""
+        chips = list(self.items)
+        missing = index.missing(chips)
+        if missing:
+            raise LabelsError(f"{len(missing)} labelled chips are not in the index: {', '.join(missing[:5])}")
+        for chip in chips:
+            want = index.footprint(chip).bounds
+            if max(abs(a - b) for a, b in zip(self.items[chip]["bounds"], want, strict=True)) > 1e-6:
+                raise LabelsError(f"chip {chip}: its label's footprint {self.items[chip]['bounds']} is not the "
+                                  f"chip's {tuple(round(v, 6) for v in want)}")  # fmt: skip
 
 
 @dataclass

@@ -158,6 +158,14 @@ class ChipIndex:
             raise UnknownChipError(f"unknown chip ids: {missing}")
         return got.take([order[c] for c in chip_ids])
 
+    def missing(self, chip_ids: Sequence[str]) -> list[str]:
+        """Those of the given chip ids that are not in the table (lookups of 2,000 ids at a time)."""
+        chip_ids = check_chip_ids(chip_ids)
+        found: set[str] = set()
+        for i in range(0, len(chip_ids), 2000):
+            found |= set(self._lookup(chip_ids[i : i + 2000], ["chip_id"])["chip_id"].to_pylist())
+        return [c for c in chip_ids if c not in found]
+
     def vectors(self, chip_ids: Sequence[str]) -> np.ndarray:
         """Vectors ``(N, D)`` of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""
         return store.vector_matrix(self._rows(chip_ids, ["chip_id", "vector"])["vector"])
@@ -226,11 +234,10 @@ class ChipIndex:
             geometry = shapely.make_valid(geometry)
         w, s, e, n = geometry.bounds
         (c0, r0), (c1, r1) = chip_at(w, n, self.chip_size, self.origin), chip_at(e, s, self.chip_size, self.origin)
+        n = max(0, c1 - max(c0, 0) + 1) * max(0, r1 - max(r0, 0) + 1)  # counted before any array is made
+        if n > self.MAX_AREA_CHIPS:
+            raise BadParameterError(f"the area covers {n} chips, more than {self.MAX_AREA_CHIPS}: draw a smaller one")
         cols, rows = np.meshgrid(np.arange(max(c0, 0), c1 + 1), np.arange(max(r0, 0), r1 + 1))
-        if cols.size > self.MAX_AREA_CHIPS:
-            raise BadParameterError(
-                f"the area covers {cols.size} chips, more than {self.MAX_AREA_CHIPS}: draw a smaller one"
-            )
         cols, rows = cols.ravel(), rows.ravel()
         boxes = shapely.box(
             *np.array([chip_bounds(c, r, self.chip_size, self.origin) for c, r in zip(cols, rows, strict=True)]).T

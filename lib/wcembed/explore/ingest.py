@@ -133,6 +133,8 @@ def ingest(
     (:func:`refresh_indexes`), and, in a local database, each year's unit vectors are kept for the
     region layers (:func:`wcembed.explore.vectors.unit_vectors`).
     """
+    if not remote(db) and Path(db).exists() and not Path(db).is_dir():
+        raise IngestError(f"the database {db} is a file, not a folder: give a LanceDB folder (--db)")
     files = store.list_outputs(source)
     if not files:
         raise IngestError(f"no output files (*_{store.FORMAT_VERSION}.gpq) under {source}")

@@ -52,7 +52,7 @@ import numpy as np
 from traitlets import Any as AnyTrait
 from traitlets import HasTraits, Instance, TraitType, Unicode, observe, validate
 
-from wcembed.errors import BadParameterError, WcEmbedError
+from wcembed.errors import BadParameterError, LabelsError, WcEmbedError
 from wcembed.explore.checks import MAX_K, check_k
 from wcembed.explore.index import DIVERSE_CHIPS, query_vector
 from wcembed.grid import chip_bounds, chip_id, parse_chip_id
@@ -523,6 +523,9 @@ class ExploreSession(HasTraits):
         labels = self.labels.copy()
         for chip in chips:
             labels.add(chip, label, year=year, bounds=self.index.footprint(chip).bounds)
+        missing = self.index.missing(list(chips))
+        if missing:
+            raise LabelsError(f"{len(missing)} chips are not in the index: {', '.join(missing[:5])}")
         self.labels = labels
 
     def toggle_label(self, chip: str, label: str, year: int | None = None) -> None:
@@ -540,10 +543,16 @@ class ExploreSession(HasTraits):
         return self.labels.save(path)
 
     def load_labels(self, path: str | Path) -> None:
-        """Load labels from GeoJSON, replacing the current ones."""
+        """Load labels from GeoJSON, replacing the current ones; :class:`LabelsError` (and the labels as they
+        were) for a file whose chips are not all in the index, with their footprints on its grid."""
         from wcembed.explore.classify import Labels
 
-        self.labels = Labels.load(path)
+        labels = Labels.load(path)
+        try:
+            labels.check_against(self.index)
+        except LabelsError as exc:
+            raise LabelsError(f"{path}: {exc}") from None
+        self.labels = labels
 
     # ------------------------------------------------------------------ whole-region layers
     def vectors(self, year: int | None = None):

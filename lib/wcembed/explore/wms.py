@@ -24,7 +24,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from wcembed.errors import EmptyTileSetError, ToolError, WMSError, WMSTransientError, failure_kind
+from wcembed.errors import BadParameterError, EmptyTileSetError, ToolError, WMSError, WMSTransientError, failure_kind
 from wcembed.product import ESA_WMS, TILE_CRS, layer_name, parse_tile_filename
 from wcembed.servers import LOOPBACK, check_port_free, free_port, stop, wait_for_port
 
@@ -138,9 +138,26 @@ def _network_errors(url: str):
 # --------------------------------------------------------------------------- local server
 
 
+UNQUOTABLE = ('"', "'", "\\", "\n", "\r")
+"""Characters a path in a mapfile may not hold: MapServer would end the string there (and read the rest as
+directives)."""
+
+
+def quoted(text: str | Path, what: str) -> str:
+    """``text`` in double quotes for a mapfile, or :class:`BadParameterError` naming the character it cannot hold."""
+    text = str(text)
+    bad = next((c for c in UNQUOTABLE if c in text), None)
+    if bad is not None:
+        raise BadParameterError(f"the {what} {text!r} holds {bad!r}, which a MapServer mapfile cannot quote: rename it")
+    return f'"{text}"'
+
+
 def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = None) -> str:
-    """A MapServer mapfile serving the WorldCover-layout tiles under ``tiles_root``."""
+    """A MapServer mapfile serving the WorldCover-layout tiles under ``tiles_root``; :class:`EmptyTileSetError`
+    when it holds none (a WMS without imagery is of no use), :class:`BadParameterError` for a path a mapfile
+    cannot quote."""
     root = Path(tiles_root).resolve()
+    quoted(root, "tile folder")
     layers = []
     tifs = ((parse_tile_filename(p.name), p) for p in root.glob("rgbnir/*/*/*.tif"))
     for (year, tile), tif in sorted(t for t in tifs if t[0] is not None):
@@ -151,7 +168,7 @@ def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = No
     GROUP "{layer_name(year, kind)}"
     TYPE RASTER
     STATUS ON
-    DATA "{tif}"
+    DATA {quoted(tif, "tile")}
     PROJECTION "init=epsg:4326" END
     PROCESSING "BANDS={bands}"
     PROCESSING "SCALE={lo},{hi}"
@@ -159,6 +176,8 @@ def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = No
     PROCESSING "RESAMPLE=NEAREST"
     METADATA "wms_title" "{layer_name(year, kind)}" "wms_srs" "EPSG:4326 EPSG:3857" END
   END""")
+    if not layers:
+        raise EmptyTileSetError(f"no WorldCover-layout tile (rgbnir/{{year}}/N??/*.tif) under {root}")
     if footprints:
         layers.append(f"""
   LAYER
@@ -166,13 +185,11 @@ def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = No
     TYPE POLYGON
     STATUS ON
     CONNECTIONTYPE FLATGEOBUF
-    DATA "{Path(footprints).resolve()}"
+    DATA {quoted(Path(footprints).resolve(), "footprints file")}
     PROJECTION "init=epsg:4326" END
     METADATA "wms_title" "chip footprints" "wms_srs" "EPSG:4326 EPSG:3857" END
     CLASS STYLE OUTLINECOLOR 255 255 0 WIDTH 0.6 END END
   END""")
-    if not layers:
-        raise EmptyTileSetError(f"no WorldCover-layout tile under {root}")
     return f"""MAP
   NAME "wcembed"
   EXTENT -180 -90 180 90
@@ -184,7 +201,7 @@ def mapfile(tiles_root: str | Path, url: str, footprints: str | Path | None = No
   WEB
     METADATA
       "wms_title" "wcembed local WorldCover WMS"
-      "wms_onlineresource" "{url}?"
+      "wms_onlineresource" {quoted(url + "?", "URL")}
       "wms_srs" "EPSG:4326 EPSG:3857"
       "wms_enable_request" "*"
     END
@@ -216,6 +233,7 @@ class LocalWMS:
         self.port = self.port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}/cgi-bin/mapserv"
         ms = self.workdir.resolve()
+        quoted(ms, "work folder")
         ms.mkdir(parents=True, exist_ok=True)
         (ms / "wms.map").write_text(mapfile(self.tiles_root, self.url, self.footprints))
         conf = ms / "mapserver.conf"

@@ -53,6 +53,11 @@ def parse_flag(value: str, name: str = "flag") -> bool:
     raise BadParameterError(f"{name}={value!r} is not a flag: use true or false")
 
 
+LIMITS = {"band": (1, 1024), "batch_size": (1, 4096), "workers": (1, 256), "max_rows": (0, 2**31 - 1)}
+"""The ranges of a job's whole-number parameters (a band wider than CONUS, 1,383 columns, is cut to the grid
+anyway; 1,024 is a bound that still catches a mistyped number)."""
+
+
 @dataclass(frozen=True)
 class ColumnJob:
     """The parameters of embedding one (year, column).
@@ -104,12 +109,10 @@ class ColumnJob:
         check_year(self.year)
         if not 0 <= self.min_valid_fraction <= 1:
             raise BadParameterError(f"min_valid_fraction must be within 0..1, got {self.min_valid_fraction}")
-        for name in ("band", "batch_size", "workers"):
+        for name, (lo, hi) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and value < 1:
-                raise BadParameterError(f"{name} must be at least 1, got {value}")
-        if self.max_rows is not None and self.max_rows < 0:
-            raise BadParameterError(f"max_rows must be None or at least 0, got {self.max_rows}")
+            if value is not None and not lo <= value <= hi:
+                raise BadParameterError(f"{name} must be within {lo}..{hi}, got {value}")
         if self.precision not in PRECISIONS:
             raise BadParameterError(f"unknown precision {self.precision!r}: one of {PRECISIONS}")
 
