@@ -62,5 +62,37 @@ withPage(cfg, async (page) => {
     }
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, `_${region}.png`) });
   }
-  return { run_all_s: runAllSeconds, clicks };
+  // labelling rounds: label two chips on the map (one positive, one negative), then press "retrain";
+  // timed from the press to the panel's "trained on N"
+  const rounds = [];
+  const loopText = () => page.evaluate(() => [...document.querySelectorAll(".wcembed-label-status")]
+    .map((e) => e.textContent).join(""));
+  for (let r = 0; r < (cfg.rounds || []).length; r++) {
+    for (const [mode, [lon, lat]] of [["positive", cfg.rounds[r][0]], ["negative", cfg.rounds[r][1]]]) {
+      await page.locator(`button.widget-toggle-button:text-is('${mode}')`).first().click();
+      await map.scrollIntoViewIfNeeded();
+      const before = await loopText(), box = await map.boundingBox();
+      const [x, y] = worldPx(lon, lat, cfg.zoom);
+      await page.mouse.click(box.x + box.width / 2 + (x - cx), box.y + box.height / 2 + (y - cy));
+      await page.waitForFunction((old) => [...document.querySelectorAll(".wcembed-label-status")]
+        .map((e) => e.textContent).join("") !== old, before, { timeout: 60000, polling: 20 });
+    }
+    const button = page.locator("button:has-text('retrain')").first();
+    await button.scrollIntoViewIfNeeded();
+    const before = await loopText();
+    const n = Number((before.match(/^(\d+) positives, (\d+) negatives/) || [0, 0, 0]).slice(1, 3)
+      .reduce((a, b) => Number(a) + Number(b), 0));
+    const start = Date.now();
+    await button.click();
+    let feedback = null;
+    await page.waitForFunction((want) => {
+      const t = [...document.querySelectorAll(".wcembed-label-status")].map((e) => e.textContent).join("");
+      return t.includes(`trained on ${want}:`);
+    }, n, { timeout: 120000, polling: 20 }).then(() => null);
+    const seconds = (Date.now() - start) / 1000;
+    feedback = await loopText();
+    rounds.push({ labels: n, retrain_s: seconds, panel: feedback });
+  }
+  await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
+  return { run_all_s: runAllSeconds, clicks, rounds };
 });
