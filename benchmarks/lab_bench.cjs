@@ -1,8 +1,9 @@
 // The live explore map at scale, timed in a real browser (Debian's Chromium through playwright-core).
 // Usage: node lab_bench.cjs CONFIG.json   (url, playwright, chromium, screenshot, center, zoom, clicks: [[lon, lat]])
 // Opens the notebook, runs all cells (timed), saves it (cell timings), then clicks the map at each point twice
-// over: with the similarity layer shown (as Run All leaves it), then with the region set to "none". For each
-// click: click -> status line changed, click -> region layer image changed, and the bytes the kernel sent.
+// over: with the similarity layer shown, then with the region set to "none". For each click: click -> status
+// line changed, click -> region layer image changed, and the bytes the kernel sent. Then labelling rounds:
+// two labels on the map and "retrain", timed to the panel's result.
 const { config, worldPx, runAll, withPage } = require("../tests/browser/jupyterlab.cjs");
 const cfg = config();
 
@@ -28,12 +29,10 @@ withPage(cfg, async (page) => {
   await page.waitForTimeout(2000);
   const [cx, cy] = worldPx(cfg.center[1], cfg.center[0], cfg.zoom);
   const clicks = [];
-  for (const region of ["similarity", "none"]) {
-    if (region === "none") {
-      await page.locator(".widget-dropdown:has(label:text-is('region')) select").first().selectOption("none");
-      await page.waitForTimeout(2000);
-      await map.scrollIntoViewIfNeeded();
-    }
+  for (const region of ["similarity", "none"]) { // (Run All with labels leaves the scores layer shown)
+    await page.locator(".widget-dropdown:has(label:text-is('region')) select").first().selectOption(region);
+    await page.waitForTimeout(2000);
+    await map.scrollIntoViewIfNeeded();
     for (const [lon, lat] of cfg.clicks) {
       const before = await state(page), bytes0 = received;
       const box = await map.boundingBox();

@@ -187,8 +187,9 @@ def done(path: str) -> bool:
         return False
 
 
-def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
-    """Output files under ``output`` (optionally one year) with their sizes in bytes."""
+def list_outputs(output: str | Path, year: int | None = None, version: str = FORMAT_VERSION) -> dict[str, int]:
+    """Output files under ``output`` (optionally one year) with their sizes in bytes: ours, or with ``version``
+    ``"v002"`` the original 2024 run's (:mod:`wcembed.explore.original`)."""
     base = str(output).rstrip("/")
     prefix = f"{base}/{year}/" if year is not None else f"{base}/"
     found: dict[str, int] = {}
@@ -196,11 +197,12 @@ def list_outputs(output: str | Path, year: int | None = None) -> dict[str, int]:
         bucket, key = split_s3(prefix)
         for page in _s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key):
             for obj in page.get("Contents", []):
-                if obj["Key"].endswith(f"_{FORMAT_VERSION}.gpq"):
+                if obj["Key"].endswith(f"_{version}.gpq") and obj["Key"].rsplit("/", 1)[-1].startswith("worldcover_"):
                     found[f"s3://{bucket}/{obj['Key']}"] = int(obj["Size"])
         return found
     root = Path(prefix)
-    pattern = FILE_GLOB if year is not None else f"*/{FILE_GLOB}"
+    name = FILE_GLOB.replace(FORMAT_VERSION, version)
+    pattern = name if year is not None else f"*/{name}"
     return {str(p): p.stat().st_size for p in sorted(root.glob(pattern))} if root.is_dir() else {}
 
 

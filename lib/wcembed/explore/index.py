@@ -32,7 +32,18 @@ from wcembed.explore.checks import (
     check_spacing,
     check_vector,
 )
-from wcembed.explore.table import FILES, REFINE_FACTOR, RESULT_COLUMNS, SCALAR_COLUMNS, TABLE, connect, probes, remote
+from wcembed.explore.table import (
+    DEFAULT_SET,
+    REFINE_FACTOR,
+    RESULT_COLUMNS,
+    SCALAR_COLUMNS,
+    check_set,
+    connect,
+    probes,
+    remote,
+    set_tables,
+    sets_in,
+)
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, PX_PER_DEGREE, YEARS, check_year
 
@@ -65,6 +76,14 @@ def _sql_strings(values: Sequence[str]) -> str:
 class ChipIndex:
     """Search a LanceDB table of chip embeddings.
 
+    Parameters
+    ----------
+    db : str or Path
+        The LanceDB database (a folder, or an object-store URL).
+    set : str
+        The embedding set searched (:data:`~wcembed.explore.table.DEFAULT_SET`: our files; e.g.
+        ``original-2024``: the original run's). Nothing mixes the vectors of two sets.
+
     Examples
     --------
     >>> idx = ChipIndex("outputs/lancedb")  # doctest: +SKIP
@@ -74,17 +93,20 @@ class ChipIndex:
     def __init__(
         self,
         db: str | Path,
-        table: str = TABLE,
         *,
+        set: str = DEFAULT_SET,
         chip_size: int | None = None,
         origin: tuple[float, float] = CONUS_ORIGIN,
     ) -> None:
         self.db = db
         if not remote(db) and not Path(db).is_dir():
             raise IngestError(f"no LanceDB database at {db}: ingest output files first (python -m wcembed index)")
+        self.set = check_set(set)
+        table, self.files_table = set_tables(self.set)
         conn = connect(db)
         if table not in conn.table_names():
-            raise IngestError(f"the database {db} has no table {table!r}: ingest output files first")
+            held = ", ".join(sets_in(db)) or "none"
+            raise IngestError(f"the database {db} has no embedding set {self.set!r} (it holds: {held})")
         self.table = conn.open_table(table)
         self.origin = origin
         self.chip_size = chip_size or self._chip_size()
@@ -118,10 +140,10 @@ class ChipIndex:
         """The weights the ingested files were embedded with (``embedding.weights``: ``clay-v0.1``, ``untrained``),
         or ``{"unknown"}`` for a database without the ``files`` table (built by other means or an older version)."""
         conn = connect(self.db)
-        if FILES not in conn.table_names():
+        if self.files_table not in conn.table_names():
             return {"unknown"}
         try:
-            files = conn.open_table(FILES).to_arrow()
+            files = conn.open_table(self.files_table).to_arrow()
         except (OSError, RuntimeError, ValueError) as exc:  # lance's errors for damaged data
             why = str(exc).split(", /rustc")[0]  # lance appends the Rust source locations
             raise OutputError(f"the files table of {self.db} cannot be read (damaged?): {why}") from None
@@ -131,9 +153,9 @@ class ChipIndex:
     def partial_files(self) -> list[str]:
         """Ingested files that hold only part of their column (embedded with ``max_rows``)."""
         conn = connect(self.db)
-        if FILES not in conn.table_names():
+        if self.files_table not in conn.table_names():
             return []
-        files = conn.open_table(FILES).to_arrow()
+        files = conn.open_table(self.files_table).to_arrow()
         if "complete" not in files.column_names:
             return []
         return [p for p, ok in zip(files["path"].to_pylist(), files["complete"].to_pylist(), strict=True) if not ok]

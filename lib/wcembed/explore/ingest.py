@@ -22,8 +22,19 @@ import pyarrow.parquet as pq
 from wcembed import store
 from wcembed.contract import FileMetadata
 from wcembed.errors import IngestError, OutputError
+from wcembed.explore import original
 from wcembed.explore.checks import NORM_RANGE
-from wcembed.explore.table import ANN_MIN_ROWS, FILES, KEEP, TABLE, connect, indexes_missing, refresh_indexes, remote
+from wcembed.explore.table import (
+    ANN_MIN_ROWS,
+    DEFAULT_SET,
+    KEEP,
+    check_set,
+    connect,
+    indexes_missing,
+    refresh_indexes,
+    remote,
+    set_tables,
+)
 from wcembed.grid import chip_id
 
 log = logging.getLogger(__name__)
@@ -42,12 +53,16 @@ class IngestReport:
     """Files that could not be read (path: reason); not recorded, so the next ingest tries them again."""
     partial: list[str] = field(default_factory=list)
     """Ingested files that hold only part of their column: searches and layers miss the rest."""
+    sets: dict[str, int] = field(default_factory=dict)
+    """The embedding sets ingested into, with the rows of each after the ingest."""
 
     def __str__(self) -> str:
         text = (
             f"{self.files_added} files added, {self.files_replaced} replaced, {self.files_unchanged} unchanged; "
-            f"{self.rows} chips in the table"
+            f"{self.rows} chips in the table" + ("s" if len(self.sets) > 1 else "")
         )
+        if len(self.sets) > 1 or set(self.sets) - {DEFAULT_SET}:
+            text += " (" + ", ".join(f"set {k}: {v}" for k, v in self.sets.items()) + ")"
         if self.partial:
             text += f"; {len(self.partial)} partial files (part of their column only): {', '.join(self.partial[:3])}"
         if self.failed:
@@ -59,13 +74,26 @@ class _BadFile(Exception):
     """Why one output file is refused (its rows are not ingested)."""
 
 
-def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
+def _year_column(path: str) -> tuple[int, int]:
+    """The (year, column) a file's name says: ours, or the original run's."""
+    return original.parse_name(path) or store.parse_output_path(path)
+
+
+def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, FileMetadata]:
     """The rows of one GeoParquet file in the table's layout (``schema``, when the table has one), and the
-    file's weights (``embedding.weights``), after checking the whole file: its columns and their types,
-    the vector dimension, and that its name, its ``wcembed`` metadata and its rows agree on the year and
-    column, with chip ids that are the ids of their rows. Raises :class:`_BadFile` saying what is wrong."""
-    year, column = store.parse_output_path(path)
-    table = pq.read_table(io.BytesIO(store.read_bytes(path)))
+    file's record, after checking the whole file: its columns and their types, the vector dimension, and
+    that its name, its ``wcembed`` metadata and its rows agree on the year and column, with chip ids that
+    are the ids of their rows. An original run's file (:mod:`wcembed.explore.original`) is read as ours
+    first. Raises :class:`_BadFile` saying what is wrong."""
+    year, column = _year_column(path)
+    data = store.read_bytes(path)
+    if original.parse_name(path):
+        try:
+            table, _ = original.read_as_ours(path, data)
+        except OutputError as exc:
+            raise _BadFile(str(exc).removeprefix(f"{path}: ")) from None
+    else:
+        table = pq.read_table(io.BytesIO(data))
     try:
         meta = FileMetadata.from_header(table.schema.metadata)
     except OutputError as exc:
@@ -115,9 +143,19 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, str]:
 
 
 def ingest(
-    source: str | Path, db: str | Path, *, ann_min_rows: int = ANN_MIN_ROWS, batch_rows: int = 200_000
+    source: str | Path,
+    db: str | Path,
+    *,
+    set: str | None = None,
+    ann_min_rows: int = ANN_MIN_ROWS,
+    batch_rows: int = 200_000,
 ) -> IngestReport:
     """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
+
+    Our files go to the embedding set :data:`~wcembed.explore.table.DEFAULT_SET`, the original 2024 run's
+    (``*_v002.gpq``, :mod:`wcembed.explore.original`) to :data:`wcembed.explore.original.SET`, or both
+    kinds to ``set`` when it is named (then ``source`` must hold one kind only): each set its own tables,
+    vectors, ANN index and kept unit vectors (:func:`~wcembed.explore.table.set_tables`).
 
     Only new or changed files (by name and size) are read. Each is checked whole
     before it touches the table (:func:`_arrow_rows`: columns, types, vector
@@ -135,33 +173,69 @@ def ingest(
     """
     if not remote(db) and Path(db).exists() and not Path(db).is_dir():
         raise IngestError(f"the database {db} is a file, not a folder: give a LanceDB folder (--db)")
-    files = store.list_outputs(source)
-    if not files:
-        raise IngestError(f"no output files (*_{store.FORMAT_VERSION}.gpq) under {source}")
+    if set is not None:
+        check_set(set)
+    kinds = {DEFAULT_SET: store.list_outputs(source), original.SET: store.list_outputs(source, version="v002")}
+    if not any(kinds.values()):
+        raise IngestError(
+            f"no output files under {source}: ours (*_{store.FORMAT_VERSION}.gpq) or the original run's (*_v002.gpq)"
+        )
+    if set is not None:
+        if all(kinds.values()):
+            raise IngestError(f"{source} holds our files and the original run's: --set takes one kind at a time")
+        kinds = {set: next(files for files in kinds.values() if files)}
+    todo = {name: files for name, files in kinds.items() if files}
     if remote(db):  # no lock on object stores: run one ingest at a time
-        return _ingest(files, db, ann_min_rows, batch_rows)
+        return _sum([_ingest(files, db, name, ann_min_rows, batch_rows) for name, files in todo.items()])
     Path(db).mkdir(parents=True, exist_ok=True)
     with store.exclusive(Path(db) / ".ingest.lock"):  # concurrent ingests take turns
-        report = _ingest(files, db, ann_min_rows, batch_rows)
-        if report.rows:
-            from wcembed.explore.index import ChipIndex
-            from wcembed.explore.vectors import kept_vectors, unit_vectors
+        reports = []
+        for name, files in todo.items():
+            try:
+                reports.append(_ingest(files, db, name, ann_min_rows, batch_rows))
+            except IngestError as exc:
+                reports.append(exc.report)
+                _keep_unit_vectors(db, name, exc.report)
+                raise IngestError(str(exc), _sum(reports)) from None
+            _keep_unit_vectors(db, name, reports[-1])
+        return _sum(reports)
 
-            index = ChipIndex(db)
-            for year in index.years:  # kept for the region layers: the explorer reads them, not the table
-                if not kept_vectors(index, year).exists():
-                    unit_vectors(index, year)
-        return report
+
+def _keep_unit_vectors(db: str | Path, name: str, report: IngestReport) -> None:
+    """Keep each year's unit vectors of a set beside the database: the explorer reads them, not the table."""
+    if not report.rows:
+        return
+    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.vectors import kept_vectors, unit_vectors
+
+    index = ChipIndex(db, set=name)
+    for year in index.years:
+        if not kept_vectors(index, year).exists():
+            unit_vectors(index, year)
 
 
-def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows: int) -> IngestReport:
+def _sum(reports: list[IngestReport]) -> IngestReport:
+    """One report of the ingests of several sets."""
+    if len(reports) == 1:
+        return reports[0]
+    total = IngestReport(
+        sum(r.files_added for r in reports), sum(r.files_replaced for r in reports),
+        sum(r.files_unchanged for r in reports), sum(r.rows for r in reports),
+        {p: why for r in reports for p, why in r.failed.items()}, [p for r in reports for p in r.partial],
+    )  # fmt: skip
+    total.sets = {k: v for r in reports for k, v in r.sets.items()}
+    return total
+
+
+def _ingest(files: dict[str, int], db: str | Path, set_name: str, ann_min_rows: int, batch_rows: int) -> IngestReport:
+    chips_table, files_table_name = set_tables(set_name)
     conn = connect(db)
     names = set(conn.table_names())
     seen: dict[str, int] = {}
     weights: dict[str, str] = {}
     complete: dict[str, bool] = {}
-    if FILES in names:
-        known = conn.open_table(FILES).to_arrow()
+    if files_table_name in names:
+        known = conn.open_table(files_table_name).to_arrow()
         paths = known["path"].to_pylist()
         seen = dict(zip(paths, known["size"].to_pylist(), strict=True))
         if "weights" in known.column_names:
@@ -169,12 +243,13 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
         if "complete" in known.column_names:
             complete = dict(zip(paths, known["complete"].to_pylist(), strict=True))
     todo = {p: s for p, s in files.items() if seen.get(p) != s}
-    chips = conn.open_table(TABLE) if TABLE in names else None
+    chips = conn.open_table(chips_table) if chips_table in names else None
     if not todo:
         if chips is not None and indexes_missing(chips):  # a first ingest killed before its indexes were built
             refresh_indexes(chips, ann_min_rows=ann_min_rows)
         partial = sorted(p for p in files if not complete.get(p, True))
-        return IngestReport(0, 0, len(files), chips.count_rows() if chips is not None else 0, partial=partial)
+        rows = chips.count_rows() if chips is not None else 0
+        return IngestReport(0, 0, len(files), rows, partial=partial, sets={set_name: rows})
     pending: list[tuple[str, pa.Table]] = []
     done: list[str] = []
     failed: dict[str, str] = {}
@@ -183,7 +258,7 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
         nonlocal chips
         rows = pa.concat_tables([t for _, t in pending])
         if chips is None:
-            chips = _create_or_open(conn, rows)
+            chips = _create_or_open(conn, rows, chips_table)
         replaced = _columns_filter([p for p, _ in pending])
         if chips.count_rows(replaced) == 0:
             chips.add(rows)  # new columns: a plain append
@@ -221,13 +296,15 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
         "weights": [weights.get(p, "") for p in seen],
         "complete": pa.array([complete.get(p, True) for p in seen], pa.bool_()),
     }
-    conn.create_table(FILES, pa.table(files_table), mode="overwrite")
+    conn.create_table(files_table_name, pa.table(files_table), mode="overwrite")
     log.info("ingested %d files (%d replaced)", len(done), replaced)
     if chips is not None:
         refresh_indexes(chips, ann_min_rows=ann_min_rows)
     rows = chips.count_rows() if chips is not None else 0
     partial = sorted(p for p in files if p in seen and not complete.get(p, True))
-    report = IngestReport(len(done) - replaced, replaced, len(files) - len(todo), rows, failed, partial)
+    report = IngestReport(
+        len(done) - replaced, replaced, len(files) - len(todo), rows, failed, partial, {set_name: rows}
+    )
     for path in partial:
         log.warning("%s is partial: it holds only the first rows of its column (embedded with max_rows)", path)
     if failed:
@@ -236,18 +313,18 @@ def _ingest(files: dict[str, int], db: str | Path, ann_min_rows: int, batch_rows
     return report
 
 
-def _create_or_open(conn, rows: pa.Table):
+def _create_or_open(conn, rows: pa.Table, chips_table: str):
     """The chips table, created with ``rows``' layout (and no rows: they are added next) or, when another
     ingest created it meanwhile, opened."""
     try:
-        return conn.create_table(TABLE, rows.schema.empty_table())
+        return conn.create_table(chips_table, rows.schema.empty_table())
     except ValueError:  # "Table 'chips' already exists": a concurrent first ingest won the race
-        return conn.open_table(TABLE)
+        return conn.open_table(chips_table)
 
 
 def _columns_filter(paths: Sequence[str]) -> str:
     """SQL filter of the rows of the (year, column)s of output files."""
     columns: dict[int, list[int]] = {}
-    for year, column in sorted(store.parse_output_path(p) for p in paths):
+    for year, column in sorted(_year_column(p) for p in paths):
         columns.setdefault(year, []).append(column)
     return " OR ".join(f"(year = {y} AND `column` IN ({', '.join(map(str, cs))}))" for y, cs in columns.items())

@@ -371,8 +371,10 @@ def index_note(index) -> str:
     """What a layer's legend adds about the index's embeddings: that their weights were untrained, or are
     unknown (a database without its ``files`` table, built by other means or an older version), and that
     some files are partial (columns embedded only in part); else ""."""
+    from wcembed.explore.table import DEFAULT_SET
+
     weights = index.weights
-    notes = []
+    notes = [] if index.set == DEFAULT_SET else [f"set {index.set}: {', '.join(sorted(weights))}"]
     if "untrained" in weights:
         notes.append("UNTRAINED weights: not Clay embeddings")
     elif weights == {"unknown"}:

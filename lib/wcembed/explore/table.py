@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
 from wcembed.errors import BadParameterError
@@ -21,9 +22,33 @@ from wcembed.errors import BadParameterError
 log = logging.getLogger(__name__)
 
 TABLE = "chips"
-
-
+"""The chips table of the default embedding set."""
 FILES = "files"
+"""The files table of the default embedding set."""
+DEFAULT_SET = "wcembed"
+"""The embedding set of our own files (tables ``chips`` and ``files``); another set ``name`` has its tables
+``chips__name`` and ``files__name`` (each its own vectors, ANN index and kept unit vectors)."""
+_SET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+def check_set(name: str) -> str:
+    """An embedding set's name (lowercase letters, digits and dashes, at most 40), else :class:`BadParameterError`."""
+    if not isinstance(name, str) or not _SET_RE.match(name):
+        raise BadParameterError(f"an embedding set is named with a-z, 0-9 and '-' (at most 40), not {name!r}")
+    return name
+
+
+def set_tables(name: str) -> tuple[str, str]:
+    """The chips and files tables of an embedding set."""
+    name = check_set(name)
+    return (TABLE, FILES) if name == DEFAULT_SET else (f"{TABLE}__{name}", f"{FILES}__{name}")
+
+
+def sets_in(db: str | Path) -> list[str]:
+    """The embedding sets a database holds (those with a chips table), the default first."""
+    names = set(connect(db).table_names())
+    found = [DEFAULT_SET] if TABLE in names else []
+    return found + sorted(n[len(TABLE) + 2 :] for n in names if n.startswith(f"{TABLE}__"))
 
 
 ANN_MIN_ROWS = 250_000

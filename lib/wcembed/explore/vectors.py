@@ -32,7 +32,7 @@ import numpy as np
 from wcembed import store
 from wcembed.errors import BadParameterError
 from wcembed.explore.layers import ChipRaster, index_note
-from wcembed.explore.table import remote
+from wcembed.explore.table import DEFAULT_SET, remote
 from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_ids, parse_chip_id
 from wcembed.product import check_year
 
@@ -191,7 +191,8 @@ def agrees_with_table(index, year: int, columns: np.ndarray, rows: np.ndarray, x
 
 def kept_vectors(index, year: int) -> KeptVectors:
     """Where the unit vectors of ``year`` are kept for this version of the table (a local database)."""
-    return KeptVectors(Path(index.db) / UNIT_VECTORS, year, index.table.version)
+    folder = Path(index.db) / UNIT_VECTORS
+    return KeptVectors(folder if index.set == DEFAULT_SET else folder / index.set, year, index.table.version)
 
 
 PAIR_CHUNK_ROWS = 65_536
@@ -321,6 +322,23 @@ def _rows(x, at: np.ndarray):
     return x[at]
 
 
+def pair_cells(a: YearVectors, b: YearVectors) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``ia`` of ``a`` and ``ib`` of ``b`` of the chips (grid cells) both hold, in ``a``'s order: by
+    grid arithmetic, no merge. :class:`BadParameterError` when they share none."""
+    c0, r0 = int(min(a.columns.min(), b.columns.min())), int(min(a.rows.min(), b.rows.min()))
+    shape = (int(max(a.rows.max(), b.rows.max())) - r0 + 1, int(max(a.columns.max(), b.columns.max())) - c0 + 1)
+    in_a = np.full(shape, -1, np.int64)  # the grid, holding each chip's row of a (-1: not in a)
+    in_a[a.rows - r0, a.columns - c0] = np.arange(len(a))
+    ia = in_a[b.rows - r0, b.columns - c0]
+    ib = np.flatnonzero(ia >= 0)
+    if not len(ib):
+        raise BadParameterError(
+            f"no chip is in both ({a.year}: {a.description or 'a'}; {b.year}: {b.description or 'b'})"
+        )
+    order = np.argsort(ia[ib], kind="stable")  # pairs in a's order
+    return ia[ib][order], ib[order]
+
+
 class ChangePairs:
     """The chips embedded in two years, paired by position, and what every "changed like this" query
     needs of them, computed once (the years' unit vectors stay where they are: no change matrix is made).
@@ -340,18 +358,11 @@ class ChangePairs:
     """
 
     def __init__(self, a: YearVectors, b: YearVectors, sample: int = 20_000, seed: int = 0) -> None:
-        c0, r0 = int(min(a.columns.min(), b.columns.min())), int(min(a.rows.min(), b.rows.min()))
-        shape = (int(max(a.rows.max(), b.rows.max())) - r0 + 1, int(max(a.columns.max(), b.columns.max())) - c0 + 1)
-        in_a = np.full(shape, -1, np.int64)  # the grid, holding each chip's row of a (-1: not in a)
-        in_a[a.rows - r0, a.columns - c0] = np.arange(len(a))
-        ia = in_a[b.rows - r0, b.columns - c0]
-        ib = np.flatnonzero(ia >= 0)
-        if not len(ib):
-            raise BadParameterError(f"no chip embedded in both {a.year} and {b.year}")
-        order = np.argsort(ia[ib], kind="stable")  # pairs in a's order
         self.a, self.b = a, b
-        self.ia, self.ib = ia[ib][order], ib[order]
+        self.ia, self.ib = pair_cells(a, b)
         self.columns, self.rows = a.columns[self.ia], a.rows[self.ia]
+        c0, r0 = int(self.columns.min()), int(self.rows.min())
+        shape = (int(self.rows.max()) - r0 + 1, int(self.columns.max()) - c0 + 1)
         self._origin, self._pair = (c0, r0), np.full(shape, -1, np.int64)  # the grid, holding each pair
         self._pair[self.rows - r0, self.columns - c0] = np.arange(len(self.ia))
         self.apart = a.pair_distance(self.ia, b, self.ib)

@@ -1,0 +1,158 @@
+"""The original 2024 run's files, written exactly as its code wrote them, ingested as their own embedding set
+beside ours, and the two sets compared chip by chip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from builders import SAMPLE_COLUMNS, synthetic_index
+from wcembed.errors import IngestError
+from wcembed.explore import original
+from wcembed.explore.compare import agreement, edge_distance, neighbour_overlap, summary
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
+from wcembed.explore.layers import index_note
+from wcembed.grid import chip_bounds
+
+DIM = 16
+ROWS = range(286, 292)
+CHANGED = {(1155, 288), (1158, 290)}  # chips whose embeddings differ between the two sets (a known difference)
+
+
+def ours(year: int, column: int, row: int) -> np.ndarray:
+    return np.random.default_rng([column, row, year]).normal(size=DIM)
+
+
+def theirs(year: int, column: int, row: int) -> np.ndarray:
+    v = ours(year, column, row)
+    return -v if (column, row) in CHANGED else v + 1e-4 * np.random.default_rng([column, row]).normal(size=DIM)
+
+
+def write_originals(folder, skip=(), vectors=theirs, year=2020):
+    """The original run's files of the sample's columns (chips of ``skip`` left out: a 0 pixel)."""
+    for column in SAMPLE_COLUMNS:
+        rows = [r for r in ROWS if (column, r) not in skip]
+        original.write_original(folder, year, column, rows, np.stack([vectors(year, column, r) for r in rows]))
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
+    """A database with our files (set wcembed) and the original run's of the same chips (original-2024), one
+    chip of the latter skipped as the original scripts skipped a chip with a 0 pixel."""
+    root = tmp_path_factory.mktemp("two_sets")
+    synthetic_index(root, ours, years=(2020,), rows=ROWS, weights="clay-v0.1")
+    write_originals(root / "orig", skip={(1157, 289)})
+    report = ingest(root / "orig", root / "db")
+    assert report.sets == {"original-2024": 35}
+    return root
+
+
+def test_files_are_written_as_the_original_code_wrote_them(tmp_path):
+    path = original.write_original(tmp_path, 2020, 1156, [286, 287], np.ones((2, DIM), np.float32))
+    assert path.name == "worldcover_embeddings_2020_1156_v002.gpq" and path.parent.name == "2020"  # not padded
+    table = pq.read_table(path)
+    assert isinstance(table.schema.field("embeddings").type, pa.FixedShapeTensorType)
+    assert table.schema.field("embeddings").type.shape == [DIM] and "chip_id" not in table.schema.names
+    assert json.loads(table.schema.metadata[b"geo"])["version"] == "1.0.0"
+    import shapely
+
+    west, _, _, north = shapely.from_wkb(table["geometry"][0].as_py()).bounds
+    assert west == -125.0 + original.PXSIZE * 1156 * 512  # the float pixel size: off the exact grid by float error
+    assert abs(west - chip_bounds(1156, 286)[0]) < 1e-9 and abs(north - chip_bounds(1156, 286)[3]) < 1e-9
+
+
+def test_original_files_become_their_own_set_with_chip_ids_from_their_footprints(two_sets):
+    db = two_sets / "db"
+    theirs_index = ChipIndex(db, set="original-2024")
+    assert ChipIndex(db).set == "wcembed" and len(ChipIndex(db)) == 36 and len(theirs_index) == 35
+    ids = set(theirs_index.table.to_arrow()["chip_id"].to_pylist())
+    assert "2020-1156-0288" in ids and "2020-1157-0289" not in ids  # the chip the original skipped
+    assert theirs_index.weights == {original.WEIGHTS}
+    assert index_note(theirs_index) == f"set original-2024: {original.WEIGHTS}"
+    got = theirs_index.table.search().where("chip_id = '2020-1156-0288'").to_arrow()
+    assert tuple(got[c][0].as_py() for c in ("xmin", "ymin", "xmax", "ymax")) == chip_bounds(1156, 288)
+    np.testing.assert_allclose(theirs_index.vectors(["2020-1156-0288"])[0], theirs(2020, 1156, 288), rtol=1e-6)
+    res = theirs_index.by_chip("2020-1156-0288", 5, year=2020)  # a search stays within its set
+    assert set(res["chip_id"]) <= ids
+    again = ingest(two_sets / "orig", db)  # nothing new
+    assert again.files_unchanged == 6 and again.sets == {"original-2024": 35}
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        ("shifted", "row 0's footprint"),
+        ("renamed", "its name says column 1155, row 0's footprint is in column 1156"),
+        ("ours-named-v002", "named as the original run's files but its columns"),
+    ],
+)
+def test_a_file_off_the_grid_or_misnamed_is_refused(tmp_path, damage, says):
+    """A footprint 0.3 px off the grid, a name that contradicts the footprints, or our layout under an original
+    name: refused in one line naming the file, the rest ingested."""
+    import shapely
+
+    write_originals(tmp_path / "orig")
+    folder = tmp_path / "orig" / "2020"
+    bad = folder / original.original_name(2020, 1155)
+    if damage == "shifted":
+        table = pq.read_table(bad)
+        shift = np.array([0.3 * original.PXSIZE, 0.0])
+        geoms = shapely.transform(shapely.from_wkb(table["geometry"].to_numpy()), lambda xy: xy + shift)
+        at = table.schema.get_field_index("geometry")
+        pq.write_table(table.set_column(at, table.schema.field(at), pa.array(shapely.to_wkb(geoms))), bad)
+    elif damage == "renamed":
+        (folder / original.original_name(2020, 1156)).replace(bad)
+    else:
+        pq.write_table(pq.read_table(bad).append_column("chip_id", pa.array(["x"] * 6)), bad)
+    with pytest.raises(IngestError, match=says) as info:
+        ingest(tmp_path / "orig", tmp_path / "db")
+    assert list(info.value.report.failed) == [str(bad)]
+    assert len(ChipIndex(tmp_path / "db", set="original-2024")) == 6 * (5 if damage != "renamed" else 4)
+
+
+def test_a_set_named_and_a_set_missing(two_sets, tmp_path):
+    with pytest.raises(IngestError, match=r"no embedding set 'nope' \(it holds: wcembed, original-2024\)"):
+        ChipIndex(two_sets / "db", set="nope")
+    write_originals(tmp_path / "orig")
+    report = ingest(tmp_path / "orig", tmp_path / "db", set="mine")
+    assert report.sets == {"mine": 36} and len(ChipIndex(tmp_path / "db", set="mine")) == 36
+
+
+def test_a_set_compared_with_itself_agrees_everywhere(two_sets):
+    db = two_sets / "db"
+    a = ChipIndex(db)
+    agr = agreement(a, ChipIndex(db), 2020)
+    assert len(agr) == 36 and np.allclose(agr.cosine, 1.0, atol=2e-3)
+    assert neighbour_overlap(a, ChipIndex(db), "2020-1156-0288") == 1.0
+
+
+def test_two_sets_with_a_known_difference(two_sets, tmp_path):
+    """The agreement layer finds exactly the chips whose embeddings differ, the skipped chip is not compared,
+    and the summary says where they disagree."""
+    db = two_sets / "db"
+    a, b = ChipIndex(db), ChipIndex(db, set="original-2024")
+    agr = agreement(a, b, 2020)
+    assert len(agr) == 35  # the chip the original skipped has nothing to compare
+    low = {(int(c), int(r)) for c, r, x in zip(agr.columns, agr.rows, agr.cosine, strict=True) if x < 0.5}
+    assert low == CHANGED and agr.cosine[agr.cosine >= 0.5].min() > 0.99
+    layer = agr.layer()
+    for column, row in CHANGED:
+        w, s, e, n = chip_bounds(column, row)
+        assert layer.value_at((w + e) / 2, (s + n) / 2) == pytest.approx(-1.0, abs=2e-3)
+    assert set(agr.table()["chip_id"].iloc[:2]) == {f"2020-{c}-{r:04d}" for c, r in CHANGED}  # least alike first
+    assert "clay-v0.1" in agr.note and "NOT ONE SPACE" not in agr.note
+    assert layer.to_cog(tmp_path / "agreement.tif").exists()
+    table = summary(agr, a, b, sample=10, k=5)
+    assert table.loc[0, "n"] == 35 and table.loc[0, "q50"] > 0.99
+    assert table.attrs["neighbour_overlap"]["chips"] == 10
+
+
+def test_edge_distance_counts_chips_to_the_nearest_tile_edge():
+    # 12000 px tiles, 512 px chips: column 23 covers 11776..12288 (crosses), 22 ends 224 px short of the edge,
+    # 21 has column 22 between it and the edge, column 0 starts on one
+    assert edge_distance(np.array([23, 22, 0, 21]), np.array([5, 5, 5, 5]), 512).tolist() == [0, 1, 1, 2]
+    assert edge_distance(np.array([11]), np.array([11]), 512).tolist() == [12]
