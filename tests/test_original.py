@@ -156,3 +156,64 @@ def test_edge_distance_counts_chips_to_the_nearest_tile_edge():
     # 21 has column 22 between it and the edge, column 0 starts on one
     assert edge_distance(np.array([23, 22, 0, 21]), np.array([5, 5, 5, 5]), 512).tolist() == [0, 1, 1, 2]
     assert edge_distance(np.array([11]), np.array([11]), 512).tolist() == [12]
+
+
+def test_compare_and_set_flags_on_the_command_line(two_sets, tmp_path, capsys):
+    from wcembed import cli
+
+    db = str(two_sets / "db")
+    assert cli.main(["compare", "--db", db, "--year", "2020", "--sample", "5", "--cog", str(tmp_path / "a.tif")]) == 0
+    out = capsys.readouterr().out
+    assert "agreement of 35 chips of 2020, wcembed against original-2024" in out and (tmp_path / "a.tif").exists()
+    assert "tile edge: crosses one" in out and "nearest neighbours in common, over 5 random chips" in out
+    assert cli.main(["search", "--db", db, "--set", "original-2024", "--chip", "2020-1156-0288", "-k", "3"]) == 0
+    assert "2020-1157-0289" not in capsys.readouterr().out  # the chip the original skipped is not in its set
+    assert cli.main(["search", "--db", db, "--set", "nope", "--chip", "2020-1156-0288"]) == 65
+
+
+def test_the_session_searches_a_set_and_shows_the_other_beside_it(two_sets):
+    """Choose the set; a click searches both sets (the same place and year) and says how much they agree on
+    the clicked chip; the agreement layer is of the two; switching the set follows the search."""
+    from wcembed.errors import BadParameterError
+    from wcembed.explore.session import ExploreSession
+
+    s = ExploreSession(ChipIndex(two_sets / "db"), k=5)
+    assert s.sets == ["wcembed", "original-2024"]
+    with pytest.raises(BadParameterError, match="unknown embedding set 'nope'"):
+        s.set(compare_set="nope", k=3)
+    assert s.k == 5  # nothing half-set
+    s.set(compare_set="original-2024")
+    w, so, e, n = chip_bounds(1155, 288)
+    s.click((w + e) / 2, (so + n) / 2)
+    assert len(s.results) == len(s.results_other) == 5
+    assert s.compare_line.startswith("2020-1155-0288: cosine -1.000 between its wcembed and original-2024 embeddings")
+    s.show_region("agreement")
+    assert s.layer.key.kind == "agreement" and s.layer.key.source == ("original-2024",)
+    assert s.layer.raster.value_at((w + e) / 2, (so + n) / 2) == pytest.approx(-1.0, abs=2e-3)
+    w2, s2, e2, n2 = chip_bounds(1157, 289)  # the chip the original skipped: nothing to compare
+    s.click((w2 + e2) / 2, (s2 + n2) / 2)
+    assert s.results_other is None and s.compare_line == "original-2024 has no chip 2020-1157-0289: nothing to compare"
+    s.click((w + e) / 2, (so + n) / 2)
+    s.set(embedding_set="original-2024", compare_set="wcembed")
+    assert s.index.set == "original-2024" and s.query_chip == "2020-1155-0288"
+    assert set(s.results["chip_id"]) <= set(s.index.table.to_arrow()["chip_id"].to_pylist())
+    assert s.layer.key.set == "original-2024" and s.layer.key.source == ("wcembed",)
+
+
+def test_the_map_shows_both_sets_side_by_side(two_sets, sample_root, tmp_path):
+    from wcembed.explore.session import ExploreSession
+    from wcembed.explore.view import Explorer
+    from wcembed.explore.wms import LocalWMS, WMSClient
+
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        s = ExploreSession(ChipIndex(two_sets / "db"), k=4)
+        ex = Explorer(s, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
+        assert ex.controls["embedding_set"].options == ("wcembed", "original-2024")
+        ex.controls["compare_set"].value = "original-2024"
+        w, so, e, n = chip_bounds(1156, 288)
+        ex.handle_interaction(type="click", coordinates=[(so + n) / 2, (w + e) / 2])
+        assert len(ex.gallery.children) == 4 and len(ex.gallery_other.children) == 1 + 4
+        assert "in original-2024" in ex.gallery_other.children[0].value
+        assert ex.compare_line.value.startswith("2020-1156-0288: cosine 1.000")
+        ex.controls["embedding_set"].value = "original-2024"
+        assert s.index.set == "original-2024" and "nearest of 2020-1156-0288" in ex.status.value

@@ -9,8 +9,9 @@ batch     the AWS Batch entrypoint: array index -> band of columns -> papermill
 run-array run the entrypoint locally for a range of array indices
 submit    build (and send, or print with --dry-run) the AWS Batch array job
 resubmit-missing  submit only the bands that hold a column whose output is missing
-index     ingest GeoParquet files into LanceDB
+index     ingest GeoParquet files (ours, or the original 2024 run's) into LanceDB
 search    nearest chips of a chip id or a lon/lat point
+compare   two embedding sets of a database, chip by chip
 demo      the whole pipeline offline on the sample region
 serve-wms serve a tile folder as a WMS on loopback (MapServer) until Ctrl-C
 lab       JupyterLab on the explore notebook, with the local WMS of the demo's sample
@@ -265,9 +266,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_lab)
 
     p = sub.add_parser("index", help="ingest GeoParquet files (folder or s3:// prefix) into LanceDB")
-    p.add_argument("source", help="folder or s3:// prefix of the column files (all years under it)")
+    p.add_argument(
+        "source", help="folder or s3:// prefix of the column files, ours or the original 2024 run's (all years)"
+    )
     p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
-    p.set_defaults(func=lambda a: print(__import__("wcembed.explore.ingest").explore.ingest.ingest(a.source, a.db)))
+    p.add_argument(
+        "--set",
+        default=None,
+        help="the embedding set the files go to (default: wcembed for ours, original-2024 for the original run's)",
+    )
+    p.set_defaults(
+        func=lambda a: print(__import__("wcembed.explore.ingest").explore.ingest.ingest(a.source, a.db, set=a.set))
+    )
+
+    p = sub.add_parser("compare", help="compare two embedding sets of a database chip by chip")
+    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    p.add_argument(
+        "--sets", nargs=2, default=["wcembed", "original-2024"], metavar=("A", "B"),
+        help="the two sets (default: wcembed original-2024)",
+    )  # fmt: skip
+    p.add_argument("--year", type=int, default=YEARS[0], help="the year compared (default 2020)")
+    p.add_argument("--sample", type=int, default=200, help="chips whose neighbours are compared (default 200)")
+    p.add_argument("-k", type=int, default=10, help="neighbours compared per chip (default 10)")
+    p.add_argument("--cog", default=None, help="write the agreement layer here as a Cloud-Optimized GeoTIFF")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("catalog", help="write the STAC Collection of each year and the run's Catalog")
     p.add_argument("output", help="the run's output folder or s3:// prefix")
@@ -282,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--year", type=int, default=None, help="search this year's chips only (default: every year)")
     p.add_argument("-k", type=int, default=10, help="number of results (default 10)")
+    p.add_argument("--set", default="wcembed", help="the embedding set searched (default wcembed)")
     p.set_defaults(func=cmd_search)
 
     from wcembed.pipeline.batch import environment_help
@@ -346,12 +369,33 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_point(*args.point)
     if args.year is not None:
         check_year(args.year)
-    idx = ChipIndex(args.db)
+    idx = ChipIndex(args.db, set=args.set)
     if args.chip:
         res = idx.by_chip(args.chip, args.k, year=args.year)
     else:
         res = idx.by_point(*args.point, k=args.k, year=args.year)
     print(res.drop(columns="geometry").to_string(index=False))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from wcembed.explore.checks import check_k
+    from wcembed.explore.compare import agreement, summary
+    from wcembed.explore.index import ChipIndex
+    from wcembed.product import check_year
+
+    check_k(args.k)
+    check_year(args.year)
+    a, b = (ChipIndex(args.db, set=name) for name in args.sets)
+    agr = agreement(a, b, args.year)
+    table = summary(agr, a, b, sample=args.sample, k=args.k)
+    print(f"agreement of {len(agr)} chips of {args.year}, {a.set} against {b.set} ({agr.note})")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    overlap = table.attrs["neighbour_overlap"]
+    print(f"{overlap['k']} nearest neighbours in common, over {overlap['chips']} random chips: median "
+          f"{overlap['median']:.2f}, mean {overlap['mean']:.2f}")  # fmt: skip
+    if args.cog:
+        print("written:", agr.layer().to_cog(args.cog))
     return 0
 
 

@@ -55,6 +55,7 @@ from traitlets import HasTraits, Instance, TraitType, Unicode, observe, validate
 from wcembed.errors import BadParameterError, LabelsError, WcEmbedError
 from wcembed.explore.checks import MAX_K, check_k
 from wcembed.explore.index import DIVERSE_CHIPS, query_vector
+from wcembed.explore.table import DEFAULT_SET, sets_in
 from wcembed.grid import chip_bounds, chip_id, parse_chip_id
 from wcembed.product import CRS, LAYER_KINDS, YEARS, check_year
 
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 MODES = ("search", "positive", "negative", "changed like")
 """What a click does: search from the chip, label it (and search with the labels), or find chips that changed
 like it."""
-REGION_LAYERS = ("none", "similarity", "scores", "change", "changed like", "embedding colours")
+REGION_LAYERS = ("none", "similarity", "scores", "change", "changed like", "embedding colours", "agreement")
 """Whole-region layers the map can show (:mod:`wcembed.explore.layers`), one at a time."""
 CHANGE_YEARS = (YEARS[0], YEARS[1])
 LIMITS = {"k": (1, MAX_K), "opacity": (0.0, 1.0)}
@@ -133,13 +134,16 @@ class LayerKey:
     years : tuple of int
         The year of its chips, or the two years of a change.
     source : tuple of str
-        The query chip(s), ``+``/``-`` prefixed examples, or the classifier's training round; empty for
-        layers of the whole year (change, embedding colours).
+        The query chip(s), ``+``/``-`` prefixed examples, the classifier's training round, or the set compared
+        with; empty for layers of the whole year (change, embedding colours).
+    set : str
+        The embedding set it was made from.
     """
 
     kind: str
     years: tuple[int, ...]
     source: tuple[str, ...] = ()
+    set: str = DEFAULT_SET
 
 
 class RegionLayer(HasTraits):
@@ -261,6 +265,13 @@ class ExploreSession(HasTraits):
         Why matches cannot be explained ("" when they can): one line under the results.
     labelling : wcembed.explore.labelling.LabelLoop
         The labelling loop's state (classifier, scores, suggestions, review queue, learning curve).
+    embedding_set : str
+        The embedding set searched and shown (one of the database's, :func:`~wcembed.explore.table.sets_in`):
+        switching it follows the search to the same place in the other set.
+    compare_set : str
+        Another set to compare with ("" for none): each search is made in it too (:attr:`results_other`, the
+        same place and year), :attr:`compare_line` says how much the two agree on the query chip, and the
+        "agreement" region layer shows every chip's agreement.
     """
 
     year = Checked(check_year, 2020)
@@ -280,6 +291,10 @@ class ExploreSession(HasTraits):
     compare_chip = Unicode(None, allow_none=True)
     explanation = Instance(Explanation, allow_none=True)
     explain_note = Unicode("")
+    embedding_set = Unicode(DEFAULT_SET)
+    compare_set = Unicode("")
+    results_other = AnyTrait(None, allow_none=True)
+    compare_line = Unicode("")
     labelling = Instance("wcembed.explore.labelling.LabelLoop")
 
     def __init__(self, index, year: int = 2020, k: int = 10, *, explainer=None) -> None:
@@ -287,13 +302,14 @@ class ExploreSession(HasTraits):
         from wcembed.explore.labelling import LabelLoop
 
         self.index, self.explainer = index, explainer
+        self._indexes = {index.set: index}  # set -> ChipIndex of the same database
         self.search: Search | None = None
         self._layers: OrderedDict[LayerKey, RegionLayer] = OrderedDict()
         self._preferred: dict[str, float] = {}  # kind -> the threshold last set on a layer of that kind
         self._opacity = DEFAULT_OPACITY  # the opacity last set on a layer: new layers start with it
-        self._vectors: dict = {}  # year -> YearVectors, loaded once
-        self._pairs: dict = {}  # (year, year) -> ChangePairs, made once
-        super().__init__(labels=Labels())
+        self._vectors: dict = {}  # (set, year) -> YearVectors, loaded once
+        self._pairs: dict = {}  # (set, (year, year)) -> ChangePairs, made once
+        super().__init__(labels=Labels(), embedding_set=index.set)
         self.labelling = LabelLoop(self)
         self.set(year=year, k=k)
         if explainer is None:
@@ -313,6 +329,42 @@ class ExploreSession(HasTraits):
         else:
             untrained = self.explainer.untrained
             self.explain_note = "explain uses untrained weights: the mechanism, not what Clay sees" if untrained else ""
+
+    @property
+    def sets(self) -> list[str]:
+        """The embedding sets of the session's database."""
+        return sets_in(self.index.db)
+
+    def index_of(self, name: str):
+        """The :class:`~wcembed.explore.index.ChipIndex` of a set of the session's database (opened once)."""
+        from wcembed.explore.index import ChipIndex
+
+        if name not in self._indexes:
+            self._indexes[name] = ChipIndex(self.index.db, set=name)
+        return self._indexes[name]
+
+    @validate("embedding_set", "compare_set")
+    def _a_set_of_the_database(self, proposal) -> str:
+        name = proposal["value"]
+        if name == "" and proposal["trait"].name == "compare_set":
+            return name
+        return _one_of(name, self.sets, "embedding set")
+
+    @observe("embedding_set")
+    def _set_changed(self, change: dict) -> None:
+        """Another set shown: its index, the search followed to the same place, that set's layers; the
+        vectors of sets no longer shown or compared are let go."""
+        self.index = self.index_of(change["new"])
+        keep = {change["new"], self.compare_set}
+        self._vectors = {k: v for k, v in self._vectors.items() if k[0] in keep}
+        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in keep}
+        self.attempt(self._follow)
+
+    @observe("compare_set")
+    def _compare_changed(self, change: dict) -> None:
+        self.attempt(self._compare_query)
+        if self.region == "agreement":
+            self.attempt(self._show_layer)
 
     # ------------------------------------------------------------------ errors
     def say(self, text: str) -> None:
@@ -338,7 +390,8 @@ class ExploreSession(HasTraits):
     # ------------------------------------------------------------------ settings
     def set(self, **settings) -> None:
         """Change settings: ``year``, ``k``, ``mode`` (:data:`MODES`), ``spread`` (bool), ``imagery``,
-        ``region``, and the shown layer's ``threshold`` (in its units) and ``opacity`` (0..1).
+        ``region``, ``embedding_set``, ``compare_set``, and the shown layer's ``threshold`` (in its units) and
+        ``opacity`` (0..1).
         :class:`BadParameterError` for a bad value or an unknown name; every value is checked before any
         is set."""
         unknown = set(settings) - set(_SETTINGS)
@@ -352,6 +405,8 @@ class ExploreSession(HasTraits):
                 if name == "threshold" and layer.rgb:
                     raise BadParameterError(f"{layer.name} has no threshold (an RGB layer)")
                 getattr(RegionLayer, name).validate(layer, value)
+            elif name in ("embedding_set", "compare_set"):
+                self._a_set_of_the_database({"value": value, "trait": self.traits()[name]})
             else:
                 self.traits()[name].validate(self, value)
         for name in sorted(settings, key=_SETTINGS.index):  # the year last: its search uses the others
@@ -475,7 +530,37 @@ class ExploreSession(HasTraits):
             self._show_layer()  # a layer that fails says so; the results follow all the same
         finally:
             self.results = results
+            self._compare_query()
         return results
+
+    def _compare_query(self) -> None:
+        """With a set to compare with: the same search in it (:attr:`results_other`) and how much the two sets
+        agree on the query chip (:attr:`compare_line`)."""
+        from wcembed.explore.compare import neighbour_overlap
+
+        search, name = self.search, self.compare_set
+        if not name or search is None or search.how == "changed like":
+            self.results_other, self.compare_line = None, ""
+            return
+        other = self.index_of(name)
+        chip = search.chips[0]
+        missing = other.missing(list(search.chips if search.how == "chip" else search.positives + search.negatives))
+        if missing:
+            self.results_other = None
+            self.compare_line = f"{name} has no chip {missing[0]}: nothing to compare"
+            return
+        if search.how == "chip":
+            self.results_other = other.by_chip(chip, self.k, year=self.year, diverse=self.diverse)
+        else:
+            self.results_other = other.by_examples(list(search.positives), list(search.negatives), self.k,
+                                                   year=self.year, diverse=self.diverse)  # fmt: skip
+        a, b = self.index.vectors([chip])[0], other.vectors([chip])[0]
+        cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+        common = neighbour_overlap(self.index, other, chip, self.k) if search.how == "chip" else None
+        line = f"{chip}: cosine {cosine:.3f} between its {self.index.set} and {name} embeddings"
+        if common is not None:
+            line += f"; {round(common * self.k)} of the {self.k} nearest in common"
+        self.compare_line = line
 
     def _query_vector(self, search: Search) -> np.ndarray:
         """The vector a search was made with (the query chip's, or the examples' as by_examples forms it)."""
@@ -494,9 +579,10 @@ class ExploreSession(HasTraits):
     def _year_changed(self, change: dict) -> None:
         """The year switched: the search follows (the same place, or the same examples, in the new year),
         then the region layer, imagery and thumbnails of the new year are shown."""
-        self.attempt(self._follow_year)
+        self.attempt(self._follow)
 
-    def _follow_year(self) -> None:
+    def _follow(self) -> None:
+        """The search made again at the same place (or with the same examples) in the year and set shown."""
         search = self.search
         if search is None or search.how == "examples":
             if search is not None:
@@ -561,9 +647,10 @@ class ExploreSession(HasTraits):
         from wcembed.explore.vectors import YearVectors
 
         year = check_year(self.year if year is None else year)
-        if year not in self._vectors:
-            self._vectors[year] = YearVectors.load(self.index, year)
-        return self._vectors[year]
+        key = (self.index.set, year)
+        if key not in self._vectors:
+            self._vectors[key] = YearVectors.load(self.index, year)
+        return self._vectors[key]
 
     @property
     def region_layers(self) -> dict[LayerKey, RegionLayer]:
@@ -574,26 +661,30 @@ class ExploreSession(HasTraits):
         """The key of the layer of ``kind`` (default: the region shown) for the year and query shown, and
         ``""``; or None and what the layer waits for (a query, a classifier, a second year)."""
         kind = self.region if kind is None else _one_of(kind, REGION_LAYERS, "region layer")
-        year, search = (self.year,), self.search
+        year, search, of = (self.year,), self.search, self.index.set
         if kind == "none":
             return None, ""
+        if kind == "agreement":
+            if not self.compare_set:
+                return None, "agreement: choose a set to compare with"
+            return LayerKey(kind, year, (self.compare_set,), of), ""
         if kind in ("change", "changed like") and len(self.index.years) < 2:
             return None, f"{kind}: the index holds one year only"
         if kind in ("similarity", "changed like") and search is None:
             return None, f"{kind}: click a chip first (the layer is of the query)"
         if kind == "similarity":
             source = _examples(search) if search.how == "examples" else search.chips
-            return LayerKey(kind, year, source), ""
+            return LayerKey(kind, year, source, of), ""
         if kind == "changed like":
-            return LayerKey(kind, CHANGE_YEARS, tuple(_places(search.chips))), ""
+            return LayerKey(kind, CHANGE_YEARS, tuple(_places(search.chips)), of), ""
         if kind == "change":
-            return LayerKey(kind, CHANGE_YEARS), ""
+            return LayerKey(kind, CHANGE_YEARS, (), of), ""
         if kind == "scores":
             loop = self.labelling
             if loop.classifier is None:
                 return None, "scores: train a classifier first (label chips, then retrain in the labelling panel)"
-            return LayerKey(kind, year, (f"round {len(loop.history)}",)), ""
-        return LayerKey(kind, year), ""
+            return LayerKey(kind, year, (f"round {len(loop.history)}",), of), ""
+        return LayerKey(kind, year, (), of), ""
 
     def show_region(self, name: str):
         """Show the named whole-region layer (``"none"`` hides it), making it first if it is new.
@@ -665,6 +756,10 @@ class ExploreSession(HasTraits):
             return raster, 0.0
         if key.kind == "scores":
             return self.labelling.score_layer(key.years[0]), 0.5
+        if key.kind == "agreement":
+            from wcembed.explore.compare import agreement
+
+            return agreement(self.index, self.index_of(key.source[0]), key.years[0]).layer(), None
         return self.vectors(key.years[0]).pca_rgb(), None
 
     def shown(self):
@@ -689,10 +784,10 @@ class ExploreSession(HasTraits):
         made once."""
         from wcembed.explore.vectors import ChangePairs
 
-        years = tuple(years)
-        if years not in self._pairs:
-            self._pairs[years] = ChangePairs(self.vectors(years[0]), self.vectors(years[1]))
-        return self._pairs[years]
+        key = (self.index.set, tuple(years))
+        if key not in self._pairs:
+            self._pairs[key] = ChangePairs(self.vectors(years[0]), self.vectors(years[1]))
+        return self._pairs[key]
 
     def changed_like(self, chips: list[str] | None = None, years: tuple[int, int] = CHANGE_YEARS, *, show=True):
         """The chips whose change between ``years`` is most like that of ``chips`` (default: the query chip),
@@ -716,7 +811,7 @@ class ExploreSession(HasTraits):
             crs=CRS,
         )
         self.search = Search("changed like", tuple(chips))
-        self._layer(LayerKey("changed like", years, tuple(_places(chips))), (raster, 0.0))
+        self._layer(LayerKey("changed like", years, tuple(_places(chips)), self.index.set), (raster, 0.0))
         self._hold(chips)
         self.pair_years = years
         self.status = f"{len(results)} chips changed most like {', '.join(chips)} between {years[0]} and {years[1]}"
@@ -746,7 +841,7 @@ class ExploreSession(HasTraits):
         return heat
 
 
-_SETTINGS = ("k", "mode", "spread", "imagery", "threshold", "opacity", "region", "year")
+_SETTINGS = ("k", "mode", "spread", "imagery", "threshold", "opacity", "region", "compare_set", "embedding_set", "year")
 
 
 def _examples(search: Search) -> tuple[str, ...]:

@@ -126,6 +126,10 @@ class Explorer:
                 layout=w.Layout(width="120px"),
             ),
             "region": w.Dropdown(options=REGION_LAYERS, description="region", layout=narrow),
+            "embedding_set": w.Dropdown(options=s.sets, description="set", layout=narrow),
+            "compare_set": w.Dropdown(
+                options=[("none", ""), *((n, n) for n in s.sets)], description="beside", layout=narrow
+            ),
         }
         """The controls linked to the session's settings of the same names."""
         for name, control in self.controls.items():
@@ -138,6 +142,9 @@ class Explorer:
         self.region_status = w.HTML(layout=w.Layout(min_height="24px"))  # the region layer's count line
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.gallery.add_class("wcembed-gallery")  # for the browser test, and for a user's CSS
+        self.compare_line = w.HTML()  # how much the two sets agree on the query chip
+        self.gallery_other = w.HBox(layout=w.Layout(flex_flow="row wrap"))  # the same search in the other set
+        self.gallery_other.add_class("wcembed-gallery-other")
         self.explain_box = w.HTML()  # where in a result it is like the query (after an "explain" click)
         self.explain_line = w.HTML()  # why matches cannot be explained (or that the weights are untrained)
         self.panel = LabelPanel(s.labelling, self.thumbnail_html)
@@ -148,7 +155,8 @@ class Explorer:
         self.map.on_interaction(self.handle_interaction)
         self.map.observe(lambda _: self._redraw(self._draw_overlay), names="bounds")  # panned or zoomed
         s.observe(lambda _: self._show_imagery(), names=["year", "imagery"])
-        s.observe(lambda _: self._draw_results(), names=["results", "imagery"])
+        s.observe(lambda _: self._draw_results(), names=["results", "imagery", "results_other"])
+        s.observe(lambda _: setattr(self.compare_line, "value", html.escape(s.compare_line)), names="compare_line")
         s.observe(lambda _: setattr(self.label_layer, "data", s.labels.to_geojson()), names="labels")
         s.observe(lambda _: setattr(self.status, "value", html.escape(s.status)), names="status")
         s.observe(self._bind_layer, names="layer")
@@ -274,6 +282,12 @@ class Explorer:
         import ipywidgets as w
 
         s = self.session
+        other = s.results_other
+        self.gallery_other.children = [] if other is None else [
+            w.HTML(f"<b>in {html.escape(s.compare_set)}</b>"),
+            *(w.HTML(self.thumbnail_html(r.chip_id, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}"))
+              for r in other.itertuples(index=False)),
+        ]  # fmt: skip
         if s.results is None:
             self.result_layer.data, self.gallery.children = {"type": "FeatureCollection", "features": []}, []
             return
@@ -320,10 +334,12 @@ class Explorer:
         if self._view is None:
             c = self.controls
             wrap = w.Layout(flex_flow="row wrap")
-            settings = w.HBox([c["k"], c["year"], c["imagery"], c["spread"]], layout=wrap)
+            sets = [c["embedding_set"], c["compare_set"]] if len(self.session.sets) > 1 else []
+            settings = w.HBox([c["k"], c["year"], c["imagery"], *sets, c["spread"]], layout=wrap)
             region = w.HBox([c["region"], self.threshold, self.opacity], layout=wrap)
             parts = [settings, c["mode"], region, self.region_status, self.map, self.status, self.gallery,
-                     self.explain_line, self.explain_box, self.compare_box, self.panel.widget()]  # fmt: skip
+                     self.compare_line, self.gallery_other, self.explain_line, self.explain_box, self.compare_box,
+                     self.panel.widget()]  # fmt: skip
             self._view = w.VBox(parts)
         return self._view
 
