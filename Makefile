@@ -13,7 +13,7 @@ SYSTEM_STAMP := .cache/system.stamp
 CHECKPOINT ?=
 export PYTHONHASHSEED := 0
 
-.PHONY: help test demo lab lint format setup system clean-outputs bench lock docker-local
+.PHONY: help test demo lab docs lint format setup system clean-outputs bench lock docker-local
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -53,6 +53,9 @@ lab: setup  ## JupyterLab on the explore notebook with the demo's database and a
 	@test -d outputs/lancedb || { echo "no outputs/lancedb: run make demo first"; exit 1; }
 	$(PY) -m wcembed lab $(LAB_ARGS)
 
+docs: setup  ## build the documentation site into outputs/site (offline; the demo's notebooks when there)
+	$(PY) scripts/build_docs.py --site outputs/site
+
 lock: $(STAMP)  ## re-resolve the lock files requirements/{worker,explore,test}.txt (after changing pyproject.toml)
 	$(PY) scripts/lock.py
 
@@ -62,5 +65,5 @@ docker-local: setup  ## build the worker image with a local Docker engine and ru
 clean-outputs:  ## remove generated outputs (keeps outputs/README.md)
 	find outputs -mindepth 1 ! -name README.md -exec rm -rf {} +
 
-bench: setup  ## run the benchmarks (ratios against the seed's way, results in outputs/benchmarks/)
+bench: setup  ## run the benchmarks (ratios against a baseline in the same run, results in outputs/benchmarks/)
 	cd benchmarks && ../$(PY) bench_tiles.py && ../$(PY) bench_model.py && ../$(PY) bench_embed.py && ../$(PY) bench_index.py && ../$(PY) bench_layers.py && ../$(PY) bench_chaos.py && ../$(PY) bench_active.py && ../$(PY) bench_store.py && ../$(PY) bench_lab.py

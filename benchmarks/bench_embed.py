@@ -37,7 +37,7 @@ from wcembed.pipeline.weights import LoadedModel, load_model
 from wcembed.tileset import plan_grid
 
 H200_BF16_CHIPS_PER_S = 1873.0
-"""``Embedder`` bf16 at batch 128 on one NVIDIA H200 (issue 24's measurement)."""
+"""``Embedder`` bf16 at batch 128 on one NVIDIA H200 (measured 2026-11-27)."""
 
 
 class StandInEmbedder(Embedder):

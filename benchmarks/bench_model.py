@@ -1,7 +1,7 @@
-"""Encoder chips/s: our default `Embedder` against the seed's way, on the same chips, in one run.
+"""Encoder chips/s: our default `Embedder` against the original scripts' way, on the same chips, in one run.
 
 Full-size Clay v0 encoder with random weights (the arithmetic is the same as with
-the real ones). On a CPU: the seed's way (batch 1, training-mode flags, autograd,
+the real ones). On a CPU: the original scripts' way (batch 1, training-mode flags, autograd,
 per-chip Python normalisation) against ours at its defaults (``precision="auto"``:
 bf16 where the CPU has bf16 instructions and the check accepts it) and ours in
 float32; each configuration runs ``--rounds`` times over the same ``--chips`` chips

@@ -1,8 +1,8 @@
-"""Chip reads: band reading against one-column reading, the seed's loop and GDAL's raw block decode.
+"""Chip reads: band reading against one-column reading, the original scripts' loop and GDAL's raw block decode.
 
 1. One column of the sample region over a local HTTP range server: requests, bytes
    and chips/s of the product's reader (:class:`wcembed.pipeline.bands.BandFeed`, a band of one
-   column, as ``run_job`` runs it) against the seed's loop (reopen the file per chip,
+   column, as ``run_job`` runs it) against the original scripts' loop (reopen the file per chip,
    read each window separately).
 2. Bytes over HTTP of a band of ``--band`` columns (the job definitions' width) against
    the compressed bytes of the COG blocks under its chips counted once (read from the
@@ -52,7 +52,7 @@ def default_band() -> int:
 
 
 def seed_way(grid, year, source, column, rows):
-    """Reopen the remote file for every chip and read each window separately (the seed's loop)."""
+    """Reopen the remote file for every chip and read each window separately (the original scripts' loop)."""
     for row in rows:
         for piece in grid.chip_pieces(column, row):
             if piece.exists:

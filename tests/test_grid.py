@@ -54,7 +54,7 @@ def test_column_zero_and_last_column_bounds():
     w, _, e, _ = g.chip_bounds(1382, 0)
     assert w == pytest.approx(-125 + 1382 * CHIP_DEG, abs=1e-12)  # -66.0346...
     assert w < -66 < e
-    # the seed's 1359 columns stopped short of the eastern tiles
+    # the original scripts' 1359 columns stopped short of the eastern tiles
     assert g.columns[-1] > 1358
 
 

@@ -1,4 +1,4 @@
-"""What a new user and hostile inputs broke (issue 25): each case fails on the code before the fix.
+"""What a new user and hostile inputs broke: each case fails on the code before the fix.
 
 Nothing lost (ingest validates a whole file before it touches the table, and replaces a column in one
 commit), nothing trusted by name (a file's name, metadata and rows must agree), one-line errors for bad

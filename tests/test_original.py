@@ -217,3 +217,34 @@ def test_the_map_shows_both_sets_side_by_side(two_sets, sample_root, tmp_path):
         assert ex.compare_line.value.startswith("2020-1156-0288: cosine 1.000")
         ex.controls["embedding_set"].value = "original-2024"
         assert s.index.set == "original-2024" and "nearest of 2020-1156-0288" in ex.status.value
+
+
+def test_embedding_as_the_original_scripts_did_reproduces_each_defect(sample_root, tmp_path):
+    """Raw digital numbers in, the same lat/lon for every chip (the pixel size, swapped), nir with rededge's
+    band code, a chip with one 0 pixel dropped; the files it writes ingest as the original-2024 set."""
+    import torch
+    from builders import tiny_model
+    from wcembed.pipeline.embed import embed_column
+
+    model = tiny_model()
+    pixels = np.random.default_rng(0).integers(1, 10_000, size=(2, 4, 512, 512)).astype(np.uint16)
+    x, latlon, _ = original.original_inputs(pixels, 2020)
+    np.testing.assert_array_equal(x.numpy(), pixels.astype(np.float32))  # not normalised
+    assert torch.allclose(latlon[0], latlon[1]) and latlon[0, 0] == pytest.approx(np.pi / 2, abs=1e-6)
+    assert latlon[0, 1] == pytest.approx(np.sin(np.radians(original.PXSIZE)), rel=1e-6)
+    encoder = original.original_encoder(model)
+    assert encoder.input_rows == [0, 1] and model.encoder.input_rows == [0, 2]  # nir: rededge's row; ours intact
+    assert encoder.patch_embedding is model.encoder.patch_embedding  # the same weights
+
+    rows, emb = original.embed_like_original(2020, 1156, sample_root, model)
+    ours_result = embed_column(2020, 1156, output=tmp_path / "ours", tiles=sample_root, model=model, progress=False)
+    ours_rows = pq.read_table(ours_result.path)["row"].to_pylist()
+    assert rows and set(rows) < set(ours_rows)  # the coastal chips with a 0 pixel are dropped
+    path = original.write_original(tmp_path / "orig", 2020, 1156, rows, emb)
+    ingest(tmp_path / "ours", tmp_path / "db")
+    ingest(tmp_path / "orig", tmp_path / "db", original_weights="untrained")  # made here: recorded so
+    agr = agreement(ChipIndex(tmp_path / "db"), ChipIndex(tmp_path / "db", set="original-2024"), 2020)
+    assert len(agr) == len(rows) and agr.cosine.max() < 0.999  # the defects change every embedding
+    assert "NOT ONE SPACE" in agr.note  # untrained weights: the mechanism only, said so
+    assert "UNTRAINED" in index_note(ChipIndex(tmp_path / "db", set="original-2024"))
+    assert path.name == "worldcover_embeddings_2020_1156_v002.gpq"

@@ -29,12 +29,18 @@ except PackageNotFoundError:  # running from a source tree without install
 
 
 def _root() -> Path:
-    here = Path(__file__).resolve().parents[2]
-    return Path(os.environ.get("WCEMBED_ROOT") or here)
+    if os.environ.get("WCEMBED_ROOT"):
+        return Path(os.environ["WCEMBED_ROOT"])
+    package = Path(__file__).resolve().parent
+    tree = package.parents[1]
+    if (tree / "notebooks").is_dir() and (tree / "lib" / "wcembed").is_dir():
+        return tree  # a source tree (an editable install, or running from the tree)
+    return package  # an installed package: its notebooks/ and batch/ travel inside it
 
 
 ROOT = _root()
 """The folder that holds ``notebooks/`` and ``batch/``: ``$WCEMBED_ROOT`` if set (the Batch image sets
-it), else the source tree this package is imported from (an editable install, or running from the tree)."""
+it), else the source tree this package is imported from, else the installed package itself (whatever the
+working folder)."""
 NOTEBOOKS = ROOT / "notebooks"
 """The notebooks that papermill runs."""

@@ -275,9 +275,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the embedding set the files go to (default: wcembed for ours, original-2024 for the original run's)",
     )
-    p.set_defaults(
-        func=lambda a: print(__import__("wcembed.explore.ingest").explore.ingest.ingest(a.source, a.db, set=a.set))
+    p.add_argument(
+        "--original-weights",
+        default="clay-v0.1 (original 2024 run)",
+        help="the weights recorded for the original run's files, which record none (default: the published run's; "
+        "'untrained' for files made with untrained weights)",
     )
+    p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("compare", help="compare two embedding sets of a database chip by chip")
     p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
@@ -375,6 +379,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     else:
         res = idx.by_point(*args.point, k=args.k, year=args.year)
     print(res.drop(columns="geometry").to_string(index=False))
+    return 0
+
+
+def cmd_index(args: argparse.Namespace) -> int:
+    from wcembed.explore.ingest import ingest
+
+    print(ingest(args.source, args.db, set=args.set, original_weights=args.original_weights))
     return 0
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import papermill
 
 from wcembed import NOTEBOOKS, ROOT, store
+from wcembed.explore import original
 from wcembed.explore.index import ChipIndex
 from wcembed.explore.ingest import ingest
 from wcembed.explore.wms import LocalWMS
@@ -52,6 +53,21 @@ def choose_weights(checkpoint: str | None) -> str | None:
     except Exception as exc:  # offline: no Hugging Face
         log.info("Clay v0.1 checkpoint not available: %s", exc)
         return None
+
+
+def original_set(out: Path, sample: Path, weights: str | None):
+    """The sample's columns of :data:`YEAR` embedded the way the original scripts did and written in their
+    layout (:func:`wcembed.explore.original.write_original_column`) under ``out/original``, then ingested
+    beside ours as the set ``original-2024``, recorded with the weights used (``untrained`` without a
+    checkpoint: then the comparison shows the mechanism only)."""
+    from wcembed.pipeline.weights import load_model
+    from wcembed.tileset import plan_grid
+
+    model = load_model(weights, allow_untrained=not weights)
+    for column in plan_grid(YEAR, str(sample)).columns:
+        original.write_original_column(out / "original", YEAR, int(column), str(sample), model)
+    recorded = "untrained" if model.untrained else "clay-v0.1 (run here as the original scripts ran it)"
+    return ingest(out / "original", out / "lancedb", original_weights=recorded)
 
 
 def run(
@@ -120,6 +136,8 @@ def run(
     print("STAC:", ", ".join(Path(p).relative_to(out).as_posix() for p in store.write_catalog(out / "embeddings")))
     banner("4/6 ingesting into LanceDB")
     print(ingest(out / "embeddings", out / "lancedb"))
+    banner(f"4/6 the sample's {YEAR} embedded as the original 2024 scripts did, ingested as the set original-2024")
+    print(original_set(out, sample, weights))
     footprints = out / "footprints.fgb"
     ChipIndex(out / "lancedb").footprints().to_file(footprints, driver="FlatGeobuf")
 
@@ -143,6 +161,7 @@ def run(
                 "layers_out": str(out / "layers"),
                 "tiles": str(sample),  # the explain button reads chips with the pipeline's reader and model
                 "checkpoint": weights,
+                "compare_set": original.SET,
             },
         )
 
@@ -150,6 +169,7 @@ def run(
     places = {
         "grid": out / "grid",
         "GeoParquet files": out / "embeddings",
+        "the original way": out / "original",
         "whole-region layers (COG)": out / "layers",
         "LanceDB": out / "lancedb",
         "executed notebooks": nb_out,

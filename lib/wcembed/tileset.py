@@ -4,7 +4,7 @@ Three sources, one function (:func:`load_tiles`):
 
 * the ESA tile index, a FlatGeobuf in the bucket
   (``esa_worldcover_grid_composites.fgb``; also any copy or subset of it, such
-  as the seed's ``esa_worldcover_grid_usa.fgb``), read from a path or URL;
+  as the original scripts' ``esa_worldcover_grid_usa.fgb``), read from a path or URL;
 * offline, a land outline: the 1 km GLOBE land mask shipped in the PyPI package
   ``global-land-mask``, kept where it lies within 0.25 degree of the United States
   outline of Natural Earth (1:110m, shipped in ``pyogrio``'s package data);

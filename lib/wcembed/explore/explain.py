@@ -11,7 +11,7 @@ and each patch of the result gets a similarity to the query:
 
 On the test's chip whose north-west quadrant is the query's imagery and the rest
 another scene, ``"best"`` lit that quadrant clearly more than ``"embedding"``
-(see the README); one pair takes seconds on a CPU.
+(see the explorer page of the documentation); one pair takes seconds on a CPU.
 
 Examples
 --------

@@ -79,7 +79,9 @@ def _year_column(path: str) -> tuple[int, int]:
     return original.parse_name(path) or store.parse_output_path(path)
 
 
-def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, FileMetadata]:
+def _arrow_rows(
+    path: str, schema: pa.Schema | None, original_weights: str = original.WEIGHTS
+) -> tuple[pa.Table, FileMetadata]:
     """The rows of one GeoParquet file in the table's layout (``schema``, when the table has one), and the
     file's record, after checking the whole file: its columns and their types, the vector dimension, and
     that its name, its ``wcembed`` metadata and its rows agree on the year and column, with chip ids that
@@ -89,7 +91,7 @@ def _arrow_rows(path: str, schema: pa.Schema | None) -> tuple[pa.Table, FileMeta
     data = store.read_bytes(path)
     if original.parse_name(path):
         try:
-            table, _ = original.read_as_ours(path, data)
+            table, _ = original.read_as_ours(path, data, original_weights)
         except OutputError as exc:
             raise _BadFile(str(exc).removeprefix(f"{path}: ")) from None
     else:
@@ -147,6 +149,7 @@ def ingest(
     db: str | Path,
     *,
     set: str | None = None,
+    original_weights: str = original.WEIGHTS,
     ann_min_rows: int = ANN_MIN_ROWS,
     batch_rows: int = 200_000,
 ) -> IngestReport:
@@ -155,7 +158,9 @@ def ingest(
     Our files go to the embedding set :data:`~wcembed.explore.table.DEFAULT_SET`, the original 2024 run's
     (``*_v002.gpq``, :mod:`wcembed.explore.original`) to :data:`wcembed.explore.original.SET`, or both
     kinds to ``set`` when it is named (then ``source`` must hold one kind only): each set its own tables,
-    vectors, ANN index and kept unit vectors (:func:`~wcembed.explore.table.set_tables`).
+    vectors, ANN index and kept unit vectors (:func:`~wcembed.explore.table.set_tables`). The original run's
+    files record no weights: they are recorded as ``original_weights`` (the published run's by default;
+    ``"untrained"`` for files made here with untrained weights, e.g. by the demo).
 
     Only new or changed files (by name and size) are read. Each is checked whole
     before it touches the table (:func:`_arrow_rows`: columns, types, vector
@@ -186,13 +191,15 @@ def ingest(
         kinds = {set: next(files for files in kinds.values() if files)}
     todo = {name: files for name, files in kinds.items() if files}
     if remote(db):  # no lock on object stores: run one ingest at a time
-        return _sum([_ingest(files, db, name, ann_min_rows, batch_rows) for name, files in todo.items()])
+        return _sum(
+            [_ingest(files, db, name, original_weights, ann_min_rows, batch_rows) for name, files in todo.items()]
+        )
     Path(db).mkdir(parents=True, exist_ok=True)
     with store.exclusive(Path(db) / ".ingest.lock"):  # concurrent ingests take turns
         reports = []
         for name, files in todo.items():
             try:
-                reports.append(_ingest(files, db, name, ann_min_rows, batch_rows))
+                reports.append(_ingest(files, db, name, original_weights, ann_min_rows, batch_rows))
             except IngestError as exc:
                 reports.append(exc.report)
                 _keep_unit_vectors(db, name, exc.report)
@@ -227,7 +234,9 @@ def _sum(reports: list[IngestReport]) -> IngestReport:
     return total
 
 
-def _ingest(files: dict[str, int], db: str | Path, set_name: str, ann_min_rows: int, batch_rows: int) -> IngestReport:
+def _ingest(
+    files: dict[str, int], db: str | Path, set_name: str, original_weights: str, ann_min_rows: int, batch_rows: int
+) -> IngestReport:
     chips_table, files_table_name = set_tables(set_name)
     conn = connect(db)
     names = set(conn.table_names())
@@ -276,7 +285,7 @@ def _ingest(files: dict[str, int], db: str | Path, set_name: str, ann_min_rows: 
     schema = chips.schema if chips is not None else None
     for path in todo:
         try:
-            part, meta = _arrow_rows(path, schema)
+            part, meta = _arrow_rows(path, schema, original_weights)
             weights[path], complete[path] = meta.weights, meta.complete
         except Exception as exc:  # any bad or unreadable file: named at the end, the others still ingested
             failed[path] = str(exc) if isinstance(exc, _BadFile) else f"{type(exc).__name__}: {exc}"

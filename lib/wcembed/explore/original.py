@@ -68,11 +68,12 @@ def is_original(path: str, schema: pa.Schema) -> bool:
     return parse_name(path) is not None and {"embeddings", "geometry"} <= names and "chip_id" not in names
 
 
-def record(year: int, column: int, dim: int) -> FileMetadata:
-    """The record an original run's file is ingested with: its weights and its known defects."""
+def record(year: int, column: int, dim: int, weights: str = WEIGHTS) -> FileMetadata:
+    """The record an original run's file is ingested with: its weights (the published run's, unless the files
+    were made here with others, e.g. ``untrained``) and its known defects."""
     embedding = {
         "dimension": dim,
-        "weights": WEIGHTS,
+        "weights": weights,
         "model": "Clay v0.1, as the original 2024 scripts ran it",
         "defects": list(DEFECTS),
         "pooling": "mean of patch tokens (the last two tokens dropped)",
@@ -82,7 +83,7 @@ def record(year: int, column: int, dim: int) -> FileMetadata:
     return FileMetadata(embedding, prov)
 
 
-def read_as_ours(path: str, data: bytes) -> tuple[pa.Table, FileMetadata]:
+def read_as_ours(path: str, data: bytes, weights: str = WEIGHTS) -> tuple[pa.Table, FileMetadata]:
     """An original run's file as a table of our file layout (:func:`wcembed.contract.embeddings_table`) and its
     record. Each row's chip comes from its footprint: :class:`OutputError` naming the file's row for a
     footprint that is not a chip of the grid, for a name whose year or column the footprints contradict,
@@ -127,7 +128,7 @@ def read_as_ours(path: str, data: bytes) -> tuple[pa.Table, FileMetadata]:
     if len(set(rows_i.tolist())) != len(rows_i):
         raise OutputError(f"{path}: a chip is in the file twice")
     exact = np.array([chip_bounds(column, int(r)) for r in rows_i]).reshape(-1, 4)
-    meta = record(year, column, storage.list_size)
+    meta = record(year, column, storage.list_size, weights)
     ours = embeddings_table(
         chip_ids=[chip_id(year, column, int(r)) for r in rows_i],
         year=year,
@@ -171,3 +172,75 @@ def write_original(folder: str | Path, year: int, column: int, rows, embeddings:
     path.parent.mkdir(parents=True, exist_ok=True)
     gdf.to_parquet(path=path, compression="ZSTD", schema_version="1.0.0")
     return path
+
+
+def original_inputs(pixels: np.ndarray, year: int):
+    """The encoder's inputs for chips ``(B, 4, H, W)`` (B04, B03, B02, B08 digital numbers) as the original
+    scripts made them (``scripts/worldcover/run.py`` of the 2024 Clay repository):
+
+    * the raw digital numbers as float32, not normalised: ``tfm = v2.Compose([v2.Normalize(mean=MEAN,
+      std=STD)])`` is handed to a ``ClayDataset`` whose ``__getitem__`` is never called (and its ``MEAN`` /
+      ``STD``, commented red, green, blue, have red's and blue's statistics swapped: never applied);
+    * ``"latlon": ds.normalize_latlon(transform[0], transform[3])``: the pixel size and the window's row term
+      of its affine transform, in the function's (lon, lat) order: the same ``[~pi/2, ~1.5e-6]`` for every chip;
+    * ``"timestep": ds.normalize_timestamp(f"{YEAR}-06-01")``: June 1, as ours.
+
+    Returns ``(pixels, latlon, time)`` tensors."""
+    import torch
+
+    from wcembed.pipeline.inference import encode_latlon, encode_time
+
+    n = len(pixels)
+    x = torch.as_tensor(np.asarray(pixels, np.float32))
+    latlon = encode_latlon(PXSIZE, 0.0).flip(-1).repeat(n, 1)  # [sin(a), atan2(cos d, sin d)] swapped
+    return x, latlon, encode_time([year] * n)
+
+
+def original_encoder(model):
+    """The encoder as the original scripts rebuilt it: ``CLAYModule.load_from_checkpoint(..., band_groups=
+    {"rgb": ..., "nir": (3,)}, strict=False)`` made a model of two band groups, so the nir group's tokens got
+    the band code of the second row of Clay's table, rededge's, instead of nir's (the third). The weights are
+    ``model``'s own (shared, not copied)."""
+    import copy
+
+    encoder = copy.copy(model.encoder)  # a shallow copy: the same parameters, other band-code rows
+    encoder.input_rows = [0, 1]
+    return encoder
+
+
+def embed_like_original(year: int, column: int, tiles: str, model, *, batch: int = 8):
+    """Embed a column's chips the way the original scripts did (:func:`original_inputs`,
+    :func:`original_encoder`, and ``if NODATA in data: return``: a chip with a single 0 pixel in any band is
+    dropped). Chips are read with the pipeline's reader (the original's reads differed only in speed).
+    Returns the rows kept (north to south) and their embeddings ``(N, D)``; with untrained weights this
+    shows the mechanism only."""
+    import torch
+
+    from wcembed.pipeline.model import ClayEncoder
+    from wcembed.pipeline.tiles import ChipReader
+    from wcembed.tileset import plan_grid
+
+    grid = plan_grid(year, tiles)
+    encoder = original_encoder(model).eval()
+    rows, vectors, chips = [], [], []
+    with ChipReader(grid, year, tiles) as reader:
+        for row in (int(r) for r in grid.rows(grid.check_column(column))):
+            pixels = reader.read(column, row).pixels
+            if (pixels == 0).any():  # the original's 0-pixel rule
+                continue
+            rows.append(row)
+            chips.append(pixels)
+    with torch.inference_mode():
+        for i in range(0, len(chips), batch):
+            x, latlon, time = original_inputs(np.stack(chips[i : i + batch]), year)
+            vectors.append(ClayEncoder.embedding(encoder(x, latlon, time)).float().numpy())
+    dim = model.encoder.config.dim
+    return rows, (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
+
+
+def write_original_column(folder: str | Path, year: int, column: int, tiles: str, model) -> Path | None:
+    """Embed a column as the original scripts did (:func:`embed_like_original`) and write it as they wrote
+    it (:func:`write_original`): a file of the original run's layout, e.g. for the demo's ``original-2024``
+    set of the sample. A column without a chip kept writes nothing (None)."""
+    rows, embeddings = embed_like_original(year, column, tiles, model)
+    return write_original(folder, year, column, rows, embeddings) if rows else None

@@ -70,7 +70,7 @@ ANN_RQ_BITS = 4
 
 ANN_INDEX = "ivf_sq"
 """The ANN index type: IVF_SQ (8-bit scalar quantisation; chosen by measurement at CONUS scale with the
-year filter, see the README: IVF_PQ lost recall on clustered data, IVF_HNSW_SQ on example queries)."""
+year filter, see the performance page: IVF_PQ lost recall on clustered data, IVF_HNSW_SQ on example queries)."""
 
 
 MAX_ANN_SEGMENTS = 4
@@ -129,7 +129,7 @@ def partitions(n_rows: int) -> int:
 
     Fewer, larger partitions than LanceDB's sqrt(N) keep a neighbourhood within the partitions probed:
     at 1,076,152 rows and 32 probes, 256 partitions gave recall@10 0.998 (low-rank vectors) and 1.0
-    (clustered) against 0.99 and 0.93 with 518 (see the README)."""
+    (clustered) against 0.99 and 0.93 with 518 (see the performance page)."""
     return max(1, int(math.sqrt(n_rows) / 4))
 
 

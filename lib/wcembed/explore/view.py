@@ -46,6 +46,8 @@ class Explorer:
         A leafmap basemap name under the imagery (default OpenStreetMap, fetched from the internet);
         None for no basemap (offline, or where nothing but the WMS may be reached).
 
+    Notes
+    -----
     A click on the map calls the session's :meth:`~ExploreSession.click`, a polygon or rectangle
     drawn on the map its :meth:`~ExploreSession.select_area`; the controls are linked to its
     settings. Code changes the session (``session.set(year=2021)``, ``session.click(lon, lat)``) and

@@ -225,6 +225,8 @@ class BandFeed:
     pin : bool
         Allocate the buffers in pinned (page-locked) memory, for asynchronous copies to a CUDA device.
 
+    Notes
+    -----
     Iterate it (once) for the groups in order; errors of the readers (e.g.
     :class:`~wcembed.errors.TileMissingError`) are raised there.
     """

@@ -35,7 +35,7 @@ from wcembed.product import NODATA
 log = logging.getLogger(__name__)
 
 COMPOSITE_DATE = (6, 1)
-"""(month, day) an annual composite is dated with (the seed's convention)."""
+"""(month, day) an annual composite is dated with (the original scripts' convention)."""
 
 # --------------------------------------------------------------------------- inputs
 

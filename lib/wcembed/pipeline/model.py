@@ -9,7 +9,7 @@ reference case produced by the original code (``tests/data/clay_v0``).
 
 WorldCover gives two of Clay's six band groups: ``rgb`` (B04, B03, B02 = file
 bands 1-3 in R, G, B order, as trained) and ``nir`` (B08). Each group keeps its
-band-encoding row among the six (rgb 0, nir 2); the seed's two-group rebuild
+band-encoding row among the six (rgb 0, nir 2); the original scripts' two-group rebuild
 gave nir row 1 (rededge's code).
 
 The embedding of a chip is the mean of the encoder's patch tokens (all groups,
