@@ -27,7 +27,7 @@ def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
             f"embed_{year}_1156-1159.ipynb"
         ]
     layers = sorted(p.name for p in (out / "layers").glob("*.tif"))
-    assert layers == ["change_2020_2021.tif", "embedding_colours_2020.tif", "similarity_2020.tif"]
+    assert layers == ["agreement_2020.tif", "change_2020_2021.tif", "embedding_colours_2020.tif", "similarity_2020.tif"]
     img = np.asarray(Image.open(out / "map.png").convert("RGB")).astype(int)
     centre = img[250:450, 350:650]
     assert (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean() < 0.2 and centre.std() > 15
