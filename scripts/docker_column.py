@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from local_servers import moto_s3  # noqa: E402 - the tests' S3 server
 from wcembed.pipeline.embed import run_job  # noqa: E402
 from wcembed.pipeline.job import ColumnJob  # noqa: E402
-from wcembed.store import file_metadata, read_column  # noqa: E402
+from wcembed.store import read_column, read_metadata  # noqa: E402
 
 
 def main() -> int:
@@ -56,7 +56,8 @@ def main() -> int:
         os.environ.update(creds, AWS_ENDPOINT_URL=endpoint)
         path = f"s3://wc-out/embeddings/2020/worldcover_embeddings_2020_{column:04d}_v003.gpq"
         frame, vectors = read_column(path)
-        meta = {k: v for part in file_metadata(path).values() if isinstance(part, dict) for k, v in part.items()}
+        record = read_metadata(path)
+        meta = {**record.embedding, **record.provenance}
         print(f"{path}: {len(frame)} chips, vectors {vectors.shape} {vectors.dtype}, "
               f"precision {meta.get('precision')}, weights {meta.get('weights')}")  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 from wcembed import store
-from wcembed.contract import FileMetadata
+from wcembed.contract import FileMetadata, column_extent, column_table
 from wcembed.grid import Grid
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
@@ -74,7 +74,8 @@ def synthetic_index(
                 {"year": year, "column": column, "format": store.FORMAT_VERSION},
             )
             path = store.output_path(root / "emb", year, column)
-            store.write_column(path, grid, year, column, [(r, 1.0) for r in rows], vec, meta)
+            table = column_table(grid, year, column, [(r, 1.0) for r in rows], vec, meta)
+            store.write_column(path, table, meta, column_extent(grid, column))
     ingest(root / "emb", root / "db")
     return ChipIndex(root / "db")
 

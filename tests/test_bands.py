@@ -34,7 +34,8 @@ def job(root, out, **kw) -> ColumnJob:
 
 def comparable(path) -> tuple:
     """A file's table and metadata, less what differs between runs by design (creation time, reader threads)."""
-    meta = store.file_metadata(path)
+    record = store.read_metadata(path)
+    meta = {"embedding": dict(record.embedding), "wcembed": dict(record.provenance), "emb": record.emb_header()}
     meta["wcembed"].pop("created"), meta["wcembed"].pop("reader_workers"), meta["emb"].pop("processing:datetime")
     return pq.read_table(path), meta
 

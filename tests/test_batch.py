@@ -227,7 +227,7 @@ def test_checkpoint_download_failure_exits_75_and_the_retry_succeeds(sample_root
         assert second.returncode == 0, second.stderr[-3000:]
         assert [r["status"] for r in srv.requests() if r["method"] == "GET"] == [503, 503, 503, 200]
     path = store.output_path(tmp_path / "out", 2020, int(grid.columns[0]))
-    meta = store.file_metadata(path)["embedding"]
+    meta = store.read_metadata(path).embedding
     assert meta["weights"] == "clay-v0.1" and meta["checkpoint_sha256"] == store_sha(serve / "clay.ckpt")
 
 

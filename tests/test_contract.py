@@ -61,7 +61,7 @@ def vector(year: int, column: int, row: int) -> np.ndarray:
 def test_the_record_round_trips_through_a_file_header_and_refuses_a_foreign_one(tmp_path):
     synthetic_index(tmp_path, vector, years=(2020,), columns=[1156])
     path = store.output_path(tmp_path / "emb", 2020, 1156)
-    meta = FileMetadata.read(path)
+    meta = store.read_metadata(path)
     assert (meta.year, meta.column, meta.dimension, meta.weights) == (2020, 1156, 8, "synthetic (test)")
     header = pq.read_schema(path).metadata
     assert json.loads(header[b"emb"])["emb:chip_layout"]["grid_id"].endswith(f"from {CONUS_ORIGIN}, EPSG:4326")

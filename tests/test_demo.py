@@ -18,7 +18,7 @@ def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
     files = store.list_outputs(out / "embeddings")
     assert len(files) == 8  # 4 columns of each year
     for path in files:
-        assert store.file_metadata(path)["embedding"]["weights"] == "untrained"
+        assert store.read_metadata(path).embedding["weights"] == "untrained"
     assert (out / "lancedb").is_dir()
     for nb in ("plan_grid.ipynb", "explore.ipynb"):
         assert (out / "notebooks" / nb).exists()

@@ -69,7 +69,8 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     for _, chip in gdf.iterrows():
         assert chip.geometry.equals(grid.chip_polygon(chip["column"], chip["row"]))
         assert chip["chip_id"] == f"2020-{chip['column']:04d}-{chip['row']:04d}"
-    meta = store.file_metadata(result.path)
+    record = store.read_metadata(result.path)
+    meta = {"embedding": record.embedding, "wcembed": record.provenance}
     assert meta["embedding"]["checkpoint_sha256"] == "untrained"
     assert "UNTRAINED" in meta["embedding"]["model"]
     assert meta["embedding"]["dimension"] == 64 and meta["wcembed"]["chip_size_px"] == 512
@@ -81,7 +82,7 @@ def test_file_is_valid_geoparquet_with_the_grid_footprints(sample_root, tmp_path
     assert item.exists() and '"embedding:checkpoint_sha256": "untrained"' in item.read_text()
     stac = json.loads(item.read_text())  # the STAC embeddings extension's Item fields (tests/test_contract.py)
     assert check_emb_item(stac)["emb:runtime_parameters"]["chip_size_px"] == 512
-    header = meta["emb"]  # and its Collection fields in the file's own header
+    header = json.loads(pq.read_schema(result.path).metadata[b"emb"])  # its Collection fields in the file's header
     assert (header["emb:type"], header["emb:dimensions"], header["data_type"]) == ("chip", 64, "float32")
     assert header["emb:chip_layout"]["chip_size"] == [512, 512] and header["emb:temporal_resolution"] == "annual"
     links = {link["rel"]: link for link in stac["links"]}
@@ -107,7 +108,8 @@ def test_two_runs_give_identical_files(sample_root, tmp_path, small_model, grid)
     b = run(sample_root, tmp_path / "b", small_model, grid, workers=2)
     ta, tb = pq.read_table(a.path), pq.read_table(b.path)
     assert ta.equals(tb)  # same rows, same vectors bit for bit
-    ma, mb = store.file_metadata(a.path), store.file_metadata(b.path)
+    ma, mb = ({"wcembed": dict(r.provenance), "emb": r.emb_header(), "embedding": r.embedding}
+              for r in (store.read_metadata(a.path), store.read_metadata(b.path)))  # fmt: skip
     for m in (ma, mb):  # the creation time, in provenance and in the STAC fields
         m["wcembed"].pop("created"), m["emb"].pop("processing:datetime")
     assert (ma["wcembed"].pop("reader_workers"), mb["wcembed"].pop("reader_workers")) == (1, 2)  # CPU default: 1
@@ -126,14 +128,13 @@ def test_finished_column_is_skipped_unless_overwrite(sample_root, tmp_path, smal
 def test_a_partial_column_is_never_done(sample_root, tmp_path, small_model, grid):
     """``max_rows`` writes a file that says it is partial (its record and its STAC Item): a later full run
     embeds the column again, and ingest says the set is partial."""
-    from wcembed.contract import FileMetadata
     from wcembed.explore.index import ChipIndex
     from wcembed.explore.ingest import ingest
     from wcembed.explore.layers import index_note
     from wcembed.pipeline.batch import missing_columns
 
     part = run(sample_root, tmp_path, small_model, grid, max_rows=1)
-    meta = FileMetadata.read(part.path)
+    meta = store.read_metadata(part.path)
     assert not meta.complete and meta.provenance["rows_read"] == 1 and meta.provenance["max_rows"] == 1
     assert meta.provenance["rows_planned"] == len(grid.rows(DATA_COLUMN))
     item = json.loads(Path(store.stac_path(part.path)).read_text())
@@ -143,7 +144,7 @@ def test_a_partial_column_is_never_done(sample_root, tmp_path, small_model, grid
     assert report.partial == [part.path] and "1 partial files" in str(report)
     assert "PARTIAL: 1 column files" in index_note(ChipIndex(tmp_path / "db"))
     full = run(sample_root, tmp_path, small_model, grid)  # not skipped as done: embedded again, whole
-    assert full.status == "written" and full.embedded == 4 and FileMetadata.read(full.path).complete
+    assert full.status == "written" and full.embedded == 4 and store.read_metadata(full.path).complete
     assert store.done(full.path) and DATA_COLUMN not in missing_columns(grid, str(tmp_path), 2020)
     assert run(sample_root, tmp_path, small_model, grid).status == "exists"
     assert ingest(tmp_path, tmp_path / "db").partial == []
@@ -246,4 +247,4 @@ def test_embed_notebook_runs_with_papermill(sample_root, tmp_path):
     gdf = gpd.read_parquet(path)
     assert len(gdf) == 4 and shapely.get_num_coordinates(gdf.geometry).tolist() == [5] * 4
     assert "chips_per_s" in text and "image/png" in text  # summary table and the PCA map
-    assert store.file_metadata(str(path))["embedding"]["dimension"] == 768
+    assert store.read_metadata(str(path)).dimension == 768

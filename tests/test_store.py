@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from builders import record_only_file
 from wcembed import cli, store
-from wcembed.contract import FileMetadata
 from wcembed.errors import OutputError
 
 
@@ -16,7 +15,7 @@ def test_a_footer_is_read_without_the_file(tmp_path, monkeypatch):
     path = tmp_path / "f.gpq"
     body = record_only_file(2020, 1156, complete=False)
     path.write_bytes(b"\0" * 3_000_000 + body[4:])  # a large file: only its end is read
-    meta = FileMetadata.read(str(path))
+    meta = store.read_metadata(str(path))
     assert (meta.year, meta.column, meta.complete) == (2020, 1156, False)
     assert len(store.read_footer(str(path))) < store.FOOTER_GUESS
     path.write_bytes(b"not parquet")
@@ -47,3 +46,25 @@ def test_a_good_item_is_catalogued(tmp_path):
     item = {"type": "Feature", "id": "worldcover-embeddings-2020-1156", "bbox": [-75.6, 37.6, -75.5, 37.7]}
     Path(store.stac_path(path)).write_text(json.dumps(item))
     assert store.read_item(store.stac_path(path)) == item
+
+
+def test_the_contract_does_no_io_and_the_store_builds_no_content():
+    """The import graph: ``contract`` (names, schema, record, STAC) imports neither ``store`` nor anything that
+    moves bytes, and ``store`` (bytes in and out) does not import the grid."""
+    import ast
+
+    from wcembed import ROOT
+
+    def imports(module: str) -> set[str]:
+        tree = ast.parse((ROOT / "lib" / "wcembed" / f"{module}.py").read_text())
+        found = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                found.add(node.module)
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        return found
+
+    contract, store_ = imports("contract"), imports("store")
+    assert not {"wcembed.store", "boto3", "botocore"} & contract
+    assert "wcembed.grid" not in store_ and "wcembed.contract" in store_

@@ -47,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wcembed.errors import OutputError
-from wcembed.grid import CONUS_ORIGIN
+from wcembed.grid import CONUS_ORIGIN, Grid, chip_id
 from wcembed.product import CRS, PX_PER_DEGREE
 
 FORMAT_VERSION = "v003"
@@ -155,13 +155,6 @@ class FileMetadata:
             raise OutputError(f"not a wcembed file header (embedding, wcembed): {exc!r}") from None
         return record
 
-    @classmethod
-    def read(cls, path: str) -> FileMetadata:
-        """The record of the file at ``path`` (local or ``s3://``), from its Parquet footer alone."""
-        from wcembed.store import read_footer
-
-        return cls.from_header(pq.read_schema(io.BytesIO(read_footer(path))).metadata)
-
     def header(self) -> dict[bytes, bytes]:
         """The Parquet key-value entries of the record (``embedding``, ``wcembed``, ``emb``), JSON-encoded."""
         entries = {"embedding": dict(self.embedding), "wcembed": dict(self.provenance), "emb": self.emb_header()}
@@ -231,6 +224,37 @@ def crs_projjson() -> dict[str, Any]:
     from pyproj import CRS as ProjCRS
 
     return ProjCRS(CRS).to_json_dict()
+
+
+def column_table(
+    grid: Grid,
+    year: int,
+    column: int,
+    chips: Sequence[tuple[int, float]],
+    embeddings: np.ndarray,
+    metadata: FileMetadata,
+) -> pa.Table:
+    """The table of one column's file: ``chips`` are ``(row, valid_fraction)`` of the embedded chips of
+    ``column`` of ``grid``, in the order of the rows of ``embeddings`` (``(N, D)`` float32)."""
+    rows = np.array([r for r, _ in chips], np.int32)
+    return embeddings_table(
+        chip_ids=[chip_id(year, column, int(r)) for r in rows],
+        year=year,
+        columns=np.full(len(rows), column, np.int32),
+        rows=rows,
+        bounds=np.array([grid.chip_bounds(column, int(r)) for r in rows]).reshape(-1, 4),
+        valid_fraction=np.array([v for _, v in chips], np.float32),
+        embeddings=embeddings,
+        metadata=metadata,
+    )
+
+
+def column_extent(grid: Grid, column: int) -> tuple[float, float, float, float]:
+    """``(west, south, east, north)`` in degrees of every chip of a grid column, embedded or not: the
+    extent of its file's STAC Item."""
+    all_rows = grid.rows(column)
+    west, _, east, north = grid.chip_bounds(column, int(all_rows[0]))
+    return west, grid.chip_bounds(column, int(all_rows[-1]))[1], east, north
 
 
 def embeddings_table(

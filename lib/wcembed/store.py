@@ -15,9 +15,9 @@ import io
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -27,7 +27,6 @@ from wcembed.contract import (
     FILE_GLOB,
     FORMAT_VERSION,
     FileMetadata,
-    embeddings_table,
     output_path,
     parquet_bytes,
     parse_output_path,
@@ -37,7 +36,6 @@ from wcembed.contract import (
     stac_path,
 )
 from wcembed.errors import OutputError
-from wcembed.grid import Grid, chip_id
 
 __all__ = [  # the names a column file's path is made of stay importable from here, where they were
     "FILE_GLOB", "FORMAT_VERSION", "output_path", "parse_output_path", "stac_path",
@@ -179,10 +177,8 @@ def done(path: str) -> bool:
     a partial file (``max_rows``) or one without a readable record is not done: its column is embedded again."""
     if not exists(path):
         return False
-    from wcembed.contract import FileMetadata
-
     try:
-        return FileMetadata.read(path).complete
+        return read_metadata(path).complete
     except OutputError:
         return False
 
@@ -214,56 +210,38 @@ def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), arr.type.list_size)
 
 
-def write_column(
-    path: str,
-    grid: Grid,
-    year: int,
-    column: int,
-    chips: Sequence[tuple[int, float]],
-    embeddings: np.ndarray,
-    metadata: FileMetadata,
-) -> str:
-    """Write one column's GeoParquet file and the STAC Item beside it; return the file's path.
+def write_column(path: str, table: pa.Table, metadata: FileMetadata, extent: tuple[float, ...]) -> str:
+    """Write one column's file (``table``, :func:`wcembed.contract.column_table`) and the STAC Item beside it
+    (its bbox ``extent``, :func:`wcembed.contract.column_extent`); return the file's path.
 
-    ``chips`` are ``(row, valid_fraction)`` of the embedded chips of ``column``,
-    in the order of the rows of ``embeddings`` (``(N, D)`` float32). The
-    GeoParquet file is written first and the STAC Item after it, each
-    atomically, so a file that exists is complete and an Item never stands
-    without its file; a file whose Item a crash left unwritten gets it from
-    :func:`restore_item` (``run_job`` calls it for the columns it skips).
+    The GeoParquet file is written first and the STAC Item after it, each atomically, so a file that
+    exists is complete and an Item never stands without its file; a file whose Item a crash left
+    unwritten gets it from :func:`restore_item` (``run_job`` calls it for the columns it skips).
     """
-    rows = np.array([r for r, _ in chips], np.int32)
-    table = embeddings_table(
-        chip_ids=[chip_id(year, column, int(r)) for r in rows],
-        year=year,
-        columns=np.full(len(rows), column, np.int32),
-        rows=rows,
-        bounds=np.array([grid.chip_bounds(column, int(r)) for r in rows]).reshape(-1, 4),
-        valid_fraction=np.array([v for _, v in chips], np.float32),
-        embeddings=embeddings,
-        metadata=metadata,
-    )
     write_bytes_atomic(path, parquet_bytes(table), "application/vnd.apache.parquet")
-    _write_item(path, table, metadata, grid, column)
+    _write_item(path, table.num_rows, metadata, extent)
     return path
 
 
-def _write_item(path: str, table: pa.Table, metadata: FileMetadata, grid: Grid, column: int) -> None:
-    all_rows = grid.rows(column)
-    west, _, east, north = grid.chip_bounds(column, int(all_rows[0]))
-    south = grid.chip_bounds(column, int(all_rows[-1]))[1]
-    item = stac_item(path, table.num_rows, metadata, (west, south, east, north))
+def _write_item(path: str, n_rows: int, metadata: FileMetadata, extent: tuple[float, ...]) -> None:
+    item = stac_item(path, n_rows, metadata, tuple(extent))
     write_bytes_atomic(stac_path(path), json.dumps(item, indent=1).encode(), "application/json")
 
 
-def restore_item(path: str, grid: Grid) -> bool:
+def restore_item(path: str, extent: tuple[float, ...]) -> bool:
     """Write the STAC Item of an existing column file if it has none (a writer killed between the file and
     its Item); return whether one was written."""
     if exists(stac_path(path)):
         return False
-    table = pq.read_table(io.BytesIO(read_bytes(path)))
-    _write_item(path, table, FileMetadata.from_header(table.schema.metadata), grid, parse_output_path(path)[1])
+    n_rows = pq.read_metadata(io.BytesIO(read_bytes(path))).num_rows
+    _write_item(path, n_rows, read_metadata(path), extent)
     return True
+
+
+def read_metadata(path: str) -> FileMetadata:
+    """The record of the output file at ``path`` (local or ``s3://``), from its Parquet footer alone
+    (:func:`read_footer`); :class:`OutputError` when the file has none."""
+    return FileMetadata.from_header(pq.read_schema(io.BytesIO(read_footer(path))).metadata)
 
 
 def read_item(path: str) -> dict:
@@ -300,7 +278,7 @@ def write_catalog(output: str | Path) -> list[str]:
         raise OutputError(f"no column file with its STAC Item under {output}: nothing to catalogue")
     root = str(output).rstrip("/")
     for year, items in sorted(by_year.items()):
-        collection = stac_collection(year, items, FileMetadata.read(first[year]))
+        collection = stac_collection(year, items, read_metadata(first[year]))
         target = f"{root}/{year}/collection.json"
         write_bytes_atomic(target, json.dumps(collection, indent=1).encode(), "application/json")
         written.append(target)
@@ -318,9 +296,3 @@ def read_column(path: str):
     vectors = vector_matrix(pq.read_table(io.BytesIO(data), columns=["embeddings"])["embeddings"])
     names = [n for n in pq.read_schema(io.BytesIO(data)).names if n not in ("embeddings", "bbox")]
     return gpd.read_parquet(io.BytesIO(data), columns=names), vectors
-
-
-def file_metadata(path: str) -> dict[str, Any]:
-    """The JSON metadata (``geo``, ``embedding``, ``wcembed``) of an output file."""
-    schema = pq.read_schema(io.BytesIO(read_bytes(path)))
-    return {k.decode(): json.loads(v) for k, v in (schema.metadata or {}).items() if k != b"ARROW:schema"}

@@ -16,7 +16,8 @@ GPU the default is one reader per core (:func:`reader_workers`): decoding
 DEFLATE blocks, not the model, is then the bottleneck.
 
 The parameters of a run are a :class:`~wcembed.pipeline.job.ColumnJob`; the file, its
-metadata and the STAC Item beside it are written by :func:`wcembed.store.write_column`.
+metadata and the STAC Item beside it are made by :mod:`wcembed.contract` and written by
+:func:`wcembed.store.write_column`.
 
 Example
 -------
@@ -39,7 +40,7 @@ import torch
 
 import wcembed
 from wcembed import store
-from wcembed.contract import FORMAT_VERSION, FileMetadata
+from wcembed.contract import FORMAT_VERSION, FileMetadata, column_extent, column_table
 from wcembed.grid import Grid
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.inference import COMPOSITE_DATE, Embedder, pick_device
@@ -184,7 +185,7 @@ def run_job(
                             path, column, job.year)  # fmt: skip
                 continue
             log.info("%s exists: column %d of %d is done", path, column, job.year)
-            if store.restore_item(path, grid):
+            if store.restore_item(path, column_extent(grid, column)):
                 log.warning("%s had no STAC Item (a writer killed between the two): written now", path)
             results[column] = ColumnResult(job.year, column, path, "exists")
     todo = [c for c in columns if c not in results]
@@ -222,7 +223,8 @@ def _embed_band(
         dim = model.encoder.config.dim
         emb = np.concatenate(vectors[col]) if vectors[col] else np.zeros((0, dim), np.float32)
         path = job.output_path(column)
-        store.write_column(path, grid, year, column, kept[col], emb, meta)
+        table = column_table(grid, year, column, kept[col], emb, meta)
+        store.write_column(path, table, meta, column_extent(grid, column))
         seconds, n = time.perf_counter() - t0, n_rows[col]
         weights = meta.weights
         log.info(
