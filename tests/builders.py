@@ -4,6 +4,8 @@
   never of Clay; its "UNTRAINED" warning is expected and checked here.
 * :func:`brute_force`: the exact nearest chips by NumPy, what search results are checked against.
 * :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
+* :func:`write_column`, :func:`write_years`: column files of random vectors (our writer), for search tests.
+* :func:`check_emb_item`, :func:`check_emb_collection`: the STAC embeddings extension's rules, as asserts.
 * :func:`record_only_file`: a Parquet file whose only content is a column file's metadata record, complete
   or partial: what ``resubmit-missing`` reads of each file.
 * :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
@@ -20,9 +22,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from wcembed import store
-from wcembed.contract import FileMetadata, column_extent, column_table
-from wcembed.grid import Grid
+from wcembed import contract, store
+from wcembed.contract import EMB_EXTENSION, FileMetadata, column_extent, column_table
+from wcembed.grid import Grid, chip_id
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
 
@@ -106,3 +108,66 @@ def record_only_file(year: int, column: int, *, complete: bool = True) -> bytes:
     buf = io.BytesIO()
     pq.write_table(pa.table({"x": [1]}).replace_schema_metadata(meta.header()), buf)
     return buf.getvalue()
+
+
+def write_column(out, year, column, rng, rows=range(10), dim=32):
+    """A GeoParquet file (our own writer) with random vectors: synthetic, for search tests."""
+    grid = Grid(["N37W076"])
+    rows = list(rows)
+    meta = FileMetadata({"dimension": dim}, {"year": year, "column": column})
+    table = contract.embeddings_table(
+        chip_ids=[chip_id(year, column, r) for r in rows],
+        year=year,
+        columns=np.full(len(rows), column),
+        rows=np.array(rows),
+        bounds=np.array([grid.chip_bounds(column, r) for r in rows]),
+        valid_fraction=np.ones(len(rows)),
+        embeddings=rng.normal(size=(len(rows), dim)).astype(np.float32),
+        metadata=meta,
+    )
+    path = store.output_path(out, year, column)
+    store.write_bytes_atomic(path, contract.parquet_bytes(table))
+    return path
+
+
+def write_years(out, columns, rows=range(280, 300)) -> None:
+    """Files of ``columns`` for 2020 and 2021 with random vectors."""
+    rng = np.random.default_rng(0)
+    for year in (2020, 2021):
+        for column in columns:
+            write_column(out, year, column, rng, rows=rows)
+
+
+ITEM_EMB_FIELDS = {
+    "emb:runtime_parameters", "emb:preprocessing", "emb:postprocessing", "emb:fit_for_use", "emb:spatial_coverage",
+    "emb:uncertainty", "emb:quantization", "emb:energy",
+}  # fmt: skip
+COLLECTION_EMB_FIELDS = {
+    "emb:type", "emb:dimensions", "emb:chip_layout", "emb:temporal_resolution", "emb:fit_for_use", "emb:uncertainty",
+}  # fmt: skip
+
+
+def check_emb_item(item: dict) -> dict:
+    """Assert the extension's Item rules; return the properties."""
+    assert EMB_EXTENSION in item["stac_extensions"] and item["type"] == "Feature"
+    props = item["properties"]
+    assert {k for k in props if k.startswith("emb:")} <= ITEM_EMB_FIELDS, "an emb: field outside the Item scope"
+    assert "embeddings" in item["assets"], "Items MUST have an 'embeddings' asset"
+    for key in ("emb:preprocessing", "emb:postprocessing"):
+        if key in props:
+            assert {"format", "expression"} <= set(props[key])  # a Processing extension expression
+    return props
+
+
+def check_emb_collection(collection: dict) -> None:
+    """Assert the extension's Collection rules."""
+    assert EMB_EXTENSION in collection["stac_extensions"] and collection["type"] == "Collection"
+    assert {k for k in collection if k.startswith("emb:")} <= COLLECTION_EMB_FIELDS
+    assert collection["emb:type"] in ("pixel", "chip") and collection["emb:dimensions"] >= 1
+    assert isinstance(collection["data_type"], str)
+    layout = collection.get("emb:chip_layout", {})
+    assert set(layout) <= {"layout_type", "chip_size", "stride", "grid_id", "grid_definition"}
+    assert layout.get("layout_type", "regular_grid") in ("regular_grid", "variable_grid", "named_grid")
+    rels = {link["rel"] for link in collection["links"]}
+    assert {"emb:model", "emb:source-data"} <= rels, "a Collection needs its model and source-data links"
+    assert "embeddings" in collection.get("item_assets", {})

@@ -13,45 +13,11 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from builders import synthetic_index
+from builders import check_emb_collection, check_emb_item, synthetic_index
 from wcembed import contract, store
-from wcembed.contract import EMB_EXTENSION, FileMetadata
+from wcembed.contract import FileMetadata
 from wcembed.errors import OutputError
 from wcembed.grid import CONUS_ORIGIN
-
-ITEM_EMB_FIELDS = {
-    "emb:runtime_parameters", "emb:preprocessing", "emb:postprocessing", "emb:fit_for_use", "emb:spatial_coverage",
-    "emb:uncertainty", "emb:quantization", "emb:energy",
-}  # fmt: skip
-COLLECTION_EMB_FIELDS = {
-    "emb:type", "emb:dimensions", "emb:chip_layout", "emb:temporal_resolution", "emb:fit_for_use", "emb:uncertainty",
-}  # fmt: skip
-
-
-def check_emb_item(item: dict) -> dict:
-    """Assert the extension's Item rules; return the properties."""
-    assert EMB_EXTENSION in item["stac_extensions"] and item["type"] == "Feature"
-    props = item["properties"]
-    assert {k for k in props if k.startswith("emb:")} <= ITEM_EMB_FIELDS, "an emb: field outside the Item scope"
-    assert "embeddings" in item["assets"], "Items MUST have an 'embeddings' asset"
-    for key in ("emb:preprocessing", "emb:postprocessing"):
-        if key in props:
-            assert {"format", "expression"} <= set(props[key])  # a Processing extension expression
-    return props
-
-
-def check_emb_collection(collection: dict) -> None:
-    """Assert the extension's Collection rules."""
-    assert EMB_EXTENSION in collection["stac_extensions"] and collection["type"] == "Collection"
-    assert {k for k in collection if k.startswith("emb:")} <= COLLECTION_EMB_FIELDS
-    assert collection["emb:type"] in ("pixel", "chip") and collection["emb:dimensions"] >= 1
-    assert isinstance(collection["data_type"], str)
-    layout = collection.get("emb:chip_layout", {})
-    assert set(layout) <= {"layout_type", "chip_size", "stride", "grid_id", "grid_definition"}
-    assert layout.get("layout_type", "regular_grid") in ("regular_grid", "variable_grid", "named_grid")
-    rels = {link["rel"] for link in collection["links"]}
-    assert {"emb:model", "emb:source-data"} <= rels, "a Collection needs its model and source-data links"
-    assert "embeddings" in collection.get("item_assets", {})
 
 
 def vector(year: int, column: int, row: int) -> np.ndarray:

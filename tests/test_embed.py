@@ -16,9 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from builders import tiny_model
+from builders import check_emb_item, tiny_model
 from conftest import run_papermill
-from test_contract import check_emb_item
 from wcembed import store
 from wcembed.errors import BadColumnError, BadYearError
 from wcembed.pipeline.embed import embed_column

@@ -46,7 +46,7 @@ def test_a_chip_is_most_like_itself_everywhere(explainer):
 
 
 def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights(tmp_path, sample_root):
-    from test_index import write_years
+    from builders import write_years
     from wcembed.explore.explain import explainer_for
     from wcembed.explore.index import ChipIndex
     from wcembed.explore.ingest import ingest

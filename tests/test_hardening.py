@@ -22,10 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from builders import dead_pid
+from builders import dead_pid, write_column, write_years
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_index import write_column, write_years
 from wcembed import cli, store
 from wcembed.errors import BadParameterError, IngestError, LabelsError, WcEmbedError
 from wcembed.explore.classify import Labels

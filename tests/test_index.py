@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from builders import brute_force, dead_pid
+from builders import brute_force, dead_pid, write_column, write_years
 from wcembed import contract, store
 from wcembed.contract import FileMetadata
 from wcembed.errors import UnknownChipError
@@ -15,34 +15,6 @@ from wcembed.explore.vectors import unit_vectors
 from wcembed.grid import Grid, chip_id
 
 DIM = 32
-
-
-def write_column(out, year, column, rng, rows=range(10), dim=DIM):
-    """A GeoParquet file (our own writer) with random vectors: synthetic, for search tests."""
-    grid = Grid(["N37W076"])
-    rows = list(rows)
-    meta = FileMetadata({"dimension": dim}, {"year": year, "column": column})
-    table = contract.embeddings_table(
-        chip_ids=[chip_id(year, column, r) for r in rows],
-        year=year,
-        columns=np.full(len(rows), column),
-        rows=np.array(rows),
-        bounds=np.array([grid.chip_bounds(column, r) for r in rows]),
-        valid_fraction=np.ones(len(rows)),
-        embeddings=rng.normal(size=(len(rows), dim)).astype(np.float32),
-        metadata=meta,
-    )
-    path = store.output_path(out, year, column)
-    store.write_bytes_atomic(path, contract.parquet_bytes(table))
-    return path
-
-
-def write_years(out, columns, rows=range(280, 300)) -> None:
-    """Files of ``columns`` for 2020 and 2021 with random vectors."""
-    rng = np.random.default_rng(0)
-    for year in (2020, 2021):
-        for column in columns:
-            write_column(out, year, column, rng, rows=rows)
 
 
 @pytest.fixture
