@@ -171,3 +171,27 @@ def check_emb_collection(collection: dict) -> None:
     rels = {link["rel"] for link in collection["links"]}
     assert {"emb:model", "emb:source-data"} <= rels, "a Collection needs its model and source-data links"
     assert "embeddings" in collection.get("item_assets", {})
+
+
+def wcembed(*args, **kw) -> subprocess.CompletedProcess:
+    """``python -m wcembed ARGS`` in a new process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "wcembed", *map(str, args)], capture_output=True, text=True, **kw)
+
+
+def one_line_error(done: subprocess.CompletedProcess, code: int = 65) -> str:
+    """The stderr of a command that must fail with ``code`` and one line saying why, no traceback."""
+    assert done.returncode == code, (done.returncode, done.stderr[-2000:])
+    assert "Traceback" not in done.stderr, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def built_index(root: Path) -> tuple[Path, Path]:
+    """Column files of random 32-d vectors (not embeddings) of two columns and two years under ``root/emb``,
+    ingested into ``root/db``: returns both folders."""
+    from wcembed.explore.ingest import ingest
+
+    write_years(root / "emb", range(1150, 1152), rows=range(280, 290))
+    ingest(root / "emb", root / "db")
+    return root / "emb", root / "db"

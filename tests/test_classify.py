@@ -1,11 +1,18 @@
 """Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
 
+import contextlib
 import io
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+import shapely
 from conftest import run_papermill
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
@@ -179,8 +186,6 @@ def test_explore_notebook_runs_the_label_flow_headless(small_chips, sample_root,
 @pytest.mark.slow
 def test_explore_notebook_names_labels_that_cannot_train(small_chips, sample_root, tmp_path):
     """Too few labels: the headless run stops with the LabelsError that says why, not a later AttributeError."""
-    import subprocess
-    import sys
 
     from wcembed import NOTEBOOKS
 
@@ -200,7 +205,6 @@ def test_explore_notebook_names_labels_that_cannot_train(small_chips, sample_roo
 
 def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_path):
     import geopandas as gpd
-    import shapely
     from wcembed.explore.classify import detections
     from wcembed.grid import chip_bounds, chip_id
 
@@ -257,7 +261,6 @@ def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
 
 
 def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(small_chips, sample_root, tmp_path):
-    import shapely
     from wcembed.grid import chip_bounds, parse_chip_id
 
     index, _, _ = small_chips
@@ -370,3 +373,65 @@ def test_the_labelling_panel_by_its_buttons(small_chips, sample_root, tmp_path):
         curve = Image.open(io.BytesIO(panel.curve.value))
         assert curve.size == (420, 260)
         assert "image/png" in panel._repr_mimebundle_()
+
+
+PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**6), 10**6))
+
+
+def label_file(tmp_path, features) -> Path:
+    path = tmp_path / "labels.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    return path
+
+
+def feature(chip="2020-1150-0283", year=2020, label="positive"):
+    ring = [[-75.9, 37.6], [-75.8, 37.6], [-75.8, 37.7], [-75.9, 37.7], [-75.9, 37.6]]
+    props = {"chip_id": chip, "year": year, "label": label}
+    return {"type": "Feature", "properties": props, "geometry": {"type": "Polygon", "coordinates": [ring]}}
+
+
+@pytest.mark.parametrize(
+    ("features", "says"),
+    [
+        ("abc", "not a list"),
+        (["abc"], "not a GeoJSON feature"),
+        ([feature(year="abc")], "year 'abc'"),
+        ([feature(year=None)], "lacks ['year']"),
+        ([feature(chip=None)], "lacks ['chip_id']"),
+        ([feature(chip="2021-1150-0283")], "is of 2021, labelled as of 2020"),
+        ([feature(chip="2020--150-0283")], "not a chip id"),
+    ],
+)
+def test_malformed_labels_are_named(tmp_path, features, says):
+    with pytest.raises(LabelsError, match=None) as err:
+        Labels.load(label_file(tmp_path, features))
+    assert says in str(err.value)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20,
+)
+feature_like = st.fixed_dictionaries(
+    {
+        "type": st.just("Feature"),
+        "properties": json_values
+        | st.fixed_dictionaries(
+            {
+                "chip_id": json_values | st.just("2020-1150-0283"),
+                "year": json_values | st.just(2020),
+                "label": json_values | st.sampled_from(["positive", "negative"]),
+            }
+        ),
+        "geometry": json_values,
+    }
+)
+
+
+@PROPS
+@given(features=st.lists(feature_like | json_values, max_size=4) | json_values)
+def test_label_files_give_labels_or_a_labels_error(tmp_path, features):
+    with contextlib.suppress(LabelsError):
+        Labels.load(label_file(tmp_path, features))

@@ -7,8 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from builders import built_index, one_line_error, wcembed
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from wcembed import cli
 from wcembed.cli import build_parser, main
-from wcembed.errors import EXIT_BAD_INPUT
+from wcembed.errors import EXIT_BAD_INPUT, WcEmbedError
 from wcembed.pipeline.job import ColumnJob
 
 
@@ -79,3 +83,106 @@ def test_a_batch_band_too_large_is_bad_input(tmp_path):
     from wcembed.pipeline.batch import entrypoint
 
     assert entrypoint(env) == EXIT_BAD_INPUT  # not "Python int too large" and exit 1 (a bug, for Batch)
+
+
+@pytest.fixture
+def built(tmp_path):
+    """20 synthetic column files (random 32-d vectors, not embeddings) ingested into a database."""
+    return built_index(tmp_path)
+
+
+PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**6), 10**6))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--point", "nan", "nan"], "not a point"),
+        (["--point", "inf", "37"], "not a point"),
+        (["--point", "-75.6", "37.6", "-k", "0"], "k must be"),
+        (["--point", "-75.6", "37.6", "-k", "-5"], "k must be"),
+        (["--point", "-75.6", "37.6", "--year", "2019"], "year 2019"),
+        ([], "one of the arguments --chip --point is required"),
+    ],
+)
+def test_bad_search_arguments_are_one_line_errors(built, args, says):
+    _, db = built
+    assert says in one_line_error(wcembed("search", "--db", db, *args))
+
+
+def in_process_error(capsys, *args, code: int = 65) -> str:
+    """``python -m wcembed ARGS`` run in this process (no interpreter start-up): its one ``error:`` line."""
+    assert cli.main([str(a) for a in args]) == code
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_commands_on_what_does_not_exist(tmp_path, sample_root, capsys):
+    assert "no LanceDB database" in in_process_error(capsys, "search", "--db", tmp_path / "no", "--point", -75, 37)
+    assert not (tmp_path / "no").exists()  # not created by a search
+    assert "no output files" in in_process_error(capsys, "index", tmp_path / "none", "--db", tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    says = in_process_error(capsys, "embed", "--year", 2020, "--column", 1156, "--tiles", tmp_path / "no-tiles")
+    assert "tile source folder" in says
+    (tmp_path / "ckpt").mkdir()
+    args = ["--year", 2020, "--column", 1156, "--tiles", sample_root, "--output", tmp_path / "o", "--max-rows", 1]
+    assert "is a directory" in in_process_error(capsys, "embed", *args, "--checkpoint", tmp_path / "ckpt")
+    if not __import__("torch").cuda.is_available():
+        says = in_process_error(capsys, "embed", *args, "--allow-untrained", "--device", "cuda")
+        assert "no CUDA" in says  # said before any weights load
+    says = in_process_error(capsys, "run-array", "--year", 2020, "--tiles", sample_root, "--indices", "5-2")
+    assert "empty range" in says
+    assert not (tmp_path / "o").exists()  # nothing written by a refused command
+
+
+def test_a_negative_region_value_is_a_value(tmp_path, sample_root):
+    assert cli._join_negative_values(["plan", "--region", "-76,37,-75,38", "-v"]) == [
+        "plan",
+        "--region=-76,37,-75,38",
+        "-v",
+    ]
+    done = wcembed("plan", "--year", 2020, "--tiles", sample_root, "--region", "-77,37,-75,38", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_bad_argument_imports_nothing_heavy():
+    """A bad argument is answered before torch, rasterio, lancedb or pandas load (they cost seconds)."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "wcembed", "search", "--db", "x", "--point", "nan", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 65
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert not loaded & {"torch", "rasterio", "lancedb", "pandas", "geopandas"}, sorted(loaded)
+
+
+@PROPS
+@given(lon=numbers, lat=numbers, k=st.integers(-5, 20_000), year=st.one_of(st.none(), st.integers(2015, 2025)))
+def test_search_arguments_give_a_result_or_a_package_error(built, capsys, lon, lat, k, year):
+    """Valid arguments (a point in degrees, 1 <= k <= 10000, a year of the data) give exit 0 with k results,
+    or, where no chip is at the point, exit 65 saying so; any other argument exit 65 naming it."""
+    import math
+
+    _, db = built
+    args = ["search", "--db", str(db), "--point", repr(float(lon)), repr(float(lat)), "-k", str(k)]
+    args += [] if year is None else ["--year", str(year)]
+    capsys.readouterr()
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's refusal (e.g. "-inf" read as an option): one line, exit 65
+        assert exc.code == 65
+        return
+    except WcEmbedError:  # pragma: no cover - main turns these into exit codes
+        pytest.fail("main let a package error through")
+    err = capsys.readouterr().err
+    valid = (
+        math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90
+        and 1 <= k <= 10_000 and year in (None, 2020, 2021)
+    )  # fmt: skip
+    if not valid:
+        assert code == 65 and err.startswith("error: ")
+    else:
+        assert code == 0 or (code == 65 and "no chip at" in err), err

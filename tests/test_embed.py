@@ -16,10 +16,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from builders import check_emb_item, tiny_model
+from builders import check_emb_item, dead_pid, tiny_model
 from conftest import run_papermill
 from wcembed import store
 from wcembed.errors import BadColumnError, BadYearError
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
 from wcembed.pipeline.embed import embed_column
 from wcembed.pipeline.inference import Embedder
 from wcembed.pipeline.tiles import ChipReader
@@ -127,8 +129,6 @@ def test_finished_column_is_skipped_unless_overwrite(sample_root, tmp_path, smal
 def test_a_partial_column_is_never_done(sample_root, tmp_path, small_model, grid):
     """``max_rows`` writes a file that says it is partial (its record and its STAC Item): a later full run
     embeds the column again, and ingest says the set is partial."""
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.ingest import ingest
     from wcembed.explore.layers import index_note
     from wcembed.pipeline.batch import missing_columns
 
@@ -247,3 +247,25 @@ def test_embed_notebook_runs_with_papermill(sample_root, tmp_path):
     assert len(gdf) == 4 and shapely.get_num_coordinates(gdf.geometry).tolist() == [5] * 4
     assert "chips_per_s" in text and "image/png" in text  # summary table and the PCA map
     assert store.read_metadata(str(path)).dimension == 768
+
+
+def test_a_killed_writers_leftovers_go_with_the_next_write(tmp_path, sample_root):
+    from wcembed.pipeline.embed import embed_column
+
+    target = Path(store.output_path(tmp_path, 2020, 1156))
+    target.parent.mkdir(parents=True)
+    stale = [
+        target.with_name(f".{target.name}.{dead_pid()}.0badc0de.tmp"),
+        Path(store.stac_path(str(target))).with_name(f".{target.stem}.json.{dead_pid()}.0badc0de.tmp"),
+    ]
+    live = target.with_name(f".{target.name}.{os.getpid()}.0a11ve00.tmp")  # a writer still at work
+    for p in [*stale, live]:
+        p.write_bytes(b"half")
+    kw = dict(output=tmp_path, tiles=sample_root, allow_untrained=True, progress=False)  # the whole column
+    with pytest.warns(UserWarning):
+        embed_column(2020, 1156, **kw)
+    assert not any(p.exists() for p in stale) and live.exists()
+    # killed between the file and its STAC Item (the Item is written second): the next run writes it
+    Path(store.stac_path(str(target))).unlink()
+    assert embed_column(2020, 1156, **kw).status == "exists"  # skipped: no weights loaded
+    assert json.loads(Path(store.stac_path(str(target))).read_text())["id"]

@@ -1,14 +1,25 @@
 """LanceDB ingest and search against brute force."""
 
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from builders import brute_force, dead_pid, write_column, write_years
+import shapely
+from builders import brute_force, built_index, dead_pid, write_column, write_years
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from wcembed import contract, store
 from wcembed.contract import FileMetadata
-from wcembed.errors import UnknownChipError
+from wcembed.errors import BadParameterError, IngestError, UnknownChipError
 from wcembed.explore.index import ChipIndex, query_vector
 from wcembed.explore.ingest import ingest
 from wcembed.explore.vectors import unit_vectors
@@ -109,7 +120,6 @@ def test_chip_at_a_point_is_the_grids_answer_at_tile_and_column_edges(tmp_path):
 def test_ingest_after_a_crash_never_duplicates_and_indexes_ids(db):
     """A rerun that finds rows the file list does not know (an ingest killed before it recorded them)."""
     import lancedb
-    import pyarrow as pa
 
     out, path = db
     lancedb.connect(str(path)).create_table(
@@ -131,8 +141,6 @@ def test_ann_index_recall_at_10(tmp_path):
     for column in range(1150, 1170):  # 20 files x 1000 rows, clustered like real embeddings
         write_column(out, 2020, column, rng, rows=range(1000))
         path = store.output_path(out, 2020, column)
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
         t = pq.read_table(path)
         vec = (centres[rng.integers(0, 40, 1000)] + 0.3 * rng.normal(size=(1000, DIM))).astype(np.float32)
@@ -157,7 +165,6 @@ def test_ann_index_recall_at_10(tmp_path):
 
 
 def test_unreadable_files_are_named_and_the_rest_ingested(tmp_path):
-    from wcembed.errors import IngestError
 
     rng = np.random.default_rng(0)
     out = tmp_path / "emb"
@@ -180,7 +187,6 @@ def test_unreadable_files_are_named_and_the_rest_ingested(tmp_path):
 
 
 def test_a_file_with_a_nan_embedding_is_named_and_the_rest_ingested(tmp_path):
-    from wcembed.errors import IngestError
 
     class WithNaN:  # the vectors of a column, one of them NaN (a model or writer gone wrong)
         def normal(self, size):
@@ -200,7 +206,6 @@ def test_a_file_with_a_nan_embedding_is_named_and_the_rest_ingested(tmp_path):
 def test_a_file_with_an_embedding_without_direction_is_named_and_the_rest_ingested(tmp_path, value, length):
     """All-zero or 3e38 embeddings are finite but have no direction: such a chip would vanish from every
     search, and a search from it would find nothing. The file is refused, naming the chip."""
-    from wcembed.errors import IngestError
 
     class Degenerate:
         def normal(self, size):
@@ -235,10 +240,6 @@ def test_a_killed_first_ingest_gets_its_indexes_on_the_rerun(tmp_path):
 @pytest.mark.slow
 def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes(tmp_path):
     import os
-    import signal
-    import subprocess
-    import sys
-    import time
 
     out = tmp_path / "emb"
     write_years(out, range(1100, 1160))
@@ -370,11 +371,61 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
         np.testing.assert_array_equal(got[2], x)
         np.testing.assert_array_equal(np.load(target), x)  # kept again, right
 
-    import shutil
-
     shutil.rmtree(kept)
     kept.write_text("not a folder")  # nowhere to keep them: read from the table each time, with a warning
     caplog.clear()
     with caplog.at_level("WARNING"):
         np.testing.assert_array_equal(unit_vectors(idx, 2021)[2], x)
     assert "cannot keep the unit vectors of 2021" in caplog.text
+
+
+@pytest.fixture
+def built(tmp_path):
+    """20 synthetic column files (random 32-d vectors, not embeddings) ingested into a database."""
+    return built_index(tmp_path)
+
+
+PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+numbers = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-(10**6), 10**6))
+
+
+def test_api_inputs_that_used_to_raise_other_exceptions(built):
+    _, db = built
+    idx = ChipIndex(db)
+    with pytest.raises(BadParameterError, match="positive example"):
+        idx.by_examples([])
+    injected = ("-180 OR year = 2021 OR xmax > -180", 30, -60, 50)
+    with pytest.raises(BadParameterError, match="not a bbox"):
+        idx.by_vector(np.ones(32, np.float32), bbox=injected, year=2020)
+    w, s, e, n = idx.footprint("2020-1150-0283").bounds
+    bowtie = shapely.Polygon([(w, s), (e, n), (e, s), (w, n)])  # self-intersecting: what it encloses counts
+    assert "2020-1150-0283" in idx.chips_in(bowtie, 2020)
+    with pytest.raises(BadParameterError, match="empty"):
+        idx.chips_in(shapely.Polygon(), 2020)
+
+
+@PROPS
+@given(coords=st.lists(st.tuples(numbers, numbers), min_size=0, max_size=7))
+def test_drawn_polygons_give_chips_or_a_package_error(built, coords):
+    _, db = built
+    idx = ChipIndex(db)
+    try:
+        polygon = shapely.Polygon([(float(x), float(y)) for x, y in coords]) if len(coords) >= 3 else shapely.Polygon()
+    except (ValueError, shapely.errors.GEOSException):
+        return  # not a polygon at all: nothing the map can draw
+    with contextlib.suppress(BadParameterError):
+        assert isinstance(idx.chips_in(polygon, 2020), list)
+
+
+@PROPS
+@given(
+    bbox=st.lists(numbers | st.text(max_size=12), min_size=0, max_size=5), year=st.one_of(numbers, st.text(max_size=5))
+)
+def test_filter_values_give_results_or_a_package_error(built, bbox, year):
+    _, db = built
+    idx = ChipIndex(db)
+    try:
+        res = idx.by_vector(np.ones(32, np.float32), k=3, bbox=bbox, year=year)
+        assert len(res) <= 3
+    except BadParameterError:
+        pass

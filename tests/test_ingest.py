@@ -1,0 +1,112 @@
+"""Ingest: nothing lost (a whole file is checked before it touches the table, a column is replaced in
+one commit), nothing trusted by name (a file's name, metadata and rows must agree)."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from builders import built_index, write_column, write_years
+from wcembed import store
+from wcembed.errors import IngestError
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
+
+COLUMNS = range(1150, 1152)
+ROWS = range(280, 290)
+"""The columns and rows of :func:`builders.built_index`."""
+
+
+@pytest.fixture
+def built(tmp_path):
+    """20 synthetic column files (random 32-d vectors, not embeddings) ingested into a database."""
+    return built_index(tmp_path)
+
+
+def rewrite(path: Path, *, dim: int | None = None, name_column: int | None = None) -> Path:
+    """A copy of a column file with other vectors (``dim``), or under another column's name."""
+    year, column = store.parse_output_path(str(path))
+    target = Path(store.output_path(path.parent.parent, year, name_column or column))
+    if dim is not None:
+        write_column(path.parent.parent, year, column, np.random.default_rng(9), rows=ROWS, dim=dim)
+    else:
+        shutil.copy(path, target)
+    return target
+
+
+def test_a_file_of_another_vector_dimension_loses_nothing(built):
+    out, db = built
+    before = ChipIndex(db).table.to_arrow().sort_by("chip_id")
+    bad = rewrite(Path(store.output_path(out, 2020, 1151)), dim=16)
+    with pytest.raises(IngestError, match=r"16-d embeddings; the table's are 32-d") as err:
+        ingest(out, db)
+    assert str(bad) in str(err.value)
+    after = ChipIndex(db)
+    assert after.table.to_arrow().sort_by("chip_id").equals(before)  # every row still there, unchanged
+    assert after.chip_at(*after.footprint("2020-1151-0285").centroid.coords[0], year=2020) == "2020-1151-0285"
+
+
+def test_a_bad_file_among_new_files_is_named_and_the_others_are_ingested(tmp_path):
+    out = tmp_path / "emb"
+    write_years(out, COLUMNS, rows=ROWS)
+    bad = rewrite(Path(store.output_path(out, 2021, 1150)), dim=16)
+    with pytest.raises(IngestError, match="1 of 4 files") as err:
+        ingest(out, tmp_path / "db")
+    assert str(bad) in str(err.value) and err.value.report.files_added == 3
+    assert len(ChipIndex(tmp_path / "db")) == 3 * len(ROWS)
+
+
+def test_a_file_is_checked_against_its_name(built):
+    out, db = built
+    copy = rewrite(Path(store.output_path(out, 2020, 1150)), name_column=1160)
+    with pytest.raises(IngestError, match="its name says year 2020, column 1160") as err:
+        ingest(out, db)
+    assert str(copy) in str(err.value)
+    ids = ChipIndex(db).table.to_arrow()["chip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 2 * len(COLUMNS) * len(ROWS)
+
+
+def test_rows_that_contradict_their_file_are_refused(tmp_path):
+    out = tmp_path / "emb"
+    path = Path(write_column(out, 2020, 1150, np.random.default_rng(0), rows=ROWS))
+    table = pq.read_table(path)
+    ids = table["chip_id"].to_pylist()
+    ids[3] = "2020-1150-0999"
+    pq.write_table(table.set_column(0, "chip_id", pa.array(ids)), path)
+    with pytest.raises(IngestError, match=r"chip id '2020-1150-0999' on row 283"):
+        ingest(out, tmp_path / "db")
+
+
+def test_a_replaced_column_has_exactly_the_new_rows(built):
+    out, db = built
+    write_column(out, 2020, 1150, np.random.default_rng(7), rows=range(282, 286))  # fewer chips, new vectors
+    report = ingest(out, db)
+    assert report.files_replaced == 1
+    idx = ChipIndex(db)
+    got = idx.table.to_arrow()
+    ids = got["chip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 2 * len(COLUMNS) * len(ROWS) - 6
+    mine = sorted(c for c in ids if c.startswith("2020-1150-"))
+    assert mine == [f"2020-1150-{r:04d}" for r in range(282, 286)]
+    new = store.read_column(store.output_path(out, 2020, 1150))[1]
+    np.testing.assert_array_equal(idx.vectors(mine), new)
+
+
+def test_two_first_ingests_at_once_both_succeed_without_duplicates(tmp_path):
+    out = tmp_path / "emb"
+    write_years(out, COLUMNS, rows=ROWS)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "wcembed", "index", str(out), "--db", str(tmp_path / "db")],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-1500:] for p in procs]
+    ids = ChipIndex(tmp_path / "db").table.to_arrow()["chip_id"].to_pylist()
+    assert len(ids) == len(set(ids)) == 2 * len(COLUMNS) * len(ROWS)
