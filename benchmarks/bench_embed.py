@@ -47,7 +47,7 @@ class StandInEmbedder(Embedder):
 
     seconds_per_chip = 1 / H200_BF16_CHIPS_PER_S
 
-    def __call__(self, pixels, valid, lat, lon, year) -> np.ndarray:
+    def __call__(self, pixels, valid, places, year) -> np.ndarray:
         px = self.to_device(pixels)
         time.sleep(self.seconds_per_chip * len(px))
         return np.zeros((len(px), self.model.encoder.config.dim), np.float32)
@@ -62,9 +62,7 @@ def model_only(model: LoadedModel, plan, groups, device: str, year: int = 2020) 
             for col, rows in enumerate(plan.groups[g]):
                 if rows:
                     centres = [grid.chip_center(plan.columns[col], r) for r in rows]
-                    embedders[col](
-                        pixels[col, : len(rows)], None, [c[1] for c in centres], [c[0] for c in centres], year
-                    )
+                    embedders[col](pixels[col, : len(rows)], None, centres, year)
     return t.s
 
 
@@ -110,7 +108,7 @@ def main() -> None:
 
     with BandFeed(plan, 2020, root, workers=workers) as feed:  # the batches, kept for the model-only run
         groups = [(g.index, g.pixels.clone()) for g in feed]
-    Embedder(model, device=str(device))(groups[0][1][0, :2], None, [37.0, 37.0], [-76.0, -76.0], 2020)  # warm-up
+    Embedder(model, device=str(device))(groups[0][1][0, :2], None, [(-76.0, 37.0)] * 2, 2020)  # warm-up
     result["model_only_chips_per_s"] = plan.n_chips / model_only(model, plan, groups, str(device))
     del groups
 

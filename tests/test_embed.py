@@ -98,8 +98,7 @@ def test_embedding_equals_the_encoder_on_the_chip_read_directly(sample_root, tmp
     with ChipReader(grid, 2020, sample_root) as reader:
         for i, (_, chip) in enumerate(gdf.iterrows()):
             c = reader.read(chip["column"], chip["row"])
-            lon, lat = grid.chip_center(c.column, c.row)
-            direct = embedder(c.pixels[None], c.valid[None], [lat], [lon], 2020)[0]
+            direct = embedder(c.pixels[None], c.valid[None], [grid.chip_center(c.column, c.row)], 2020)[0]
             np.testing.assert_allclose(vectors[i], direct, rtol=0, atol=2e-5)
             assert chip["valid_fraction"] == pytest.approx(c.valid_fraction)
 

@@ -200,11 +200,11 @@ def test_embedder_batches_agree_with_single_chips():
     rng = np.random.default_rng(0)
     px = rng.integers(1, 6000, size=(3, 4, 128, 128)).astype(np.uint16)
     valid = np.ones((3, 128, 128), bool)
-    lat, lon = [37.1, 37.2, 37.3], [-75.5, -75.6, -75.7]
-    batch = emb(px, valid, lat, lon, 2020)
+    places = [(-75.5, 37.1), (-75.6, 37.2), (-75.7, 37.3)]  # (lon, lat), as the grid gives them
+    batch = emb(px, valid, places, 2020)
     assert batch.shape == (3, 64) and batch.dtype == np.float32
     for i in range(3):
-        one = emb(px[i : i + 1], valid[i : i + 1], lat[i : i + 1], lon[i : i + 1], 2020)
+        one = emb(px[i : i + 1], valid[i : i + 1], places[i : i + 1], 2020)
         np.testing.assert_allclose(one[0], batch[i], atol=1e-5)
     assert not emb.encoder.training
 
@@ -297,7 +297,7 @@ def test_auto_precision_is_decided_by_the_check_and_recorded():
     model = _precision_case()[0]
     rng = np.random.default_rng(1)
     px = rng.integers(1, 6000, size=(1, 4, 128, 128)).astype(np.uint16)  # one chip: rotations complete the check
-    args = (px, np.ones((1, 128, 128), bool), [37.1], [-75.5], 2020)
+    args = (px, np.ones((1, 128, 128), bool), [(-75.5, 37.1)], 2020)
     auto = Embedder(model, device="cpu")
     auto(*args)
     strict = Embedder(model, device="cpu", check=PrecisionCheck(max_rel_l2=0.0, min_centred_cosine=1.0))

@@ -108,9 +108,7 @@ class MatchExplainer:
         pixels = [self.read(c) for c in chips] if pixels is None else list(pixels)
         ids = [parse_chip_id(c) for c in chips]
         centres = [self.grid(y).chip_center(c, r) for y, c, r in ids]
-        return self.embedder.patch_tokens(
-            np.stack(pixels), None, [ll[1] for ll in centres], [ll[0] for ll in centres], [y for y, _, _ in ids]
-        )
+        return self.embedder.patch_tokens(np.stack(pixels), None, centres, [y for y, _, _ in ids])
 
     def explain(
         self, query: str, result: str, how: str = "best", pixels: tuple[np.ndarray, np.ndarray] | None = None

@@ -33,7 +33,7 @@ import datetime as dt
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
@@ -195,6 +195,19 @@ def run_job(
     return [results[c] for c in columns]
 
 
+@dataclass
+class _ColumnRun:
+    """What a band job gathers of one of its columns until the column's file is written."""
+
+    column: int
+    embedder: Embedder  # its own: an "auto" precision decides on the column's own first batch
+    rows_read: int  # chips of the column in the plan (all of them, or the first max_rows)
+    batches_left: int
+    kept: list[tuple[int, float]] = field(default_factory=list)  # row and valid fraction of the embedded chips
+    vectors: list[np.ndarray] = field(default_factory=list)
+    skipped: int = 0
+
+
 def _embed_band(
     job: ColumnJob, grid: Grid, model: LoadedModel, columns: list[int], progress: bool
 ) -> dict[int, ColumnResult]:
@@ -203,40 +216,36 @@ def _embed_band(
     from tqdm.auto import tqdm
 
     year, cs = job.year, grid.chip_size
-    # one Embedder per column: "auto" precision decides on the column's own first batch, as a one-column job does
-    embedders = [Embedder(model, device=job.device, precision=job.precision) for _ in columns]
-    device = embedders[0].device
     plan = BandPlan(grid, {c: [int(r) for r in grid.rows(c)][: job.max_rows] for c in columns}, job.batch_size)
-    kept: list[list[tuple[int, float]]] = [[] for _ in columns]  # row and valid fraction of the embedded chips
-    vectors: list[list[np.ndarray]] = [[] for _ in columns]
-    skipped = [0] * len(columns)
-    batches_left = [sum(1 for group in plan.groups if group[col]) for col in range(len(columns))]
-    n_rows = [sum(len(group[col]) for group in plan.groups) for col in range(len(columns))]
+    runs = [
+        _ColumnRun(
+            column,
+            Embedder(model, device=job.device, precision=job.precision),
+            rows_read=sum(len(group[at]) for group in plan.groups),
+            batches_left=sum(1 for group in plan.groups if group[at]),
+        )
+        for at, column in enumerate(columns)
+    ]
+    device = runs[0].embedder.device
     results: dict[int, ColumnResult] = {}
 
-    def write(col: int) -> None:
-        column = columns[col]
-        planned = len(grid.rows(column))
-        rows = {"rows_planned": planned, "rows_read": n_rows[col], "max_rows": job.max_rows,
-                "complete": n_rows[col] == planned}  # fmt: skip
-        meta = provenance(model, embedders[col], job, column, cs, rows)
+    def write(run: _ColumnRun) -> None:
+        planned = len(grid.rows(run.column))
+        rows = {"rows_planned": planned, "rows_read": run.rows_read, "max_rows": job.max_rows,
+                "complete": run.rows_read == planned}  # fmt: skip
+        meta = provenance(model, run.embedder, job, run.column, cs, rows)
         dim = model.encoder.config.dim
-        emb = np.concatenate(vectors[col]) if vectors[col] else np.zeros((0, dim), np.float32)
-        path = job.output_path(column)
-        table = column_table(grid, year, column, kept[col], emb, meta)
-        store.write_column(path, table, meta, column_extent(grid, column))
-        seconds, n = time.perf_counter() - t0, n_rows[col]
-        weights = meta.weights
-        log.info(
-            "wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)",
-            path,
-            len(kept[col]),
-            skipped[col],
-            seconds,
-            weights,
+        emb = np.concatenate(run.vectors) if run.vectors else np.zeros((0, dim), np.float32)
+        path = job.output_path(run.column)
+        table = column_table(grid, year, run.column, run.kept, emb, meta)
+        store.write_column(path, table, meta, column_extent(grid, run.column))
+        seconds = time.perf_counter() - t0
+        log.info("wrote %s: %d chips embedded, %d skipped, %.1fs (%s weights)", path, len(run.kept), run.skipped,
+                 seconds, meta.weights)  # fmt: skip
+        results[run.column] = ColumnResult(
+            year, run.column, path, "written", run.rows_read, len(run.kept), run.skipped, seconds, meta.weights
         )
-        results[column] = ColumnResult(year, column, path, "written", n, len(kept[col]), skipped[col], seconds, weights)
-        vectors[col].clear()
+        run.vectors.clear()
 
     workers = job.workers or reader_workers(device)
     label = f"{year} column {columns[0]}" + (f"..{columns[-1]}" if len(columns) > 1 else "")
@@ -246,28 +255,26 @@ def _embed_band(
         tqdm(total=plan.n_chips, unit="chip", desc=label, disable=not progress) as bar,
     ):
         for group in feed:
-            for col, rows in enumerate(group.rows):
+            for at, (run, rows) in enumerate(zip(runs, group.rows, strict=True)):
                 if not rows:
                     continue
-                fractions = group.valid[col, : len(rows)] / cs**2
+                fractions = group.valid[at, : len(rows)] / cs**2
                 keep = np.flatnonzero((fractions >= job.min_valid_fraction) & (fractions > 0))
-                skipped[col] += len(rows) - len(keep)
+                run.skipped += len(rows) - len(keep)
                 if len(keep):
-                    embedder = embedders[col]
-                    pixels = embedder.to_device(group.pixels[col, : len(rows)])  # no copy on the host
+                    pixels = run.embedder.to_device(group.pixels[at, : len(rows)])  # no copy on the host
                     if len(keep) < len(rows):  # selected on the device; as int16 (same bits: every device has it)
                         picked = pixels.view(torch.int16)[torch.as_tensor(keep, device=pixels.device)]
                         pixels = picked.view(torch.uint16)
-                    lon_lat = [grid.chip_center(columns[col], rows[i]) for i in keep]
-                    lat, lon = [ll[1] for ll in lon_lat], [ll[0] for ll in lon_lat]
-                    vectors[col].append(embedder(pixels, None, lat, lon, year))
-                    kept[col].extend((rows[i], float(fractions[i])) for i in keep)
+                    places = [grid.chip_center(run.column, rows[i]) for i in keep]  # (lon, lat), as the grid gives
+                    run.vectors.append(run.embedder(pixels, None, places, year))
+                    run.kept.extend((rows[i], float(fractions[i])) for i in keep)
                 bar.update(len(rows))
-                bar.set_postfix(skipped=sum(skipped), refresh=False)
-                batches_left[col] -= 1
-                if batches_left[col] == 0:
-                    write(col)
-    for col, column in enumerate(columns):  # columns without a chip to read (max_rows=0)
-        if column not in results:
-            write(col)
+                bar.set_postfix(skipped=sum(r.skipped for r in runs), refresh=False)
+                run.batches_left -= 1
+                if run.batches_left == 0:
+                    write(run)
+    for run in runs:  # columns without a chip to read (max_rows=0)
+        if run.column not in results:
+            write(run)
     return results

@@ -197,7 +197,7 @@ class Embedder:
     --------
     >>> from wcembed.pipeline.weights import load_model
     >>> emb = Embedder(load_model(allow_untrained=True))  # doctest: +SKIP
-    >>> emb(pixels_uint16, valid, lat, lon, year).shape  # doctest: +SKIP
+    >>> emb(pixels_uint16, valid, [(-75.62, 37.675)], 2020).shape  # places: (lon, lat)  # doctest: +SKIP
     (B, 768)
     """
 
@@ -233,32 +233,32 @@ class Embedder:
         self,
         pixels: np.ndarray | torch.Tensor,
         valid: np.ndarray | torch.Tensor | None,
-        lat: Sequence[float],
-        lon: Sequence[float],
+        places: Sequence[tuple[float, float]],
         year: Sequence[int] | int,
     ) -> np.ndarray:
-        """Embeddings ``(B, 768)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08).
+        """Embeddings ``(B, 768)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08), whose centres
+        are ``places``: ``(lon, lat)`` in degrees, the order :meth:`wcembed.grid.Grid.chip_center` gives.
 
         ``valid`` is the ``(B, H, W)`` mask of pixels with data; None derives it on the
         device from the pixels (a pixel is nodata where every band is 0).
         """
-        x, latlon, time = self._inputs(pixels, valid, lat, lon, year)
+        x, latlon, time = self._inputs(pixels, valid, places, year)
         if self.precision == "auto":
             self.precision = self._choose_precision(x, latlon, time)
         return self._run(x, latlon, time, self.precision).cpu().numpy()
 
-    def patch_tokens(self, pixels, valid, lat, lon, year) -> np.ndarray:
+    def patch_tokens(self, pixels, valid, places, year) -> np.ndarray:
         """The encoder's patch tokens of chips, averaged over the input groups (rgb and nir) per patch:
         ``(B, g, g, dim)`` float32 for a ``g x g`` grid of patches (16 x 16 for 512 px chips), row-major
         from the north-west. Same inputs as calling the embedder; the embedding is their mean."""
-        x, latlon, time = self._inputs(pixels, valid, lat, lon, year)
+        x, latlon, time = self._inputs(pixels, valid, places, year)
         dtype = "float32" if self.precision == "auto" else self.precision
         with torch.inference_mode(), self._autocast(dtype):
             tokens = self.encoder(x, latlon, time)[:, :-2, :].float()
         g, groups = self.encoder.config.grid, len(self.encoder.config.inputs)
         return tokens.reshape(len(x), groups, g, g, -1).mean(dim=1).cpu().numpy()
 
-    def _inputs(self, pixels, valid, lat, lon, year) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _inputs(self, pixels, valid, places, year) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Normalised pixels, lat/lon and time encodings on the device."""
         dev = self.device
         px = self.to_device(pixels)
@@ -269,6 +269,7 @@ class Embedder:
                 ok = (bits != NODATA).any(1)
             x = normalize(px, ok, self.model.weights)
         years = [year] * len(px) if isinstance(year, int) else year
+        lon, lat = np.asarray(places, np.float64).reshape(-1, 2).T
         return x, encode_latlon(lat, lon).to(dev), encode_time(years).to(dev)
 
     def to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
