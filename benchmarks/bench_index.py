@@ -68,7 +68,8 @@ def write_files(out: Path, make, dim: int, max_columns: int | None) -> tuple[int
                 {"year": year, "column": int(column), "format": store.FORMAT_VERSION},
             )
             path = store.output_path(out, year, int(column))
-            store.write_column(path, grid, year, int(column), [(int(x), 1.0) for x in r], vec, meta)
+            table = contract.column_table(grid, year, int(column), [(int(x), 1.0) for x in r], vec, meta)
+            store.write_column(path, table, meta, contract.column_extent(grid, int(column)))
             files += 1
             rows += len(r)
     return files, rows

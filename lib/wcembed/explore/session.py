@@ -536,8 +536,6 @@ class ExploreSession(HasTraits):
     def _compare_query(self) -> None:
         """With a set to compare with: the same search in it (:attr:`results_other`) and how much the two sets
         agree on the query chip (:attr:`compare_line`)."""
-        from wcembed.explore.compare import neighbour_overlap
-
         search, name = self.search, self.compare_set
         if not name or search is None or search.how == "changed like":
             self.results_other, self.compare_line = None, ""
@@ -556,10 +554,10 @@ class ExploreSession(HasTraits):
                                                    year=self.year, diverse=self.diverse)  # fmt: skip
         a, b = self.index.vectors([chip])[0], other.vectors([chip])[0]
         cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
-        common = neighbour_overlap(self.index, other, chip, self.k) if search.how == "chip" else None
         line = f"{chip}: cosine {cosine:.3f} between its {self.index.set} and {name} embeddings"
-        if common is not None:
-            line += f"; {round(common * self.k)} of the {self.k} nearest in common"
+        if search.how == "chip" and self.results is not None:  # the two searches, place by place
+            places = [set(zip(r["column"], r["row"], strict=True)) for r in (self.results, self.results_other)]
+            line += f"; {len(places[0] & places[1])} of the {self.k} nearest in common"
         self.compare_line = line
 
     def _query_vector(self, search: Search) -> np.ndarray:

@@ -1,0 +1,127 @@
+"""Two embedding sets at CONUS scale: ingest of the original run's file layout against ours, the agreement
+layer of a year, and a click with a second set beside the first.
+
+The files are synthetic vectors for every chip of the land-outline grid of 2020 (538,076 chips, as
+``bench_index.py`` makes them), written twice: in our layout (``wcembed.store.write_column``) and in the
+original 2024 run's (``wcembed.explore.original.write_original``: a ``fixed_shape_tensor`` column and the
+float-pixel-size boxes), the second set's vectors a little perturbed. Timed in the same run: ``ingest`` of each
+folder into a new database (the same rows; the ANN index built at this size), ``agreement`` of the year (the
+product's call: the two sets' float16 unit vectors, as the explorer's layer makes it) with the process's peak
+memory, and the explorer's click (``ExploreSession.click``) alone and with ``compare_set`` on. Targets: ingest
+of the original layout within 1.5x of ours; the agreement layer of a year <= 2 s; a click with two sets <= 2x one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_index import lowrank
+from common import report
+from wcembed import ROOT, contract, store
+from wcembed.contract import FileMetadata
+from wcembed.explore import original
+from wcembed.explore.compare import agreement
+from wcembed.explore.index import ChipIndex
+from wcembed.explore.ingest import ingest
+from wcembed.explore.session import ExploreSession
+from wcembed.grid import chip_bounds
+from wcembed.product import ESA_HTTPS
+from wcembed.tileset import plan_grid
+
+YEAR, DIM = 2020, 768
+
+
+def write_both(ours: Path, theirs: Path, max_columns: int | None) -> int:
+    """Every column of the year in both layouts; returns the rows."""
+    grid = plan_grid(YEAR, ESA_HTTPS, tile_index="land")
+    base, noise = np.random.default_rng(7), np.random.default_rng(1)
+    rows = 0
+    for column in (int(c) for c in grid.columns[:max_columns]):
+        r = [int(x) for x in grid.rows(column)]
+        vec = lowrank(len(r), DIM, base)
+        record = {"year": YEAR, "column": column, "format": store.FORMAT_VERSION, "complete": True}
+        meta = FileMetadata({"dimension": DIM, "weights": "synthetic (benchmark)", "model": "none"}, record)
+        table = contract.column_table(grid, YEAR, column, [(x, 1.0) for x in r], vec, meta)
+        store.write_column(store.output_path(ours, YEAR, column), table, meta, contract.column_extent(grid, column))
+        original.write_original(theirs, YEAR, column, r, vec + 0.05 * noise.normal(size=vec.shape).astype(np.float32))
+        rows += len(r)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--workdir", default=str(ROOT / ".cache" / "bench_sets"), help="the files are kept here")
+    ap.add_argument("--max-columns", type=int, default=None, help="columns of the year (default: all 1383)")
+    ap.add_argument("--clicks", type=int, default=20)
+    args = ap.parse_args()
+    work = Path(args.workdir) / f"{args.max_columns or 'all'}"
+    ours, theirs = work / "ours", work / "original"
+    if not (work / "written").exists():
+        shutil.rmtree(work, ignore_errors=True)
+        rows = write_both(ours, theirs, args.max_columns)
+        (work / "written").write_text(str(rows))
+    rows = int((work / "written").read_text())
+    result = {"year": YEAR, "chips per set": rows, "dimension": DIM}
+    times = {}
+    for name, folder in (("ours", ours), ("original layout", theirs)):
+        db = work / f"db-{name.replace(' ', '-')}"
+        shutil.rmtree(db, ignore_errors=True)
+        t0 = time.perf_counter()
+        ingest(folder, db)
+        times[name] = time.perf_counter() - t0
+        result[f"ingest {name} (s)"] = round(times[name], 1)
+    result["ingest ratio original / ours (target <= 1.5)"] = round(times["original layout"] / times["ours"], 2)
+
+    db = work / "db-both"
+    shutil.rmtree(db, ignore_errors=True)
+    ingest(ours, db)
+    ingest(theirs, db)
+    a, b = ChipIndex(db), ChipIndex(db, set=original.SET)
+    from wcembed.explore.vectors import YearVectors
+
+    YearVectors.load(a, YEAR), YearVectors.load(b, YEAR)  # the kept files read once (the OS cache), as a session has
+    t0 = time.perf_counter()
+    agr = agreement(a, b, YEAR)
+    layer = agr.layer()
+    result["agreement layer of the year (s, target <= 2)"] = round(time.perf_counter() - t0, 2)
+    result["agreement chips"] = len(agr)
+    result["agreement median"] = round(float(np.median(agr.cosine)), 4)
+    result["layer shape"] = list(layer.values.shape)
+    result["peak memory of the process (GiB)"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+    session = ExploreSession(a, year=YEAR, k=10)
+    grid = plan_grid(YEAR, ESA_HTTPS, tile_index="land")
+    rng = np.random.default_rng(3)
+    places = []
+    for column in rng.choice([int(c) for c in grid.columns[: args.max_columns]], args.clicks):
+        r = grid.rows(int(column))
+        w, s, e, n = chip_bounds(int(column), int(r[len(r) // 2]))
+        places.append(((w + e) / 2, (s + n) / 2))
+
+    def clicks() -> float:
+        seconds = []
+        for lon, lat in places:
+            t = time.perf_counter()
+            session.click(lon, lat)
+            seconds.append(time.perf_counter() - t)
+        return statistics.median(seconds)
+
+    clicks()  # warm
+    one = clicks()
+    session.set(compare_set=original.SET)
+    clicks()
+    two = clicks()
+    result["click p50, one set (ms)"] = round(one * 1000, 1)
+    result["click p50, two sets side by side (ms)"] = round(two * 1000, 1)
+    result["click ratio two / one (target <= 2)"] = round(two / one, 2)
+    report("bench_sets", result)
+
+
+if __name__ == "__main__":
+    main()
