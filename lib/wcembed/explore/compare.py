@@ -106,12 +106,13 @@ def comparable(a, b) -> str:
     )
 
 
-def agreement(a, b, year: int) -> Agreement:
+def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     """The cosine between the embeddings of ``a`` and ``b`` (two :class:`~wcembed.explore.index.ChipIndex` of
-    one database, e.g. two sets) of each chip of ``year`` that both hold."""
+    one database, e.g. two sets) of each chip of ``year`` that both hold; ``vectors``: the two sets'
+    :class:`~wcembed.explore.vectors.YearVectors` of the year when they are at hand (else they are loaded)."""
     from wcembed.explore.vectors import YearVectors, pair_cells
 
-    va, vb = YearVectors.load(a, year), YearVectors.load(b, year)
+    va, vb = vectors or (YearVectors.load(a, year), YearVectors.load(b, year))
     ia, ib = pair_cells(va, vb)
     apart = va.pair_distance(ia, vb, ib)
     cosine = np.clip(1 - apart * apart / 2, -1, 1).astype(np.float32)

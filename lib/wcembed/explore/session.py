@@ -304,6 +304,7 @@ class ExploreSession(HasTraits):
         self.index, self.explainer = index, explainer
         self._indexes = {index.set: index}  # set -> ChipIndex of the same database
         self.search: Search | None = None
+        self._vector: np.ndarray | None = None
         self._layers: OrderedDict[LayerKey, RegionLayer] = OrderedDict()
         self._preferred: dict[str, float] = {}  # kind -> the threshold last set on a layer of that kind
         self._opacity = DEFAULT_OPACITY  # the opacity last set on a layer: new layers start with it
@@ -517,7 +518,7 @@ class ExploreSession(HasTraits):
             )  # fmt: skip
             if len(results) < self.k:
                 spread += f" (only {len(results)} chips that far apart)"
-        self.search = search
+        self.search, self._vector = search, vector  # the query chip's vector, when the search had it
         self._hold(search.chips)
         self.pair_years = None
         self.status = (
@@ -547,12 +548,13 @@ class ExploreSession(HasTraits):
             self.results_other = None
             self.compare_line = f"{name} has no chip {missing[0]}: nothing to compare"
             return
-        if search.how == "chip":
-            self.results_other = other.by_chip(chip, self.k, year=self.year, diverse=self.diverse)
+        a = self._vector if search.how == "chip" and self._vector is not None else self.index.vectors([chip])[0]
+        b = other.vectors([chip])[0]
+        if search.how == "chip":  # the other set's vector of the chip, searched in its year (one lookup)
+            self.results_other = other.by_vector(b, self.k, year=self.year, exclude=[chip], diverse=self.diverse)
         else:
             self.results_other = other.by_examples(list(search.positives), list(search.negatives), self.k,
                                                    year=self.year, diverse=self.diverse)  # fmt: skip
-        a, b = self.index.vectors([chip])[0], other.vectors([chip])[0]
         cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
         line = f"{chip}: cosine {cosine:.3f} between its {self.index.set} and {name} embeddings"
         if search.how == "chip" and self.results is not None:  # the two searches, place by place
@@ -639,15 +641,16 @@ class ExploreSession(HasTraits):
         self.labels = labels
 
     # ------------------------------------------------------------------ whole-region layers
-    def vectors(self, year: int | None = None):
-        """The year's embeddings as a :class:`~wcembed.explore.layers.YearVectors` (loaded from the index once,
-        when a layer first needs them)."""
+    def vectors(self, year: int | None = None, embedding_set: str | None = None):
+        """The year's embeddings (of the set shown, or ``embedding_set``) as a
+        :class:`~wcembed.explore.vectors.YearVectors`, loaded from the index once, when a layer first needs them."""
         from wcembed.explore.vectors import YearVectors
 
         year = check_year(self.year if year is None else year)
-        key = (self.index.set, year)
+        index = self.index if embedding_set is None else self.index_of(embedding_set)
+        key = (index.set, year)
         if key not in self._vectors:
-            self._vectors[key] = YearVectors.load(self.index, year)
+            self._vectors[key] = YearVectors.load(index, year)
         return self._vectors[key]
 
     @property
@@ -757,7 +760,9 @@ class ExploreSession(HasTraits):
         if key.kind == "agreement":
             from wcembed.explore.compare import agreement
 
-            return agreement(self.index, self.index_of(key.source[0]), key.years[0]).layer(), None
+            year, other = key.years[0], key.source[0]
+            vectors = (self.vectors(year), self.vectors(year, other))
+            return agreement(self.index, self.index_of(other), year, vectors).layer(), None
         return self.vectors(key.years[0]).pca_rgb(), None
 
     def shown(self):
