@@ -51,6 +51,8 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     ex.controls["imagery"].value = "FCC"  # the imagery shown and the thumbnails follow the choice
     assert ex.imagery[2020, "FCC"].visible and not ex.imagery[2020, "TCC"].visible
     assert "WORLDCOVER_2020_S2_FCC" in ex.gallery.children[0].value
+    far = ex.thumbnail_html("2020-0100-0100", "far away")  # a chip outside the WMS's imagery: said, no blank image
+    assert "no imagery here" in far and "<img" not in far and "<img" in ex.thumbnail_html("2020-1156-0288", "x")
 
 
 class SlowThumbnails(WMSClient):

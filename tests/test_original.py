@@ -196,6 +196,7 @@ def test_the_session_searches_a_set_and_shows_the_other_beside_it(two_sets):
     s.click((w + e) / 2, (so + n) / 2)
     s.set(embedding_set="original-2024", compare_set="wcembed")
     assert s.index.set == "original-2024" and s.query_chip == "2020-1155-0288"
+    assert s.status.startswith("5 nearest of 2020-1155-0288 in original-2024")  # the status line names the set
     assert set(s.results["chip_id"]) <= set(s.index.table.to_arrow()["chip_id"].to_pylist())
     assert s.layer.key.set == "original-2024" and s.layer.key.source == ("wcembed",)
 

@@ -521,8 +521,9 @@ class ExploreSession(HasTraits):
         self.search, self._vector = search, vector  # the query chip's vector, when the search had it
         self._hold(search.chips)
         self.pair_years = None
+        of = f" in {self.index.set}" if self.index.set != DEFAULT_SET or self.compare_set else ""
         self.status = (
-            f"{len(results)} nearest of {search.chips[0]} (positives {len(self.positives)}, "
+            f"{len(results)} nearest of {search.chips[0]}{of} (positives {len(self.positives)}, "
             f"negatives {len(self.negatives)}){search.note}{spread}"
         )
         try:

@@ -401,8 +401,13 @@ class Explorer:
 
     def thumbnail_html(self, chip: str, caption: str) -> str:
         """A 128 px thumbnail of a chip in the session's year and imagery, with a caption below, as an
-        ``<img>`` the browser loads from the WMS (with its own cache)."""
+        ``<img>`` the browser loads from the WMS (with its own cache); a chip outside the imagery's extent
+        gets a grey square that says so instead of a blank image."""
         bounds = self.session.index.footprint(chip).bounds
+        if self.layer is None or not self.thumbs.covers(self.layer, bounds):
+            return (f'<div title="{chip}" style="width:128px;height:128px;background:#ddd;display:flex;'
+                    f'align-items:center;justify-content:center;text-align:center;font-size:11px">'
+                    f"no imagery here</div>{caption}")  # fmt: skip
         return f"{self._img(bounds, self.layer, 128, chip)}<br>{caption}"
 
     def _img(self, bounds, layer: str | None, size: int, alt: str, extra: str = "") -> str:

@@ -72,6 +72,18 @@ class WMSClient:
         """Names of the layers the server offers."""
         return list(self.service.contents)
 
+    def covers(self, layer: str, bounds: tuple[float, float, float, float]) -> bool:
+        """Whether the layer's extent meets ``bounds`` (west, south, east, north in degrees): its capabilities'
+        WGS84 bounding box, or those of its sublayers (a group, as the local MapServer's tiles); True where the
+        server does not say."""
+        meta = self.service.contents.get(layer)
+        parts = (getattr(meta, "children", None) or [meta]) if meta is not None else []
+        boxes = [b for b in (getattr(p, "boundingBoxWGS84", None) for p in parts) if b]
+        if not boxes:
+            return True
+        w, s, e, n = bounds
+        return any(not (e <= b[0] or w >= b[2] or n <= b[1] or s >= b[3]) for b in boxes)
+
     def getmap_url(
         self, bounds: tuple[float, float, float, float], layer: str, size: tuple[int, int] = (256, 256)
     ) -> str:
