@@ -206,6 +206,10 @@ def _add_wms_arguments(p: argparse.ArgumentParser, tiles_default: str | None) ->
     p.add_argument("--workdir", default="outputs/wms", help="where the mapfile is written (default outputs/wms)")
 
 
+def _add_db_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="wcembed", description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages too")
@@ -240,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lab", help="JupyterLab on the explore notebook with a local WMS of the sample")
     _add_wms_arguments(p, "outputs/sample")
-    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    _add_db_argument(p)
     p.add_argument("--year", type=int, default=YEARS[0], help="the year shown first (default 2020)")
     p.add_argument("--labels", default=None, help="GeoJSON of labelled chips: the notebook trains on them")
     p.add_argument("--checkpoint", default=None, help="the weights the embeddings were made with (explain button)")
@@ -269,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "source", help="folder or s3:// prefix of the column files, ours or the original 2024 run's (all years)"
     )
-    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    _add_db_argument(p)
     p.add_argument(
         "--set",
         default=None,
@@ -284,7 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("compare", help="compare two embedding sets of a database chip by chip")
-    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    _add_db_argument(p)
     p.add_argument(
         "--sets", nargs=2, default=["wcembed", "original-2024"], metavar=("A", "B"),
         help="the two sets (default: wcembed original-2024)",
@@ -300,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=lambda a: print("\n".join(__import__("wcembed.store").store.write_catalog(a.output))))
 
     p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
-    p.add_argument("--db", default="outputs/lancedb", help="the LanceDB database (default outputs/lancedb)")
+    _add_db_argument(p)
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--chip", default=None, help="the query chip's id, e.g. 2020-1156-0288")
     where.add_argument(
