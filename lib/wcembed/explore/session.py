@@ -305,6 +305,7 @@ class ExploreSession(HasTraits):
         self._indexes = {index.set: index}  # set -> ChipIndex of the same database
         self.search: Search | None = None
         self._vector: np.ndarray | None = None
+        self._pool = None  # a thread for the compare set's searches, made when first needed
         self._layers: OrderedDict[LayerKey, RegionLayer] = OrderedDict()
         self._preferred: dict[str, float] = {}  # kind -> the threshold last set on a layer of that kind
         self._opacity = DEFAULT_OPACITY  # the opacity last set on a layer: new layers start with it
@@ -505,7 +506,16 @@ class ExploreSession(HasTraits):
     def _searched(self, search: Search, vector: np.ndarray | None = None):
         """Search and hold the results: the status line first, then the region layer follows the new query,
         then the results (in a browser the results' thumbnails load last, and do not hold up the layer).
-        With ``spread`` on, the status line says how many results spreading replaced."""
+        With ``spread`` on, the status line says how many results spreading replaced. With a set to compare
+        with, its search runs at the same time, in a thread (LanceDB searches release the GIL)."""
+        pending = None
+        if self.compare_set and search.how != "changed like":
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="compare-set")
+            other = self.index_of(self.compare_set)
+            pending = self._pool.submit(_other_search, other, search, self.k, self.year, self.diverse)
         results = self._run(search, self.diverse, vector)
         spread = ""
         if self.spread:  # the status line says that it is on, and what it changed
@@ -532,30 +542,26 @@ class ExploreSession(HasTraits):
             self._show_layer()  # a layer that fails says so; the results follow all the same
         finally:
             self.results = results
-            self._compare_query()
+            self._compare_query(pending)
         return results
 
-    def _compare_query(self) -> None:
-        """With a set to compare with: the same search in it (:attr:`results_other`) and how much the two sets
-        agree on the query chip (:attr:`compare_line`)."""
+    def _compare_query(self, pending=None) -> None:
+        """With a set to compare with: the same search in it (:attr:`results_other`; ``pending``: its future,
+        when it was started beside the search) and how much the two sets agree on the query chip
+        (:attr:`compare_line`)."""
         search, name = self.search, self.compare_set
         if not name or search is None or search.how == "changed like":
             self.results_other, self.compare_line = None, ""
             return
         other = self.index_of(name)
-        chip = search.chips[0]
-        missing = other.missing(list(search.chips if search.how == "chip" else search.positives + search.negatives))
-        if missing:
-            self.results_other = None
-            self.compare_line = f"{name} has no chip {missing[0]}: nothing to compare"
+        found = pending.result() if pending is not None else _other_search(other, search, self.k, self.year,
+                                                                            self.diverse)  # fmt: skip
+        if isinstance(found, str):
+            self.results_other, self.compare_line = None, found
             return
+        self.results_other, b = found
+        chip = search.chips[0]
         a = self._vector if search.how == "chip" and self._vector is not None else self.index.vectors([chip])[0]
-        b = other.vectors([chip])[0]
-        if search.how == "chip":  # the other set's vector of the chip, searched in its year (one lookup)
-            self.results_other = other.by_vector(b, self.k, year=self.year, exclude=[chip], diverse=self.diverse)
-        else:
-            self.results_other = other.by_examples(list(search.positives), list(search.negatives), self.k,
-                                                   year=self.year, diverse=self.diverse)  # fmt: skip
         cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
         line = f"{chip}: cosine {cosine:.3f} between its {self.index.set} and {name} embeddings"
         if search.how == "chip" and self.results is not None:  # the two searches, place by place
@@ -843,6 +849,19 @@ class ExploreSession(HasTraits):
         seconds = time.perf_counter() - t0
         self.explanation = Explanation(self.query_chip, result, heat, png, seconds, self.index.untrained)
         return heat
+
+
+def _other_search(other, search: Search, k: int, year: int, diverse: int):
+    """The search ``search`` in another set's index: its results and its vector of the query chip, or why
+    there is nothing to compare (a chip the set lacks). Touches no trait: it may run in a thread."""
+    chip = search.chips[0]
+    missing = other.missing(list(search.chips if search.how == "chip" else search.positives + search.negatives))
+    if missing:
+        return f"{other.set} has no chip {missing[0]}: nothing to compare"
+    vector = other.vectors([chip])[0]
+    if search.how == "chip":  # the other set's vector of the chip, searched in its year (one lookup)
+        return other.by_vector(vector, k, year=year, exclude=[chip], diverse=diverse), vector
+    return other.by_examples(list(search.positives), list(search.negatives), k, year=year, diverse=diverse), vector
 
 
 _SETTINGS = ("k", "mode", "spread", "imagery", "threshold", "opacity", "region", "compare_set", "embedding_set", "year")
