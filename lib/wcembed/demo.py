@@ -64,8 +64,9 @@ def original_set(out: Path, sample: Path, weights: str | None):
     from wcembed.tileset import plan_grid
 
     model = load_model(weights, allow_untrained=not weights)
-    for column in plan_grid(YEAR, str(sample)).columns:
-        original.write_original_column(out / "original", YEAR, int(column), str(sample), model)
+    grid = plan_grid(YEAR, str(sample))  # planned once for every column
+    for column in grid.columns:
+        original.write_original_column(out / "original", YEAR, int(column), str(sample), model, grid=grid)
     recorded = "untrained" if model.untrained else "clay-v0.1 (run here as the original scripts ran it)"
     return ingest(out / "original", out / "lancedb", original_weights=recorded)
 

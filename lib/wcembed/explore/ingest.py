@@ -225,13 +225,12 @@ def _sum(reports: list[IngestReport]) -> IngestReport:
     """One report of the ingests of several sets."""
     if len(reports) == 1:
         return reports[0]
-    total = IngestReport(
+    return IngestReport(
         sum(r.files_added for r in reports), sum(r.files_replaced for r in reports),
         sum(r.files_unchanged for r in reports), sum(r.rows for r in reports),
         {p: why for r in reports for p, why in r.failed.items()}, [p for r in reports for p in r.partial],
+        {k: v for r in reports for k, v in r.sets.items()},
     )  # fmt: skip
-    total.sets = {k: v for r in reports for k, v in r.sets.items()}
-    return total
 
 
 def _ingest(

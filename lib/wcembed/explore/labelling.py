@@ -110,10 +110,7 @@ class LabelLoop(HasTraits):
         finally:
             self.busy = False
             self._say()
-        if s.region == "scores":
-            s._show_layer()
-        else:
-            s.region = "scores"  # the session shows the new round's layer
+        s.show_region("scores")  # the new round's layer
         return clf
 
     def score_layer(self, year: int):

@@ -208,10 +208,11 @@ def original_encoder(model):
     return encoder
 
 
-def embed_like_original(year: int, column: int, tiles: str, model, *, batch: int = 8):
+def embed_like_original(year: int, column: int, tiles: str, model, *, grid=None, batch: int = 8):
     """Embed a column's chips the way the original scripts did (:func:`original_inputs`,
     :func:`original_encoder`, and ``if NODATA in data: return``: a chip with a single 0 pixel in any band is
-    dropped). Chips are read with the pipeline's reader (the original's reads differed only in speed).
+    dropped). Chips are read with the pipeline's reader (the original's reads differed only in speed);
+    ``grid``: the year's grid of ``tiles`` when it is at hand (else it is planned).
     Returns the rows kept (north to south) and their embeddings ``(N, D)``; with untrained weights this
     shows the mechanism only."""
     import torch
@@ -220,7 +221,7 @@ def embed_like_original(year: int, column: int, tiles: str, model, *, batch: int
     from wcembed.pipeline.tiles import ChipReader
     from wcembed.tileset import plan_grid
 
-    grid = plan_grid(year, tiles)
+    grid = grid or plan_grid(year, tiles)
     encoder = original_encoder(model).eval()
     rows, vectors, chips = [], [], []
     with ChipReader(grid, year, tiles) as reader:
@@ -238,9 +239,9 @@ def embed_like_original(year: int, column: int, tiles: str, model, *, batch: int
     return rows, (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
 
 
-def write_original_column(folder: str | Path, year: int, column: int, tiles: str, model) -> Path | None:
+def write_original_column(folder: str | Path, year: int, column: int, tiles: str, model, *, grid=None) -> Path | None:
     """Embed a column as the original scripts did (:func:`embed_like_original`) and write it as they wrote
     it (:func:`write_original`): a file of the original run's layout, e.g. for the demo's ``original-2024``
     set of the sample. A column without a chip kept writes nothing (None)."""
-    rows, embeddings = embed_like_original(year, column, tiles, model)
+    rows, embeddings = embed_like_original(year, column, tiles, model, grid=grid)
     return write_original(folder, year, column, rows, embeddings) if rows else None

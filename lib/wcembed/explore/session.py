@@ -466,7 +466,7 @@ class ExploreSession(HasTraits):
         if not self.positives:
             self.say("add a positive example first")
             return None
-        return self._search_examples(Search("examples", (chip,), tuple(self.positives), tuple(self.negatives)))
+        return self._searched(Search("examples", (chip,), tuple(self.positives), tuple(self.negatives)))
 
     def select_area(self, geometry):
         """Search with every chip of the year under ``geometry`` (a shapely polygon, degrees) as examples.
@@ -488,20 +488,15 @@ class ExploreSession(HasTraits):
                 return None
             positives, negatives = self.positives, self.negatives
         note = f"; {len(chips)} chips under the drawn area"
-        return self._search_examples(Search("examples", (chips[0],), tuple(positives), tuple(negatives), note))
+        return self._searched(Search("examples", (chips[0],), tuple(positives), tuple(negatives), note))
 
     def _search_chip(self, chip: str, vector: np.ndarray):
         return self._searched(Search("chip", (chip,)), vector)
 
-    def _search_examples(self, search: Search):
-        return self._searched(search)
-
     def _run(self, search: Search, diverse: int, vector: np.ndarray | None = None):
-        if search.how == "chip":
-            vector = self._query_vector(search) if vector is None else vector
-            return self.index.by_vector(vector, self.k, year=self.year, exclude=list(search.chips), diverse=diverse)
-        positives, negatives = list(search.positives), list(search.negatives)
-        return self.index.by_examples(positives, negatives, self.k, year=self.year, diverse=diverse)
+        if search.how == "chip" and vector is None:
+            vector = self._query_vector(search)
+        return _search_in(self.index, search, self.k, self.year, diverse, vector)
 
     def _searched(self, search: Search, vector: np.ndarray | None = None):
         """Search and hold the results: the status line first, then the region layer follows the new query,
@@ -593,7 +588,7 @@ class ExploreSession(HasTraits):
         search = self.search
         if search is None or search.how == "examples":
             if search is not None:
-                self._search_examples(search)
+                self._searched(search)
             else:
                 self._show_layer()
             return
@@ -703,7 +698,10 @@ class ExploreSession(HasTraits):
         Returns the layer, or None."""
         key, _ = self.layer_key(name)
         layer = None if key is None else self._layer(key)
-        self.region = name  # the observer finds the layer made
+        if self.region == name:
+            self._show_layer()  # the same region, perhaps another layer (a new query, a new training round)
+        else:
+            self.region = name  # the observer finds the layer made
         return layer
 
     @observe("region")
@@ -858,10 +856,16 @@ def _other_search(other, search: Search, k: int, year: int, diverse: int):
     missing = other.missing(list(search.chips if search.how == "chip" else search.positives + search.negatives))
     if missing:
         return f"{other.set} has no chip {missing[0]}: nothing to compare"
-    vector = other.vectors([chip])[0]
-    if search.how == "chip":  # the other set's vector of the chip, searched in its year (one lookup)
-        return other.by_vector(vector, k, year=year, exclude=[chip], diverse=diverse), vector
-    return other.by_examples(list(search.positives), list(search.negatives), k, year=year, diverse=diverse), vector
+    vector = other.vectors([chip])[0]  # the other set's vector of the chip: its search needs no second lookup
+    return _search_in(other, search, k, year, diverse, vector), vector
+
+
+def _search_in(index, search: Search, k: int, year: int, diverse: int, vector: np.ndarray | None):
+    """The results of ``search`` in ``index``: the nearest of ``vector`` (the query chip's in that index) for a
+    chip search, of the examples' vectors for an examples search; the query chips left out."""
+    if search.how == "chip":
+        return index.by_vector(vector, k, year=year, exclude=list(search.chips), diverse=diverse)
+    return index.by_examples(list(search.positives), list(search.negatives), k, year=year, diverse=diverse)
 
 
 _SETTINGS = ("k", "mode", "spread", "imagery", "threshold", "opacity", "region", "compare_set", "embedding_set", "year")
