@@ -115,6 +115,10 @@ def test_a_file_off_the_grid_or_misnamed_is_refused(tmp_path, damage, says):
 
 
 def test_a_set_named_and_a_set_missing(two_sets, tmp_path):
+    from wcembed.errors import BadParameterError
+
+    with pytest.raises(BadParameterError, match="no chip of 2021 in the embedding set wcembed of "):
+        agreement(ChipIndex(two_sets / "db"), ChipIndex(two_sets / "db", set="original-2024"), 2021)
     with pytest.raises(IngestError, match=r"no embedding set 'nope' \(it holds: wcembed, original-2024\)"):
         ChipIndex(two_sets / "db", set="nope")
     write_originals(tmp_path / "orig")

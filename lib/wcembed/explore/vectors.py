@@ -144,7 +144,7 @@ def unit_vectors(index, year: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     year = check_year(year)
     n = index.table.count_rows(f"year = {year}")
     if not n:
-        raise BadParameterError(f"no chip of {year} in the index")
+        raise BadParameterError(f"no chip of {year} in the embedding set {index.set} of {index.db}")
     dim = index.table.schema.field("vector").type.list_size
     kept = None if remote(index.db) else kept_vectors(index, year)
     got = kept.read(n, dim) if kept else None
