@@ -3,6 +3,8 @@
 * :func:`tiny_model`: a small untrained Clay v0 encoder (64-d, 2 layers), for tests of the machinery,
   never of Clay; its "UNTRAINED" warning is expected and checked here.
 * :func:`brute_force`: the exact nearest chips by NumPy, what search results are checked against.
+* :func:`mosaic_chip`: a chip's pixels cut from an independent mosaic of the tiles, what chip reads are
+  checked against.
 * :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
 * :func:`write_column`, :func:`write_years`: column files of random vectors (our writer), for search tests.
 * :func:`check_emb_item`, :func:`check_emb_collection`: the STAC embeddings extension's rules, as asserts.
@@ -22,11 +24,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import rasterio
+from rasterio.merge import merge
 from wcembed import contract, store
 from wcembed.contract import EMB_EXTENSION, FileMetadata, column_extent, column_table
 from wcembed.grid import Grid, chip_id
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
+from wcembed.product import PX_PER_DEGREE, tile_key
+
+
+def mosaic_chip(root: str | Path, grid: Grid, chip: tuple[int, int], year: int = 2020) -> np.ndarray:
+    """Chip ``(column, row)`` ``(4, H, W)`` uint16 cut by ``rasterio.merge`` from the year's files of the
+    grid's tiles under the folder ``root`` (nodata 0 where none lies): an independent reading of what the
+    pipeline reads."""
+    srcs = [rasterio.open(Path(root, tile_key(t.name, year))) for t in grid.tiles]
+    try:
+        arr, _ = merge(srcs, bounds=grid.chip_bounds(*chip), res=(1 / PX_PER_DEGREE,) * 2, nodata=0)
+    finally:
+        for s in srcs:
+            s.close()
+    return arr
+
 
 TINY = {"dim": 64, "depth": 2, "heads": 4, "dim_head": 16}
 """The tiny encoder's configuration (the rest is Clay v0's)."""

@@ -15,8 +15,8 @@ from wcembed.explore.classify import Labels
 from wcembed.explore.index import ChipIndex
 from wcembed.explore.ingest import ingest
 from wcembed.grid import Grid
+from wcembed.pipeline.bands import read_chips
 from wcembed.pipeline.embed import embed_column
-from wcembed.pipeline.tiles import ChipReader
 
 AREA = (-75.72, 37.59, -75.52, 37.75)
 """West, south, east, north (degrees) of the part of the sample scene that is cut into chips."""
@@ -43,10 +43,9 @@ def labelled_sample(sample_root: str, tmp: Path) -> tuple[ChipIndex, Labels]:
     index = ChipIndex(tmp / "db")
     labels = Labels()
     rows = index.table.to_arrow().select(["chip_id", "column", "row"]).to_pylist()
-    with ChipReader(grid, 2020, sample_root) as reader:
-        for r in rows:
-            px = reader.read(r["column"], r["row"]).pixels.astype(float)
-            ndwi = (px[1] - px[3]) / (px[1] + px[3])
-            bounds = grid.chip_bounds(r["column"], r["row"])
-            labels.add(r["chip_id"], "positive" if ndwi.mean() > 0 else "negative", year=2020, bounds=bounds)
+    pixels = read_chips(grid, 2020, sample_root, [(r["column"], r["row"]) for r in rows]).pixels
+    for r, px in zip(rows, pixels.astype(float), strict=True):
+        ndwi = (px[1] - px[3]) / (px[1] + px[3])
+        bounds = grid.chip_bounds(r["column"], r["row"])
+        labels.add(r["chip_id"], "positive" if ndwi.mean() > 0 else "negative", year=2020, bounds=bounds)
     return index, labels

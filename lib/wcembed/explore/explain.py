@@ -96,12 +96,10 @@ class MatchExplainer:
     def _read(self, chip: str):
         """The pixels of a chip (``(4, H, W)`` uint16) read as the pipeline reads them (as :meth:`read`, which
         keeps the last few)."""
-        from wcembed.pipeline.tiles import ChipReader
+        from wcembed.pipeline.bands import read_chips
 
         year, column, row = parse_chip_id(chip)
-        grid = self.grid(year)
-        with ChipReader(grid, year, self.tiles) as reader:
-            return reader.read(grid.check_column(column), row).pixels
+        return read_chips(self.grid(year), year, self.tiles, [(column, row)]).pixels[0]
 
     def patches(self, chips: Sequence[str], pixels: Sequence[np.ndarray] | None = None) -> np.ndarray:
         """Patch tokens ``(N, g, g, D)`` of chips (their pixels read, unless given)."""

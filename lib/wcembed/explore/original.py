@@ -217,23 +217,19 @@ def embed_like_original(year: int, column: int, tiles: str, model, *, grid=None,
     shows the mechanism only."""
     import torch
 
+    from wcembed.pipeline.bands import read_chips
     from wcembed.pipeline.model import ClayEncoder
-    from wcembed.pipeline.tiles import ChipReader
     from wcembed.tileset import plan_grid
 
     grid = grid or plan_grid(year, tiles)
     encoder = original_encoder(model).eval()
-    rows, vectors, chips = [], [], []
-    with ChipReader(grid, year, tiles) as reader:
-        for row in (int(r) for r in grid.rows(grid.check_column(column))):
-            pixels = reader.read(column, row).pixels
-            if (pixels == 0).any():  # the original's 0-pixel rule
-                continue
-            rows.append(row)
-            chips.append(pixels)
+    column_rows = [int(r) for r in grid.rows(grid.check_column(column))]
+    read = read_chips(grid, year, tiles, [(column, r) for r in column_rows]).pixels
+    keep = [i for i, pixels in enumerate(read) if not (pixels == 0).any()]  # the original's 0-pixel rule
+    rows, chips, vectors = [column_rows[i] for i in keep], read[keep], []
     with torch.inference_mode():
         for i in range(0, len(chips), batch):
-            x, latlon, time = original_inputs(np.stack(chips[i : i + batch]), year)
+            x, latlon, time = original_inputs(chips[i : i + batch], year)
             vectors.append(ClayEncoder.embedding(encoder(x, latlon, time)).float().numpy())
     dim = model.encoder.config.dim
     return rows, (np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))

@@ -30,6 +30,9 @@ preallocated batch buffers (pinned memory for a CUDA device). The buffers form a
 ring of ``depth`` groups: while the consumer embeds one group, the next ones
 fill. Groups come out in order; a chip's valid-pixel count comes with it.
 
+:func:`read_chips` reads a few chips anywhere (a result to explain, a test's
+chips) as a plan of those chips alone: one reading path for every chip.
+
 Examples
 --------
 >>> from wcembed.grid import Grid
@@ -48,6 +51,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import rasterio
@@ -55,7 +59,7 @@ import torch
 from rasterio.windows import Window
 
 from wcembed.grid import Grid
-from wcembed.pipeline.tiles import ChipReader, gdal_options
+from wcembed.pipeline.tiles import TileReader
 from wcembed.product import BLOCK_PX, NODATA, TILE_PX, Tile
 
 
@@ -224,6 +228,8 @@ class BandFeed:
         the group being embedded and those filling behind it.
     pin : bool
         Allocate the buffers in pinned (page-locked) memory, for asynchronous copies to a CUDA device.
+    retries, backoff : int, float
+        Each reader's retries of a transient error and its first backoff in seconds (:class:`TileReader`).
 
     Notes
     -----
@@ -232,9 +238,19 @@ class BandFeed:
     """
 
     def __init__(
-        self, plan: BandPlan, year: int, source: str, *, workers: int = 1, depth: int = 2, pin: bool = False
+        self,
+        plan: BandPlan,
+        year: int,
+        source: str,
+        *,
+        workers: int = 1,
+        depth: int = 2,
+        pin: bool = False,
+        retries: int = 3,
+        backoff: float = 0.5,
     ) -> None:
         self.plan, self.year, self.source = plan, year, str(source)
+        self._retry = {"retries": retries, "backoff": backoff}
         n_groups = len(plan.groups)
         self.depth = max(1, min(max(depth, 2, plan.span), n_groups))
         cs = plan.grid.chip_size
@@ -242,9 +258,8 @@ class BandFeed:
         self.buffers = [torch.zeros(shape, dtype=torch.uint16, pin_memory=pin) for _ in range(self.depth)]
         self._arrays = [b.numpy() for b in self.buffers]  # the same memory, for the reader threads
         self._valid = [np.zeros(shape[:2], np.int64) for _ in range(self.depth)]
-        self._options = gdal_options(self.source)
         self._local = threading.local()
-        self._readers: list[ChipReader] = []
+        self._readers: list[TileReader] = []
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="band-reader")
 
@@ -261,10 +276,10 @@ class BandFeed:
             reader.close()
         self._readers.clear()
 
-    def _reader(self) -> ChipReader:
+    def _reader(self) -> TileReader:
         reader = getattr(self._local, "reader", None)
         if reader is None:
-            reader = self._local.reader = ChipReader(self.plan.grid, self.year, self.source)
+            reader = self._local.reader = TileReader(self.year, self.source, **self._retry)
             with self._lock:
                 self._readers.append(reader)
         return reader
@@ -277,8 +292,9 @@ class BandFeed:
         data = scratch.get(shape)
         if data is None:
             data = scratch[shape] = np.empty(shape, np.uint16)
-        with rasterio.Env(**self._options):
-            self._reader().read_window(strip.tile, window, out=data)
+        reader = self._reader()
+        with rasterio.Env(**reader.options):
+            reader.read_window(strip.tile, window, out=data)
         counts = []
         for p in strip.placements:
             sy0, sy1, tx0, tx1 = p.src
@@ -329,3 +345,57 @@ class BandFeed:
         finally:
             for f in futures.values():
                 f.cancel()
+
+
+class Chips(NamedTuple):
+    """Chips read by :func:`read_chips`: ``pixels`` ``(N, 4, H, W)`` uint16 (B04, B03, B02, B08; reflectance
+    x 10000; 0 = nodata) and ``valid_fraction`` ``(N,)`` float, each chip's share of pixels with data (0..1)."""
+
+    pixels: np.ndarray
+    valid_fraction: np.ndarray
+
+
+def read_chips(
+    grid: Grid,
+    year: int,
+    source: str,
+    chips: Sequence[tuple[int, int]],
+    *,
+    columns_at_once: int = 8,
+    retries: int = 3,
+    backoff: float = 0.5,
+) -> Chips:
+    """Read chips ``(column, row)`` of ``year`` from ``source``, in the order given, as the column jobs do.
+
+    The chips form a :class:`BandPlan` (one chip per batch, up to ``columns_at_once`` columns a plan, so the
+    buffers stay small) read by one :class:`BandFeed` reader: each block under them is fetched once, pieces
+    on tiles that do not exist are nodata, and errors are the readers' (:mod:`wcembed.pipeline.tiles`).
+
+    Examples
+    --------
+    >>> grid = Grid(["N37W076"])
+    >>> chips = read_chips(grid, 2020, "outputs/sample", [grid.chip_at(-75.62, 37.67)])  # doctest: +SKIP
+    >>> chips.pixels.shape, chips.valid_fraction  # doctest: +SKIP
+    ((1, 4, 512, 512), array([1.]))
+    """
+    chips = [(grid.check_column(int(c)), int(r)) for c, r in chips]
+    cs = grid.chip_size
+    pixels = np.zeros((len(chips), 4, cs, cs), np.uint16)
+    valid = np.zeros(len(chips), np.float64)
+    at: dict[tuple[int, int], list[int]] = {}
+    for i, chip in enumerate(chips):
+        at.setdefault(chip, []).append(i)
+    rows: dict[int, set[int]] = {}
+    for c, r in at:
+        rows.setdefault(c, set()).add(r)
+    columns = sorted(rows)
+    for k in range(0, len(columns), columns_at_once):
+        plan = BandPlan(grid, {c: sorted(rows[c]) for c in columns[k : k + columns_at_once]}, batch_size=1)
+        with BandFeed(plan, year, source, retries=retries, backoff=backoff) as feed:
+            for group in feed:
+                for col, group_rows in enumerate(group.rows):
+                    for slot, r in enumerate(group_rows):
+                        for i in at[(plan.columns[col], r)]:
+                            pixels[i] = group.pixels[col, slot].numpy()
+                            valid[i] = group.valid[col, slot] / cs**2
+    return Chips(pixels, valid)
