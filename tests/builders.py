@@ -8,6 +8,7 @@
 * :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
 * :func:`write_column`, :func:`write_years`: column files of random vectors (our writer), for search tests.
 * :func:`check_emb_item`, :func:`check_emb_collection`: the STAC embeddings extension's rules, as asserts.
+* :func:`table_chips`: the chips of an index whose stored footprint passes a test.
 * :func:`record_only_file`: a Parquet file whose only content is a column file's metadata record, complete
   or partial: what ``resubmit-missing`` reads of each file.
 * :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
@@ -112,6 +113,15 @@ def brute_force(idx, query, k, mask=None):
     cos = vecs @ query / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(query))
     order = np.argsort(1 - cos, kind="stable")[:k]
     return list(ids[order]), (1 - cos)[order]
+
+
+def table_chips(idx, year: int | None, keep: Callable) -> set[str]:
+    """Ids of an index's chips of ``year`` (any, if None) whose stored footprint (the table's WKB, a shapely
+    polygon in degrees) passes ``keep``: what a query by place is checked against, without the grid."""
+    import shapely
+
+    rows = idx.table.to_arrow().select(["chip_id", "year", "geometry"]).to_pylist()
+    return {r["chip_id"] for r in rows if year in (None, r["year"]) and keep(shapely.from_wkb(r["geometry"]))}
 
 
 def record_only_file(year: int, column: int, *, complete: bool = True) -> bytes:

@@ -1,6 +1,5 @@
 """Labels, a spatially cross-validated classifier, scoring the whole index, the score layer."""
 
-import contextlib
 import io
 import json
 import subprocess
@@ -430,8 +429,31 @@ feature_like = st.fixed_dictionaries(
 )
 
 
+valid_features = st.lists(
+    st.builds(
+        feature,
+        chip=st.sampled_from(["2020-1150-0283", "2020-1150-0284", "2020-1151-0283"]),
+        label=st.sampled_from(["positive", "negative"]),
+    ),
+    max_size=3,
+    unique_by=lambda f: f["properties"]["chip_id"],
+)
+
+
 @PROPS
-@given(features=st.lists(feature_like | json_values, max_size=4) | json_values)
-def test_label_files_give_labels_or_a_labels_error(tmp_path, features):
-    with contextlib.suppress(LabelsError):
-        Labels.load(label_file(tmp_path, features))
+@given(features=valid_features | st.lists(feature_like | json_values, max_size=4) | json_values)
+def test_label_files_give_their_labels_or_a_labels_error(tmp_path, features):
+    """A file loads to exactly its features' labels (chip id, label, year, the polygon's bounds), or
+    LabelsError names what is wrong; no other error, and never a label the file does not hold."""
+    try:
+        labels = Labels.load(label_file(tmp_path, features))
+    except LabelsError:
+        return
+    assert isinstance(features, list)
+    props = [f["properties"] for f in features]
+    assert list(labels.items) == [p["chip_id"] for p in props]
+    assert [labels.items[p["chip_id"]]["label"] for p in props] == [p["label"] for p in props]
+    for f in features:
+        ring = np.asarray(f["geometry"]["coordinates"][0], float)
+        want = (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max())
+        assert tuple(labels.items[f["properties"]["chip_id"]]["bounds"]) == pytest.approx(want)

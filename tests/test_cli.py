@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from builders import built_index, one_line_error, wcembed
+from builders import built_index, one_line_error, table_chips, wcembed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wcembed import cli
@@ -160,11 +160,19 @@ def test_a_bad_argument_imports_nothing_heavy():
 
 
 @PROPS
-@given(lon=numbers, lat=numbers, k=st.integers(-5, 20_000), year=st.one_of(st.none(), st.integers(2015, 2025)))
-def test_search_arguments_give_a_result_or_a_package_error(built, capsys, lon, lat, k, year):
-    """Valid arguments (a point in degrees, 1 <= k <= 10000, a year of the data) give exit 0 with k results,
-    or, where no chip is at the point, exit 65 saying so; any other argument exit 65 naming it."""
+@given(
+    lon=numbers | st.floats(-75.92, -75.85),
+    lat=numbers | st.floats(37.8, 38.0),
+    k=st.integers(-5, 20_000) | st.integers(1, 40),
+    year=st.one_of(st.none(), st.integers(2015, 2025)),
+)
+def test_search_arguments_give_k_results_or_say_why(built, capsys, lon, lat, k, year):
+    """Valid arguments (a point in degrees, 1 <= k <= 10000, a year of the data) give exit 0 with
+    min(k, chips of the year) results where a chip of the year (of any year, without one) holds the point,
+    and exit 65 "no chip at" where none does; any other argument exit 65 naming it."""
     import math
+
+    from wcembed.explore.index import ChipIndex
 
     _, db = built
     args = ["search", "--db", str(db), "--point", repr(float(lon)), repr(float(lat)), "-k", str(k)]
@@ -177,12 +185,20 @@ def test_search_arguments_give_a_result_or_a_package_error(built, capsys, lon, l
         return
     except WcEmbedError:  # pragma: no cover - main turns these into exit codes
         pytest.fail("main let a package error through")
-    err = capsys.readouterr().err
+    out, err = capsys.readouterr()
     valid = (
         math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90
         and 1 <= k <= 10_000 and year in (None, 2020, 2021)
     )  # fmt: skip
     if not valid:
         assert code == 65 and err.startswith("error: ")
-    else:
-        assert code == 0 or (code == 65 and "no chip at" in err), err
+        return
+    idx = ChipIndex(db)
+    # a chip holds its west and north edges (the grid's floor), not its east and south ones
+    held = table_chips(idx, year, lambda f: f.bounds[0] <= lon < f.bounds[2] and f.bounds[1] < lat <= f.bounds[3])
+    if not held:
+        assert code == 65 and "no chip at" in err, err
+        return
+    assert code == 0, err
+    expected = min(k, len(table_chips(idx, year, lambda f: True)) - 1)  # every chip searched but the query
+    assert len(out.strip().splitlines()) == 1 + expected  # a header, then a line per result

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from builders import brute_force, built_index, dead_pid, write_column, write_years
+from builders import brute_force, built_index, dead_pid, table_chips, write_column, write_years
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from wcembed import contract, store
@@ -404,9 +404,18 @@ def test_api_inputs_that_used_to_raise_other_exceptions(built):
         idx.chips_in(shapely.Polygon(), 2020)
 
 
+# The synthetic index's chips (columns 1150-1151, rows 280-289) and a margin around them, in degrees.
+_GRID = Grid(["N37W076"])
+DATA_W, _, _, DATA_N = _GRID.chip_bounds(1150, 280)
+_, DATA_S, DATA_E, _ = _GRID.chip_bounds(1151, 289)
+near_lon = st.floats(DATA_W - 0.05, DATA_E + 0.05)
+near_lat = st.floats(DATA_S - 0.05, DATA_N + 0.05)
+
+
 @PROPS
 @given(coords=st.lists(st.tuples(numbers, numbers), min_size=0, max_size=7))
-def test_drawn_polygons_give_chips_or_a_package_error(built, coords):
+def test_any_drawing_gives_chips_or_a_package_error(built, coords):
+    """Any drawing (degenerate, far away, infinite): a list of chip ids or BadParameterError, nothing else."""
     _, db = built
     idx = ChipIndex(db)
     try:
@@ -414,18 +423,58 @@ def test_drawn_polygons_give_chips_or_a_package_error(built, coords):
     except (ValueError, shapely.errors.GEOSException):
         return  # not a polygon at all: nothing the map can draw
     with contextlib.suppress(BadParameterError):
-        assert isinstance(idx.chips_in(polygon, 2020), list)
+        got = idx.chips_in(polygon, 2020)
+        assert set(got) <= table_chips(idx, 2020, lambda f: True)
+
+
+@PROPS
+@given(coords=st.lists(st.tuples(near_lon, near_lat), min_size=3, max_size=7))
+def test_a_drawing_over_the_data_gives_the_chips_it_overlaps(built, coords):
+    """A drawing over the data gives exactly the year's chips whose stored footprint it overlaps with a
+    positive area (a self-intersecting one: what it encloses; a drawing of no area: none)."""
+    _, db = built
+    idx = ChipIndex(db)
+    polygon = shapely.Polygon(coords)
+    area = shapely.make_valid(polygon)
+    want = table_chips(idx, 2020, lambda f: shapely.intersection(f, area).area > 0)
+    got = idx.chips_in(polygon, 2020)
+    assert len(got) == len(set(got)) and set(got) == want
+
+
+def _valid_box(bbox) -> bool:
+    try:
+        w, s, e, n = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return False
+    finite = all(np.isfinite([w, s, e, n]))
+    return finite and -180 <= w <= e <= 180 and -90 <= s <= n <= 90
+
+
+boxes = st.tuples(near_lon, near_lat, near_lon, near_lat).map(lambda b: (min(b[0], b[2]), min(b[1], b[3]),
+                                                                        max(b[0], b[2]), max(b[1], b[3])))  # fmt: skip
 
 
 @PROPS
 @given(
-    bbox=st.lists(numbers | st.text(max_size=12), min_size=0, max_size=5), year=st.one_of(numbers, st.text(max_size=5))
+    bbox=boxes | st.lists(numbers | st.text(max_size=12), min_size=0, max_size=5),
+    year=st.sampled_from([2020, 2021]) | numbers | st.text(max_size=5),
 )
-def test_filter_values_give_results_or_a_package_error(built, bbox, year):
+def test_filter_values_give_the_nearest_in_the_box_or_a_package_error(built, bbox, year):
+    """A valid box (four numbers in degrees, west <= east, south <= north) and year give the 3 chips of that
+    year overlapping the box nearest the query (all of them when fewer), as NumPy finds them; anything else
+    BadParameterError."""
     _, db = built
     idx = ChipIndex(db)
-    try:
-        res = idx.by_vector(np.ones(32, np.float32), k=3, bbox=bbox, year=year)
-        assert len(res) <= 3
-    except BadParameterError:
-        pass
+    query = np.ones(32, np.float32)
+    valid = _valid_box(bbox) and not isinstance(year, (bool, str)) and year in (2020, 2021)
+    if not valid:
+        with pytest.raises(BadParameterError):
+            idx.by_vector(query, k=3, bbox=bbox, year=year)
+        return
+    w, s, e, n = (float(v) for v in bbox)
+    inside = table_chips(idx, int(year), lambda f: f.bounds[2] > w and f.bounds[0] < e and f.bounds[3] > s
+                          and f.bounds[1] < n)  # fmt: skip
+    want, _ = brute_force(idx, query, 3, mask=lambda t: np.isin(t["chip_id"].to_numpy(zero_copy_only=False),
+                                                                 list(inside)))  # fmt: skip
+    res = idx.by_vector(query, k=3, bbox=bbox, year=year, exact=True)
+    assert list(res["chip_id"]) == want
