@@ -101,17 +101,21 @@ def chaos_run(
     parallel: int = 2,
     attempts: int = RETRY_ATTEMPTS,
     seed: int = 0,
+    first: tuple[str, ...] = (),
 ) -> dict:
-    """Run the jobs against the fault server, then once more for the columns still missing. Returns a report."""
+    """Run the jobs against the fault server, then once more for the columns still missing. Returns a report.
+
+    ``first``: fault kinds given to the first requests, one each in this order, before the random ones."""
     t0 = time.perf_counter()
-    with RangeServer(sample_root, fault_rate=fault_rate, seed=seed, tls=tls) as srv:
+    schedule = [("/", kind, 1) for kind in first]
+    with RangeServer(sample_root, faults=schedule, fault_rate=fault_rate, seed=seed, tls=tls) as srv:
         extra = {"GDAL_HTTP_TIMEOUT": "2"}  # the "delay:3" fault is slower than this
         if tls:
             # rasterio's wheels read GDAL_CURL_CA_BUNDLE (a system GDAL: CURL_CA_BUNDLE); Python's ssl: SSL_CERT_FILE
             extra |= {k: str(srv.ca_file) for k in ("GDAL_CURL_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE")}
         envs = {y: job_env(y, out, srv.url, sample_root, extra) for y in years_indices}
         jobs = [(y, i) for y, indices in years_indices.items() for i in indices]
-        first = run_jobs(jobs, envs, parallel=parallel, attempts=attempts, kill_rate=kill_rate, seed=seed)
+        tried = run_jobs(jobs, envs, parallel=parallel, attempts=attempts, kill_rate=kill_rate, seed=seed)
         rerun = []
         for year, indices in years_indices.items():
             grid = ColumnJob.from_env(envs[year]).plan_grid()
@@ -127,10 +131,10 @@ def chaos_run(
         "tls": tls,
         "requests": len(requests),
         "faults": dict(sorted(kinds.items())),
-        "attempts": first.get("attempts", 0) + second.get("attempts", 0),
-        "retries": first.get("retries", 0),
-        "kills": first.get("kills", 0),
-        "exit_75": first.get("exit_75", 0) + second.get("exit_75", 0),
+        "attempts": tried.get("attempts", 0) + second.get("attempts", 0),
+        "retries": tried.get("retries", 0),
+        "kills": tried.get("kills", 0),
+        "exit_75": tried.get("exit_75", 0) + second.get("exit_75", 0),
         "columns_rerun": len(rerun),
         "failed_after_rerun": {f"{y}/{i}": c for (y, i), c in second["final"].items() if c},
         "wall_s": time.perf_counter() - t0,

@@ -31,6 +31,10 @@ from wcembed.servers import LOOPBACK, free_port, stop, wait_for_port
 # --------------------------------------------------------------------------- range server
 
 
+FAULT_KINDS = ("500", "503", "429", "cut", "reset", "delay:3")
+"""Every kind of fault the range server makes (a delay is logged as ``delay``, then the answer that follows it)."""
+
+
 @dataclass
 class RangeServer:
     """A loopback HTTP server with Range support, request log and fault injection.
@@ -62,7 +66,7 @@ class RangeServer:
     root: str | Path
     faults: list[tuple[str, int | str, int]] = field(default_factory=list)
     fault_rate: float = 0.0
-    fault_kinds: tuple[str, ...] = ("500", "503", "429", "cut", "reset", "delay:3")
+    fault_kinds: tuple[str, ...] = FAULT_KINDS
     seed: int = 0
     tls: bool = False
 
@@ -189,8 +193,6 @@ def _serve_range(
                 self.connection.shutdown(socket.SHUT_RDWR)
 
         def _record(self, status: int | str, nbytes: int) -> None:
-            if getattr(self, "_slow", False) and status in (200, 206):
-                status = "slow"
             entry = {"method": self.command, "path": self.path, "range": self.headers.get("Range")}
             entry.update(status=status, bytes=nbytes)
             with lock, open(log, "a") as fh:
@@ -198,7 +200,6 @@ def _serve_range(
 
         def _fault(self) -> bool:
             """Answer with the next scheduled fault for this path, if any; True when the request is done."""
-            self._slow = False  # a handler serves every request of its connection
             with lock:
                 for f in remaining:
                     if f[0] in self.path and f[2] > 0:
@@ -210,9 +211,9 @@ def _serve_range(
                         return False
                     kind = draw.choice(kinds)
             if kind.startswith("delay:"):
-                self._slow = True  # recorded with the response, as "slow"
                 time.sleep(float(kind.split(":")[1]))
-                return False  # then the normal response (the client may have given up)
+                self._record("delay", 0)  # then the normal response, if the client has not given up
+                return False
             if kind == "reset":
                 self._record("reset", 0)
                 self.close_connection = True
