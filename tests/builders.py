@@ -8,6 +8,8 @@
 * :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
 * :func:`write_column`, :func:`write_years`: column files of random vectors (our writer), for search tests.
 * :func:`check_emb_item`, :func:`check_emb_collection`: the STAC embeddings extension's rules, as asserts.
+* :func:`link_locked`: a fresh virtual environment given this one's installed copies of a lock's
+  distributions (linked, not reinstalled), so that ``pip install -r`` the lock finds them satisfied.
 * :func:`table_chips`: the chips of an index whose stored footprint passes a test.
 * :func:`record_only_file`: a Parquet file whose only content is a column file's metadata record, complete
   or partial: what ``resubmit-missing`` reads of each file.
@@ -113,6 +115,38 @@ def brute_force(idx, query, k, mask=None):
     cos = vecs @ query / (np.linalg.norm(vecs, axis=1) * np.linalg.norm(query))
     order = np.argsort(1 - cos, kind="stable")[:k]
     return list(ids[order]), (1 - cos)[order]
+
+
+def link_locked(venv: Path, lock: Path) -> list[str]:
+    """Link this environment's installed files of every ``name==version`` of ``lock`` into the fresh
+    virtual environment ``venv``'s site-packages (top-level packages, modules, ``.libs`` and ``.dist-info``
+    folders; no scripts), after checking that the installed version is the pinned one. Returns the names.
+    Nothing else of this environment is visible there: ``pip install -r lock --no-index`` then proves that
+    the lock is complete (a missing dependency cannot be fetched) without copying gigabytes again."""
+    from importlib.metadata import distribution
+
+    from packaging.specifiers import SpecifierSet
+
+    (site,) = (venv / "lib").glob("python3*/site-packages")
+    pins = dict(
+        line.split(";")[0].strip().split("==") for line in lock.read_text().splitlines() if line.strip()[:1] not in "#"
+    )
+    norm = {n.lower().replace("-", "_") for n in pins}
+    own = [p.name.split("-")[0] for p in site.glob("*.dist-info") if p.name.split("-")[0].lower() in norm]
+    if own:  # the venv's own pip or setuptools: the lock's version replaces it
+        subprocess.run([str(venv / "bin/python"), "-m", "pip", "uninstall", "-q", "-y", *own], check=True)
+    names = []
+    for name, version in pins.items():
+        dist = distribution(name)
+        pinned = SpecifierSet(f"=={version}")  # a build's local label (+cpu) matches its public pin
+        assert pinned.contains(dist.version), f"{name} {dist.version} installed here, {version} in {lock.name}"
+        tops = {Path(str(f)).parts[0] for f in dist.files or () if not str(f).startswith("..")}
+        for top in tops - {"__pycache__"}:
+            target = site / top
+            if not target.exists():
+                target.symlink_to(dist.locate_file(top))
+        names.append(name)
+    return names
 
 
 def table_chips(idx, year: int | None, keep: Callable) -> set[str]:

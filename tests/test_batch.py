@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.stub import Stubber
-from builders import record_only_file
+from builders import link_locked, record_only_file
 from moto import mock_aws
 from wcembed import ROOT, store
 from wcembed.errors import (
@@ -303,8 +303,9 @@ def test_dockerfile_lints_clean():
 
 @pytest.mark.slow
 def test_dockerfile_slim_install_runs_the_column_notebook(tmp_path, sample_root):
-    """The Dockerfile's COPY and RUN steps, replayed here in a fresh venv (the base image's part):
-    the worker lock alone installs, leaves the explore stack out, and runs embed_column.ipynb."""
+    """The Dockerfile's COPY and RUN steps, replayed here in a fresh venv (the base image's part): the
+    worker lock alone installs (its distributions linked from this environment, then its ``pip install``
+    run without an index: nothing missing), leaves the explore stack out, and runs embed_column.ipynb."""
     text = (ROOT / "batch/Dockerfile").read_text().replace("\\\n", " ")
     steps = [ln.split(None, 1) for ln in text.splitlines() if ln.split(None, 1)[:1] in (["COPY"], ["RUN"])]
     context, venv = tmp_path / "image", tmp_path / "venv"
@@ -312,6 +313,8 @@ def test_dockerfile_slim_install_runs_the_column_notebook(tmp_path, sample_root)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "VIRTUAL_ENV": str(venv)}
     env["PIP_NO_COMPILE"] = "1"  # no .pyc for a throwaway venv
+    env["PIP_NO_INDEX"] = "1"  # the lock's distributions are linked in: a dependency it lacks fails the install
+    assert len(link_locked(venv, ROOT / "requirements/worker.txt")) > 50
     installs = 0
     for op, arg in steps:
         if op == "COPY":
