@@ -1,7 +1,7 @@
 """``make demo``: the whole pipeline, offline, on the bundled sample region.
 
-plan -> embed every column of 2020 and 2021 in bands of 4 (local AWS Batch array runner,
-papermill, the real ``embed_column.ipynb``) -> LanceDB -> explore notebook with
+plan -> embed every column of 2020 and 2021 in bands of 4, the two years' arrays side by side
+(local AWS Batch array runner, papermill, the real ``embed_column.ipynb``) -> LanceDB -> explore notebook with
 a sample query and the whole-region layers (similarity, change, embedding
 colours) -> map screenshot. The sample holds one scene placed as both years, so
 its real change is zero. Everything lands under ``outputs/``. A rerun reuses what is
@@ -15,6 +15,7 @@ import logging
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import papermill
@@ -105,6 +106,7 @@ def run(
         parameters={"year": YEAR, "tiles": str(sample), "tile_index": str(sample), "output": str(out / "grid")},
         progress_bar=False,
     )
+    runs = {}  # year -> (array indices to run, the year's job environment)
     for year in YEARS:
         job = ColumnJob(
             year=year,
@@ -122,17 +124,22 @@ def run(
         todo = set(missing_bands(grid, job.output, year, BAND))
         done = [i for i in chosen if int(starts[i]) not in todo]
         chosen = [i for i in chosen if int(starts[i]) in todo]
-        banner(
-            f"3/6 embedding {len(chosen)} bands of {BAND} columns of {year} with the local array runner "
-            f"({parallel} at a time); {len(done)} done already"
-        )
-        at_once = min(parallel, len(chosen))  # jobs sharing the cores: one torch thread each, else all cores
-        env = job.to_env() | {"WORKDIR": str(ROOT)} | ({"OMP_NUM_THREADS": "1"} if at_once > 1 else {})
-        codes = run_array(chosen, env, parallel=parallel)
-        failed = {i: c for i, c in codes.items() if c}
-        if failed:
-            print(f"failed array indices of {year} (exit codes): {failed}", file=sys.stderr)
-            return 1
+        print(f"{year}: {len(chosen)} bands to embed, {len(done)} done already")
+        if chosen:
+            runs[year] = (chosen, job.to_env() | {"WORKDIR": str(ROOT)})
+    at_once = min(parallel, sum(len(chosen) for chosen, _ in runs.values()))
+    banner(
+        f"3/6 embedding the bands of {' and '.join(map(str, runs)) or 'no year'} with the local array runner "
+        f"({parallel} at a time, the years side by side)"
+    )
+    share = max(1, parallel // max(1, len(runs)))  # the years' arrays run at once, sharing the processes
+    threads = {"OMP_NUM_THREADS": "1"} if at_once > 1 else {}  # jobs sharing the cores: one torch thread each
+    with ThreadPoolExecutor(max_workers=max(1, len(runs))) as pool:
+        codes = {y: pool.submit(run_array, chosen, env | threads, parallel=share) for y, (chosen, env) in runs.items()}
+        failed = {f"{y}/{i}": c for y, f in codes.items() for i, c in f.result().items() if c}
+    if failed:
+        print(f"failed array indices (year/index: exit code): {failed}", file=sys.stderr)
+        return 1
 
     print("STAC:", ", ".join(Path(p).relative_to(out).as_posix() for p in store.write_catalog(out / "embeddings")))
     banner("4/6 ingesting into LanceDB")
