@@ -28,26 +28,32 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.merge import merge
+from rasterio.errors import WindowError
+from rasterio.windows import Window, from_bounds
 from wcembed import contract, store
 from wcembed.contract import EMB_EXTENSION, FileMetadata, column_extent, column_table
 from wcembed.grid import Grid, chip_id
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
-from wcembed.product import PX_PER_DEGREE, tile_key
+from wcembed.product import tile_key
 
 
 def mosaic_chip(root: str | Path, grid: Grid, chip: tuple[int, int], year: int = 2020) -> np.ndarray:
-    """Chip ``(column, row)`` ``(4, H, W)`` uint16 cut by ``rasterio.merge`` from the year's files of the
-    grid's tiles under the folder ``root`` (nodata 0 where none lies): an independent reading of what the
-    pipeline reads."""
-    srcs = [rasterio.open(Path(root, tile_key(t.name, year))) for t in grid.tiles]
-    try:
-        arr, _ = merge(srcs, bounds=grid.chip_bounds(*chip), res=(1 / PX_PER_DEGREE,) * 2, nodata=0)
-    finally:
-        for s in srcs:
-            s.close()
-    return arr
+    """Chip ``(column, row)`` ``(4, H, W)`` uint16 cut from the year's files of the grid's tiles under the
+    folder ``root`` by each file's own transform (``rasterio.windows.from_bounds`` of the chip's bounds),
+    nodata 0 where no tile lies: an independent reading of what the pipeline reads."""
+    cs = grid.chip_size
+    out = np.zeros((4, cs, cs), np.uint16)
+    for tile in grid.tiles:
+        with rasterio.open(Path(root, tile_key(tile.name, year))) as ds:
+            want = from_bounds(*grid.chip_bounds(*chip), ds.transform).round_offsets().round_lengths()
+            try:
+                part = want.intersection(Window(0, 0, ds.width, ds.height))
+            except WindowError:  # the chip is not on this tile
+                continue
+            y, x = int(part.row_off - want.row_off), int(part.col_off - want.col_off)
+            out[:, y : y + int(part.height), x : x + int(part.width)] = ds.read(window=part)
+    return out
 
 
 TINY = {"dim": 64, "depth": 2, "heads": 4, "dim_head": 16}

@@ -379,7 +379,8 @@ def test_parallel_processes_share_one_download(tmp_path, full_state):
         outs = [p.communicate(timeout=120)[0].strip() for p in procs]
         gets = [r for r in srv.requests() if r["method"] == "GET"]
     assert all(p.returncode == 0 for p in procs) and len(set(outs)) == 1
-    assert len(gets) == 1  # one process downloaded; the others waited for the lock and used its file
+    # one process downloaded (its request delayed, then answered); the others waited for the lock and used its file
+    assert [g["status"] for g in gets] == ["delay", 200]
     cached = Path(outs[0])
     assert sha256_file(cached) == want and cached.with_name(cached.name + ".sha256").read_text().strip() == want
     assert sorted(p.name for p in cached.parent.iterdir()) == [
