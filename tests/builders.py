@@ -10,6 +10,8 @@
 * :func:`check_emb_item`, :func:`check_emb_collection`: the STAC embeddings extension's rules, as asserts.
 * :func:`link_locked`: a fresh virtual environment given this one's installed copies of a lock's
   distributions (linked, not reinstalled), so that ``pip install -r`` the lock finds them satisfied.
+* :func:`run_papermill`: a committed notebook run by papermill's command line in a new process.
+* :func:`write_corner_tiles`: synthetic tiles (:data:`CORNER_TILES`) meeting at a corner.
 * :func:`table_chips`: the chips of an index whose stored footprint passes a test.
 * :func:`record_only_file`: a Parquet file whose only content is a column file's metadata record, complete
   or partial: what ``resubmit-missing`` reads of each file.
@@ -30,12 +32,13 @@ import numpy as np
 import rasterio
 from rasterio.errors import WindowError
 from rasterio.windows import Window, from_bounds
-from wcembed import contract, store
+from wcembed import NOTEBOOKS, contract, store
 from wcembed.contract import EMB_EXTENSION, FileMetadata, column_extent, column_table
 from wcembed.grid import Grid, chip_id
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
-from wcembed.product import tile_key
+from wcembed.product import Tile, tile_key
+from wcembed.sample import write_tile
 
 
 def mosaic_chip(root: str | Path, grid: Grid, chip: tuple[int, int], year: int = 2020) -> np.ndarray:
@@ -264,3 +267,32 @@ def built_index(root: Path) -> tuple[Path, Path]:
     write_years(root / "emb", range(1150, 1152), rows=range(280, 290))
     ingest(root / "emb", root / "db")
     return root / "emb", root / "db"
+
+
+def run_papermill(notebook: str, out: Path, params: dict, cwd: Path) -> str:
+    """Execute ``notebooks/<notebook>`` with papermill's CLI in a new process, as a user would;
+    return the executed notebook's text."""
+    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / notebook), str(out), "--cwd", str(cwd)]
+    for key, value in params.items():
+        cmd += ["-p", key, str(value)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Path(out).read_text()
+
+
+CORNER_TILES = ("N40W101", "N40W100", "N39W101", "N39W100")
+"""Synthetic tiles (random values, NOT imagery) meeting at lon -100, lat 40."""
+CORNER_PX = 1536
+"""Half-size of the synthetic data square around the shared corner, in px."""
+
+
+def write_corner_tiles(root, tiles=CORNER_TILES, year: int = 2020, seed: int = 0) -> None:
+    """Synthetic uint16 random data (not real imagery) in a square around the corner of 4 tiles."""
+    rng = np.random.default_rng(seed)
+    for name in tiles:
+        t = Tile.from_name(name)
+        # the corner (lon -100, lat 40) is at the tile's east/west and south/north edge
+        col0 = 12000 - CORNER_PX if t.lon == -101 else 0
+        row0 = 0 if t.lat == 39 else 12000 - CORNER_PX
+        data = rng.integers(1, 10000, size=(4, CORNER_PX, CORNER_PX), dtype=np.uint16)
+        write_tile(root / tile_key(t, year), t, data, Window(col0, row0, CORNER_PX, CORNER_PX), overviews=False)

@@ -3,38 +3,14 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
-from builders import tiny_model
+from builders import tiny_model, write_corner_tiles
 from local_servers import RangeServer, moto_s3
-from rasterio.windows import Window
-from wcembed import NOTEBOOKS
-from wcembed.product import Tile, tile_key
-from wcembed.sample import build_sample_region, write_tile
+from wcembed.sample import build_sample_region
 
 # Tests never reach the network: fail fast instead of trying real hosts.
 os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
-
-
-def run_papermill(notebook: str, out: Path, params: dict, cwd: Path) -> str:
-    """Execute ``notebooks/<notebook>`` with papermill's CLI in a new process, as a user would;
-    return the executed notebook's text."""
-    cmd = [sys.executable, "-m", "papermill", str(NOTEBOOKS / notebook), str(out), "--cwd", str(cwd)]
-    for key, value in params.items():
-        cmd += ["-p", key, str(value)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return Path(out).read_text()
-
-
-CORNER_TILES = ("N40W101", "N40W100", "N39W101", "N39W100")
-"""Synthetic tiles (random values, NOT imagery) meeting at lon -100, lat 40."""
-CORNER_PX = 1536
-"""Half-size of the synthetic data square around the shared corner, in px."""
 
 
 @pytest.fixture(scope="session")
@@ -43,18 +19,6 @@ def sample_root(tmp_path_factory) -> str:
     root = tmp_path_factory.mktemp("sample")
     build_sample_region(root, years=(2020, 2021))
     return str(root)
-
-
-def write_corner_tiles(root, tiles=CORNER_TILES, year: int = 2020, seed: int = 0) -> None:
-    """Synthetic uint16 random data (not real imagery) in a square around the corner of 4 tiles."""
-    rng = np.random.default_rng(seed)
-    for name in tiles:
-        t = Tile.from_name(name)
-        # the corner (lon -100, lat 40) is at the tile's east/west and south/north edge
-        col0 = 12000 - CORNER_PX if t.lon == -101 else 0
-        row0 = 0 if t.lat == 39 else 12000 - CORNER_PX
-        data = rng.integers(1, 10000, size=(4, CORNER_PX, CORNER_PX), dtype=np.uint16)
-        write_tile(root / tile_key(t, year), t, data, Window(col0, row0, CORNER_PX, CORNER_PX), overviews=False)
 
 
 @pytest.fixture(scope="session")

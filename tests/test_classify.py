@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import shapely
-from conftest import run_papermill
+from builders import run_papermill
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from labelled_sample import labelled_sample

@@ -16,8 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import shapely
-from builders import check_emb_item, dead_pid, mosaic_chip, tiny_model
-from conftest import run_papermill
+from builders import check_emb_item, dead_pid, mosaic_chip, run_papermill, tiny_model
 from wcembed import store
 from wcembed.errors import BadColumnError, BadYearError
 from wcembed.explore.index import ChipIndex

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import run_papermill
+from builders import run_papermill
 from wcembed import ROOT
 from wcembed.pipeline.job import ColumnJob
 

@@ -8,8 +8,7 @@ import boto3
 import numpy as np
 import pytest
 import rasterio
-from builders import mosaic_chip
-from conftest import CORNER_TILES
+from builders import CORNER_TILES, mosaic_chip
 from local_servers import RangeServer
 from rasterio.windows import Window
 from wcembed.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError, TransientError
