@@ -127,16 +127,20 @@ def run(
         print(f"{year}: {len(chosen)} bands to embed, {len(done)} done already")
         if chosen:
             runs[year] = (chosen, job.to_env() | {"WORKDIR": str(ROOT)})
-    at_once = min(parallel, sum(len(chosen) for chosen, _ in runs.values()))
+    jobs = [(year, i) for year, (chosen, _) in runs.items() for i in chosen]
+    at_once = min(parallel, len(jobs))
     banner(
-        f"3/6 embedding the bands of {' and '.join(map(str, runs)) or 'no year'} with the local array runner "
-        f"({parallel} at a time, the years side by side)"
+        f"3/6 embedding {len(jobs)} bands of {BAND} columns of {' and '.join(map(str, runs)) or 'no year'} with the "
+        f"local array runner ({parallel} at a time, the years side by side)"
     )
-    share = max(1, parallel // max(1, len(runs)))  # the years' arrays run at once, sharing the processes
     threads = {"OMP_NUM_THREADS": "1"} if at_once > 1 else {}  # jobs sharing the cores: one torch thread each
-    with ThreadPoolExecutor(max_workers=max(1, len(runs))) as pool:
-        codes = {y: pool.submit(run_array, chosen, env | threads, parallel=share) for y, (chosen, env) in runs.items()}
-        failed = {f"{y}/{i}": c for y, f in codes.items() for i, c in f.result().items() if c}
+
+    def one(year_index: tuple[int, int]) -> int:
+        year, index = year_index
+        return run_array([index], runs[year][1] | threads, parallel=1)[index]
+
+    with ThreadPoolExecutor(max_workers=max(1, at_once)) as pool:
+        failed = {f"{y}/{i}": c for (y, i), c in zip(jobs, pool.map(one, jobs), strict=True) if c}
     if failed:
         print(f"failed array indices (year/index: exit code): {failed}", file=sys.stderr)
         return 1
