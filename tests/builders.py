@@ -3,8 +3,8 @@
 * :func:`tiny_model`: a small untrained Clay v0 encoder (64-d, 2 layers), for tests of the machinery,
   never of Clay; its "UNTRAINED" warning is expected and checked here.
 * :func:`brute_force`: the exact nearest chips by NumPy, what search results are checked against.
-* :func:`mosaic_chip`: a chip's pixels cut from an independent mosaic of the tiles, what chip reads are
-  checked against.
+* :func:`mosaic_chip`: a chip's pixels cut from each tile by the file's own transform, what chip reads
+  are checked against.
 * :func:`dead_pid`: the process id of a process that has ended, as a killed writer's.
 * :func:`write_column`, :func:`write_years`: column files of random vectors (our writer), for search tests.
 * :func:`check_emb_item`, :func:`check_emb_collection`: the STAC embeddings extension's rules, as asserts.
