@@ -6,7 +6,8 @@ PYTHON ?= python3
 # Exact versions from the lock (requirements/test.txt, written by scripts/lock.py); torch==2.13.0 there is
 # the CPU wheel where pip finds one (CI) and PyPI's CUDA wheel elsewhere.
 LOCK ?= requirements/test.txt
-# Test processes: many tests wait on servers, browsers and subprocesses, so 2 run well on 2 cores.
+# Test processes: many tests wait on servers, browsers and subprocesses, so 2 run well on 2 cores. Files
+# start in the order tests/conftest.py gives (the longest first), not xdist's order by test count.
 TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := .cache/system.stamp
@@ -37,7 +38,7 @@ system: $(SYSTEM_STAMP)  ## install MapServer, Chromium and the map's JavaScript
 test: setup  ## run lint and the whole test suite (what CI runs)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(STAMP)  ## ruff check
 	$(VENV)/bin/ruff check .

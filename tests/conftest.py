@@ -77,8 +77,11 @@ def explore_db(sample_root, tmp_path_factory):
         yield grid, ChipIndex(tmp / "db"), wms, tmp
 
 
-LONGEST_FIRST = ("test_demo.py", "test_chaos.py", "test_batch.py", "test_lab_browser.py")
-"""Files whose tests take minutes: started first, so that ``make test``'s workers finish together."""
+LONGEST_FIRST = (
+    "test_demo.py", "test_embed.py", "test_chaos.py", "test_batch.py", "test_lab_browser.py", "test_model.py",
+)  # fmt: skip
+"""Files whose tests take minutes, longest first: started first, so that ``make test``'s workers finish together
+(the Makefile's ``--no-loadscope-reorder`` keeps xdist from ordering files by their number of tests instead)."""
 
 
 def pytest_collection_modifyitems(items) -> None:
