@@ -134,9 +134,18 @@ def full_state():
     return ClayEncoder(ClayConfig()).state_dict()
 
 
-def test_lightning_checkpoint_loads_strictly(tmp_path, full_state):
-    ckpt = tmp_path / "Clay_v0.1_epoch-24_val-loss-0.46.ckpt"
+@pytest.fixture(scope="module")
+def served_checkpoint(tmp_path_factory, full_state) -> tuple[Path, str]:
+    """One full-size Lightning checkpoint (365 MB) in a folder to serve, and its sha256; tests only read it."""
+    from wcembed.pipeline.weights import sha256_file
+
+    ckpt = tmp_path_factory.mktemp("serve") / "Clay_v0.1_epoch-24_val-loss-0.46.ckpt"
     _write_lightning_checkpoint(ckpt, full_state)
+    return ckpt, sha256_file(ckpt)
+
+
+def test_lightning_checkpoint_loads_strictly(tmp_path, full_state, served_checkpoint):
+    ckpt, _ = served_checkpoint
     loaded = load_model(ckpt, cache_dir=tmp_path)
     assert not loaded.untrained and len(loaded.sha256) == 64
     for k, v in loaded.encoder.state_dict().items():
@@ -163,9 +172,8 @@ def test_bad_checkpoints_fail_clearly(tmp_path, full_state, kind, match):
         load_model(ckpt)
 
 
-def test_truncated_and_unreadable_checkpoints(tmp_path, full_state):
-    ckpt = tmp_path / "full.ckpt"
-    _write_lightning_checkpoint(ckpt, full_state)
+def test_truncated_and_unreadable_checkpoints(tmp_path, served_checkpoint):
+    ckpt, _ = served_checkpoint
     cut = tmp_path / "cut.ckpt"
     cut.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 3])
     with pytest.raises(CheckpointError, match="cannot read"):
@@ -209,17 +217,13 @@ def test_embedder_batches_agree_with_single_chips():
     assert not emb.encoder.training
 
 
-def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, full_state, s3_endpoint):
+def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, served_checkpoint, s3_endpoint):
     import boto3
     from local_servers import RangeServer
 
-    src = tmp_path / "serve"
-    src.mkdir()
-    ckpt = src / "Clay_v0.1_epoch-24_val-loss-0.46.ckpt"
-    _write_lightning_checkpoint(ckpt, full_state)
-    want = __import__("hashlib").sha256(ckpt.read_bytes()).hexdigest()
+    ckpt, want = served_checkpoint
     cache = tmp_path / "cache"
-    with RangeServer(src) as srv:
+    with RangeServer(ckpt.parent) as srv:
         url = f"{srv.url}/{ckpt.name}"
         first = load_model(url, cache_dir=cache)
         second = load_model(url, cache_dir=cache)
@@ -235,22 +239,20 @@ def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, ful
     assert not list((tmp_path / "cache3" / "checkpoints").glob("*"))  # nothing half-written left behind
 
 
-def test_checkpoint_download_retries_network_failures_and_gives_up_transiently(tmp_path, full_state):
+def test_checkpoint_download_retries_network_failures_and_gives_up_transiently(tmp_path, served_checkpoint):
     from local_servers import RangeServer
     from wcembed.errors import CheckpointDownloadError, TransientError
     from wcembed.pipeline.weights import fetch_checkpoint
 
-    src = tmp_path / "serve"
-    src.mkdir()
-    ckpt = src / "clay.ckpt"
-    _write_lightning_checkpoint(ckpt, full_state)
-    with RangeServer(src, faults=[("clay.ckpt", 503, 1)]) as srv:  # one 503, then the file
-        got = fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c1", backoff=0.1)
+    ckpt, _ = served_checkpoint
+    src, name = ckpt.parent, ckpt.name
+    with RangeServer(src, faults=[(name, 503, 1)]) as srv:  # one 503, then the file
+        got = fetch_checkpoint(f"{srv.url}/{name}", tmp_path / "c1", backoff=0.1)
         assert got.read_bytes() == ckpt.read_bytes()
         assert [r["status"] for r in srv.requests() if r["method"] == "GET"] == [503, 200]
-    with RangeServer(src, faults=[("clay.ckpt", 503, 10)]) as srv:
+    with RangeServer(src, faults=[(name, 503, 10)]) as srv:
         with pytest.raises(CheckpointDownloadError, match="after 3 attempts") as info:
-            fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c2", backoff=0.1)
+            fetch_checkpoint(f"{srv.url}/{name}", tmp_path / "c2", backoff=0.1)
         assert isinstance(info.value, TransientError)
         with pytest.raises(CheckpointError, match="404"):  # a wrong URL is bad input, not retried
             fetch_checkpoint(f"{srv.url}/nope.ckpt", tmp_path / "c2", backoff=0.1)
@@ -325,52 +327,42 @@ def test_cpu_bf16_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_bf16_flags(info) == [] and cpu_bf16_flags(tmp_path / "missing") == []
 
 
-def _served_checkpoint(tmp_path, full_state) -> tuple[Path, str]:
-    """A Lightning checkpoint in ``tmp_path/serve`` (for a RangeServer) and its sha256."""
-    from wcembed.pipeline.weights import sha256_file
-
-    ckpt = tmp_path / "serve" / "clay.ckpt"
-    ckpt.parent.mkdir()
-    _write_lightning_checkpoint(ckpt, full_state)
-    return ckpt, sha256_file(ckpt)
-
-
-def test_checkpoint_download_cut_short_is_retried_and_a_bad_cached_file_replaced(tmp_path, full_state):
+def test_checkpoint_download_cut_short_is_retried_and_a_bad_cached_file_replaced(tmp_path, served_checkpoint):
     from local_servers import RangeServer
     from wcembed.pipeline.weights import fetch_checkpoint
 
-    ckpt, want = _served_checkpoint(tmp_path, full_state)
-    src = ckpt.parent
-    with RangeServer(src, faults=[("clay.ckpt", "cut", 1), ("clay.ckpt", "reset", 1)]) as srv:
-        got = fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c", sha256=want, backoff=0.1)
+    ckpt, want = served_checkpoint
+    src, name = ckpt.parent, ckpt.name
+    with RangeServer(src, faults=[(name, "cut", 1), (name, "reset", 1)]) as srv:
+        got = fetch_checkpoint(f"{srv.url}/{name}", tmp_path / "c", sha256=want, backoff=0.1)
         assert got.read_bytes() == ckpt.read_bytes()
         statuses = [r["status"] for r in srv.requests() if r["method"] == "GET"]
         assert statuses == ["cut", "reset", 200]  # half a body, a reset connection, then the file
         assert not list(got.parent.glob("*.part"))
         got.write_bytes(b"not the checkpoint")  # a damaged cache file, its sha256 record lost
         got.with_name(got.name + ".sha256").unlink()
-        again = fetch_checkpoint(f"{srv.url}/clay.ckpt", tmp_path / "c", sha256=want)
+        again = fetch_checkpoint(f"{srv.url}/{name}", tmp_path / "c", sha256=want)
         assert again.read_bytes() == ckpt.read_bytes()  # checked, found wrong, downloaded again
         assert len([r for r in srv.requests() if r["status"] == 200]) == 2
 
 
-def test_parallel_processes_share_one_download(tmp_path, full_state):
+def test_parallel_processes_share_one_download(tmp_path, served_checkpoint):
     import subprocess
     import sys
 
     from local_servers import RangeServer
     from wcembed.pipeline.weights import sha256_file
 
-    ckpt, want = _served_checkpoint(tmp_path, full_state)
-    src = ckpt.parent
+    ckpt, want = served_checkpoint
+    src, name = ckpt.parent, ckpt.name
     code = (
         "import sys; from wcembed.pipeline.weights import fetch_checkpoint; "
         "print(fetch_checkpoint(*sys.argv[1:3], sha256=sys.argv[3]))"
     )
-    with RangeServer(src, faults=[("clay.ckpt", "delay:1.5", 1)]) as srv:  # the first download is slow
+    with RangeServer(src, faults=[(name, "delay:1.5", 1)]) as srv:  # the first download is slow
         procs = [
             subprocess.Popen(
-                [sys.executable, "-c", code, f"{srv.url}/clay.ckpt", str(tmp_path / "cache"), want],
+                [sys.executable, "-c", code, f"{srv.url}/{name}", str(tmp_path / "cache"), want],
                 stdout=subprocess.PIPE,
                 text=True,
             )
@@ -383,7 +375,4 @@ def test_parallel_processes_share_one_download(tmp_path, full_state):
     assert [g["status"] for g in gets] == ["delay", 200]
     cached = Path(outs[0])
     assert sha256_file(cached) == want and cached.with_name(cached.name + ".sha256").read_text().strip() == want
-    assert sorted(p.name for p in cached.parent.iterdir()) == [
-        "clay.ckpt",
-        "clay.ckpt.sha256",
-    ]
+    assert sorted(p.name for p in cached.parent.iterdir()) == [name, f"{name}.sha256"]
