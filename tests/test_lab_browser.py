@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -103,12 +106,34 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     cards = features["changed"]["cards"]
     assert cards and all(len(alts) == 2 and alts[0].endswith("2020") and alts[1].endswith("2021") for alts in cards)
     assert features["changed"]["widgetErrors"] == 0
+    compare = features["compare"]  # the chip's two years side by side: a drag of the first moves the second too
+    assert compare["maps"] == 2, compare
+    (first, second), (first_moved, second_moved) = compare["panes"]
+    assert first_moved != first and second_moved != second, compare
     year = features["year"]  # switched to 2021: the search, the legend, the imagery and the thumbnails follow
     assert f" nearest of 2021-{col + 2:04d}-{row:04d}" in year["status"] and "spread out" in year["status"], year
     assert year["legend"].startswith("similarity 2021") and "2021-" in year["legend"]
     assert "WORLDCOVER_2021_S2_TCC" in year["tiles"], year["tiles"]
     assert year["thumbnails"] and all("WORLDCOVER_2021_S2_TCC" in src for src in year["thumbnails"])
     assert seen["offHost"] == [], seen["offHost"][:5]  # the browser asked nothing of any other host
+    assert seen["console"] == jupyter_leaflet_own_warnings(), seen["console"]  # nothing else warned or failed
+
+
+def jupyter_leaflet_own_warnings() -> list[str]:
+    """The console warnings that jupyter-leaflet's installed bundle logs on any page with an ipyleaflet map: a
+    plugin it bundles (leaflet-ant-path) asks for exactly leaflet 1.4.0 while the bundle shares its own
+    leaflet. Read from the bundle itself, so that the browser test expects no warning at all once a
+    jupyter-leaflet release stops asking, and never lets through one of another kind."""
+    static = Path(sys.prefix) / "share/jupyter/labextensions/jupyter-leaflet/static"
+    (entry,) = static.glob("remoteEntry.*.js")
+    bundle = entry.read_text()
+    provided = re.search(r'\("leaflet","([\d.]+)"', bundle).group(1)
+    exact = sorted({".".join(v) for v in re.findall(r'"leaflet",!1,\[4,(\d+),(\d+),(\d+)\]', bundle)} - {provided})
+    return [
+        f"warning: Unsatisfied version {provided} from jupyter-leaflet of shared singleton module leaflet "
+        f"(required ={version})"
+        for version in exact
+    ]
 
 
 def two_years(emb, sample_root, tmp_path):

@@ -223,7 +223,6 @@ def test_change_layer_finds_exactly_the_altered_chips(two_years):
 
 @pytest.mark.slow
 def test_region_layers_in_the_map(two_years, tmp_path):
-    from ipyleaflet import SplitMapControl
     from wcembed.explore.session import ExploreSession
     from wcembed.explore.view import Explorer
     from wcembed.explore.wms import LocalWMS, WMSClient
@@ -278,21 +277,36 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         ex.controls["region"].value = "change"
         assert set(zip(s.changes["column"][:2], s.changes["row"][:2], strict=True)) == set(ALTERED)
         s.click(*_centre(*ALTERED[0]))  # with the change layer shown, a click compares the chip's two years
-        (split_map,) = ex.compare_box.children
-        assert any(isinstance(c, SplitMapControl) for c in split_map.controls)
+        (pair,) = ex.compare_box.children
+        assert _compared_years(pair) == ["WORLDCOVER_2020_S2_TCC", "WORLDCOVER_2021_S2_TCC"]
         ex.controls["region"].value = "embedding colours"
         assert s.layer.rgb and ex.threshold.disabled
         ex.controls["year"].value = 2021
         assert s.layer.key.years == (2021,) and "embedding colours" in ex.legend.value
         ex.controls["year"].value = 2020
-        split = ex.compare_years("2020-1156-0288")
-        assert any(isinstance(c, SplitMapControl) for c in split.controls)
+        pair = ex.compare_years("2020-1156-0288")
+        assert _compared_years(pair) == ["WORLDCOVER_2020_S2_TCC", "WORLDCOVER_2021_S2_TCC"]
         ex.controls["region"].value = "change"
         page = ex.to_html(tmp_path / "change.html", center=[lat, lon], zoom=12)
     html = page.read_text()
     assert "data:image/png;base64" in html and "change 2020 → 2021" in html
     ex.controls["region"].value = "none"
     assert not ex.region_overlay.visible and not ex.legend.value and not ex.region_status.value  # no stale line
+
+
+def _compared_years(pair) -> list[str]:
+    """The WMS layer of each map of a year comparison, checking that the two maps pan and zoom together and
+    outline the same chip."""
+    from ipyleaflet import GeoJSON, WMSLayer
+    from ipywidgets.widgets.widget import _instances
+    from ipywidgets.widgets.widget_link import Link
+
+    first, second = (pane.children[1] for pane in pair.children)
+    linked = [x for x in _instances.values() if isinstance(x, Link) and {x.source[0], x.target[0]} == {first, second}]
+    assert sorted((x.source[1], x.target[1]) for x in linked) == [("center", "center"), ("zoom", "zoom")]
+    outlines = [[x.data for x in m.layers if isinstance(x, GeoJSON)] for m in (first, second)]
+    assert outlines[0] == outlines[1] and len(outlines[0]) == 1
+    return [next(x.layers for x in m.layers if isinstance(x, WMSLayer)) for m in (first, second)]
 
 
 SAME = [(1155, 288), (1157, 287), (1159, 290)]  # 2021: the same bright built-up patch pasted (synthetic)

@@ -92,6 +92,23 @@ withPage(cfg, async (page) => {
       widgetErrors: (await mapState(page)).widgetErrors,
     };
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_changed.png") });
+    // the clicked chip's two years, side by side: dragging one map moves the other
+    const pair = page.locator(".wcembed-compare .leaflet-container");
+    features.compare = { maps: await pair.count() };
+    if (features.compare.maps === 2) {
+      await pair.first().scrollIntoViewIfNeeded();
+      const panes = () => page.evaluate(() => [...document.querySelectorAll(".wcembed-compare .leaflet-map-pane")]
+        .map((p) => p.style.transform));
+      const start = await panes();
+      const b = await pair.first().boundingBox();
+      await page.mouse.move(b.x + b.width / 2, b.y + b.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(b.x + b.width / 2 + 90, b.y + b.height / 2 + 40, { steps: 8 });
+      await page.mouse.up();
+      await page.waitForTimeout(1500);
+      features.compare.panes = [start, await panes()];
+      await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_compare.png") });
+    }
     // the year switch: the search, the region layer's legend, the imagery and the thumbnails follow the year
     await page.locator("button.widget-toggle-button:text-is('search')").first().click();
     await clickAt(cfg.click.lon, cfg.click.lat); // a plain search, then its similarity layer

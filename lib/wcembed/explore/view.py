@@ -370,25 +370,30 @@ class Explorer:
 
         return map_figure(self.session, self.thumbs, self.layer, self.map.center, self.map.zoom, size)
 
-    def compare_years(self, chip: str | None = None, years: tuple[int, int] = CHANGE_YEARS, zoom: int = 14):
-        """A split map of a chip (default: the query) in two years' imagery, left and right of a slider."""
+    def compare_years(self, chip: str | None = None, years: tuple[int, int] = CHANGE_YEARS, zoom: int = 13):
+        """Two maps of a chip (default: the query) side by side, each in one year's imagery with the chip
+        outlined; they pan and zoom together (linked in the browser, no kernel round trip)."""
+        import ipywidgets as w
         import shapely
-        from ipyleaflet import GeoJSON, SplitMapControl, WMSLayer
+        from ipyleaflet import GeoJSON, WMSLayer
 
         chip = chip or self.session.query_chip
         if chip is None:
             raise BadParameterError("no chip to compare: click one or name it")
         shape = self.session.index.footprint(chip)
-        m = self._new_map([shape.centroid.y, shape.centroid.x], zoom)
-        kind = self.session.imagery
-        left, right = (
-            WMSLayer(url=self.wms_url, layers=layer_name(y, kind), format="image/png", transparent=True, name=str(y))
-            for y in years
-        )
-        m.add_control(SplitMapControl(left_layer=left, right_layer=right))
         outline = {"type": "Feature", "geometry": shapely.geometry.mapping(shape), "properties": {}}
-        m.add_layer(GeoJSON(data=outline, style={"color": "#00ffff", "weight": 3, "fillOpacity": 0}))
-        return m
+        kind, panes = self.session.imagery, []
+        for year in years:
+            m = self._new_map([shape.centroid.y, shape.centroid.x], zoom, height="320px")
+            m.add(WMSLayer(url=self.wms_url, layers=layer_name(year, kind), format="image/png", name=str(year)))
+            m.add(GeoJSON(data=outline, style={"color": "#00ffff", "weight": 3, "fillOpacity": 0}))
+            panes.append(w.VBox([w.HTML(f"<b>{year}</b> {html.escape(chip)}"), m], layout=w.Layout(width="50%")))
+        first, second = (pane.children[1] for pane in panes)
+        for name in ("center", "zoom"):
+            w.jslink((first, name), (second, name))
+        box = w.HBox(panes)
+        box.add_class("wcembed-compare")
+        return box
 
     def pair_html(self, row, years: tuple[int, int]) -> str:
         """Both years' 96 px thumbnails of a result side by side, with its rank and score."""
