@@ -65,7 +65,7 @@ def write_files(out: Path, make, dim: int, max_columns: int | None) -> tuple[int
             vec = make(len(r), dim, base) + 0.05 * rng.normal(size=(len(r), dim)).astype(np.float32) * (year - YEARS[0])
             meta = FileMetadata(
                 {"dimension": dim, "weights": "synthetic (benchmark)", "model": "none"},
-                {"year": year, "column": int(column), "format": store.FORMAT_VERSION},
+                {"year": year, "column": int(column), "format": store.FORMAT_VERSION, "complete": True},
             )
             path = store.output_path(out, year, int(column))
             table = contract.column_table(grid, year, int(column), [(int(x), 1.0) for x in r], vec, meta)

@@ -175,6 +175,10 @@ def main() -> None:
                 f"{r['labels']}: {r['retrain_s']:.2f} s" for r in seen["rounds"]
             ),
             "retrain_p50_s": p50(seen["rounds"], "retrain_s"),
+            "last round, while it trains": "{status} (pictured while training: {pictured})".format(
+                **seen["rounds"][-1]["during"]
+            ),
+            "pictures": f"{shot.parent}/bench_lab_*.png (the panel before, during and after a retrain: _panel_*)",
             "targets": "status p50 <= 0.3 s, layer p50 <= 0.5 s, Run All <= 30 s, retrain <= 3 s, kernel peak <= 4 GiB",
         },
     )

@@ -3,7 +3,8 @@
 // Opens the notebook, runs all cells (timed), saves it (cell timings), then clicks the map at each point twice
 // over: with the similarity layer shown, then with the region set to "none". For each click: click -> status
 // line changed, click -> region layer image changed, and the bytes the kernel sent. Then labelling rounds:
-// two labels on the map and "retrain", timed to the panel's result.
+// two labels on the map and "retrain", timed to the panel's result. Pictures: the whole page after each part,
+// the map's controls, and the labelling panel before, during and after the last round's retrain.
 const { config, worldPx, runAll, withPage } = require("../tests/browser/jupyterlab.cjs");
 const cfg = config();
 
@@ -63,9 +64,11 @@ withPage(cfg, async (page) => {
   }
   // labelling rounds: label two chips on the map (one positive, one negative), then press "retrain";
   // timed from the press to the panel's "trained on N"
+  await page.locator(".wcembed-controls").first().screenshot({ path: cfg.screenshot.replace(/\.png$/, "_controls.png") });
   const rounds = [];
-  const loopText = () => page.evaluate(() => [...document.querySelectorAll(".wcembed-label-status")]
-    .map((e) => e.textContent).join(""));
+  const panel = page.locator(".wcembed-panel").first();
+  const panelShot = (when) => panel.screenshot({ path: cfg.screenshot.replace(/\.png$/, `_panel_${when}.png`) });
+  const loopText = () => page.evaluate(() => (document.querySelector(".wcembed-label-status") || {}).textContent || "");
   for (let r = 0; r < (cfg.rounds || []).length; r++) {
     for (const [mode, [lon, lat]] of [["positive", cfg.rounds[r][0]], ["negative", cfg.rounds[r][1]]]) {
       await page.locator(`button.widget-toggle-button:text-is('${mode}')`).first().click();
@@ -81,17 +84,26 @@ withPage(cfg, async (page) => {
     const before = await loopText();
     const n = Number((before.match(/^(\d+) positives, (\d+) negatives/) || [0, 0, 0]).slice(1, 3)
       .reduce((a, b) => Number(a) + Number(b), 0));
+    const last = r === cfg.rounds.length - 1;
+    if (last) await panelShot("before");
     const start = Date.now();
     await button.click();
-    let feedback = null;
+    let during = null;
+    if (last) { // while it trains: the button disabled, the status line saying what it does
+      await page.waitForFunction(() => [...document.querySelectorAll(".wcembed-label-status")]
+        .some((e) => e.textContent.startsWith("training on")), null, { timeout: 30000, polling: 10 });
+      during = { status: await loopText() };
+      await panelShot("during");
+      during.pictured = (await loopText()).startsWith("training on"); // still training once the picture was taken
+    }
     await page.waitForFunction((want) => {
       const t = [...document.querySelectorAll(".wcembed-label-status")].map((e) => e.textContent).join("");
       return t.includes(`trained on ${want}:`);
     }, n, { timeout: 120000, polling: 20 }).then(() => null);
     const seconds = (Date.now() - start) / 1000;
-    feedback = await loopText();
-    rounds.push({ labels: n, retrain_s: seconds, panel: feedback });
+    rounds.push({ labels: n, retrain_s: seconds, during, panel: await loopText() });
   }
+  await panelShot("after");
   await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });
   return { run_all_s: runAllSeconds, clicks, rounds };
 });

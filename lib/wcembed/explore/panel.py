@@ -93,6 +93,7 @@ class LabelPanel:
                     w.HBox([self.save_path, self.save_button]),
                 ]
             )
+            self._view.add_class("wcembed-panel")
         return self._view
 
     def _repr_mimebundle_(self, include=None, exclude=None) -> dict:

@@ -339,7 +339,9 @@ class Explorer:
             sets = [c["embedding_set"], c["compare_set"]] if len(self.session.sets) > 1 else []
             settings = w.HBox([c["k"], c["year"], c["imagery"], *sets, c["spread"]], layout=wrap)
             region = w.HBox([c["region"], self.threshold, self.opacity], layout=wrap)
-            parts = [settings, c["mode"], region, self.region_status, self.map, self.status, self.gallery,
+            controls = w.VBox([settings, c["mode"], region])
+            controls.add_class("wcembed-controls")
+            parts = [controls, self.region_status, self.map, self.status, self.gallery,
                      self.compare_line, self.gallery_other, self.explain_line, self.explain_box, self.compare_box,
                      self.panel.widget()]  # fmt: skip
             self._view = w.VBox(parts)
