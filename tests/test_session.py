@@ -203,6 +203,33 @@ def test_a_year_without_the_place_says_so(index, tmp_path):
     assert s.query is None and s.results is None and s.status == "no chip of 2021 at the place of 2020-1400-0100"
 
 
+def test_the_changes_table_is_of_the_set_shown(tmp_path):
+    """Two sets in which different chips changed: after a set switch the change table is the new set's, and
+    after the switch back (its layer kept, not made again) the first set's again."""
+    from wcembed.explore.ingest import ingest
+
+    other_changed = {(1157, 287), (1159, 291)}
+
+    def other(year: int, column: int, row: int) -> np.ndarray:
+        changed = year == 2021 and (column, row) in other_changed
+        return np.random.default_rng([column, row, 7 if changed else 0]).normal(size=DIM)
+
+    index = synthetic_index(tmp_path / "ours", vector)
+    synthetic_index(tmp_path / "other", other)
+    ingest(tmp_path / "other" / "emb", index.db, set="other")
+    s = ExploreSession(index, year=2020)
+
+    def top_two() -> set:
+        return {parse_chip_id(c)[1:] for c in s.changes["chip_2020"][:2]}
+
+    s.show_region("change")
+    assert top_two() == CHANGED
+    s.set(embedding_set="other")
+    assert s.layer.key.kind == "change" and top_two() == other_changed
+    s.set(embedding_set=index.set)
+    assert top_two() == CHANGED
+
+
 def test_change_layer_compare_and_changed_like(session):
     layer = session.show_region("change")
     top = {parse_chip_id(c)[1:] for c in session.changes["chip_2020"][:2]}

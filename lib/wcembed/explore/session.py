@@ -148,15 +148,18 @@ class LayerKey:
 
 class RegionLayer(HasTraits):
     """A whole-region layer as the map shows it: its :class:`LayerKey`, its raster
-    (:class:`~wcembed.explore.layers.ChipRaster`), and its own threshold (values below it are hidden, in the
-    layer's units, on the step grid of :attr:`step`) and opacity (0..1)."""
+    (:class:`~wcembed.explore.layers.ChipRaster`), its own threshold (values below it are hidden, in the
+    layer's units, on the step grid of :attr:`step`) and opacity (0..1), and the table of chips it was made
+    with, if any (:attr:`table`: the change layer's chips from most to least changed)."""
 
     threshold = Checked(lambda t: _number(t, "threshold"), 0.0)
     opacity = Checked(lambda o: _fraction(o, "opacity"), DEFAULT_OPACITY)
 
-    def __init__(self, key: LayerKey, raster, threshold: float | None = None, opacity: float = DEFAULT_OPACITY):
+    def __init__(
+        self, key: LayerKey, raster, threshold: float | None = None, opacity: float = DEFAULT_OPACITY, table=None
+    ):
         super().__init__()
-        self.key, self.raster = key, raster
+        self.key, self.raster, self.table = key, raster, table
         if self.rgb:
             self.lo = self.hi = self.step = 0.0
         else:
@@ -256,7 +259,7 @@ class ExploreSession(HasTraits):
     region_note : str
         Why no layer is shown although ``region`` is not "none" (what it waits for), else "".
     changes : DataFrame or None
-        Chips from most to least changed, after the change layer was made.
+        Chips from most to least changed, of the set and years of the change layer last shown.
     compare_chip : str or None
         The chip whose two years are compared (a click while the change layer is shown).
     explanation : Explanation or None
@@ -721,16 +724,18 @@ class ExploreSession(HasTraits):
             raise
         self.region_note = waits
         self.layer = layer
+        if layer is not None and layer.key.kind == "change":
+            self.changes = layer.table  # of the set and years shown, also when the layer was kept
         return True
 
     def _layer(self, key: LayerKey, made=None) -> RegionLayer:
-        """The layer of ``key``: kept, or made now (``made``: its raster and starting threshold, if they are
-        at hand) and kept, the least recently shown dropped."""
+        """The layer of ``key``: kept, or made now (``made``: what :meth:`_make` returns, if it is at hand) and
+        kept, the least recently shown dropped."""
         if key in self._layers:
             self._layers.move_to_end(key)
             return self._layers[key]
-        raster, threshold = made or self._make(key)
-        layer = RegionLayer(key, raster, self._preferred.get(key.kind, threshold), self._opacity)
+        raster, threshold, table = made or self._make(key)
+        layer = RegionLayer(key, raster, self._preferred.get(key.kind, threshold), self._opacity, table)
         layer.observe(self._layer_set, names=["threshold", "opacity"])
         self._layers[key] = layer
         while len(self._layers) > MAX_LAYERS:
@@ -745,30 +750,31 @@ class ExploreSession(HasTraits):
             self._opacity = change["new"]
 
     def _make(self, key: LayerKey):
-        """The raster of a layer key, and the threshold it starts at (None: the layer's own)."""
+        """The raster of a layer key, the threshold it starts at (None: the layer's own) and the table of
+        chips it was made with (the change layer's; None for the others)."""
         from wcembed.explore.vectors import change
 
         if key.kind == "similarity":
             search = self.search
             label = search.chips[0] if search.how != "examples" else (
                 f"{len(search.positives)} positive and {len(search.negatives)} negative examples")  # fmt: skip
-            return self.vectors(key.years[0]).similarity(self._query_vector(search), label=label), None
+            return self.vectors(key.years[0]).similarity(self._query_vector(search), label=label), None, None
         if key.kind == "change":
-            raster, self.changes = change(self.vectors(key.years[0]), self.vectors(key.years[1]),
-                                          self.change_pairs(key.years))  # fmt: skip
-            return raster, None
+            raster, table = change(self.vectors(key.years[0]), self.vectors(key.years[1]),
+                                   self.change_pairs(key.years))  # fmt: skip
+            return raster, None, table
         if key.kind == "changed like":
             raster, _ = self.change_pairs(key.years).like(list(key.source), k=1)
-            return raster, 0.0
+            return raster, 0.0, None
         if key.kind == "scores":
-            return self.labelling.score_layer(key.years[0]), 0.5
+            return self.labelling.score_layer(key.years[0]), 0.5, None
         if key.kind == "agreement":
             from wcembed.explore.compare import agreement
 
             year, other = key.years[0], key.source[0]
             vectors = (self.vectors(year), self.vectors(year, other))
-            return agreement(self.index, self.index_of(other), year, vectors).layer(), None
-        return self.vectors(key.years[0]).pca_rgb(), None
+            return agreement(self.index, self.index_of(other), year, vectors).layer(), None, None
+        return self.vectors(key.years[0]).pca_rgb(), None, None
 
     def shown(self):
         """The region layer as drawn: values below the threshold hidden (RGB layers as they are); None if none."""
@@ -819,7 +825,7 @@ class ExploreSession(HasTraits):
             crs=CRS,
         )
         self.search = Search("changed like", tuple(chips))
-        self._layer(LayerKey("changed like", years, tuple(_places(chips)), self.index.set), (raster, 0.0))
+        self._layer(LayerKey("changed like", years, tuple(_places(chips)), self.index.set), (raster, 0.0, None))
         self._hold(chips)
         self.pair_years = years
         self.status = f"{len(results)} chips changed most like {', '.join(chips)} between {years[0]} and {years[1]}"
