@@ -243,3 +243,24 @@ def test_an_untrusted_tls_certificate_is_named_at_once_not_retried(sample_root):
         with pytest.raises(TileCertificateError, match="GDAL_CURL_CA_BUNDLE") as info:
             read_one(grid, srv.url, (1156, 288))  # this process was not given the server's throwaway CA
     assert exit_code(info.value) == EXIT_BAD_INPUT and srv.url in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "name,value",
+    [("GDAL_HTTP_MAX_RETRY", "four"), ("GDAL_HTTP_MAX_RETRY", "-1"), ("GDAL_HTTP_TIMEOUT", "2.5"),
+     ("GDAL_HTTP_RETRY_DELAY", "nan"), ("GDAL_HTTP_RETRY_DELAY", "-0.5")],
+)  # fmt: skip
+def test_a_bad_gdal_setting_in_the_environment_is_named(monkeypatch, sample_root, name, value):
+    """A GDAL retry setting in the environment that is not a number ≥ 0 stops the read before any request,
+    naming the variable and its value; a valid one, or an empty one (the default), is used."""
+    from wcembed.errors import BadParameterError
+    from wcembed.pipeline.tiles import gdal_options
+    from wcembed.tileset import plan_grid
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(BadParameterError, match=f"^{name} in the environment must be .* ≥ 0, not '{value}'$"):
+        read_one(plan_grid(2020, sample_root), sample_root, (1156, 288))
+    monkeypatch.setenv(name, "")
+    assert gdal_options(str(sample_root))[name] == {"GDAL_HTTP_MAX_RETRY": 4, "GDAL_HTTP_TIMEOUT": 60}.get(name, 0.5)
+    monkeypatch.setenv(name, "3")
+    assert gdal_options(str(sample_root))[name] == 3

@@ -41,6 +41,7 @@ from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
 from wcembed.errors import (
+    BadParameterError,
     TileCertificateError,
     TileCorruptError,
     TileFormatError,
@@ -61,6 +62,22 @@ from wcembed.product import (
 log = logging.getLogger(__name__)
 
 
+def _from_environment(name: str, default: int | float, kind: type) -> int | float:
+    """A number ≥ 0 from the environment variable ``name`` (``default`` when unset or empty), or
+    :class:`BadParameterError` that names the variable and its value."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = kind(text)
+    except ValueError:
+        value = -1
+    if not value >= 0:  # also NaN
+        what = "a whole number" if kind is int else "a number"
+        raise BadParameterError(f"{name} in the environment must be {what} ≥ 0, not {text!r}")
+    return value
+
+
 def gdal_options(source: str) -> dict[str, object]:
     """GDAL configuration for reading tiles from ``source``, for a scoped ``rasterio.Env``.
 
@@ -78,9 +95,9 @@ def gdal_options(source: str) -> dict[str, object]:
     opts: dict[str, object] = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
         "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff",
-        "GDAL_HTTP_MAX_RETRY": int(os.environ.get("GDAL_HTTP_MAX_RETRY", 4)),
-        "GDAL_HTTP_RETRY_DELAY": float(os.environ.get("GDAL_HTTP_RETRY_DELAY", 0.5)),  # seconds, doubling
-        "GDAL_HTTP_TIMEOUT": int(os.environ.get("GDAL_HTTP_TIMEOUT", 60)),  # seconds; the environment may say less
+        "GDAL_HTTP_MAX_RETRY": _from_environment("GDAL_HTTP_MAX_RETRY", 4, int),
+        "GDAL_HTTP_RETRY_DELAY": _from_environment("GDAL_HTTP_RETRY_DELAY", 0.5, float),  # seconds, doubling
+        "GDAL_HTTP_TIMEOUT": _from_environment("GDAL_HTTP_TIMEOUT", 60, int),  # seconds; the environment may say less
         "GDAL_HTTP_CONNECTTIMEOUT": 15,
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "GDAL_HTTP_MULTIPLEX": "YES",
