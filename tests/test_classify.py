@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
-from wcembed.errors import LabelsError
+from wcembed.errors import BadParameterError, LabelsError
 from wcembed.explore.classify import Labels, export, score_index, train, unit
 from wcembed.explore.pages import offline_html, screenshot
 from wcembed.explore.session import ExploreSession
@@ -79,6 +79,7 @@ def test_blocked_cv_beats_random_and_scores_match_row_by_row(small_chips, tmp_pa
 
     back = gpd.read_parquet(tmp_path / "scores.parquet")
     assert back["chip_id"].tolist() == scores["chip_id"].tolist()
+    assert set(back["embedding_set"]) == {index.set} and set(back["weights"]) == {"; ".join(sorted(index.weights))}
     export(index.by_chip(ids[0], 5), tmp_path / "neighbours.geojson")
     assert len(json.loads((tmp_path / "neighbours.geojson").read_text())["features"]) == 5
 
@@ -222,10 +223,15 @@ def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_pa
     assert blob.geometry.geom_type == "Polygon"  # one outline, no inner chip edges
     assert blob.geometry.area == pytest.approx(4 * shapely.box(*chip_bounds(10, 5)).area, rel=1e-6)
     assert set(found["chip_ids"][1:]) == {chip_id(2020, 13, 6), chip_id(2020, 20, 20)}
+    about = {"embedding_set": "ours", "weights": "clay-v0.1"}  # what an index says of itself (ChipIndex.about)
     for name in ("detections.geojson", "detections.parquet"):
-        path = export(found, tmp_path / name)
+        path = export(found, tmp_path / name, about)
         back = gpd.read_file(path) if name.endswith("json") else gpd.read_parquet(path)
         assert list(back["chips"]) == [4, 1, 1] and back.crs.equals("OGC:CRS84")
+        assert back["embedding_set"].tolist() == ["ours"] * 3 and back["weights"].tolist() == ["clay-v0.1"] * 3
+    with pytest.raises(BadParameterError, match="already have chips"):
+        export(found, tmp_path / "clash.geojson", {"chips": "3"})
+    assert not (tmp_path / "clash.geojson").exists()
     assert detections(scores, threshold=0.99).empty
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,7 +256,7 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
     """Probability of the positive class for every chip of the index, batch by batch.
 
     Returns a GeoDataFrame (``chip_id``, ``year``, ``score``, ``geometry``), written
-    as GeoParquet to ``path`` when given.
+    as GeoParquet to ``path`` when given, each row with the index's :attr:`~wcembed.explore.index.ChipIndex.about`.
     """
     import geopandas as gpd
     import pandas as pd
@@ -279,7 +280,7 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
     )
     gdf = gpd.GeoDataFrame(df, geometry="geometry", crs=CRS)
     if path is not None:
-        export(gdf, path)
+        export(gdf, path, index.about)
     return gdf
 
 
@@ -310,9 +311,19 @@ def with_footprints(frame, chip_size: int = CHIP_PX, origin: tuple[float, float]
     return gpd.GeoDataFrame(frame.drop(columns="geometry", errors="ignore"), geometry=boxes, crs=CRS)
 
 
-def export(results, path: str | Path) -> Path:
-    """Write search or classifier results (a GeoDataFrame) as GeoParquet (``.parquet``/``.gpq``) or GeoJSON."""
+def export(results, path: str | Path, about: Mapping[str, str] | None = None) -> Path:
+    """Write search or classifier results (a GeoDataFrame) as GeoParquet (``.parquet``/``.gpq``) or GeoJSON.
+
+    ``about``: properties every row gets, so that the file says what it was made from, e.g. the
+    embedding set and weights of the index (:attr:`wcembed.explore.index.ChipIndex.about`). A name the
+    results already have is refused.
+    """
     path = Path(path)
+    if about:
+        clash = sorted(set(about) & set(results.columns))
+        if clash:
+            raise BadParameterError(f"the results already have {', '.join(clash)}: not overwritten by about")
+        results = results.assign(**about)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix in (".parquet", ".gpq"):
         write_geoparquet(results, path)

@@ -150,6 +150,12 @@ class ChipIndex:
         return set(files["weights"].to_pylist()) if "weights" in files.column_names else set()
 
     @property
+    def about(self) -> dict[str, str]:
+        """Where this index's embeddings come from, for files made from them (:func:`~wcembed.explore.classify.export`):
+        ``embedding_set`` (its name) and ``weights`` (those of its files, ``; ``-separated)."""
+        return {"embedding_set": self.set, "weights": "; ".join(sorted(self.weights))}
+
+    @property
     def partial_files(self) -> list[str]:
         """Ingested files that hold only part of their column (embedded with ``max_rows``)."""
         conn = connect(self.db)
