@@ -167,16 +167,17 @@ def table_chips(idx, year: int | None, keep: Callable) -> set[str]:
     return {r["chip_id"] for r in rows if year in (None, r["year"]) and keep(shapely.from_wkb(r["geometry"]))}
 
 
-def record_only_file(year: int, column: int, *, complete: bool = True) -> bytes:
+def record_only_file(year: int, column: int, *, complete: bool = True, weights: str = "untrained") -> bytes:
     """A one-row Parquet file carrying a column file's record (``complete`` or partial, as ``max_rows`` makes
-    it), for tests of what reads the record alone (resubmit-missing, a rerun's skip)."""
+    it; embedded with ``weights``), for tests of what reads the record alone (resubmit-missing, a rerun's
+    skip)."""
     import io
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     record = {"year": year, "column": column, "format": store.FORMAT_VERSION, "complete": complete}
-    meta = FileMetadata({"dimension": 4, "weights": "untrained"}, record)
+    meta = FileMetadata({"dimension": 4, "weights": weights}, record)
     buf = io.BytesIO()
     pq.write_table(pa.table({"x": [1]}).replace_schema_metadata(meta.header()), buf)
     return buf.getvalue()

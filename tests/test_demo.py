@@ -1,9 +1,11 @@
 """The demo pipeline, smaller (4 columns), so CI catches a broken `make demo`."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from builders import record_only_file
 from PIL import Image
 from wcembed import demo, store
 
@@ -34,3 +36,17 @@ def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
     mtimes = {p: os.stat(p).st_mtime_ns for p in files}
     assert demo.run(outputs=out, indices=[2]) == 0  # rerun: finished columns are skipped
     assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
+
+
+def test_a_demo_rerun_with_other_weights_finds_the_files_to_embed_again(tmp_path):
+    """The column files of the other kind of weights than the run's (an offline run's untrained files, then a
+    checkpoint; or the reverse): the demo embeds their bands again instead of skipping them as done. Partial
+    files are not counted (they are embedded again anyway)."""
+    files = {1156: ("untrained", True), 1157: ("clay-v0.1", True), 1158: ("untrained", False)}
+    for column, (weights, complete) in files.items():
+        path = Path(store.output_path(tmp_path, 2020, column))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(record_only_file(2020, column, complete=complete, weights=weights))
+    assert demo._of_other_weights(str(tmp_path), 2020, untrained=False) == {1156: "untrained"}
+    assert demo._of_other_weights(str(tmp_path), 2020, untrained=True) == {1157: "clay-v0.1"}
+    assert demo._of_other_weights(str(tmp_path), 2021, untrained=True) == {}

@@ -124,6 +124,30 @@ def test_finished_column_is_skipped_unless_overwrite(sample_root, tmp_path, smal
     assert redo.status == "written"
 
 
+def test_a_finished_column_of_other_weights_is_refused_not_mixed(sample_root, tmp_path, small_model, grid):
+    """A finished file made with untrained weights and a job with a checkpoint (or the other way round) do not
+    share an output folder: the job stops naming the file and both weights, before loading any checkpoint
+    (this one does not exist), and the file is left as it was; with overwrite the column is embedded again. A
+    job that names no weights at all finds the column done."""
+    from builders import record_only_file
+    from wcembed.errors import EXIT_BAD_INPUT, OutputError, exit_code
+
+    first = run(sample_root, tmp_path, small_model, grid)
+    mtime = os.stat(first.path).st_mtime_ns
+    with pytest.raises(
+        OutputError, match=r"holds embeddings of untrained weights, this job embeds with /no/clay\.ckpt"
+    ):
+        run(sample_root, tmp_path, small_model, grid, checkpoint="/no/clay.ckpt")
+    assert os.stat(first.path).st_mtime_ns == mtime
+    Path(first.path).write_bytes(record_only_file(2020, DATA_COLUMN, weights="clay-v0.1"))
+    with pytest.raises(OutputError, match=r"of clay-v0\.1 weights, this job embeds with untrained weights") as info:
+        run(sample_root, tmp_path, small_model, grid, allow_untrained=True)
+    assert exit_code(info.value) == EXIT_BAD_INPUT
+    assert run(sample_root, tmp_path, small_model, grid).status == "exists"  # no weights asked for: nothing to mix
+    redo = run(sample_root, tmp_path, small_model, grid, overwrite=True)
+    assert redo.status == "written" and store.read_metadata(redo.path).untrained
+
+
 def test_a_partial_column_is_never_done(sample_root, tmp_path, small_model, grid):
     """``max_rows`` writes a file that says it is partial (its record and its STAC Item): a later full run
     embeds the column again, and ingest says the set is partial."""

@@ -11,6 +11,7 @@ failure.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -72,6 +73,17 @@ def original_set(out: Path, sample: Path, weights: str | None):
     return ingest(out / "original", out / "lancedb", original_weights=recorded)
 
 
+def _of_other_weights(output: str, year: int, untrained: bool) -> dict[int, str]:
+    """The columns of ``year`` under ``output`` whose finished files were embedded with untrained weights when
+    ``untrained`` is False, or with trained ones when it is True, and those files' weights."""
+    other = {}
+    for path in store.list_outputs(output, year):
+        record = store.finished(path)
+        if record is not None and record.untrained != untrained:
+            other[record.column] = record.weights
+    return other
+
+
 def run(
     checkpoint: str | None = None,
     outputs: str | Path = "outputs",
@@ -122,6 +134,12 @@ def run(
         print(f"{year}: {len(grid.columns)} columns in {len(starts)} bands of {BAND}, {grid.n_chips} chips")
         chosen = list(range(len(starts))) if indices is None else indices
         todo = set(missing_bands(grid, job.output, year, BAND))
+        other = _of_other_weights(job.output, year, untrained=not weights)
+        if other:  # e.g. an offline run's untrained files, and now a checkpoint: those bands are embedded again
+            print(f"{year}: {len(other)} column files of other weights ({', '.join(sorted(other.values()))}): "
+                  "their bands are embedded again")  # fmt: skip
+            todo |= {column // BAND * BAND for column in other}
+            job = dataclasses.replace(job, overwrite=True)
         done = [i for i in chosen if int(starts[i]) not in todo]
         chosen = [i for i in chosen if int(starts[i]) in todo]
         print(f"{year}: {len(chosen)} bands to embed, {len(done)} done already")

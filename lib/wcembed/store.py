@@ -172,15 +172,22 @@ def read_footer(path: str) -> bytes:
     return b"PAR1" + data[-size:]
 
 
-def done(path: str) -> bool:
-    """Whether the output file at ``path`` exists and holds its whole column (its record says ``complete``);
-    a partial file (``max_rows``) or one without a readable record is not done: its column is embedded again."""
+def finished(path: str) -> FileMetadata | None:
+    """The record of the output file at ``path`` if it holds its whole column (its record says ``complete``),
+    else None: no file, a partial file (``max_rows``) or one without a readable record, whose column is
+    embedded again."""
     if not exists(path):
-        return False
+        return None
     try:
-        return read_metadata(path).complete
+        meta = read_metadata(path)
     except OutputError:
-        return False
+        return None
+    return meta if meta.complete else None
+
+
+def done(path: str) -> bool:
+    """Whether the output file at ``path`` holds its whole column (:func:`finished`)."""
+    return finished(path) is not None
 
 
 def list_outputs(output: str | Path, year: int | None = None, version: str = FORMAT_VERSION) -> dict[str, int]:

@@ -41,6 +41,7 @@ import torch
 import wcembed
 from wcembed import store
 from wcembed.contract import FORMAT_VERSION, FileMetadata, column_extent, column_table
+from wcembed.errors import OutputError
 from wcembed.grid import Grid
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.inference import COMPOSITE_DATE, Embedder, pick_device
@@ -180,10 +181,12 @@ def run_job(
     for column in columns:
         path = job.output_path(column)
         if store.exists(path) and not job.overwrite:
-            if not store.done(path):
+            record = store.finished(path)
+            if record is None:
                 log.warning("%s is partial (or its record cannot be read): column %d of %d is embedded again",
                             path, column, job.year)  # fmt: skip
                 continue
+            _same_kind_of_weights(job, path, record)
             log.info("%s exists: column %d of %d is done", path, column, job.year)
             if store.restore_item(path, column_extent(grid, column)):
                 log.warning("%s had no STAC Item (a writer killed between the two): written now", path)
@@ -193,6 +196,21 @@ def run_job(
         model = model or load_model(job.checkpoint, allow_untrained=job.allow_untrained)
         results |= _embed_band(job, grid, model, todo, progress)
     return [results[c] for c in columns]
+
+
+def _same_kind_of_weights(job: ColumnJob, path: str, record: FileMetadata) -> None:
+    """:class:`OutputError` when a finished file was embedded with untrained weights and ``job`` has a
+    checkpoint, or the other way round: one output folder holds one model's embeddings. Decided before any
+    checkpoint is loaded; a job with neither a checkpoint nor ``allow_untrained`` embeds nothing and is not
+    asked."""
+    if job.checkpoint is None and not job.allow_untrained:
+        return
+    if record.untrained != (job.checkpoint is None):
+        raise OutputError(
+            f"{path} holds embeddings of {record.weights} weights, this job embeds with "
+            f"{job.checkpoint or 'untrained weights'}: one output folder holds one model's embeddings "
+            "(write elsewhere, or OVERWRITE=1 to embed its columns again)"
+        )
 
 
 @dataclass
