@@ -16,7 +16,7 @@ from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
 from wcembed.errors import BadParameterError, LabelsError
-from wcembed.explore.classify import Labels, export, score_index, train, unit
+from wcembed.explore.classify import Labels, adjacent_groups, export, score_index, train, unit
 from wcembed.explore.pages import offline_html, screenshot
 from wcembed.explore.session import ExploreSession
 from wcembed.explore.view import Explorer
@@ -235,6 +235,16 @@ def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_pa
     assert detections(scores, threshold=0.99).empty
 
 
+def test_adjacent_groups_are_chips_of_a_year_that_touch_through_edges():
+    years = [2020, 2020, 2020, 2020, 2020, 2020, 2021, 2021]
+    cells = [(10, 5), (11, 5), (12, 5), (11, 6), (13, 6), (20, 20), (10, 5), (10, 4)]
+    groups = adjacent_groups(years, *zip(*cells, strict=True))
+    # (13, 6) meets (12, 5) at a corner only: a place of its own; 2021's chips are apart from 2020's
+    assert groups.tolist()[:4] == [groups[0]] * 4 and groups[6] == groups[7]
+    assert len({groups[0], groups[4], groups[5], groups[6]}) == 4 and sorted(set(groups.tolist())) == [0, 1, 2, 3]
+    assert adjacent_groups([], [], []).tolist() == []
+
+
 def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
     from wcembed.explore.classify import suggest_next
 
@@ -313,11 +323,18 @@ def test_the_labelling_loop_without_a_map(small_chips):
     assert len(shown) == 6 and not set(shown) & set(session.labels.items)
     loop.label(shown[0], "positive")
     assert list(loop.suggestions["chip_id"]) == shown[1:] and "(1 new labels: retrain)" in loop.status
-    queue = list(loop.queue)  # detections, highest score first, none labelled, at most REVIEW_MAX
+    queue = list(loop.queue)  # one chip per place, the place's best; best first; none labelled; at most 50
     scored = loop.scores.set_index("chip_id")["score"]
     assert queue and all(scored[c] >= 0.5 for c in queue) and not set(queue) & set(session.labels.items)
-    assert list(scored[queue]) == sorted(scored[queue], reverse=True) and len(queue) == min(loop.detected, 50)
-    assert f"{loop.detected} chips scored ≥ 0.5, {len(queue)} of the top to review" in loop.status
+    assert list(scored[queue]) == sorted(scored[queue], reverse=True)
+    scores = loop.scores  # the detections as they were at the retrain (before shown[0] was labelled)
+    then = scores[~scores["chip_id"].isin(set(session.labels.items) - {shown[0]}) & (scores["score"] >= 0.5)]
+    place = dict(zip(then["chip_id"], adjacent_groups(then["year"], then["column"], then["row"]), strict=True))
+    best = then.assign(place=then["chip_id"].map(place)).groupby("place")["score"].max()
+    assert len({place[c] for c in queue}) == len(queue) and all(scored[c] == best[place[c]] for c in queue)
+    assert loop.detected == len(then) and loop.places == len(best) and len(queue) == min(loop.places, 50)
+    assert [loop.place_size(c) for c in queue] == [list(place.values()).count(place[c]) for c in queue]
+    assert f"{loop.detected} chips scored ≥ 0.5 in {loop.places} places, {len(queue)} of the top places" in loop.status
     loop.accept()
     assert session.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
     loop.reject()

@@ -397,7 +397,7 @@ def test_the_labelling_loop_follows_the_session(session):
     assert told[:2] == [("status", "training on 6 labels, then scoring every chip of 2020 ..."), ("busy", True)]
     assert ("busy", False) in told and not loop.busy
     assert session.region == "scores" and loop.suggestions is not None and len(loop.history) == 1
-    assert len(loop.queue) == min(loop.detected, 50)
+    assert len(loop.queue) == min(loop.places, 50) and loop.places <= loop.detected
     loop.label(loop.suggestions["chip_id"].iloc[0], "positive")
     assert "(1 new labels: retrain)" in loop.status
 

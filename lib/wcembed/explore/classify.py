@@ -334,6 +334,25 @@ def export(results, path: str | Path, about: Mapping[str, str] | None = None) ->
     return path
 
 
+def adjacent_groups(years, columns, rows) -> np.ndarray:
+    """A group number (0, 1, ...) for each chip given by its year, grid column and row: chips of a year that
+    share an edge, directly or through others of the chips given, have the same number (one place)."""
+    from scipy import ndimage
+
+    years, columns, rows = (np.asarray(v, np.int64) for v in (years, columns, rows))
+    groups = np.zeros(len(columns), np.int64)
+    found = 0
+    for year in np.unique(years):
+        at = np.flatnonzero(years == year)
+        c, r = columns[at] - columns[at].min(), rows[at] - rows[at].min()
+        cells = np.zeros((r.max() + 1, c.max() + 1), bool)  # the chips' bounding box of the grid
+        cells[r, c] = True
+        labelled, n = ndimage.label(cells)  # neighbours through an edge (ndimage's default structure)
+        groups[at] = labelled[r, c] - 1 + found
+        found += n
+    return groups
+
+
 def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN):
     """Chips scored at least ``threshold``, adjacent chips (sharing an edge, same year) dissolved.
 
@@ -345,8 +364,6 @@ def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin:
     """
     import geopandas as gpd
     import shapely
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     from wcembed.grid import parse_chip_id
 
@@ -357,16 +374,7 @@ def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin:
     if keep.empty:
         return gpd.GeoDataFrame(columns=[*columns, "geometry"], geometry="geometry", crs=CRS)
     parsed = np.array([parse_chip_id(c) for c in keep["chip_id"]], dtype=np.int64)
-    where = {tuple(k): i for i, k in enumerate(parsed.tolist())}
-    pairs = [
-        (i, where[(y, c + dc, r + dr)])
-        for i, (y, c, r) in enumerate(parsed.tolist())
-        for dc, dr in ((1, 0), (0, 1))
-        if (y, c + dc, r + dr) in where
-    ]
-    a, b = (np.array(v, dtype=np.int64) for v in zip(*pairs, strict=True)) if pairs else (np.zeros(0, int),) * 2
-    graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(keep), len(keep)))
-    _, group = connected_components(graph, directed=False)
+    group = adjacent_groups(*parsed.T)
     rows = []
     for g in np.unique(group):
         members = keep[group == g]

@@ -9,8 +9,9 @@ person productive with the classifier (:mod:`wcembed.explore.classify`):
   of the year scored and shown as the session's ``scores`` layer;
 * **label next**: the unlabelled chips whose labels would help most
   (:func:`~wcembed.explore.classify.suggest_next`);
-* **review detections**: the highest-scoring unlabelled chips one at a time (the top
-  :data:`REVIEW_MAX`, with the count of the rest); *accept* labels one positive, *reject* negative;
+* **review detections**: one chip per place, the place's highest-scoring unlabelled chip (a place: detected
+  chips that touch), best first, one at a time (the top :data:`REVIEW_MAX` places, with the count of the
+  rest); *accept* labels it positive, *reject* negative;
 * the **learning curve**: CV balanced accuracy against the number of labels, one
   point per training round.
 
@@ -33,7 +34,7 @@ from wcembed.errors import LabelsError
 from wcembed.grid import parse_chip_id
 
 REVIEW_MAX = 50
-"""The most detections queued for review (the highest scores); the status says how many more there are."""
+"""The most places queued for review (those of the highest scores); the status says how many more there are."""
 MIN_EACH = 2
 """Labels of each class a classifier needs."""
 
@@ -62,10 +63,13 @@ class LabelLoop(HasTraits):
     suggestions : GeoDataFrame or None
         The chips suggested for labelling and still unlabelled, in order of choice.
     queue : list of str
-        Detections not yet reviewed, highest score first (at most :data:`REVIEW_MAX`); :attr:`current` is
-        the first.
+        Places not yet reviewed, each as its highest-scoring detected chip, highest score first (at most
+        :data:`REVIEW_MAX`); :attr:`current` is the first. A place is a group of detected chips that touch
+        (:func:`~wcembed.explore.classify.adjacent_groups`); :meth:`place_size` tells how many it holds.
     detected : int
-        Unlabelled chips scored at or above the threshold in the last round (the queue is the top of them).
+        Unlabelled chips scored at or above the threshold in the last round.
+    places : int
+        The places those chips make (the queue is the top of them).
     history : list of (int, float)
         (number of labels, CV balanced accuracy) of each training round.
     status : str
@@ -80,6 +84,7 @@ class LabelLoop(HasTraits):
     suggestions = Any(None, allow_none=True)
     queue = List()
     detected = Int(0)
+    places = Int(0)
     history = List()
     status = Unicode("")
     busy = Bool(False)
@@ -88,6 +93,7 @@ class LabelLoop(HasTraits):
         super().__init__()
         self.session = session
         self.n, self.threshold, self.block_deg = n, threshold, block_deg
+        self._place_sizes: dict[str, int] = {}
         # a label from anywhere (the panel, a click or a drawn area in a label mode) updates the loop
         session.observe(self._labels_changed, names="labels")
         self._say()
@@ -140,6 +146,8 @@ class LabelLoop(HasTraits):
         no table read, no footprint made); the suggestions and the review queue follow."""
         import pandas as pd
 
+        from wcembed.explore.classify import adjacent_groups
+
         vectors = self.session.vectors(year)
         w, b = self.classifier.linear()
         logit = np.clip(vectors.dot(w) + np.float32(b), -60, 60)
@@ -156,8 +164,13 @@ class LabelLoop(HasTraits):
         self.suggest()
         free = self._unlabelled(self.scores)
         detected = free[free["score"] >= self.threshold]
-        self.detected = len(detected)
-        self.queue = list(detected.nlargest(REVIEW_MAX, "score", keep="first")["chip_id"])
+        place = adjacent_groups(detected["year"], detected["column"], detected["row"])
+        sizes = np.bincount(place) if len(place) else np.zeros(0, np.int64)
+        best = detected.assign(place=place).sort_values("score", ascending=False, kind="stable")
+        best = best.drop_duplicates("place").head(REVIEW_MAX)
+        self._place_sizes = dict(zip(best["chip_id"], sizes[best["place"].to_numpy()].tolist(), strict=True))
+        self.detected, self.places = len(detected), len(sizes)
+        self.queue = list(best["chip_id"])
 
     def suggest(self, n: int | None = None):
         """Suggest the ``n`` chips to label next (after :meth:`retrain`)."""
@@ -176,6 +189,10 @@ class LabelLoop(HasTraits):
     def current(self) -> str | None:
         """The detection under review (the highest-scoring one not yet reviewed), or None."""
         return self.queue[0] if self.queue else None
+
+    def place_size(self, chip: str) -> int:
+        """How many detected chips the place of a queued chip held when it was queued (1: a lone chip)."""
+        return self._place_sizes.get(chip, 1)
 
     def score_of(self, chip: str) -> float:
         """The last round's score of a chip of :attr:`scores_year`."""
@@ -246,7 +263,10 @@ class LabelLoop(HasTraits):
             text += f"; trained on {trained}: CV balanced accuracy {acc:.3f}"
             if len(s.labels) != trained:
                 text += f" ({len(s.labels) - trained} new labels: retrain)"
-            text += f"; {self.detected} chips scored ≥ {self.threshold:g}, {len(self.queue)} of the top to review"
+            text += (
+                f"; {self.detected} chips scored ≥ {self.threshold:g} in {self.places} places, "
+                f"{len(self.queue)} of the top places to review"
+            )
         elif p < MIN_EACH or n < MIN_EACH:
             text += f": label at least {MIN_EACH} of each, then retrain"
         else:

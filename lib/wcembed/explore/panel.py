@@ -142,7 +142,9 @@ class LabelPanel:
         elif chip is None:
             self.review_card.value = "no detection left to review: retrain, or lower the threshold"
         else:
-            caption = f"{chip}: score {loop.score_of(chip):.2f} ({len(loop.queue)} to review)"
+            size = loop.place_size(chip)
+            place = f", the best of {size} touching detected chips" if size > 1 else ""
+            caption = f"{chip}: score {loop.score_of(chip):.2f}{place} ({len(loop.queue)} places to review)"
             self.review_card.value = self.thumbnail(chip, caption)
         for b in (self.accept_button, self.reject_button, self.skip_button):
             b.disabled = chip is None
