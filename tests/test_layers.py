@@ -279,8 +279,12 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         s.click(*_centre(*ALTERED[0]))  # with the change layer shown, a click compares the chip's two years
         (pair,) = ex.compare_box.children
         assert _compared_years(pair) == ["WORLDCOVER_2020_S2_TCC", "WORLDCOVER_2021_S2_TCC"]
+        ex.controls["imagery"].value = "FCC"  # the comparison follows the imagery kind
+        (pair,) = ex.compare_box.children
+        assert _compared_years(pair) == ["WORLDCOVER_2020_S2_FCC", "WORLDCOVER_2021_S2_FCC"]
+        ex.controls["imagery"].value = "TCC"
         ex.controls["region"].value = "embedding colours"
-        assert s.layer.rgb and ex.threshold.disabled
+        assert s.layer.rgb and ex.threshold.disabled and not ex.compare_box.children  # no comparison without it
         ex.controls["year"].value = 2021
         assert s.layer.key.years == (2021,) and "embedding colours" in ex.legend.value
         ex.controls["year"].value = 2020

@@ -236,6 +236,10 @@ def test_change_layer_compare_and_changed_like(session):
     assert top == CHANGED and layer is session.layer
     session.click(*centre(1157, 288))
     assert session.compare_chip == "2020-1157-0288" and "compare_chip" in session.told
+    session.region = "none"  # the two years are compared while the change layer is shown, and only then
+    assert session.compare_chip is None
+    session.region = "change"
+    assert session.compare_chip == "2020-1157-0288"
     results = session.changed_like(["2020-1156-0288"])
     assert session.pair_years == (2020, 2021) and session.region == "changed like" and session.threshold == 0.0
     assert results["chip_id"].iloc[0] == "2020-1158-0290"  # the other changed chip: the most alike change

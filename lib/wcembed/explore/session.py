@@ -261,7 +261,7 @@ class ExploreSession(HasTraits):
     changes : DataFrame or None
         Chips from most to least changed, of the set and years of the change layer last shown.
     compare_chip : str or None
-        The chip whose two years are compared (a click while the change layer is shown).
+        The chip whose two years are compared: the query, while the change layer is shown.
     explanation : Explanation or None
         The last :meth:`explain`.
     explain_note : str
@@ -710,9 +710,12 @@ class ExploreSession(HasTraits):
     @observe("region")
     def _region_changed(self, change: dict) -> None:
         """A region chosen (from code or a control): show its layer; if it cannot be made, the region shown
-        stays as it was and the status line says why."""
+        stays as it was and the status line says why. The query's two years are compared while the change
+        layer is shown (:attr:`compare_chip`), and only then."""
         if self.attempt(self._show_layer) is None:
             self.region = change["old"]
+            return
+        self.compare_chip = self.query_chip if self.region == "change" and len(self.index.years) > 1 else None
 
     def _show_layer(self) -> bool:
         """Show the layer of the region, year and query shown (made when first needed). Returns True."""

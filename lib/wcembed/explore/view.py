@@ -165,7 +165,7 @@ class Explorer:
         s.observe(lambda _: self._draw_region_line(), names="region_note")
         s.observe(lambda _: self._draw_explanation(), names="explanation")
         s.observe(lambda _: setattr(self.explain_line, "value", html.escape(s.explain_note)), names="explain_note")
-        s.observe(lambda _: self._draw_compare(), names="compare_chip")
+        s.observe(lambda _: self._draw_compare(), names=["compare_chip", "imagery"])
         self._show_imagery()
         self._bind_layer({"old": None, "new": s.layer})
         self._draw_results()
