@@ -65,3 +65,24 @@ def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights
     assert session.explain("2020-1150-0288") is None and session.status == session.explain_note
     session.use_explainer(sample_root, allow_untrained=True)  # asked for: untrained weights, said so
     assert session.explainer is not None and session.explain_note.startswith("explain uses untrained weights")
+
+
+def test_a_new_query_lets_the_last_explanation_go(explainer, tmp_path):
+    """The explanation shown is of the query shown: clicking the query again keeps it, another chip ends it."""
+    from builders import synthetic_index
+    from wcembed.grid import chip_bounds, parse_chip_id
+
+    index = synthetic_index(tmp_path, lambda year, column, row: np.random.default_rng([column, row]).normal(size=8))
+    session = ExploreSession(index, explainer=explainer)
+
+    def click(chip: str) -> None:
+        w, s, e, n = chip_bounds(*parse_chip_id(chip)[1:])
+        session.click((w + e) / 2, (s + n) / 2)
+
+    click(QUERY)
+    session.explain(OTHER)
+    assert (session.explanation.query, session.explanation.result) == (QUERY, OTHER)
+    click(QUERY)
+    assert session.explanation is not None and session.explanation.query == QUERY
+    click(OTHER)
+    assert session.explanation is None

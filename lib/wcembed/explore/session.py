@@ -580,6 +580,12 @@ class ExploreSession(HasTraits):
         self.query = gpd.GeoDataFrame({"chip_id": list(chips)}, geometry=[self.index.footprint(c) for c in chips],
                                       crs=CRS)  # fmt: skip
 
+    @observe("query")
+    def _query_changed(self, change: dict) -> None:
+        """Another query: an explanation of a match of the last one is let go."""
+        if self.explanation is not None and self.explanation.query != self.query_chip:
+            self.explanation = None
+
     @observe("year")
     def _year_changed(self, change: dict) -> None:
         """The year switched: the search follows (the same place, or the same examples, in the new year),
