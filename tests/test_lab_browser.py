@@ -115,6 +115,11 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     assert year["legend"].startswith("similarity 2021") and "2021-" in year["legend"]
     assert "WORLDCOVER_2021_S2_TCC" in year["tiles"], year["tiles"]
     assert year["thumbnails"] and all("WORLDCOVER_2021_S2_TCC" in src for src in year["thumbnails"])
+    for drawn in features["drawn"]:  # at the page's width (1400 px) and at 1000 px
+        assert drawn["controls"] >= 9 and drawn["bad"] == [] and drawn["broken"] == [], drawn
+        assert drawn["tracks"] and min(drawn["tracks"]) >= 60, drawn  # the sliders' tracks drawn
+    assert [d["width"] for d in features["drawn"]] == [1400, 1000]
+    assert len(set(features["mapTops"])) == 1, features["mapTops"]  # the map stays put as the count line goes
     assert seen["offHost"] == [], seen["offHost"][:5]  # the browser asked nothing of any other host
     assert seen["console"] == jupyter_leaflet_own_warnings(), seen["console"]  # nothing else warned or failed
 

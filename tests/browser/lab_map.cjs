@@ -20,6 +20,24 @@ async function mapState(page) {
   });
 }
 
+// Whether every control of the map is drawn whole: each inside the output area and not squeezed, the
+// sliders' tracks their width, no image of the map broken (a src that did not load).
+const controlsDrawn = (page) => page.evaluate(() => {
+  const box = document.querySelector(".wcembed-controls");
+  const right = box.closest(".jp-OutputArea-output").getBoundingClientRect().right + 1;
+  const parts = [...box.querySelectorAll(".widget-dropdown, .widget-text, .widget-checkbox, .widget-slider, .widget-toggle-button")];
+  const bad = parts.filter((e) => { const r = e.getBoundingClientRect(); return r.width < 40 || r.right > right; })
+    .map((e) => `${e.className.split(" ").find((c) => c.startsWith("widget-"))} ${e.textContent.trim().slice(0, 20)} ${Math.round(e.getBoundingClientRect().width)} px`);
+  return {
+    width: window.innerWidth,
+    controls: parts.length,
+    bad,
+    tracks: [...box.querySelectorAll(".noUi-target, .slider-container")].map((t) => Math.round(t.getBoundingClientRect().width)),
+    broken: [...document.querySelectorAll(".jp-OutputArea img")]
+      .filter((i) => i.getAttribute("src") && i.complete && i.naturalWidth === 0).map((i) => i.src.slice(0, 80)),
+  };
+});
+
 withPage(cfg, async (page) => {
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
@@ -137,6 +155,25 @@ withPage(cfg, async (page) => {
       };
     });
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_year.png") });
+    // the controls drawn whole at the page's width and at 1000 px, no broken image, no jump of the map when
+    // the region's count line comes and goes
+    features.drawn = [await controlsDrawn(page)];
+    const mapTop = () => page.evaluate(() => {
+      const c = document.querySelector(".wcembed-controls"), m = document.querySelector(".leaflet-container");
+      return m.getBoundingClientRect().top - c.getBoundingClientRect().top;
+    });
+    const region = page.locator(".widget-dropdown:has(label:text-is('region')) select").first();
+    const tops = [await mapTop()];
+    for (const name of ["none", "similarity", "none"]) {
+      await region.selectOption(name);
+      await page.waitForTimeout(800);
+      tops.push(await mapTop());
+    }
+    features.mapTops = tops;
+    await page.setViewportSize({ width: 1000, height: 1100 });
+    await page.waitForTimeout(1500);
+    features.drawn.push(await controlsDrawn(page));
+    await page.locator(".wcembed-controls").first().screenshot({ path: cfg.screenshot.replace(/\.png$/, "_controls_1000.png") });
   }
   let executed = null;
   if (cfg.executedUrl) { // an executed notebook opened without running it: untrusted, widgets not drawn

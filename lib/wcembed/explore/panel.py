@@ -15,6 +15,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from wcembed.explore.styles import TEXT_LINE
+
 LABEL_NEXT_STYLE = {"color": "#ffa500", "weight": 3, "dashArray": "6 4", "fillOpacity": 0.0}
 """How the suggested chips are outlined on the map (orange, dashed)."""
 
@@ -43,7 +45,7 @@ class LabelPanel:
         self.outline = GeoJSON(
             data={"type": "FeatureCollection", "features": []}, name="label next", style=LABEL_NEXT_STYLE
         )
-        self.status = w.HTML(layout=w.Layout(min_height="24px"))
+        self.status = w.HTML(layout=w.Layout(min_height=TEXT_LINE))
         self.status.add_class("wcembed-label-status")
         self.retrain_button = w.Button(description="retrain", icon="refresh", tooltip="train on the labels so far")
         self.retrain_button.on_click(lambda _: session.attempt(loop.retrain))

@@ -10,6 +10,10 @@ import json
 
 RANK_CMAP = "plasma"
 
+TEXT_LINE = "var(--jp-widgets-inline-height, 28px)"
+"""The height of a line of widget text in JupyterLab: a status line keeps it while empty, so that what is
+below it (the map) does not move when a line comes and goes."""
+
 
 def rank_colors(n: int) -> list[str]:
     """Hex colours for ranks 1..n (rank 1 brightest)."""

@@ -19,7 +19,7 @@ from traitlets import link
 from wcembed.errors import BadParameterError, WMSError, WMSTransientError
 from wcembed.explore.index import DIVERSE_CHIPS
 from wcembed.explore.session import CHANGE_YEARS, LIMITS, MODES, REGION_LAYERS, ExploreSession
-from wcembed.explore.styles import label_style, results_geojson
+from wcembed.explore.styles import TEXT_LINE, label_style, results_geojson
 from wcembed.product import LAYER_KINDS, YEARS, layer_name
 
 log = logging.getLogger(__name__)
@@ -140,8 +140,8 @@ class Explorer:
                                        readout_format=".3g")  # fmt: skip
         self.opacity = w.FloatSlider(min=LIMITS["opacity"][0], max=LIMITS["opacity"][1], step=0.05,
                                      value=s.opacity, description="opacity", disabled=True, layout=narrow)  # fmt: skip
-        self.status = w.HTML(layout=w.Layout(min_height="24px"))  # the last operation's outcome
-        self.region_status = w.HTML(layout=w.Layout(min_height="24px"))  # the region layer's count line
+        self.status = w.HTML(layout=w.Layout(min_height=TEXT_LINE))  # the last operation's outcome
+        self.region_status = w.HTML(layout=w.Layout(min_height=TEXT_LINE))  # the region layer's count line
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
         self.gallery.add_class("wcembed-gallery")  # for the browser test, and for a user's CSS
         self.compare_line = w.HTML()  # how much the two sets agree on the query chip
