@@ -61,10 +61,12 @@ withPage(cfg, async (page) => {
         status_line: after.status, region_line: after.region });
     }
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, `_${region}.png`) });
+    if (region === "similarity") { // the controls with a layer shown: its threshold and opacity too
+      await page.locator(".wcembed-controls").first().screenshot({ path: cfg.screenshot.replace(/\.png$/, "_controls.png") });
+    }
   }
   // labelling rounds: label two chips on the map (one positive, one negative), then press "retrain";
   // timed from the press to the panel's "trained on N"
-  await page.locator(".wcembed-controls").first().screenshot({ path: cfg.screenshot.replace(/\.png$/, "_controls.png") });
   const rounds = [];
   const panel = page.locator(".wcembed-panel").first();
   const panelShot = (when) => panel.screenshot({ path: cfg.screenshot.replace(/\.png$/, `_panel_${when}.png`) });

@@ -285,6 +285,7 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         ex.controls["imagery"].value = "TCC"
         ex.controls["region"].value = "embedding colours"
         assert s.layer.rgb and ex.threshold.disabled and not ex.compare_box.children  # no comparison without it
+        assert ex.threshold.layout.visibility == "hidden" and ex.opacity.layout.visibility == "visible"
         ex.controls["year"].value = 2021
         assert s.layer.key.years == (2021,) and "embedding colours" in ex.legend.value
         ex.controls["year"].value = 2020
@@ -296,6 +297,7 @@ def test_region_layers_in_the_map(two_years, tmp_path):
     assert "data:image/png;base64" in html and "change 2020 → 2021" in html
     ex.controls["region"].value = "none"
     assert not ex.region_overlay.visible and not ex.legend.value and not ex.region_status.value  # no stale line
+    assert ex.threshold.layout.visibility == ex.opacity.layout.visibility == "hidden"  # no value of no layer
 
 
 def _compared_years(pair) -> list[str]:

@@ -230,6 +230,8 @@ class Explorer:
         slider = self.threshold
         slider.disabled = layer is None or layer.rgb
         self.opacity.disabled = layer is None
+        for control in (slider, self.opacity):  # hidden, not removed: its place kept, nothing moves
+            control.layout.visibility = "hidden" if control.disabled else "visible"
         if layer is not None:
             if not layer.rgb:
                 t = layer.threshold
