@@ -298,6 +298,7 @@ def test_region_layers_in_the_map(two_years, tmp_path):
     ex.controls["region"].value = "none"
     assert not ex.region_overlay.visible and not ex.legend.value and not ex.region_status.value  # no stale line
     assert ex.threshold.layout.visibility == ex.opacity.layout.visibility == "hidden"  # no value of no layer
+    assert all(c.layout.visibility != "hidden" for c in ex.controls.values())  # the others stay
 
 
 def _compared_years(pair) -> list[str]:

@@ -115,11 +115,13 @@ class Explorer:
         self.compare_box = w.VBox()  # both years of the clicked chip, while the change layer is shown
         self.map.add_control(WidgetControl(widget=self.legend, position="bottomright"))
 
-        narrow = w.Layout(width=CONTROL_WIDTH)
+        def narrow():  # a layout of its own for each control: one control's layout can change alone
+            return w.Layout(width=CONTROL_WIDTH)
+
         self.controls = {
-            "k": w.BoundedIntText(min=LIMITS["k"][0], max=LIMITS["k"][1], description="k", layout=narrow),
-            "year": w.Dropdown(options=years, description="year", layout=narrow),
-            "imagery": w.Dropdown(options=kinds or ["TCC"], description="imagery", layout=narrow),
+            "k": w.BoundedIntText(min=LIMITS["k"][0], max=LIMITS["k"][1], description="k", layout=narrow()),
+            "year": w.Dropdown(options=years, description="year", layout=narrow()),
+            "imagery": w.Dropdown(options=kinds or ["TCC"], description="imagery", layout=narrow()),
             "mode": w.ToggleButtons(options=list(MODES)),
             "spread": w.Checkbox(
                 description="spread out",
@@ -127,10 +129,10 @@ class Explorer:
                 indent=False,
                 layout=w.Layout(width="120px"),
             ),
-            "region": w.Dropdown(options=REGION_LAYERS, description="region", layout=narrow),
-            "embedding_set": w.Dropdown(options=s.sets, description="set", layout=narrow),
+            "region": w.Dropdown(options=REGION_LAYERS, description="region", layout=narrow()),
+            "embedding_set": w.Dropdown(options=s.sets, description="set", layout=narrow()),
             "compare_set": w.Dropdown(
-                options=[("none", ""), *((n, n) for n in s.sets)], description="beside", layout=narrow
+                options=[("none", ""), *((n, n) for n in s.sets)], description="beside", layout=narrow()
             ),
         }
         """The controls linked to the session's settings of the same names."""
@@ -138,8 +140,8 @@ class Explorer:
             link((s, name), (control, "value"))
         self.threshold = w.FloatSlider(description="show ≥", disabled=True, layout=w.Layout(width="330px"),
                                        readout_format=".3g")  # fmt: skip
-        self.opacity = w.FloatSlider(min=LIMITS["opacity"][0], max=LIMITS["opacity"][1], step=0.05,
-                                     value=s.opacity, description="opacity", disabled=True, layout=narrow)  # fmt: skip
+        self.opacity = w.FloatSlider(min=LIMITS["opacity"][0], max=LIMITS["opacity"][1], step=0.05, value=s.opacity,
+                                     description="opacity", disabled=True, layout=narrow())  # fmt: skip
         self.status = w.HTML(layout=w.Layout(min_height=TEXT_LINE))  # the last operation's outcome
         self.region_status = w.HTML(layout=w.Layout(min_height=TEXT_LINE))  # the region layer's count line
         self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap"))
