@@ -334,7 +334,10 @@ def test_the_labelling_loop_without_a_map(small_chips):
     assert len({place[c] for c in queue}) == len(queue) and all(scored[c] == best[place[c]] for c in queue)
     assert loop.detected == len(then) and loop.places == len(best) and len(queue) == min(loop.places, 50)
     assert [loop.place_size(c) for c in queue] == [list(place.values()).count(place[c]) for c in queue]
-    assert f"{loop.detected} chips scored ≥ 0.5 in {loop.places} places, {len(queue)} of the top places" in loop.status
+    assert (
+        f"{loop.detected} chips of 2020 scored ≥ 0.5 in {loop.places} places, {len(queue)} of the top places"
+        in loop.status
+    )
     loop.accept()
     assert session.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
     loop.reject()

@@ -263,10 +263,11 @@ class LabelLoop(HasTraits):
             text += f"; trained on {trained}: CV balanced accuracy {acc:.3f}"
             if len(s.labels) != trained:
                 text += f" ({len(s.labels) - trained} new labels: retrain)"
-            text += (
-                f"; {self.detected} chips scored ≥ {self.threshold:g} in {self.places} places, "
-                f"{len(self.queue)} of the top places to review"
-            )
+            if self.scores is not None:
+                text += (
+                    f"; {self.detected} chips of {self.scores_year} scored ≥ {self.threshold:g} in {self.places} "
+                    f"places, {len(self.queue)} of the top places to review"
+                )
         elif p < MIN_EACH or n < MIN_EACH:
             text += f": label at least {MIN_EACH} of each, then retrain"
         else:
