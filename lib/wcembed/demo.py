@@ -26,6 +26,7 @@ from wcembed.explore import original
 from wcembed.explore.index import ChipIndex
 from wcembed.explore.ingest import ingest
 from wcembed.explore.wms import LocalWMS
+from wcembed.grid import bands_holding
 from wcembed.pipeline.batch import missing_bands, run_array
 from wcembed.pipeline.job import ColumnJob
 from wcembed.pipeline.weights import CLAY_V01, default_cache_dir, fetch_checkpoint
@@ -138,7 +139,7 @@ def run(
         if other:  # e.g. an offline run's untrained files, and now a checkpoint: those bands are embedded again
             print(f"{year}: {len(other)} column files of other weights ({', '.join(sorted(other.values()))}): "
                   "their bands are embedded again")  # fmt: skip
-            todo |= {column // BAND * BAND for column in other}
+            todo |= set(bands_holding(list(other), BAND).tolist())
             job = dataclasses.replace(job, overwrite=True)
         done = [i for i in chosen if int(starts[i]) not in todo]
         chosen = [i for i in chosen if int(starts[i]) in todo]

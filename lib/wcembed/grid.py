@@ -118,6 +118,17 @@ def check_band_width(width: int) -> int:
     return int(width)
 
 
+def bands_holding(columns, width: int = 1) -> np.ndarray:
+    """The first columns of the bands of ``width`` adjacent columns that hold ``columns`` (each once, west to
+    east), aligned on multiples of ``width`` as :meth:`Grid.band_starts` aligns them.
+
+    >>> bands_holding([1353, 1359, 1360], 8).tolist()
+    [1352, 1360]
+    """
+    width = check_band_width(width)
+    return np.unique(np.asarray(columns, np.int64) // width * width)
+
+
 def chip_at(
     lon: float, lat: float, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN
 ) -> tuple[int, int]:
@@ -249,8 +260,7 @@ class Grid:
         >>> Grid(["N44W067"]).band_starts(8)[:2].tolist()
         [1352, 1360]
         """
-        width = check_band_width(width)
-        return np.unique(self.columns // width * width)
+        return bands_holding(self.columns, width)
 
     def band(self, column: int, width: int = 1) -> list[int]:
         """The grid's columns among ``column .. column + width - 1`` (west to east).

@@ -165,7 +165,7 @@ class LabelLoop(HasTraits):
         free = self._unlabelled(self.scores)
         detected = free[free["score"] >= self.threshold]
         place = adjacent_groups(detected["year"], detected["column"], detected["row"])
-        sizes = np.bincount(place) if len(place) else np.zeros(0, np.int64)
+        sizes = np.bincount(place)  # chips per place
         best = detected.assign(place=place).sort_values("score", ascending=False, kind="stable")
         best = best.drop_duplicates("place").head(REVIEW_MAX)
         self._place_sizes = dict(zip(best["chip_id"], sizes[best["place"].to_numpy()].tolist(), strict=True))

@@ -1,7 +1,8 @@
 """How search results and labels look on a map: GeoJSON whose features carry their style.
 
 Used by the live map (:mod:`wcembed.explore.view`) and the exported page
-(:mod:`wcembed.explore.pages`) alike, so both draw the same thing.
+(:mod:`wcembed.explore.pages`) alike, so both draw the same thing; and the height
+of the widgets' status lines (:data:`TEXT_LINE`).
 """
 
 from __future__ import annotations

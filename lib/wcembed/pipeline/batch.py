@@ -44,10 +44,8 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
-
 from wcembed import NOTEBOOKS, ROOT, errors, store
-from wcembed.grid import Grid
+from wcembed.grid import Grid, bands_holding
 from wcembed.pipeline.job import ColumnJob
 from wcembed.product import check_year
 
@@ -255,7 +253,7 @@ def missing_bands(grid: Grid, output: str, year: int, width: int = 1) -> list[in
     """First columns of the bands of ``width`` (:meth:`Grid.band_starts`) that hold a column with no output file:
     what ``resubmit-missing`` sends (a band job then skips its finished columns)."""
     missing = missing_columns(grid, output, year)
-    return [int(s) for s in np.unique(np.asarray(missing, dtype=np.int64) // width * width)]
+    return bands_holding(missing, width).tolist()
 
 
 def missing_columns(grid: Grid, output: str, year: int) -> list[int]:
