@@ -28,7 +28,7 @@ def run(
 ) -> list[tuple[int, float]]:
     """The learning curve of one strategy and seed: (labels, held-out balanced accuracy) per round."""
     from sklearn.metrics import balanced_accuracy_score
-    from wcembed.explore.classify import Labels, score_index, suggest_next, train
+    from wcembed.explore.compute.classify import Labels, score_index, suggest_next, train
 
     rng = np.random.default_rng(seed)
     pool = [i for i in range(len(ids)) if not held_out[i]]
@@ -65,7 +65,7 @@ def needed(curve: list[tuple[int, float]], target: float) -> float:
 
 def main() -> None:
     from labelled_sample import labelled_sample
-    from wcembed.explore.classify import spatial_blocks
+    from wcembed.explore.compute.classify import spatial_blocks
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=5)

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from bench_tiles import FILLED_COLUMNS, band_plan, filled_tile_root, read_band
 from common import Timer, report
+from wcembed.core.tileset import plan_grid
 from wcembed.pipeline import embed
 from wcembed.pipeline.embed import reader_workers, run_job
 from wcembed.pipeline.inference import Embedder, pick_device
 from wcembed.pipeline.job import ColumnJob
 from wcembed.pipeline.weights import LoadedModel, load_model
-from wcembed.tileset import plan_grid
 
 H200_BF16_CHIPS_PER_S = 1873.0
 """``Embedder`` bf16 at batch 128 on one NVIDIA H200 (measured 2026-11-27)."""

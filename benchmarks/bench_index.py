@@ -2,8 +2,8 @@
 
 Built through the real path: synthetic vectors for every chip of the land-outline
 grid of 2020 and 2021 (2 x 538,076 chips, 2 x 1,383 columns) are written as the
-real per-column GeoParquet files (:func:`wcembed.store.write_column`), then
-:func:`wcembed.explore.index.ingest` loads them. The timed calls are the product's own:
+real per-column GeoParquet files (:func:`wcembed.core.store.write_column`), then
+:func:`wcembed.explore.data.index.ingest` loads them. The timed calls are the product's own:
 ``ChipIndex.by_point(lon, lat, k=10, year=2020)`` (one click: grid arithmetic, one
 lookup by id, a filtered ANN search without the query chip) and
 ``ChipIndex.by_examples(3 positives, 2 negatives, k=10, year=2020)``. Recall@10 is
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from common import Timer, report
-from wcembed import contract, store
-from wcembed.contract import FileMetadata
-from wcembed.explore.index import DIVERSE_CHIPS, ChipIndex, query_vector
-from wcembed.explore.ingest import ingest
-from wcembed.explore.table import ANN_INDEX, ANN_MIN_ROWS, partitions
-from wcembed.product import ESA_HTTPS, YEARS
-from wcembed.tileset import plan_grid
+from wcembed.core import contract, store
+from wcembed.core.contract import FileMetadata
+from wcembed.core.product import ESA_HTTPS, YEARS
+from wcembed.core.tileset import plan_grid
+from wcembed.explore.data.index import DIVERSE_CHIPS, ChipIndex, query_vector
+from wcembed.explore.data.ingest import ingest
+from wcembed.explore.data.table import ANN_INDEX, ANN_MIN_ROWS, partitions
 
 
 def clustered(n: int, dim: int, rng, centres: int = 1000) -> np.ndarray:
@@ -78,8 +78,8 @@ def write_files(out: Path, make, dim: int, max_columns: int | None) -> tuple[int
 def build_index_in_child(db: Path, kind: str) -> tuple[float, float]:
     """Build the ANN index in a child process: (seconds, peak resident memory of that process in GB)."""
     code = (
-        "import sys, time; from wcembed.explore.index import ChipIndex; "
-        "from wcembed.explore.table import build_ann_index; "
+        "import sys, time; from wcembed.explore.data.index import ChipIndex; "
+        "from wcembed.explore.data.table import build_ann_index; "
         "t = ChipIndex(sys.argv[1]).table; t0 = time.perf_counter(); build_ann_index(t, kind=sys.argv[2]); "
         "t.optimize(); print(time.perf_counter() - t0)"
     )

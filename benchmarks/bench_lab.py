@@ -31,10 +31,10 @@ from bench_index import DATA, write_files
 from common import report, sample_root
 from local_servers import interrupt, jupyterlab_settings, start_cli, wait_for_url
 from wcembed import ROOT
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
-from wcembed.grid import chip_at, chip_bounds
-from wcembed.servers import free_port
+from wcembed.core.grid import chip_at, chip_bounds
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
+from wcembed.tools.servers import free_port
 
 CENTER, ZOOM = (37.675, -75.62), 12  # the explore notebook's starting point and zoom
 
@@ -51,7 +51,7 @@ LABELS_GIVEN = 42
 def write_labels(db: Path, path: Path, n: int) -> tuple[Path, list]:
     """A labels file of ``n`` random chips of 2020 (half positive), and for four more rounds two chips in the
     map's view to label on the map (lon, lat of a positive and a negative)."""
-    from wcembed.explore.classify import Labels
+    from wcembed.explore.compute.classify import Labels
 
     index = ChipIndex(db)
     rng = np.random.default_rng(0)

@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 from bench_index import DATA, write_files
 from common import Timer, report
-from wcembed import store
-from wcembed.explore.classify import score_index
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
-from wcembed.explore.layers import ChipRaster
-from wcembed.explore.vectors import UNIT_VECTORS, ChangePairs, YearVectors, change
+from wcembed.core import store
+from wcembed.explore.compute.classify import score_index
+from wcembed.explore.compute.layers import ChipRaster
+from wcembed.explore.compute.vectors import ChangePairs, YearVectors, change
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
+from wcembed.explore.data.kept import UNIT_VECTORS
 
 
 def build(out: Path, db: Path, args) -> None:

@@ -2,8 +2,8 @@
 layer of a year, and a click with a second set beside the first.
 
 The files are synthetic vectors for every chip of the land-outline grid of 2020 (538,076 chips, as
-``bench_index.py`` makes them), written twice: in our layout (``wcembed.store.write_column``) and in the
-original 2024 run's (``wcembed.explore.original.write_original``: a ``fixed_shape_tensor`` column and the
+``bench_index.py`` makes them), written twice: in our layout (``wcembed.core.store.write_column``) and in the
+original 2024 run's (``wcembed.pipeline.original.write_original``: a ``fixed_shape_tensor`` column and the
 float-pixel-size boxes), the second set's vectors a little perturbed. Timed in the same run: ``ingest`` of each
 folder into a new database (the same rows; the ANN index built at this size), ``agreement`` of the year (the
 product's call: the two sets' float16 unit vectors, as the explorer's layer makes it) with the process's peak
@@ -23,16 +23,17 @@ from pathlib import Path
 import numpy as np
 from bench_index import lowrank
 from common import report
-from wcembed import ROOT, contract, store
-from wcembed.contract import FileMetadata
-from wcembed.explore import original
-from wcembed.explore.compare import agreement
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
-from wcembed.explore.session import ExploreSession
-from wcembed.grid import chip_bounds
-from wcembed.product import ESA_HTTPS
-from wcembed.tileset import plan_grid
+from wcembed import ROOT
+from wcembed.core import contract, original, store
+from wcembed.core.contract import FileMetadata
+from wcembed.core.grid import chip_bounds
+from wcembed.core.product import ESA_HTTPS
+from wcembed.core.tileset import plan_grid
+from wcembed.explore.compute.compare import agreement
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
+from wcembed.explore.state.session import ExploreSession
+from wcembed.pipeline.original import write_original
 
 YEAR, DIM = 2020, 768
 
@@ -49,7 +50,7 @@ def write_both(ours: Path, theirs: Path, max_columns: int | None) -> int:
         meta = FileMetadata({"dimension": DIM, "weights": "synthetic (benchmark)", "model": "none"}, record)
         table = contract.column_table(grid, YEAR, column, [(x, 1.0) for x in r], vec, meta)
         store.write_column(store.output_path(ours, YEAR, column), table, meta, contract.column_extent(grid, column))
-        original.write_original(theirs, YEAR, column, r, vec + 0.05 * noise.normal(size=vec.shape).astype(np.float32))
+        write_original(theirs, YEAR, column, r, vec + 0.05 * noise.normal(size=vec.shape).astype(np.float32))
         rows += len(r)
     return rows
 
@@ -86,9 +87,9 @@ def main() -> None:
         ingest(theirs, db)
     a, b = ChipIndex(db), ChipIndex(db, set=original.SET)
     session = ExploreSession(a, year=YEAR, k=10)
-    session.vectors(YEAR), session.vectors(YEAR, original.SET)  # the session's vectors: loaded once, as it does
+    session.scope.vectors(YEAR), session.scope.vectors(YEAR, original.SET)  # the session's vectors: loaded once, as it does
     t0 = time.perf_counter()
-    agr = agreement(a, b, YEAR, (session.vectors(YEAR), session.vectors(YEAR, original.SET)))
+    agr = agreement(a, b, YEAR, (session.scope.vectors(YEAR), session.scope.vectors(YEAR, original.SET)))
     layer = agr.layer()
     result["agreement layer of the year (s, target <= 2)"] = round(time.perf_counter() - t0, 2)
     result["agreement chips"] = len(agr)

@@ -3,7 +3,7 @@
 The files are what ``write_column`` writes for real CONUS columns (grid from the offline
 land outline, 768-d float32 vectors from ``bench_index.lowrank``, a model of embeddings:
 a low-dimensional manifold plus noise, full float entropy). Each column is written twice
-in the same run: with :data:`wcembed.contract.PARQUET_OPTIONS` ("now") and with the original scripts'
+in the same run: with :data:`wcembed.core.contract.PARQUET_OPTIONS` ("now") and with the original scripts'
 settings (ZSTD, pyarrow's defaults otherwise: dictionary encoding tried on every column,
 "before"). Reads: the whole file as the explorer's ingest and ``read_column`` read it, and
 the vectors alone; bbox-filtered reads are not timed, since a column file is one row group.
@@ -20,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from bench_index import lowrank
 from common import Timer, report
-from wcembed import contract, store
-from wcembed.contract import FileMetadata
-from wcembed.product import ESA_HTTPS
-from wcembed.tileset import plan_grid
+from wcembed.core import contract, store
+from wcembed.core.contract import FileMetadata
+from wcembed.core.product import ESA_HTTPS
+from wcembed.core.tileset import plan_grid
 
 
 def seed_bytes(table: pa.Table) -> bytes:

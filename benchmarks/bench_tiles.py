@@ -33,12 +33,12 @@ from common import OUT, Timer, report, sample_root
 from local_servers import RangeServer, cog_block_bytes
 from rasterio.windows import Window
 from wcembed import ROOT
-from wcembed.grid import CHIP_PX, CONUS_ORIGIN
+from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN
+from wcembed.core.product import BLOCK_PX, PX_PER_DEGREE, TILE_PX, Tile, gdal_path, parse_tile_filename, tile_url
+from wcembed.core.tileset import plan_grid
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.tiles import gdal_options
-from wcembed.product import BLOCK_PX, PX_PER_DEGREE, TILE_PX, Tile, gdal_path, parse_tile_filename, tile_url
-from wcembed.sample import write_tile
-from wcembed.tileset import plan_grid
+from wcembed.tools.sample import write_tile
 
 FILLED_COLUMNS = (1149, 1153)
 """The columns whose chips lie wholly on the filled strip (tile px 288 .. 2848)."""

@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT / "tests"))  # the test servers (tests/local_servers
 
 def sample_root() -> str:
     """The sample region under outputs/sample (built if missing)."""
-    from wcembed.sample import build_sample_region
+    from wcembed.tools.sample import build_sample_region
 
     root = OUT.parent / "sample"
     if not list(root.glob("rgbnir/2020/*/*.tif")):

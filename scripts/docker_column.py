@@ -23,9 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from local_servers import moto_s3  # noqa: E402 - the tests' S3 server
+from wcembed.core.store import read_column, read_metadata  # noqa: E402
 from wcembed.pipeline.embed import run_job  # noqa: E402
 from wcembed.pipeline.job import ColumnJob  # noqa: E402
-from wcembed.store import read_column, read_metadata  # noqa: E402
 
 
 def main() -> int:

@@ -15,7 +15,7 @@
 * :func:`table_chips`: the chips of an index whose stored footprint passes a test.
 * :func:`record_only_file`: a Parquet file whose only content is a column file's metadata record, complete
   or partial: what ``resubmit-missing`` reads of each file.
-* :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.store.write_column`) on the real
+* :func:`synthetic_index`: real per-column GeoParquet files (:func:`wcembed.core.store.write_column`) on the real
   grid of the sample tile, with vectors chosen by the test instead of an encoder, ingested into LanceDB:
   an index in a second, for tests of search and of the explorer's session.
 """
@@ -32,13 +32,14 @@ import numpy as np
 import rasterio
 from rasterio.errors import WindowError
 from rasterio.windows import Window, from_bounds
-from wcembed import NOTEBOOKS, contract, store
-from wcembed.contract import EMB_EXTENSION, FileMetadata, column_extent, column_table
-from wcembed.grid import Grid, chip_id
+from wcembed import NOTEBOOKS
+from wcembed.core import contract, store
+from wcembed.core.contract import EMB_EXTENSION, FileMetadata, column_extent, column_table
+from wcembed.core.grid import Grid, chip_id
+from wcembed.core.product import Tile, tile_key
 from wcembed.pipeline.model import ClayConfig
 from wcembed.pipeline.weights import LoadedModel, load_model
-from wcembed.product import Tile, tile_key
-from wcembed.sample import write_tile
+from wcembed.tools.sample import write_tile
 
 
 def mosaic_chip(root: str | Path, grid: Grid, chip: tuple[int, int], year: int = 2020) -> np.ndarray:
@@ -92,11 +93,11 @@ def synthetic_index(
     rows=range(286, 292),
     weights: str = "synthetic (test)",
 ):
-    """A :class:`~wcembed.explore.index.ChipIndex` at ``root/db`` of the chips ``columns`` x ``rows`` of the
+    """A :class:`~wcembed.explore.data.index.ChipIndex` at ``root/db`` of the chips ``columns`` x ``rows`` of the
     sample tile's 512 px grid in ``years``, each with ``vectors(year, column, row)`` (a 1-D float array),
     written as the real column files and ingested. Returns the index."""
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.ingest import ingest
+    from wcembed.explore.data.index import ChipIndex
+    from wcembed.explore.data.ingest import ingest
 
     grid = Grid([SAMPLE_TILE])
     for year in years:
@@ -263,7 +264,7 @@ def one_line_error(done: subprocess.CompletedProcess, code: int = 65) -> str:
 def built_index(root: Path) -> tuple[Path, Path]:
     """Column files of random 32-d vectors (not embeddings) of two columns and two years under ``root/emb``,
     ingested into ``root/db``: returns both folders."""
-    from wcembed.explore.ingest import ingest
+    from wcembed.explore.data.ingest import ingest
 
     write_years(root / "emb", range(1150, 1152), rows=range(280, 290))
     ingest(root / "emb", root / "db")

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from local_servers import RangeServer
-from wcembed import ROOT, store
-from wcembed.errors import EXIT_TRANSIENT
+from wcembed import ROOT
+from wcembed.core import store
+from wcembed.core.errors import EXIT_TRANSIENT
 from wcembed.pipeline.batch import RETRY_ATTEMPTS, missing_columns
 from wcembed.pipeline.job import ColumnJob
 

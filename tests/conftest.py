@@ -7,7 +7,7 @@ import os
 import pytest
 from builders import tiny_model, write_corner_tiles
 from local_servers import RangeServer, moto_s3
-from wcembed.sample import build_sample_region
+from wcembed.tools.sample import build_sample_region
 
 # Tests never reach the network: fail fast instead of trying real hosts.
 os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
@@ -61,11 +61,11 @@ def range_server(sample_root):
 @pytest.fixture(scope="session")
 def explore_db(sample_root, tmp_path_factory):
     """Embeddings of the sample region's columns 1153-1160 (small untrained encoder) in LanceDB, and a WMS."""
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.ingest import ingest
-    from wcembed.explore.wms import LocalWMS
+    from wcembed.core.tileset import plan_grid
+    from wcembed.explore.data.index import ChipIndex
+    from wcembed.explore.data.ingest import ingest
+    from wcembed.explore.views.wms import LocalWMS
     from wcembed.pipeline.embed import embed_column
-    from wcembed.tileset import plan_grid
 
     tmp = tmp_path_factory.mktemp("explore")
     grid = plan_grid(2020, sample_root)

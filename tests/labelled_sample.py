@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders import tiny_model
-from wcembed.explore.classify import Labels
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
-from wcembed.grid import Grid
+from wcembed.core.grid import Grid
+from wcembed.explore.compute.classify import Labels
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
 from wcembed.pipeline.bands import read_chips
 from wcembed.pipeline.embed import embed_column
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from wcembed.servers import LOOPBACK, free_port, stop, wait_for_port
+from wcembed.tools.servers import LOOPBACK, free_port, stop, wait_for_port
 
 # --------------------------------------------------------------------------- range server
 

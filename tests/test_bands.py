@@ -9,15 +9,15 @@ import pytest
 from builders import mosaic_chip, tiny_model
 from local_servers import RangeServer, cog_block_bytes
 from rasterio.windows import Window
-from wcembed import store
-from wcembed.errors import TileCorruptError
-from wcembed.grid import Grid
+from wcembed.core import store
+from wcembed.core.errors import TileCorruptError
+from wcembed.core.grid import Grid
+from wcembed.core.product import BLOCK_PX, Tile, tile_key
+from wcembed.core.tileset import plan_grid
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.embed import run_job
 from wcembed.pipeline.job import ColumnJob
-from wcembed.product import BLOCK_PX, Tile, tile_key
-from wcembed.sample import write_tile
-from wcembed.tileset import plan_grid
+from wcembed.tools.sample import write_tile
 
 BAND = list(range(1152, 1160))  # the sample scene's columns (4 chips of data each, from 1155)
 

@@ -12,8 +12,9 @@ import pytest
 from botocore.stub import Stubber
 from builders import link_locked, record_only_file
 from moto import mock_aws
-from wcembed import ROOT, store
-from wcembed.errors import (
+from wcembed import ROOT
+from wcembed.core import store
+from wcembed.core.errors import (
     EXIT_BAD_INPUT,
     BadColumnError,
     BadParameterError,
@@ -21,6 +22,8 @@ from wcembed.errors import (
     TileTransientError,
     exit_code,
 )
+from wcembed.core.store import read_column
+from wcembed.core.tileset import plan_grid
 from wcembed.pipeline.batch import (
     band_for_index,
     definition_environment,
@@ -32,8 +35,6 @@ from wcembed.pipeline.batch import (
     validate,
 )
 from wcembed.pipeline.job import ColumnJob
-from wcembed.store import read_column
-from wcembed.tileset import plan_grid
 
 
 def _request(**kw):

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
-from wcembed.errors import BadParameterError, LabelsError
-from wcembed.explore.classify import Labels, adjacent_groups, export, score_index, train, unit
-from wcembed.explore.pages import offline_html, screenshot
-from wcembed.explore.session import ExploreSession
-from wcembed.explore.view import Explorer
-from wcembed.explore.wms import LocalWMS, WMSClient
+from wcembed.core.errors import BadParameterError, LabelsError
+from wcembed.explore.compute.classify import Labels, adjacent_groups, export, score_index, train, unit
+from wcembed.explore.state.session import ExploreSession
+from wcembed.explore.views.pages import offline_html, screenshot
+from wcembed.explore.views.view import Explorer
+from wcembed.explore.views.wms import LocalWMS, WMSClient
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_score_layer_and_threshold_slider_in_the_map(small_chips, sample_root, t
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
         session = ExploreSession(index)
         ex = Explorer(session, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
-        session.labels = labels
+        session.labelling.labels = labels
         session.labelling.block_deg = 0.03
         session.labelling.retrain()  # the scores: one image over the chips, not a polygon per chip
         scores = session.labelling.scores
@@ -136,17 +136,17 @@ def test_labels_in_the_map_toggle_and_save(small_chips, sample_root, tmp_path):
         s = ExploreSession(index)
         ex = Explorer(s, wms.url, thumbnails=WMSClient(wms.url, cache_dir=None), basemap=None)
         ids = index.table.to_arrow()["chip_id"].to_pylist()[:3]
-        s.toggle_label(ids[0], "positive", 2020)
-        s.toggle_label(ids[1], "negative", 2020)
-        s.toggle_label(ids[2], "positive", 2020)
-        s.toggle_label(ids[2], "positive", 2020)  # a second click removes the label
-        assert s.positives == [ids[0]] and s.negatives == [ids[1]]
+        s.labelling.toggle(ids[0], "positive", 2020)
+        s.labelling.toggle(ids[1], "negative", 2020)
+        s.labelling.toggle(ids[2], "positive", 2020)
+        s.labelling.toggle(ids[2], "positive", 2020)  # a second click removes the label
+        assert s.labelling.positives == [ids[0]] and s.labelling.negatives == [ids[1]]
         assert len(ex.label_layer.data["features"]) == 2
         ex.panel.save_path.value = str(tmp_path / "l.geojson")
         ex.panel.save_button.click()  # the panel's "save labels"
-        assert s.status == f"2 labels written to {tmp_path / 'l.geojson'}"
-        s.load_labels(tmp_path / "l.geojson")
-        assert s.positives == [ids[0]] and len(ex.label_layer.data["features"]) == 2
+        assert ex.panel.status.value == f"2 labels written to {tmp_path / 'l.geojson'}"
+        s.labelling.load(tmp_path / "l.geojson")
+        assert s.labelling.positives == [ids[0]] and len(ex.label_layer.data["features"]) == 2
 
 
 @pytest.mark.slow
@@ -205,8 +205,8 @@ def test_explore_notebook_names_labels_that_cannot_train(small_chips, sample_roo
 
 def test_detections_dissolve_adjacent_chips_with_their_ids_and_mean_score(tmp_path):
     import geopandas as gpd
-    from wcembed.explore.classify import detections
-    from wcembed.grid import chip_bounds, chip_id
+    from wcembed.core.grid import chip_bounds, chip_id
+    from wcembed.explore.compute.classify import detections
 
     cells = {(10, 5): 0.9, (11, 5): 0.8, (12, 5): 0.7, (11, 6): 0.6, (13, 6): 0.95, (20, 20): 0.55, (30, 30): 0.2}
     cells |= {(12, 6): 0.1}  # below the threshold: not a detection, and it does not join (13, 6) to the rest
@@ -246,7 +246,7 @@ def test_adjacent_groups_are_chips_of_a_year_that_touch_through_edges():
 
 
 def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
-    from wcembed.explore.classify import suggest_next
+    from wcembed.explore.compute.classify import suggest_next
 
     index, labels, _ = small_chips
     few = Labels()  # a few labels of each class, as early in a session
@@ -276,7 +276,7 @@ def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
 
 
 def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(small_chips, sample_root, tmp_path):
-    from wcembed.grid import chip_bounds, parse_chip_id
+    from wcembed.core.grid import chip_bounds, parse_chip_id
 
     index, _, _ = small_chips
     ids = index.table.to_arrow()["chip_id"].to_pylist()
@@ -295,7 +295,7 @@ def test_a_drawn_area_selects_its_chips_as_examples_and_labels_them_at_once(smal
         assert f"{len(want)} chips under the drawn area" in ex.status.value
         ex.controls["mode"].value = "positive"
         ex.handle_draw(action="created", geo_json=geo)  # positive mode: all labelled in one action
-        assert sorted(s.positives) == want and len(ex.label_layer.data["features"]) == len(want)
+        assert sorted(s.labelling.positives) == want and len(ex.label_layer.data["features"]) == len(want)
         big = shapely.box(-80, 30, -70, 40)
         with pytest.raises(ValueError, match="draw a smaller one"):
             index.chips_in(big, 2020)
@@ -332,14 +332,16 @@ def test_the_labelling_loop_without_a_map(small_chips):
     place = dict(zip(then["chip_id"], adjacent_groups(then["year"], then["column"], then["row"]), strict=True))
     best = then.assign(place=then["chip_id"].map(place)).groupby("place")["score"].max()
     assert len({place[c] for c in queue}) == len(queue) and all(scored[c] == best[place[c]] for c in queue)
-    assert loop.detected == len(then) and loop.places == len(best) and len(queue) == min(loop.places, 50)
+    detected = len(then) - int(shown[0] in set(then["chip_id"]))  # a chip labelled is no detection any more
+    assert loop.detected == detected and loop.places == len(best) and len(queue) == min(loop.places, 50)
     assert [loop.place_size(c) for c in queue] == [list(place.values()).count(place[c]) for c in queue]
     assert (
-        f"{loop.detected} chips of 2020 scored ≥ 0.5 in {loop.places} places, {len(queue)} of the top places"
-        in loop.status
+        f"{loop.detected} unlabelled chips of 2020 scored ≥ 0.5 (in {loop.places} places at the last round), "
+        f"{len(queue)} of the top places" in loop.status
     )
     loop.accept()
     assert session.labels.items[queue[0]]["label"] == "positive" and loop.current == queue[1]
+    assert loop.detected == detected - 1  # the accepted detection is a label now: the count says so
     loop.reject()
     loop.skip()
     assert queue[2] not in session.labels.items and loop.current == (queue[3] if len(queue) > 3 else None)
@@ -360,8 +362,9 @@ def test_the_labelling_panel_by_its_buttons(small_chips, sample_root, tmp_path):
         loop, panel = session.labelling, ex.panel
         loop.block_deg, loop.n = 0.03, 6
         assert panel.review_card.value == "detections to review appear after the first retrain"
-        panel.retrain_button.click()  # nothing labelled yet: the map's status line says why
-        assert "at least 2" in ex.status.value and not panel.retrain_button.disabled
+        panel.retrain_button.click()  # nothing labelled yet: the panel's own status line says why, at once
+        assert "at least 2" in panel.status.value and not panel.retrain_button.disabled
+        assert "training" not in panel.status.value
         for label in ("positive", "negative"):
             for chip in [c for c in truth if truth[c] == label][:3]:
                 loop.label(chip, label)
@@ -390,7 +393,7 @@ def test_the_labelling_panel_by_its_buttons(small_chips, sample_root, tmp_path):
         if loop.current is not None:  # a label from the map (positive mode click) leaves the queue too
             ex.controls["mode"].value = "positive"
             session.click(*index.footprint(loop.current).centroid.coords[0])
-            assert queue[3] in session.positives and queue[3] not in loop.queue
+            assert queue[3] in session.labelling.positives and queue[3] not in loop.queue
         n_labels = len(session.labels)
         panel.retrain_button.click()
         assert [n for n, _ in loop.history] == [6, n_labels]

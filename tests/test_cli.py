@@ -10,9 +10,9 @@ import pytest
 from builders import built_index, one_line_error, table_chips, wcembed
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wcembed import cli
-from wcembed.cli import build_parser, main
-from wcembed.errors import EXIT_BAD_INPUT, WcEmbedError
+from wcembed.apps import cli
+from wcembed.apps.cli import build_parser, main
+from wcembed.core.errors import EXIT_BAD_INPUT, WcEmbedError
 from wcembed.pipeline.job import ColumnJob
 
 
@@ -172,7 +172,7 @@ def test_search_arguments_give_k_results_or_say_why(built, capsys, lon, lat, k, 
     and exit 65 "no chip at" where none does; any other argument exit 65 naming it."""
     import math
 
-    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.data.index import ChipIndex
 
     _, db = built
     args = ["search", "--db", str(db), "--point", repr(float(lon)), repr(float(lat)), "-k", str(k)]

@@ -14,10 +14,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from builders import check_emb_collection, check_emb_item, synthetic_index
-from wcembed import contract, store
-from wcembed.contract import FileMetadata
-from wcembed.errors import OutputError
-from wcembed.grid import CONUS_ORIGIN
+from wcembed.core import contract, store
+from wcembed.core.contract import FileMetadata
+from wcembed.core.errors import OutputError
+from wcembed.core.grid import CONUS_ORIGIN
 
 
 def vector(year: int, column: int, row: int) -> np.ndarray:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from builders import record_only_file
 from PIL import Image
-from wcembed import demo, store
+from wcembed.apps import demo
+from wcembed.core import store
 
 
 @pytest.mark.slow

@@ -27,7 +27,7 @@ data credit)."""
 def user_text() -> dict[str, str]:
     """Everything a user reads: the README, the site's pages, the changelog, the notebooks, the benchmarks'
     text and output, the package's docstrings and comments, the Makefile, and the command line's help."""
-    from wcembed.cli import build_parser
+    from wcembed.apps.cli import build_parser
 
     files = [ROOT / "README.md", ROOT / "CHANGELOG.md", ROOT / "Makefile", ROOT / "benchmarks" / "README.md"]
     files += sorted((ROOT / "docs").glob("*.md")) + sorted((ROOT / "docs" / "api").glob("*.md"))

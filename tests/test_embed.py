@@ -17,13 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 import shapely
 from builders import check_emb_item, dead_pid, mosaic_chip, run_papermill, tiny_model
-from wcembed import store
-from wcembed.errors import BadColumnError, BadYearError
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
+from wcembed.core import store
+from wcembed.core.errors import BadColumnError, BadYearError
+from wcembed.core.tileset import plan_grid
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
 from wcembed.pipeline.embed import embed_column
 from wcembed.pipeline.inference import Embedder
-from wcembed.tileset import plan_grid
 
 DATA_COLUMN = 1156  # a column of the Virginia sample with 4 chips above 50 % valid
 EMPTY_COLUMN = 1150  # west of the scene: all nodata
@@ -130,7 +130,7 @@ def test_a_finished_column_of_other_weights_is_refused_not_mixed(sample_root, tm
     (this one does not exist), and the file is left as it was; with overwrite the column is embedded again. A
     job that names no weights at all finds the column done."""
     from builders import record_only_file
-    from wcembed.errors import EXIT_BAD_INPUT, OutputError, exit_code
+    from wcembed.core.errors import EXIT_BAD_INPUT, OutputError, exit_code
 
     first = run(sample_root, tmp_path, small_model, grid)
     mtime = os.stat(first.path).st_mtime_ns
@@ -151,7 +151,7 @@ def test_a_finished_column_of_other_weights_is_refused_not_mixed(sample_root, tm
 def test_a_partial_column_is_never_done(sample_root, tmp_path, small_model, grid):
     """``max_rows`` writes a file that says it is partial (its record and its STAC Item): a later full run
     embeds the column again, and ingest says the set is partial."""
-    from wcembed.explore.layers import index_note
+    from wcembed.explore.compute.layers import index_note
     from wcembed.pipeline.batch import missing_columns
 
     part = run(sample_root, tmp_path, small_model, grid, max_rows=1)

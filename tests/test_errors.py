@@ -8,8 +8,8 @@ import urllib.error
 import botocore.exceptions
 import pytest
 import requests
-from wcembed import errors
-from wcembed.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_TRANSIENT, exit_code, failure_kind
+from wcembed.core import errors
+from wcembed.core.errors import EXIT_BAD_INPUT, EXIT_BUG, EXIT_TRANSIENT, exit_code, failure_kind
 
 
 def _http_error(code: int) -> urllib.error.HTTPError:

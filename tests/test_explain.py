@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from builders import tiny_model
 from PIL import Image
-from wcembed.errors import BadParameterError, WcEmbedError
-from wcembed.explore.explain import MatchExplainer, patch_heatmap, quadrant_means
-from wcembed.explore.session import ExploreSession
+from wcembed.core.errors import BadParameterError, WcEmbedError
+from wcembed.explore.compute.explain import MatchExplainer, patch_heatmap, quadrant_means
+from wcembed.explore.state.session import ExploreSession
 
 QUERY, OTHER = "2020-1156-0288", "2020-1158-0290"  # farmland; and another part of the scene
 
@@ -47,9 +47,9 @@ def test_a_chip_is_most_like_itself_everywhere(explainer):
 
 def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights(tmp_path, sample_root):
     from builders import write_years
-    from wcembed.explore.explain import explainer_for
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.ingest import ingest
+    from wcembed.explore.compute.explain import explainer_for
+    from wcembed.explore.data.index import ChipIndex
+    from wcembed.explore.data.ingest import ingest
 
     write_years(tmp_path / "emb", range(1150, 1152))
     ingest(tmp_path / "emb", tmp_path / "db")
@@ -59,18 +59,22 @@ def test_no_explainer_without_tiles_or_for_real_embeddings_without_their_weights
     with pytest.raises(WcEmbedError, match="no checkpoint given"):
         explainer_for(index, sample_root)
     session = ExploreSession(index)
-    assert session.explain_note.startswith("explain is off: no tile source")
+    assert session.explaining.note.startswith("explain is off: no tile source")
     session.use_explainer(sample_root)  # said in one line, under the results
-    assert session.explainer is None and session.explain_note.startswith("explain is off: no checkpoint given")
-    assert session.explain("2020-1150-0288") is None and session.status == session.explain_note
+    assert session.explaining.explainer is None and session.explaining.note.startswith(
+        "explain is off: no checkpoint given"
+    )
+    assert session.explain("2020-1150-0288") is None and session.status == session.explaining.note
     session.use_explainer(sample_root, allow_untrained=True)  # asked for: untrained weights, said so
-    assert session.explainer is not None and session.explain_note.startswith("explain uses untrained weights")
+    assert session.explaining.explainer is not None and session.explaining.note.startswith(
+        "explain uses untrained weights"
+    )
 
 
 def test_a_new_query_lets_the_last_explanation_go(explainer, tmp_path):
     """The explanation shown is of the query shown: clicking the query again keeps it, another chip ends it."""
     from builders import synthetic_index
-    from wcembed.grid import chip_bounds, parse_chip_id
+    from wcembed.core.grid import chip_bounds, parse_chip_id
 
     index = synthetic_index(tmp_path, lambda year, column, row: np.random.default_rng([column, row]).normal(size=8))
     session = ExploreSession(index, explainer=explainer)
@@ -81,8 +85,8 @@ def test_a_new_query_lets_the_last_explanation_go(explainer, tmp_path):
 
     click(QUERY)
     session.explain(OTHER)
-    assert (session.explanation.query, session.explanation.result) == (QUERY, OTHER)
+    assert (session.explaining.explanation.query, session.explaining.explanation.result) == (QUERY, OTHER)
     click(QUERY)
-    assert session.explanation is not None and session.explanation.query == QUERY
+    assert session.explaining.explanation is not None and session.explaining.explanation.query == QUERY
     click(OTHER)
-    assert session.explanation is None
+    assert session.explaining.explanation is None

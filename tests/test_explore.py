@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from wcembed import ROOT
-from wcembed.explore.pages import offline_html, screenshot
-from wcembed.explore.session import ExploreSession
-from wcembed.explore.styles import rank_colors
-from wcembed.explore.view import Explorer
-from wcembed.explore.wms import WMSClient
-from wcembed.plots import first_principal_component
+from wcembed.explore.state.session import ExploreSession
+from wcembed.explore.views.pages import offline_html, screenshot
+from wcembed.explore.views.styles import rank_colors
+from wcembed.explore.views.view import Explorer
+from wcembed.explore.views.wms import WMSClient
+from wcembed.tools.plots import first_principal_component
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
 
@@ -23,8 +23,10 @@ NODE_MODULES = ROOT / ".cache/js/node_modules"
 def test_click_handler_updates_results_and_gallery(explore_db):
     grid, index, wms, tmp = explore_db
     ex = Explorer(ExploreSession(index, k=5), wms.url, thumbnails=WMSClient(wms.url, cache_dir=tmp / "thumbs"))
-    assert set(ex.imagery) == {(2020, "TCC"), (2020, "FCC")}  # no local land-cover map, one year
-    assert ex.controls["imagery"].options == ("TCC", "FCC") and ex.imagery[2020, "TCC"].visible
+    assert ex.offered == {(2020, "TCC"), (2020, "FCC")}  # no local land-cover map, one year
+    imagery = [x for x in ex.map.layers if str(getattr(x, "layers", "")).startswith("WORLDCOVER")]
+    assert imagery == [ex.imagery_layer]  # one imagery layer: only what is seen is fetched
+    assert ex.controls["imagery"].options == ("TCC", "FCC") and ex.imagery_layer.layers == "WORLDCOVER_2020_S2_TCC"
     lon, lat = grid.chip_center(1156, 288)
     ex.handle_interaction(type="mousemove", coordinates=[lat, lon])  # ignored
     assert ex.session.results is None and ex.result_layer.data["features"] == []
@@ -38,18 +40,18 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     png = urllib.request.urlopen(html.unescape(src), timeout=60).read()  # what the browser fetches
     assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == (128, 128)
     ex.controls["mode"].value = "positive"  # the toggle buttons, as a user sets them
-    assert ex.session.mode == "positive"
+    assert ex.session.search.mode == "positive"
     ex.handle_interaction(type="click", coordinates=[lat, lon])
-    ex.session.mode = "negative"  # code sets the session; the buttons follow
+    ex.session.search.mode = "negative"  # code sets the session; the buttons follow
     assert ex.controls["mode"].value == "negative"
     nlon, nlat = grid.chip_center(1158, 290)
     ex.handle_interaction(type="click", coordinates=[nlat, nlon])
-    assert ex.session.negatives == ["2020-1158-0290"] and "negatives 1" in ex.status.value
+    assert ex.session.labelling.negatives == ["2020-1158-0290"] and "negatives 1" in ex.status.value
     assert "2020-1158-0290" not in set(ex.session.results["chip_id"])
-    ex.session.mode = "search"
+    ex.session.search.mode = "search"
     assert ex.session.click(-80.0, 30.0) is None and "no chip" in ex.status.value
     ex.controls["imagery"].value = "FCC"  # the imagery shown and the thumbnails follow the choice
-    assert ex.imagery[2020, "FCC"].visible and not ex.imagery[2020, "TCC"].visible
+    assert ex.imagery_layer.layers == "WORLDCOVER_2020_S2_FCC" and ex.imagery_layer.visible
     assert "WORLDCOVER_2020_S2_FCC" in ex.gallery.children[0].value
     far = ex.thumbnail_html("2020-0100-0100", "far away")  # a chip outside the WMS's imagery: said, no blank image
     assert "no imagery here" in far and "<img" not in far and "<img" in ex.thumbnail_html("2020-1156-0288", "x")
@@ -116,7 +118,7 @@ def test_the_map_leaves_a_picture_for_readers_without_a_kernel(explore_db):
     untrusted executed notebook in JupyterLab show instead of ``VBox(...)`` text."""
     import base64
 
-    from wcembed.servers import free_port
+    from wcembed.tools.servers import free_port
 
     grid, index, wms, _ = explore_db
     session = ExploreSession(index, k=5)

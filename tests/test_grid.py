@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.windows import Window
-from wcembed.errors import BadColumnError, BadInputError, BadYearError, EmptyTileSetError
-from wcembed.grid import Grid, chip_id, chip_ids
-from wcembed.product import Tile, tile_filename, tile_url
+from wcembed.core.errors import BadColumnError, BadInputError, BadYearError, EmptyTileSetError
+from wcembed.core.grid import Grid, chip_id, chip_ids
+from wcembed.core.product import Tile, tile_filename, tile_url
 
 CHIP_DEG = 512 / 12000
 

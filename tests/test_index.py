@@ -17,13 +17,13 @@ import shapely
 from builders import brute_force, built_index, dead_pid, table_chips, write_column, write_years
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wcembed import contract, store
-from wcembed.contract import FileMetadata
-from wcembed.errors import BadParameterError, IngestError, UnknownChipError
-from wcembed.explore.index import ChipIndex, query_vector
-from wcembed.explore.ingest import ingest
-from wcembed.explore.vectors import unit_vectors
-from wcembed.grid import Grid, chip_id
+from wcembed.core import contract, store
+from wcembed.core.contract import FileMetadata
+from wcembed.core.errors import BadParameterError, IngestError, UnknownChipError
+from wcembed.core.grid import Grid, chip_id
+from wcembed.explore.data.index import ChipIndex, query_vector
+from wcembed.explore.data.ingest import ingest
+from wcembed.explore.data.kept import unit_vectors
 
 DIM = 32
 
@@ -92,8 +92,8 @@ def test_ingest_is_incremental_and_never_duplicates(db):
 
 def test_chip_at_a_point_is_the_grids_answer_at_tile_and_column_edges(tmp_path):
     """Points on chip, column and tile edges: the index's answer (arithmetic + lookup) is the grid's."""
-    from wcembed.grid import CHIP_PX
-    from wcembed.product import PX_PER_DEGREE
+    from wcembed.core.grid import CHIP_PX
+    from wcembed.core.product import PX_PER_DEGREE
 
     rng = np.random.default_rng(0)
     grid = Grid(["N37W076", "N37W075", "N36W076"])
@@ -244,7 +244,9 @@ def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes
     out = tmp_path / "emb"
     write_years(out, range(1100, 1160))
     db = tmp_path / "db"
-    code = "import sys; from wcembed.explore.ingest import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
+    code = (
+        "import sys; from wcembed.explore.data.ingest import ingest; ingest(sys.argv[1], sys.argv[2], batch_rows=100)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", code, str(out), str(db)])
     versions = db / "chips.lance" / "_versions"
     deadline = time.monotonic() + 120
@@ -333,7 +335,7 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     ids = [chip_id(2021, int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
     np.testing.assert_array_equal(x, _unit_f16(idx.vectors(ids)))  # each row: its chip's vector, unit, float16
     with monkeypatch.context() as m:  # an ingest with nothing new sees that they are kept, and reads none
-        m.setattr("wcembed.explore.vectors._read_npy", None)
+        m.setattr("wcembed.explore.compute.vectors._read_npy", None)
         assert ingest(out, path).files_unchanged == 20
 
     write_column(out, 2021, 1160, np.random.default_rng(9), rows=range(280, 300))  # a new column: a new version

@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from builders import built_index, write_column, write_years
-from wcembed import store
-from wcembed.errors import IngestError
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
+from wcembed.core import store
+from wcembed.core.errors import IngestError
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
 
 COLUMNS = range(1150, 1152)
 ROWS = range(280, 290)

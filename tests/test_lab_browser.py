@@ -14,11 +14,11 @@ import pytest
 from builders import tiny_model
 from local_servers import interrupt, jupyterlab_settings, start_cli, wait_for_url
 from wcembed import ROOT
-from wcembed.explore.classify import Labels
-from wcembed.explore.session import ExploreSession
-from wcembed.explore.view import Explorer
-from wcembed.grid import parse_chip_id
-from wcembed.servers import free_port
+from wcembed.core.grid import parse_chip_id
+from wcembed.explore.compute.classify import Labels
+from wcembed.explore.state.session import ExploreSession
+from wcembed.explore.views.view import Explorer
+from wcembed.tools.servers import free_port
 
 NODE_MODULES = ROOT / ".cache/js/node_modules"
 SCRIPT = ROOT / "tests/browser/lab_map.cjs"
@@ -144,7 +144,7 @@ def jupyter_leaflet_own_warnings() -> list[str]:
 def two_years(emb, sample_root, tmp_path):
     """A database of the explore fixture's 2020 files and the same columns embedded as 2021 (the sample's one
     scene as both years), with the fixture's small untrained encoder."""
-    from wcembed.explore.ingest import ingest
+    from wcembed.explore.data.ingest import ingest
     from wcembed.pipeline.embed import embed_column
 
     shutil.copytree(emb, tmp_path / "emb")

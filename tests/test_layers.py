@@ -12,11 +12,11 @@ import pytest
 import rasterio
 from builders import tiny_model
 from PIL import Image
-from wcembed.errors import BadParameterError
-from wcembed.explore.layers import ChipRaster
-from wcembed.explore.vectors import ChangePairs, YearVectors, change
-from wcembed.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
-from wcembed.product import PX_PER_DEGREE
+from wcembed.core.errors import BadParameterError
+from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds
+from wcembed.core.product import PX_PER_DEGREE
+from wcembed.explore.compute.layers import ChipRaster
+from wcembed.explore.compute.vectors import ChangePairs, YearVectors, change
 
 # chips at the corners of the CONUS grid and across tile edges (a 512 px chip straddles 1-degree tiles)
 CHIPS = [(0, 0), (1382, 0), (0, 609), (1382, 609), (1148, 287), (1149, 287), (23, 23), (24, 23)]
@@ -112,7 +112,7 @@ def test_at_chip_zoom_the_view_image_draws_every_chip_as_a_square_on_its_outline
 
 
 def test_layer_from_chip_ids_and_a_bad_id():
-    from wcembed.errors import BadParameterError
+    from wcembed.core.errors import BadParameterError
 
     layer = ChipRaster.from_ids(["2020-1156-0288", "2020-1158-0290"], np.array([0.25, 0.75]))
     assert (layer.column0, layer.row0, layer.shape) == (1156, 288, (3, 3))
@@ -170,8 +170,8 @@ def _altered_2021(sample_root, root):
     import shutil
 
     from rasterio.windows import Window
-    from wcembed.product import Tile, tile_key
-    from wcembed.sample import write_tile
+    from wcembed.core.product import Tile, tile_key
+    from wcembed.tools.sample import write_tile
 
     tile = Tile(37, -76)
     src = Path(sample_root) / tile_key(tile, 2020)
@@ -192,8 +192,8 @@ def _altered_2021(sample_root, root):
 @pytest.fixture(scope="module")
 def two_years(sample_root, tmp_path_factory):
     """An index of the sample's columns 1154..1159 in 2020 and in the altered 2021, and the tile folder."""
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.ingest import ingest
+    from wcembed.explore.data.index import ChipIndex
+    from wcembed.explore.data.ingest import ingest
     from wcembed.pipeline.embed import embed_column
 
     tmp = tmp_path_factory.mktemp("two_years")
@@ -223,9 +223,9 @@ def test_change_layer_finds_exactly_the_altered_chips(two_years):
 
 @pytest.mark.slow
 def test_region_layers_in_the_map(two_years, tmp_path):
-    from wcembed.explore.session import ExploreSession
-    from wcembed.explore.view import Explorer
-    from wcembed.explore.wms import LocalWMS, WMSClient
+    from wcembed.explore.state.session import ExploreSession
+    from wcembed.explore.views.view import Explorer
+    from wcembed.explore.views.wms import LocalWMS, WMSClient
 
     index, tiles = two_years
     with LocalWMS(tiles, tmp_path / "ms") as wms:
@@ -249,14 +249,17 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert [tuple(c) for c in ex.region_overlay.bounds] == [(lat - 0.03, lon - 0.05), (lat + 0.03, lon + 0.05)]
         picture = Image.open(io.BytesIO(base64.b64decode(ex.region_overlay.url.split(",", 1)[1])))
         assert picture.width == 292  # 0.1° at zoom 12 is 291.3 screen pixels: one image pixel each
+        first = s.layer
         t = ex.threshold.value = s.layer.snap((ex.threshold.min + ex.threshold.max) / 2)
         for place in [(1155, 287), (1158, 290), (1157, 289)]:
-            s.click(*_centre(*place))  # each click a new similarity layer, with other lowest values
-            assert ex.threshold.value == s.threshold == t  # the threshold stays where it was put
+            s.click(*_centre(*place))  # each click a new similarity layer with its own slider, at its own start
+            start = 0.0 if s.layer.lo <= 0.0 <= s.layer.hi else s.layer.lo
+            assert ex.threshold.value == s.layer.threshold == start and first.threshold == t
+        t = ex.threshold.value = s.layer.snap((ex.threshold.min + ex.threshold.max) / 2)
         ex.threshold.value = t + 0.3 * ex.threshold.step  # the front end snapping it to its step grid: an echo
-        assert s.threshold == t
+        assert s.layer.threshold == t
         ex.threshold.value = t + ex.threshold.step  # the user: one step up
-        assert s.threshold == pytest.approx(t + ex.threshold.step)
+        assert s.layer.threshold == pytest.approx(t + ex.threshold.step)
         ex.opacity.value = 0.4
         assert s.layer.opacity == ex.region_overlay.opacity == 0.4
         ex.controls["mode"].value = "positive"
@@ -264,18 +267,21 @@ def test_region_layers_in_the_map(two_years, tmp_path):
         assert "1 positive and 0 negative" in s.layer.raster.description
         ex.controls["mode"].value = "search"
         s.click(lon, lat)
-        assert "WORLDCOVER_2020_S2_TCC" in ex.gallery.children[0].value and ex.imagery[2020, "TCC"].visible
+        assert (
+            "WORLDCOVER_2020_S2_TCC" in ex.gallery.children[0].value
+            and ex.imagery_layer.layers == "WORLDCOVER_2020_S2_TCC"
+        )
         ex.controls["year"].value = 2021  # the year switch: search, layer, legend, imagery and thumbnails follow
         assert s.status.startswith("10 nearest of 2021-1156-0288") and "similarity 2021" in ex.legend.value
         assert (
             "2021-1156-0288" in s.layer.raster.description and "chips with similarity 2021 ≥" in ex.region_status.value
         )
-        assert ex.imagery[2021, "TCC"].visible and not ex.imagery[2020, "TCC"].visible
+        assert ex.imagery_layer.layers == "WORLDCOVER_2021_S2_TCC" and ex.imagery_layer.visible
         assert "WORLDCOVER_2021_S2_TCC" in ex.gallery.children[0].value
         ex.controls["year"].value = 2020
-        assert "similarity 2020" in ex.legend.value and ex.imagery[2020, "TCC"].visible
+        assert "similarity 2020" in ex.legend.value and ex.imagery_layer.layers == "WORLDCOVER_2020_S2_TCC"
         ex.controls["region"].value = "change"
-        assert set(zip(s.changes["column"][:2], s.changes["row"][:2], strict=True)) == set(ALTERED)
+        assert set(zip(s.layers.changes["column"][:2], s.layers.changes["row"][:2], strict=True)) == set(ALTERED)
         s.click(*_centre(*ALTERED[0]))  # with the change layer shown, a click compares the chip's two years
         (pair,) = ex.compare_box.children
         assert _compared_years(pair) == ["WORLDCOVER_2020_S2_TCC", "WORLDCOVER_2021_S2_TCC"]
@@ -327,11 +333,11 @@ def changed_alike(sample_root, tmp_path_factory):
     import shutil
 
     from rasterio.windows import Window
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.ingest import ingest
+    from wcembed.core.product import Tile, tile_key
+    from wcembed.explore.data.index import ChipIndex
+    from wcembed.explore.data.ingest import ingest
     from wcembed.pipeline.embed import embed_column
-    from wcembed.product import Tile, tile_key
-    from wcembed.sample import write_tile
+    from wcembed.tools.sample import write_tile
 
     tmp = tmp_path_factory.mktemp("changed_alike")
     tile = Tile.from_name("N37W076")
@@ -382,9 +388,9 @@ def test_changed_like_this_ranks_the_same_change_first(changed_alike):
 
 @pytest.mark.slow
 def test_changed_like_mode_in_the_map(changed_alike, sample_root, tmp_path):
-    from wcembed.explore.session import ExploreSession
-    from wcembed.explore.view import Explorer
-    from wcembed.explore.wms import LocalWMS, WMSClient
+    from wcembed.explore.state.session import ExploreSession
+    from wcembed.explore.views.view import Explorer
+    from wcembed.explore.views.wms import LocalWMS, WMSClient
 
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
         s = ExploreSession(changed_alike, k=4)

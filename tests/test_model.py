@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from wcembed.errors import CheckpointError, UntrainedWeightsError
+from wcembed.core.errors import CheckpointError, UntrainedWeightsError
 from wcembed.pipeline.inference import Embedder, encode_latlon, encode_time, normalize
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
 from wcembed.pipeline.weights import CLAY_V01, load_model
@@ -241,7 +241,7 @@ def test_checkpoint_from_http_and_s3_is_downloaded_once_and_cached(tmp_path, ser
 
 def test_checkpoint_download_retries_network_failures_and_gives_up_transiently(tmp_path, served_checkpoint):
     from local_servers import RangeServer
-    from wcembed.errors import CheckpointDownloadError, TransientError
+    from wcembed.core.errors import CheckpointDownloadError, TransientError
     from wcembed.pipeline.weights import fetch_checkpoint
 
     ckpt, _ = served_checkpoint

@@ -91,7 +91,7 @@ def test_column_job_round_trips_through_env_flags_and_papermill():
     ],
 )
 def test_bad_job_environment_is_bad_input(env, match):
-    from wcembed.errors import BadParameterError
+    from wcembed.core.errors import BadParameterError
 
     with pytest.raises(BadParameterError, match=match):
         ColumnJob.from_env(env)

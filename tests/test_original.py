@@ -9,14 +9,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import shapely
 from builders import SAMPLE_COLUMNS, synthetic_index
-from wcembed.errors import IngestError
-from wcembed.explore import original
-from wcembed.explore.compare import agreement, edge_distance, neighbour_overlap, summary
-from wcembed.explore.index import ChipIndex
-from wcembed.explore.ingest import ingest
-from wcembed.explore.layers import index_note
-from wcembed.grid import chip_bounds
+from wcembed.core import original
+from wcembed.core.errors import IngestError, OutputError
+from wcembed.core.grid import chip_bounds
+from wcembed.explore.compute.compare import agreement, edge_distance, neighbour_overlap, summary
+from wcembed.explore.compute.layers import index_note
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
+from wcembed.pipeline import original as original_run
 
 DIM = 16
 ROWS = range(286, 292)
@@ -36,7 +38,7 @@ def write_originals(folder, skip=(), vectors=theirs, year=2020):
     """The original run's files of the sample's columns (chips of ``skip`` left out: a 0 pixel)."""
     for column in SAMPLE_COLUMNS:
         rows = [r for r in ROWS if (column, r) not in skip]
-        original.write_original(folder, year, column, rows, np.stack([vectors(year, column, r) for r in rows]))
+        original_run.write_original(folder, year, column, rows, np.stack([vectors(year, column, r) for r in rows]))
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +54,51 @@ def two_sets(tmp_path_factory):
 
 
 def test_files_are_written_as_the_original_code_wrote_them(tmp_path):
-    path = original.write_original(tmp_path, 2020, 1156, [286, 287], np.ones((2, DIM), np.float32))
+    """The original writer statement, run verbatim: a FixedShapeTensorArray handed to a GeoDataFrame is an object
+    column to pandas, so the file holds list<element: float> (as the original run's files do)."""
+    path = original_run.write_original(tmp_path, 2020, 1156, [286, 287], np.ones((2, DIM), np.float32))
     assert path.name == "worldcover_embeddings_2020_1156_v002.gpq" and path.parent.name == "2020"  # not padded
     table = pq.read_table(path)
-    assert isinstance(table.schema.field("embeddings").type, pa.FixedShapeTensorType)
-    assert table.schema.field("embeddings").type.shape == [DIM] and "chip_id" not in table.schema.names
+    assert table.schema.field("embeddings").type == pa.list_(pa.field("element", pa.float32()))
+    assert "chip_id" not in table.schema.names
     assert json.loads(table.schema.metadata[b"geo"])["version"] == "1.0.0"
-    import shapely
-
     west, _, _, north = shapely.from_wkb(table["geometry"][0].as_py()).bounds
     assert west == -125.0 + original.PXSIZE * 1156 * 512  # the float pixel size: off the exact grid by float error
     assert abs(west - chip_bounds(1156, 286)[0]) < 1e-9 and abs(north - chip_bounds(1156, 286)[3]) < 1e-9
+
+
+LAYOUTS = {
+    "list<float>": lambda x: pa.array(list(x), pa.list_(pa.float32())),
+    "large_list<float>": lambda x: pa.array(list(x), pa.large_list(pa.float32())),
+    "fixed_size_list<float, D>": lambda x: pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1]),
+    "fixed_shape_tensor": lambda x: pa.FixedShapeTensorArray.from_numpy_ndarray(x),
+    "list<double>": lambda x: pa.array(list(x.astype(np.float64)), pa.list_(pa.float64())),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_list_layout_of_the_embeddings_is_read(tmp_path, layout):
+    x = np.random.default_rng(1).normal(size=(2, DIM)).astype(np.float32)
+    path = original_run.write_original(tmp_path, 2020, 1156, [286, 287], x)
+    table = pq.read_table(path)
+    table = table.set_column(0, "embeddings", LAYOUTS[layout](x))
+    pq.write_table(table, path)
+    ours, meta = original.read_as_ours(str(path), path.read_bytes())
+    got = np.stack(ours["embeddings"].to_numpy(zero_copy_only=False))
+    assert np.allclose(got, x, atol=1e-6) and meta.embedding["dimension"] == DIM
+
+
+def test_a_row_of_another_length_is_refused_naming_it(tmp_path):
+    path = original_run.write_original(tmp_path, 2020, 1156, [286, 287, 288], np.ones((3, DIM), np.float32))
+    table = pq.read_table(path)
+    rows = [[1.0] * DIM, [1.0] * DIM, [1.0] * (DIM - 1)]
+    pq.write_table(table.set_column(0, "embeddings", pa.array(rows, pa.list_(pa.float32()))), path)
+    with pytest.raises(OutputError, match=f"row 2's embedding has {DIM - 1} values, row 0's {DIM}"):
+        original.read_as_ours(str(path), path.read_bytes())
+    pq.write_table(table.set_column(0, "embeddings", pa.array([[1.0] * DIM, None, [1.0] * DIM],
+                                                              pa.list_(pa.float32()))), path)  # fmt: skip
+    with pytest.raises(OutputError, match="row 1 has no embedding"):
+        original.read_as_ours(str(path), path.read_bytes())
 
 
 def test_original_files_become_their_own_set_with_chip_ids_from_their_footprints(two_sets):
@@ -115,7 +151,7 @@ def test_a_file_off_the_grid_or_misnamed_is_refused(tmp_path, damage, says):
 
 
 def test_a_set_named_and_a_set_missing(two_sets, tmp_path):
-    from wcembed.errors import BadParameterError
+    from wcembed.core.errors import BadParameterError
 
     with pytest.raises(BadParameterError, match="no chip of 2021 in the embedding set wcembed of "):
         agreement(ChipIndex(two_sets / "db"), ChipIndex(two_sets / "db", set="original-2024"), 2021)
@@ -163,7 +199,7 @@ def test_edge_distance_counts_chips_to_the_nearest_tile_edge():
 
 
 def test_compare_and_set_flags_on_the_command_line(two_sets, tmp_path, capsys):
-    from wcembed import cli
+    from wcembed.apps import cli
 
     db = str(two_sets / "db")
     assert cli.main(["compare", "--db", db, "--year", "2020", "--sample", "5", "--cog", str(tmp_path / "a.tif")]) == 0
@@ -178,37 +214,43 @@ def test_compare_and_set_flags_on_the_command_line(two_sets, tmp_path, capsys):
 def test_the_session_searches_a_set_and_shows_the_other_beside_it(two_sets):
     """Choose the set; a click searches both sets (the same place and year) and says how much they agree on
     the clicked chip; the agreement layer is of the two; switching the set follows the search."""
-    from wcembed.errors import BadParameterError
-    from wcembed.explore.session import ExploreSession
+    from wcembed.core.errors import BadParameterError
+    from wcembed.explore.state.session import ExploreSession
 
     s = ExploreSession(ChipIndex(two_sets / "db"), k=5)
-    assert s.sets == ["wcembed", "original-2024"]
+    assert s.scope.sets == ["wcembed", "original-2024"]
     with pytest.raises(BadParameterError, match="unknown embedding set 'nope'"):
         s.set(compare_set="nope", k=3)
-    assert s.k == 5  # nothing half-set
+    assert s.search.k == 5  # nothing half-set
     s.set(compare_set="original-2024")
     w, so, e, n = chip_bounds(1155, 288)
     s.click((w + e) / 2, (so + n) / 2)
-    assert len(s.results) == len(s.results_other) == 5
-    assert s.compare_line.startswith("2020-1155-0288: cosine -1.000 between its wcembed and original-2024 embeddings")
+    assert len(s.results) == len(s.search.results_other) == 5
+    line = s.search.compare_line
+    assert line.startswith("2020-1155-0288: cosine -1.000 between its wcembed and original-2024 embeddings")
     s.show_region("agreement")
     assert s.layer.key.kind == "agreement" and s.layer.key.source == ("original-2024",)
     assert s.layer.raster.value_at((w + e) / 2, (so + n) / 2) == pytest.approx(-1.0, abs=2e-3)
     w2, s2, e2, n2 = chip_bounds(1157, 289)  # the chip the original skipped: nothing to compare
     s.click((w2 + e2) / 2, (s2 + n2) / 2)
-    assert s.results_other is None and s.compare_line == "original-2024 has no chip 2020-1157-0289: nothing to compare"
+    assert s.search.results_other is None
+    assert s.search.compare_line == "original-2024 has no chip 2020-1157-0289: nothing to compare"
     s.click((w + e) / 2, (so + n) / 2)
     s.set(embedding_set="original-2024", compare_set="wcembed")
     assert s.index.set == "original-2024" and s.query_chip == "2020-1155-0288"
     assert s.status.startswith("5 nearest of 2020-1155-0288 in original-2024")  # the status line names the set
     assert set(s.results["chip_id"]) <= set(s.index.table.to_arrow()["chip_id"].to_pylist())
     assert s.layer.key.set == "original-2024" and s.layer.key.source == ("wcembed",)
+    with pytest.raises(BadParameterError, match="original-2024 is the set shown"):
+        s.set(compare_set="original-2024")  # a set is never compared with itself
+    s.set(embedding_set="wcembed")  # the set beside becomes the one shown: none is beside it
+    assert s.scope.beside == "" and s.scope.other is None
 
 
 def test_the_map_shows_both_sets_side_by_side(two_sets, sample_root, tmp_path):
-    from wcembed.explore.session import ExploreSession
-    from wcembed.explore.view import Explorer
-    from wcembed.explore.wms import LocalWMS, WMSClient
+    from wcembed.explore.state.session import ExploreSession
+    from wcembed.explore.views.view import Explorer
+    from wcembed.explore.views.wms import LocalWMS, WMSClient
 
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
         s = ExploreSession(ChipIndex(two_sets / "db"), k=4)
@@ -233,19 +275,19 @@ def test_embedding_as_the_original_scripts_did_reproduces_each_defect(sample_roo
 
     model = tiny_model()
     pixels = np.random.default_rng(0).integers(1, 10_000, size=(2, 4, 512, 512)).astype(np.uint16)
-    x, latlon, _ = original.original_inputs(pixels, 2020)
+    x, latlon, _ = original_run.original_inputs(pixels, 2020)
     np.testing.assert_array_equal(x.numpy(), pixels.astype(np.float32))  # not normalised
     assert torch.allclose(latlon[0], latlon[1]) and latlon[0, 0] == pytest.approx(np.pi / 2, abs=1e-6)
     assert latlon[0, 1] == pytest.approx(np.sin(np.radians(original.PXSIZE)), rel=1e-6)
-    encoder = original.original_encoder(model)
+    encoder = original_run.original_encoder(model)
     assert encoder.input_rows == [0, 1] and model.encoder.input_rows == [0, 2]  # nir: rededge's row; ours intact
     assert encoder.patch_embedding is model.encoder.patch_embedding  # the same weights
 
-    rows, emb = original.embed_like_original(2020, 1156, sample_root, model)
+    rows, emb = original_run.embed_like_original(2020, 1156, sample_root, model)
     ours_result = embed_column(2020, 1156, output=tmp_path / "ours", tiles=sample_root, model=model, progress=False)
     ours_rows = pq.read_table(ours_result.path)["row"].to_pylist()
     assert rows and set(rows) < set(ours_rows)  # the coastal chips with a 0 pixel are dropped
-    path = original.write_original(tmp_path / "orig", 2020, 1156, rows, emb)
+    path = original_run.write_original(tmp_path / "orig", 2020, 1156, rows, emb)
     ingest(tmp_path / "ours", tmp_path / "db")
     ingest(tmp_path / "orig", tmp_path / "db", original_weights="untrained")  # made here: recorded so
     agr = agreement(ChipIndex(tmp_path / "db"), ChipIndex(tmp_path / "db", set="original-2024"), 2020)

@@ -7,7 +7,7 @@ import sys
 import time
 
 from builders import one_line_error, wcembed
-from wcembed.servers import LOOPBACK, free_port
+from wcembed.tools.servers import LOOPBACK, free_port
 
 
 def listening(port: int) -> bool:

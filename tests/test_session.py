@@ -16,10 +16,14 @@ import shapely
 from builders import brute_force, synthetic_index
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wcembed.errors import BadParameterError, LabelsError, OutputError, WcEmbedError
-from wcembed.explore.index import DIVERSE_CHIPS
-from wcembed.explore.session import ExploreSession, LayerKey
-from wcembed.grid import chip_bounds, parse_chip_id
+from wcembed.core.errors import BadParameterError, LabelsError, OutputError, WcEmbedError
+from wcembed.core.grid import chip_bounds, parse_chip_id
+from wcembed.core.product import LAYER_KINDS, YEARS
+from wcembed.explore.data.index import DIVERSE_CHIPS
+from wcembed.explore.state.layers import LayerKey
+from wcembed.explore.state.regions import REGION_LAYERS
+from wcembed.explore.state.search import MODES, Search
+from wcembed.explore.state.session import ExploreSession
 
 DIM = 16
 CHANGED = {(1156, 288), (1158, 290)}  # chips whose 2021 vector is another one (a synthetic change)
@@ -38,8 +42,9 @@ def index(tmp_path_factory):
 @pytest.fixture
 def session(index):
     s = ExploreSession(index, year=2020, k=5)
-    s.told = []  # the traits that changed, in the order observers were told
-    s.observe(lambda change: s.told.append(change["name"]))
+    s.told = []  # the traits that changed, of the session and its models, in the order observers were told
+    for model in (s, s.scope, s.search, s.layers, s.labelling, s.explaining):
+        model.observe(lambda change: s.told.append(change["name"]))
     return s
 
 
@@ -60,7 +65,7 @@ def test_a_click_searches_from_the_chip_under_it_and_tells_what_changed(session,
     want, _ = brute_force(index, vector(2020, 1156, 288), 5, mask=others_of_2020)
     assert list(results["chip_id"]) == want and list(results["rank"]) == [1, 2, 3, 4, 5]
     assert session.status == "5 nearest of 2020-1156-0288 (positives 0, negatives 0)"
-    assert session.told == ["query", "status", "results"]  # the line first, the gallery last
+    assert session.told == ["last", "status", "results"]  # the line first, the gallery last
     assert session.click(-100.0, 45.0) is None  # no chip there: said, the results kept
     assert session.status.startswith("no chip of 2020 at 45.0000, -100.0000")
     assert list(session.results["chip_id"]) == want and session.told[-1] == "status"
@@ -68,7 +73,7 @@ def test_a_click_searches_from_the_chip_under_it_and_tells_what_changed(session,
 
 def test_settings_are_checked_and_only_changes_are_told(session):
     session.set(k=3, year=2021)
-    assert (session.k, session.year) == (3, 2021) and session.told == ["k", "year"]
+    assert (session.search.k, session.year) == (3, 2021) and session.told == ["k", "year"]
     session.set(k=3)
     assert len(session.told) == 2  # nothing changed, nothing told
     bad_values = ({"k": 0}, {"k": 2.5}, {"year": 2019}, {"mode": "delete"}, {"threshold": "high"}, {"opacity": 2},
@@ -77,8 +82,8 @@ def test_settings_are_checked_and_only_changes_are_told(session):
         with pytest.raises(BadParameterError):
             session.set(**bad)
     with pytest.raises(BadParameterError, match="spread must be True or False"):
-        session.spread = "no"  # an attribute is checked as set() checks it
-    assert (session.k, session.year, session.mode, session.spread) == (3, 2021, "search", False)
+        session.search.spread = "no"  # an attribute is checked as set() checks it
+    assert (session.search.k, session.year, session.search.mode, session.search.spread) == (3, 2021, "search", False)
     assert len(session.told) == 2  # nothing half-set
     results = session.click(*centre(1157, 289))
     assert len(results) == 3 and results["chip_id"].str.startswith("2021-").all()
@@ -89,10 +94,8 @@ def test_spread_out_results_are_chips_apart(session):
     results = session.click(*centre(1156, 288))
     plain = session.index.by_vector(session.index.vectors([session.query_chip])[0], 4, year=2020,
                                     exclude=[session.query_chip])  # fmt: skip
-    differ = len(set(results["chip_id"]) - set(plain["chip_id"]))
-    assert differ > 0 and session.status.endswith(
-        f"spread out ≥ 3 chips apart: {differ} of 4 results differ from the nearest"
-    )
+    assert set(results["chip_id"]) - set(plain["chip_id"])  # spreading changed the results
+    assert session.status.endswith("; spread out ≥ 3 chips apart")  # said without a second search
     places = [parse_chip_id(c)[1:] for c in [session.query_chip, *results["chip_id"]]]
     for i, (c, r) in enumerate(places[1:], 1):
         assert all(max(abs(c - c2), abs(r - r2)) >= DIVERSE_CHIPS for c2, r2 in places[1:i])
@@ -103,11 +106,11 @@ def test_label_modes_toggle_labels_and_search_with_them(session, index):
     assert session.click(*centre(1155, 287)) is None and session.status == "add a positive example first"
     session.set(mode="positive")
     results = session.click(*centre(1156, 288))
-    assert session.positives == ["2020-1156-0288"] and session.negatives == ["2020-1155-0287"]
+    assert session.labelling.positives == ["2020-1156-0288"] and session.labelling.negatives == ["2020-1155-0287"]
     assert not {"2020-1156-0288", "2020-1155-0287"} & set(results["chip_id"])
     assert {"labels", "results"} <= set(session.told)
     session.click(*centre(1156, 288))  # the same label again: removed
-    assert session.positives == [] and session.status == "add a positive example first"
+    assert session.labelling.positives == [] and session.status == "add a positive example first"
 
 
 def test_a_drawn_area_searches_with_its_chips_or_labels_them(session):
@@ -118,7 +121,7 @@ def test_a_drawn_area_searches_with_its_chips_or_labels_them(session):
     assert session.status.endswith("; 4 chips under the drawn area") and len(results) == 5
     session.set(mode="positive")
     session.select_area(area)
-    assert len(session.positives) == 4
+    assert len(session.labelling.positives) == 4
     assert session.select_area(shapely.box(-100, 40, -99.9, 40.1)) is None
     assert session.status == "no chip of 2020 under the drawn area"
 
@@ -126,36 +129,38 @@ def test_a_drawn_area_searches_with_its_chips_or_labels_them(session):
 def test_similarity_layer_waits_for_a_query_follows_clicks_and_keeps_its_threshold(session):
     assert session.show_region("similarity") is None
     assert session.region == "similarity" and session.layer is None and session.status == ""
-    assert session.region_status.startswith("similarity: click a chip first")  # the region line says why
+    assert session.layers.status.startswith("similarity: click a chip first")  # the region line says why
     session.told.clear()
     session.click(*centre(1156, 288))
-    assert session.told == ["query", "status", "region_note", "layer", "results"]  # the line, the layer, the gallery
+    assert session.told == ["last", "status", "note", "shown", "results"]  # the line, the layer, the gallery
     layer = session.layer.raster
     assert session.layer.key == LayerKey("similarity", (2020,), ("2020-1156-0288",))
     assert layer.value_at(*centre(1156, 288)) == pytest.approx(1.0, abs=5e-4)
-    assert session.threshold == 0.0  # within the layer's values: its starting point
+    assert session.layer.threshold == 0.0  # within the layer's values: its starting point
     session.set(threshold=0.25)
     shown = int(np.count_nonzero(layer.values >= 0.25))
-    assert session.region_status == f"{shown} chips with similarity 2020 ≥ 0.25"
+    assert session.layers.status == f"{shown} chips with similarity 2020 ≥ 0.25"
+    given = session.layer
     for place in [(1154, 286), (1159, 291), (1157, 290), (1155, 289), (1158, 287), (1156, 291)]:
-        session.click(*centre(*place))  # a new layer at every click; lowest values differ
-        assert session.threshold == 0.25  # the threshold never moves by itself
+        session.click(*centre(*place))  # a new layer at every click: it starts at its own threshold
+        assert session.layer.threshold == 0.0 and given.threshold == 0.25  # nothing leaks from one to the other
     assert session.layer.raster is not layer
 
     def unreadable(*_):
         raise OutputError("the year's vectors cannot be read")
 
-    told, vectors = len(session.told), session.vectors
-    session.vectors = unreadable
+    told, vectors = len(session.told), session.scope.vectors
+    session.scope.vectors = unreadable
     assert session.attempt(session.click, *centre(1157, 289)) is None  # the layer fails, the search does not
     assert session.status == "the year's vectors cannot be read" and "results" in session.told[told:]
     assert session.query_chip == "2020-1157-0289" and len(session.told) > told
-    session.vectors = vectors
+    session.scope.vectors = vectors
     session.show_region("none")
-    assert session.region_status == "" and session.shown() is None  # no stale line
-    session.show_region("similarity")  # back: the layer of the query, its threshold as it was
-    assert session.layer.key.source == ("2020-1157-0289",)
-    assert session.threshold == 0.25 and session.region_status.endswith("≥ 0.25")
+    assert session.layers.status == "" and session.layer is None  # no stale line
+    session.show_region("similarity")  # back: the layer of the query, made now, at its own threshold
+    assert session.layer.key.source == ("2020-1157-0289",) and session.layer.threshold == 0.0
+    session.click(*centre(1156, 288))  # the first query again: its layer as it was left
+    assert session.layer is given and session.layers.status.endswith("≥ 0.25")
 
 
 def test_a_layer_is_of_the_query_and_year_shown(session):
@@ -198,15 +203,15 @@ def test_a_layer_is_of_the_query_and_year_shown(session):
 def test_a_year_without_the_place_says_so(index, tmp_path):
     s = ExploreSession(index, year=2020, k=3)
     s.click(*centre(1156, 288))
-    s.search = type(s.search)("chip", ("2020-1400-0100",))  # a place only 2020 would have
+    s.search.last = Search("chip", ("2020-1400-0100",))  # a place only 2020 would have
     s.set(year=2021)
-    assert s.query is None and s.results is None and s.status == "no chip of 2021 at the place of 2020-1400-0100"
+    assert s.search.query is None and s.results is None and s.status == "no chip of 2021 at the place of 2020-1400-0100"
 
 
 def test_the_changes_table_is_of_the_set_shown(tmp_path):
     """Two sets in which different chips changed: after a set switch the change table is the new set's, and
     after the switch back (its layer kept, not made again) the first set's again."""
-    from wcembed.explore.ingest import ingest
+    from wcembed.explore.data.ingest import ingest
 
     other_changed = {(1157, 287), (1159, 291)}
 
@@ -220,7 +225,7 @@ def test_the_changes_table_is_of_the_set_shown(tmp_path):
     s = ExploreSession(index, year=2020)
 
     def top_two() -> set:
-        return {parse_chip_id(c)[1:] for c in s.changes["chip_2020"][:2]}
+        return {parse_chip_id(c)[1:] for c in s.layers.changes["chip_2020"][:2]}
 
     s.show_region("change")
     assert top_two() == CHANGED
@@ -232,16 +237,20 @@ def test_the_changes_table_is_of_the_set_shown(tmp_path):
 
 def test_change_layer_compare_and_changed_like(session):
     layer = session.show_region("change")
-    top = {parse_chip_id(c)[1:] for c in session.changes["chip_2020"][:2]}
+    top = {parse_chip_id(c)[1:] for c in session.layers.changes["chip_2020"][:2]}
     assert top == CHANGED and layer is session.layer
     session.click(*centre(1157, 288))
-    assert session.compare_chip == "2020-1157-0288" and "compare_chip" in session.told
+    assert session.compare_chip == "2020-1157-0288"
     session.region = "none"  # the two years are compared while the change layer is shown, and only then
     assert session.compare_chip is None
     session.region = "change"
     assert session.compare_chip == "2020-1157-0288"
     results = session.changed_like(["2020-1156-0288"])
-    assert session.pair_years == (2020, 2021) and session.region == "changed like" and session.threshold == 0.0
+    assert (
+        session.search.pair_years == (2020, 2021)
+        and session.region == "changed like"
+        and session.layer.threshold == 0.0
+    )
     assert results["chip_id"].iloc[0] == "2020-1158-0290"  # the other changed chip: the most alike change
     assert session.layer.key == LayerKey("changed like", (2020, 2021), ("2020-1156-0288",))
     session.show_region("similarity")  # the similarity to the chip whose change was matched
@@ -249,28 +258,28 @@ def test_change_layer_compare_and_changed_like(session):
     session.show_region("changed like")
     session.set(mode="search")
     session.click(*centre(1158, 290))
-    assert session.pair_years is None
+    assert session.search.pair_years is None
     assert session.layer.key.source == ("2020-1158-0290",)  # the layer follows the query
     assert session.attempt(session.click, *centre(1157, 288)) is None  # a chip that did not change: no layer
     assert session.status.startswith("the examples did not change") and session.query_chip == "2020-1157-0288"
     assert len(session.results) == 5  # the search holds all the same
-    assert session.layer is None and session.region_status.startswith("changed like: not shown, the examples")
+    assert session.layer is None and session.layers.status.startswith("changed like: not shown, the examples")
 
 
 def test_embedding_colours_and_scores(session):
     colours = session.show_region("embedding colours")
-    assert colours.rgb and session.region_status == ""  # RGB: no threshold
+    assert colours.rgb and session.layers.status == ""  # RGB: no threshold
     with pytest.raises(BadParameterError, match="no threshold"):
         session.set(threshold=0.3)
-    assert session.show_region("scores") is None and session.region_status.startswith("scores: train a classifier")
+    assert session.show_region("scores") is None and session.layers.status.startswith("scores: train a classifier")
     chips = [f"2020-{c}-{r:04d}" for c in (1154, 1159) for r in (286, 291)]
     session.add_labels(chips[:2], "positive")
     session.add_labels(chips[2:], "negative")
     session.labelling.block_deg = 0.01
     session.labelling.retrain()
-    assert session.region == "scores" and session.threshold == 0.5
+    assert session.region == "scores" and session.layer.threshold == 0.5
     scores = session.labelling.scores["score"].to_numpy()
-    assert session.region_status == f"{int((scores >= 0.5).sum())} chips with classifier score 2020 ≥ 0.5"
+    assert session.layers.status == f"{int((scores >= 0.5).sum())} chips with classifier score 2020 ≥ 0.5"
     assert session.layer.key == LayerKey("scores", (2020,), ("round 1",))
 
 
@@ -293,7 +302,7 @@ def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
     shutil.copytree(index.db, tmp_path / "db")
     for data in (tmp_path / "db" / "files.lance" / "data").iterdir():
         data.unlink()  # the files table's data is gone: its rows cannot be read
-    from wcembed.explore.index import ChipIndex
+    from wcembed.explore.data.index import ChipIndex
 
     s = ExploreSession(ChipIndex(tmp_path / "db"), year=2020)
     s.click(*centre(1156, 288))
@@ -329,8 +338,8 @@ def test_a_failed_layer_says_why_and_releases_its_memory(index, tmp_path):
 
 
 def test_a_database_without_its_files_table_gives_working_layers(index, tmp_path):
-    from wcembed.explore.index import ChipIndex
-    from wcembed.explore.table import connect
+    from wcembed.explore.data.index import ChipIndex
+    from wcembed.explore.data.table import connect
 
     shutil.copytree(index.db, tmp_path / "db")
     connect(tmp_path / "db").drop_table("files")
@@ -343,8 +352,8 @@ def test_a_database_without_its_files_table_gives_working_layers(index, tmp_path
 
 
 def test_pictures_and_pages_of_a_session_need_no_widgets(session, tmp_path):
-    from wcembed.explore.figures import map_figure
-    from wcembed.explore.pages import export_html
+    from wcembed.explore.views.figures import map_figure
+    from wcembed.explore.views.pages import export_html
 
     session.click(*centre(1156, 288))
     session.show_region("similarity")
@@ -371,7 +380,7 @@ def test_label_files_are_checked_against_the_index(session, tmp_path):
         path = tmp_path / "labels.geojson"
         path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
         with pytest.raises(LabelsError, match=says):
-            session.load_labels(path)
+            session.labelling.load(path)
         assert session.labels is kept
 
     feats = good["features"]
@@ -382,8 +391,8 @@ def test_label_files_are_checked_against_the_index(session, tmp_path):
     france["geometry"]["coordinates"] = [[[2.0, 48.0], [2.1, 48.0], [2.1, 48.1], [2.0, 48.1], [2.0, 48.0]]]
     refused([france], "chip 2020-1156-0288: its label's footprint")
     refused([feats[0], feats[0]], "feature 1: chip 2020-1156-0288 is labelled twice")
-    session.save_labels(tmp_path / "ok.geojson")
-    session.load_labels(tmp_path / "ok.geojson")
+    session.labelling.save(tmp_path / "ok.geojson")
+    session.labelling.load(tmp_path / "ok.geojson")
     assert session.labels == kept
 
 
@@ -423,39 +432,87 @@ vectors = st.one_of(
 )
 
 
+def _a_count(k) -> bool:
+    return isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= 10_000
+
+
+def _a_vector(vector) -> bool:
+    try:
+        v = np.asarray(vector, dtype=np.float64)
+    except (TypeError, ValueError):
+        return False
+    return v.shape == (DIM,) and bool(np.isfinite(v).all()) and 1e-18 < float(np.linalg.norm(v)) < 1e18
+
+
+def _a_spacing(diverse) -> bool:
+    return isinstance(diverse, bool) or (isinstance(diverse, int) and diverse >= 0)
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(vector=vectors, k=anything | st.integers(1, 30), diverse=anything)
+@given(vector=vectors, k=anything | st.integers(1, 30), diverse=anything | st.integers(0, 3) | st.booleans())
 def test_search_calls_give_a_result_of_their_shape_or_a_package_error(index, vector, k, diverse):
     """Any vector, k and spacing: a GeoDataFrame of exactly ``k`` results (there are more than 30 chips a
     year) when every argument is valid, else a package error; never another error or a silent empty result."""
-    try:
-        res = index.by_vector(vector, k, year=2020, diverse=diverse)
-    except WcEmbedError:
+    valid = _a_vector(vector) and _a_count(k) and _a_spacing(diverse)
+    if not valid:
+        with pytest.raises(WcEmbedError):
+            index.by_vector(vector, k, year=2020, diverse=diverse)
         return
+    res = index.by_vector(vector, k, year=2020, diverse=diverse)
     assert len(res) == k or (diverse not in (0, False) and 0 < len(res) <= k)
     assert set(res.columns) >= {"rank", "chip_id", "distance", "geometry"}
 
 
+CHIPS = ["2020-1156-0288", "2020-1157-0289"]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(positives=anything | st.lists(st.sampled_from(["2020-1156-0288", "2020-1157-0289"]), max_size=2),
-       negatives=anything)  # fmt: skip
+@given(positives=anything | st.lists(st.sampled_from(CHIPS), min_size=1, max_size=2),
+       negatives=st.none() | st.lists(st.just("2020-1154-0286"), max_size=1) | anything)  # fmt: skip
 def test_example_searches_give_a_result_or_a_package_error(index, positives, negatives):
-    try:
-        res = index.by_examples(positives, negatives or (), 5, year=2020)
-    except WcEmbedError:
+    """Examples that are lists of chips of the year (at least one positive) give 5 results without them; any
+    other examples a package error."""
+    chips = isinstance(positives, list) and positives and all(c in CHIPS for c in positives)
+    valid = chips and (not negatives or (isinstance(negatives, list) and negatives == ["2020-1154-0286"]))
+    if not valid:
+        with pytest.raises(WcEmbedError):
+            index.by_examples(positives, negatives or (), 5, year=2020)
         return
+    res = index.by_examples(positives, negatives or (), 5, year=2020)
     assert len(res) == 5 and not set(res["chip_id"]) & set(positives)
 
 
+SETTING_NAMES = ("year", "k", "mode", "spread", "imagery", "region")
+
+
+def _setting(s: ExploreSession, name: str):
+    return {"k": s.search.k, "mode": s.search.mode, "spread": s.search.spread, "year": s.year,
+            "imagery": s.imagery, "region": s.region}[name]  # fmt: skip
+
+
+def _valid_setting(name: str, value) -> bool:
+    options = {"mode": MODES, "imagery": LAYER_KINDS, "region": REGION_LAYERS}
+    if name in options:
+        return isinstance(value, str) and value in options[name]
+    if name == "k":
+        return _a_count(value)
+    if name == "year":
+        return isinstance(value, int) and not isinstance(value, bool) and value in YEARS
+    if name == "spread":
+        return isinstance(value, bool)
+    return False  # no layer shown: no threshold, no opacity; "zoom" is no setting
+
+
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(["year", "k", "mode", "spread", "imagery", "region", "threshold", "opacity", "zoom"]),
-       value=anything)  # fmt: skip
+@given(name=st.sampled_from([*SETTING_NAMES, "threshold", "opacity", "zoom"]),
+       value=anything | st.sampled_from([2021, 7, True, "FCC", "negative", "change", "embedding colours"]))  # fmt: skip
 def test_settings_take_a_valid_value_or_refuse_it_unchanged(index, name, value):
     s = ExploreSession(index, year=2020, k=5)
-    before = {n: getattr(s, n) for n in ("year", "k", "mode", "spread", "imagery", "region")}
-    try:
-        s.set(**{name: value})
-    except WcEmbedError:
-        assert {n: getattr(s, n) for n in before} == before
+    before = {n: _setting(s, n) for n in SETTING_NAMES}
+    if not _valid_setting(name, value):
+        with pytest.raises(WcEmbedError):
+            s.set(**{name: value})
+        assert {n: _setting(s, n) for n in SETTING_NAMES} == before
         return
-    assert name in before and getattr(s, name) == value  # taken as given (no layer: no threshold, no opacity)
+    s.set(**{name: value})
+    assert _setting(s, name) == value  # taken as given

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 from builders import record_only_file
-from wcembed import cli, store
-from wcembed.errors import OutputError
+from wcembed.apps import cli
+from wcembed.core import store
+from wcembed.core.errors import OutputError
 
 
 def test_a_footer_is_read_without_the_file(tmp_path, monkeypatch):
@@ -66,5 +67,5 @@ def test_the_contract_does_no_io_and_the_store_builds_no_content():
         return found
 
     contract, store_ = imports("contract"), imports("store")
-    assert not {"wcembed.store", "boto3", "botocore"} & contract
-    assert "wcembed.grid" not in store_ and "wcembed.contract" in store_
+    assert not {"wcembed.core.store", "boto3", "botocore"} & contract
+    assert "wcembed.core.grid" not in store_ and "wcembed.core.contract" in store_

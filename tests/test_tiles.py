@@ -11,12 +11,12 @@ import rasterio
 from builders import CORNER_TILES, mosaic_chip
 from local_servers import RangeServer
 from rasterio.windows import Window
-from wcembed.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError, TransientError
-from wcembed.grid import Grid
+from wcembed.core.errors import TileCorruptError, TileFormatError, TileMissingError, TileTransientError, TransientError
+from wcembed.core.grid import Grid
+from wcembed.core.product import tile_key
+from wcembed.core.tileset import load_tiles
 from wcembed.pipeline.bands import read_chips
-from wcembed.product import tile_key
-from wcembed.sample import write_tile
-from wcembed.tileset import load_tiles
+from wcembed.tools.sample import write_tile
 
 # Around the corner (lon -100, lat 40): column 585 and row 234 cross the tile edges.
 ONE, TWO_X, TWO_Y, FOUR = (584, 233), (585, 233), (584, 234), (585, 234)
@@ -221,7 +221,7 @@ def test_wrong_band_count_or_dtype(tmp_path, count, dtype, match):
 def test_wrong_transform(tmp_path):
     grid = Grid(["N37W076"])
     # the right pixels written for the wrong tile (N36W076) under N37W076's name
-    from wcembed.product import Tile
+    from wcembed.core.product import Tile
 
     write_tile(
         tmp_path / tile_key("N37W076", 2020),
@@ -235,8 +235,8 @@ def test_wrong_transform(tmp_path):
 
 
 def test_an_untrusted_tls_certificate_is_named_at_once_not_retried(sample_root):
-    from wcembed.errors import EXIT_BAD_INPUT, TileCertificateError, exit_code
-    from wcembed.tileset import plan_grid
+    from wcembed.core.errors import EXIT_BAD_INPUT, TileCertificateError, exit_code
+    from wcembed.core.tileset import plan_grid
 
     grid = plan_grid(2020, sample_root)
     with RangeServer(sample_root, tls=True) as srv:
@@ -253,9 +253,9 @@ def test_an_untrusted_tls_certificate_is_named_at_once_not_retried(sample_root):
 def test_a_bad_gdal_setting_in_the_environment_is_named(monkeypatch, sample_root, name, value):
     """A GDAL retry setting in the environment that is not a number ≥ 0 stops the read before any request,
     naming the variable and its value; a valid one, or an empty one (the default), is used."""
-    from wcembed.errors import BadParameterError
+    from wcembed.core.errors import BadParameterError
+    from wcembed.core.tileset import plan_grid
     from wcembed.pipeline.tiles import gdal_options
-    from wcembed.tileset import plan_grid
 
     monkeypatch.setenv(name, value)
     with pytest.raises(BadParameterError, match=f"^{name} in the environment must be .* ≥ 0, not '{value}'$"):

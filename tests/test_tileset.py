@@ -3,9 +3,9 @@
 import geopandas as gpd
 import pytest
 import shapely
-from wcembed.errors import BadInputError, EmptyTileSetError
-from wcembed.product import Tile, tile_key
-from wcembed.tileset import load_tiles, region_bounds, tiles_from_land_outline
+from wcembed.core.errors import BadInputError, EmptyTileSetError
+from wcembed.core.product import Tile, tile_key
+from wcembed.core.tileset import load_tiles, region_bounds, tiles_from_land_outline
 
 
 def test_local_folder_listing(tmp_path):
@@ -45,7 +45,7 @@ def test_grid_file_with_year_flags(tmp_path):
 
 def test_tile_index_over_http_network_failure_is_transient_and_404_is_bad_input(tmp_path):
     from local_servers import RangeServer
-    from wcembed.errors import TileIndexError, TileIndexTransientError, TransientError
+    from wcembed.core.errors import TileIndexError, TileIndexTransientError, TransientError
 
     names = ["N37W076", "N24W082"]
     gdf = gpd.GeoDataFrame({"tile": names}, geometry=[shapely.box(*Tile.from_name(n).bounds) for n in names])

@@ -9,9 +9,9 @@ import pytest
 import rasterio
 from local_servers import interrupt, start_cli, wait_for_url
 from PIL import Image
-from wcembed.explore.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient
-from wcembed.product import layer_name, tile_key
-from wcembed.tileset import plan_grid
+from wcembed.core.product import layer_name, tile_key
+from wcembed.core.tileset import plan_grid
+from wcembed.explore.views.wms import FCC_SCALE, TCC_SCALE, LocalWMS, WMSClient
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,7 @@ def test_layer_names():
 def test_server_rendered_chip_footprints(sample_root, tmp_path):
     """The CHIPS layer draws every footprint on the server (no GeoJSON per chip in the browser)."""
     import geopandas as gpd
-    from wcembed.grid import Grid
+    from wcembed.core.grid import Grid
 
     grid = Grid(["N37W076"])
     chips = grid.to_geodataframe(2020)  # all 576 chips of the tile
@@ -86,7 +86,7 @@ def test_server_rendered_chip_footprints(sample_root, tmp_path):
 def test_serve_wms_command_serves_until_ctrl_c(sample_root, tmp_path):
     import socket
 
-    from wcembed.servers import free_port
+    from wcembed.tools.servers import free_port
 
     port = free_port()
     proc, out = start_cli(["serve-wms", sample_root, "--port", str(port), "--workdir", str(tmp_path)], "Ctrl-C")
@@ -106,7 +106,7 @@ def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, 
     import json
     import re
 
-    from wcembed.servers import free_port
+    from wcembed.tools.servers import free_port
 
     lab_port = free_port()
     nb = tmp_path / "explore_live.ipynb"
@@ -131,8 +131,8 @@ def test_a_path_a_mapfile_cannot_quote_is_refused(sample_root, tmp_path, name):
     line, before any mapfile is written; the same tiles under a plain name are served."""
     import shutil
 
-    from wcembed.errors import BadParameterError
-    from wcembed.explore.wms import mapfile
+    from wcembed.core.errors import BadParameterError
+    from wcembed.explore.views.wms import mapfile
 
     odd = tmp_path / name / "tiles"
     shutil.copytree(sample_root, odd)
@@ -166,7 +166,7 @@ def test_a_killed_lab_leaves_no_jupyterlab_and_a_busy_port_is_refused(sample_roo
     import socket
     import time
 
-    from wcembed.servers import free_port
+    from wcembed.tools.servers import free_port
 
     lab_port = free_port()
     args = ["lab", "--tiles", sample_root, "--db", str(tmp_path / "db"), "--workdir", str(tmp_path / "ms")]

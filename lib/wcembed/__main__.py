@@ -1,5 +1,5 @@
-"""``python -m wcembed``: see :mod:`wcembed.cli`."""
+"""``python -m wcembed``: see :mod:`wcembed.apps.cli`."""
 
-from wcembed.cli import main
+from wcembed.apps.cli import main
 
 raise SystemExit(main())

@@ -7,11 +7,11 @@ model      the Clay v0 encoder's architecture
 weights    Clay weights: the record, checkpoint download and strict loading
 inference  model inputs and batched, device-aware inference (``Embedder``)
 job        a column (band) job's parameters, defined once (``ColumnJob``)
-embed      the job: read -> embed -> hand each finished column to :mod:`wcembed.store`
+embed      the job: read -> embed -> hand each finished column to :mod:`wcembed.core.store`
 batch      AWS Batch requests, the array job's entrypoint and a local array runner
 ========== ==================================================================
 
-It imports the shared modules below it (:mod:`wcembed.product`, :mod:`wcembed.grid`,
-:mod:`wcembed.tileset`, :mod:`wcembed.contract`, :mod:`wcembed.store`, :mod:`wcembed.errors`),
+It imports the shared modules below it (:mod:`wcembed.core.product`, :mod:`wcembed.core.grid`,
+:mod:`wcembed.core.tileset`, :mod:`wcembed.core.contract`, :mod:`wcembed.core.store`, :mod:`wcembed.core.errors`),
 never :mod:`wcembed.explore`.
 """

@@ -35,7 +35,7 @@ chips) as a plan of those chips alone: one reading path for every chip.
 
 Examples
 --------
->>> from wcembed.grid import Grid
+>>> from wcembed.core.grid import Grid
 >>> grid = Grid(["N37W076"])
 >>> plan = BandPlan(grid, {c: list(grid.rows(c)) for c in grid.band(1152, 4)}, batch_size=8)
 >>> len(plan.columns), len(plan.groups)
@@ -58,9 +58,9 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from wcembed.grid import Grid
+from wcembed.core.grid import Grid
+from wcembed.core.product import BLOCK_PX, NODATA, TILE_PX, Tile
 from wcembed.pipeline.tiles import TileReader
-from wcembed.product import BLOCK_PX, NODATA, TILE_PX, Tile
 
 
 def _count_valid(part: np.ndarray) -> int:
@@ -234,7 +234,7 @@ class BandFeed:
     Notes
     -----
     Iterate it (once) for the groups in order; errors of the readers (e.g.
-    :class:`~wcembed.errors.TileMissingError`) are raised there.
+    :class:`~wcembed.core.errors.TileMissingError`) are raised there.
     """
 
     def __init__(

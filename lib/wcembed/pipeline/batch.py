@@ -2,7 +2,7 @@
 
 Each array index runs :func:`entrypoint` in the container: it reads
 ``AWS_BATCH_JOB_ARRAY_INDEX`` and the job's environment, maps the index to a
-band through the grid's bands (:meth:`wcembed.grid.Grid.band_starts` for the
+band through the grid's bands (:meth:`wcembed.core.grid.Grid.band_starts` for the
 job's ``BAND`` width; with the default width 1 a band is a column), or through
 an explicit ``GRID_COLUMNS`` list of band starts (reruns), and executes
 ``notebooks/embed_column.ipynb`` with papermill. The band's columns each get
@@ -44,10 +44,11 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from wcembed import NOTEBOOKS, ROOT, errors, store
-from wcembed.grid import Grid, bands_holding
+from wcembed import NOTEBOOKS, ROOT
+from wcembed.core import errors, store
+from wcembed.core.grid import Grid, bands_holding
+from wcembed.core.product import check_year
 from wcembed.pipeline.job import ColumnJob
-from wcembed.product import check_year
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ def missing_bands(grid: Grid, output: str, year: int, width: int = 1) -> list[in
 
 def missing_columns(grid: Grid, output: str, year: int) -> list[int]:
     """Columns of ``grid`` whose output file for ``year`` under ``output`` does not exist or is partial
-    (:func:`wcembed.store.done`; the footers are read a few at a time)."""
+    (:func:`wcembed.core.store.done`; the footers are read a few at a time)."""
     from concurrent.futures import ThreadPoolExecutor
 
     listed = set(store.list_outputs(output, year))

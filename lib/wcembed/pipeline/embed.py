@@ -16,8 +16,8 @@ GPU the default is one reader per core (:func:`reader_workers`): decoding
 DEFLATE blocks, not the model, is then the bottleneck.
 
 The parameters of a run are a :class:`~wcembed.pipeline.job.ColumnJob`; the file, its
-metadata and the STAC Item beside it are made by :mod:`wcembed.contract` and written by
-:func:`wcembed.store.write_column`.
+metadata and the STAC Item beside it are made by :mod:`wcembed.core.contract` and written by
+:func:`wcembed.core.store.write_column`.
 
 Example
 -------
@@ -38,16 +38,16 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-import wcembed
-from wcembed import store
-from wcembed.contract import FORMAT_VERSION, FileMetadata, column_extent, column_table
-from wcembed.errors import OutputError
-from wcembed.grid import Grid
+from wcembed import __version__
+from wcembed.core import store
+from wcembed.core.contract import FORMAT_VERSION, FileMetadata, column_extent, column_table
+from wcembed.core.errors import OutputError
+from wcembed.core.grid import Grid
+from wcembed.core.product import VERSIONS, attribution
 from wcembed.pipeline.bands import BandFeed, BandPlan
 from wcembed.pipeline.inference import COMPOSITE_DATE, Embedder, pick_device
 from wcembed.pipeline.job import ColumnJob
 from wcembed.pipeline.weights import LoadedModel, load_model
-from wcembed.product import VERSIONS, attribution
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def reader_workers(device: str | torch.device) -> int:
 def provenance(
     model: LoadedModel, embedder: Embedder, job: ColumnJob, column: int, chip_size: int, rows: dict
 ) -> FileMetadata:
-    """The metadata record of a column's file (:class:`wcembed.contract.FileMetadata`); ``rows``: the chips
+    """The metadata record of a column's file (:class:`wcembed.core.contract.FileMetadata`); ``rows``: the chips
     of the column in the grid (``rows_planned``), those read (``rows_read``), the job's ``max_rows`` and
     whether the file is ``complete``."""
     untrained, weights, year = model.untrained, model.weights, job.year
@@ -112,7 +112,7 @@ def provenance(
     month, day = COMPOSITE_DATE
     prov = {
         "package": "wcembed",
-        "package_version": wcembed.__version__,
+        "package_version": __version__,
         "format": FORMAT_VERSION,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "year": year,
@@ -147,7 +147,7 @@ def embed_column(
     Parameters
     ----------
     year, column : int
-        What to embed (column numbers are grid columns, see :mod:`wcembed.grid`).
+        What to embed (column numbers are grid columns, see :mod:`wcembed.core.grid`).
     grid : Grid, optional
         The grid, if already planned (else planned from the tile source).
     model : LoadedModel, optional

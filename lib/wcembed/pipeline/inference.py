@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wcembed.errors import BadParameterError
+from wcembed.core.errors import BadParameterError
+from wcembed.core.product import NODATA
 from wcembed.pipeline.job import PRECISIONS
 from wcembed.pipeline.model import ClayEncoder
 from wcembed.pipeline.weights import CLAY_V01, ClayWeights, LoadedModel
-from wcembed.product import NODATA
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +237,7 @@ class Embedder:
         year: Sequence[int] | int,
     ) -> np.ndarray:
         """Embeddings ``(B, 768)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08), whose centres
-        are ``places``: ``(lon, lat)`` in degrees, the order :meth:`wcembed.grid.Grid.chip_center` gives.
+        are ``places``: ``(lon, lat)`` in degrees, the order :meth:`wcembed.core.grid.Grid.chip_center` gives.
 
         ``valid`` is the ``(B, H, W)`` mask of pixels with data; None derives it on the
         device from the pixels (a pixel is nodata where every band is 0).

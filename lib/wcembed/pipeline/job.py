@@ -32,8 +32,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wcembed.errors import BadParameterError
-from wcembed.product import ESA_HTTPS, check_year
+from wcembed.core.errors import BadParameterError
+from wcembed.core.product import ESA_HTTPS, check_year
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _CASTS = {"int": int, "float": float, "str": str, "bool": bool}
@@ -206,20 +206,20 @@ class ColumnJob:
 
     # ------------------------------------------------------------------ what it touches
     def plan_grid(self):
-        """The grid this job's column belongs to (:func:`wcembed.tileset.plan_grid`)."""
-        from wcembed.tileset import plan_grid
+        """The grid this job's column belongs to (:func:`wcembed.core.tileset.plan_grid`)."""
+        from wcembed.core.tileset import plan_grid
 
         return plan_grid(self.year, self.tiles, tile_index=self.tile_index, region=self.region)
 
     def columns(self, grid) -> list[int]:
         """The grid columns this job embeds: those among ``column .. column + band - 1``
-        (:meth:`wcembed.grid.Grid.band`)."""
+        (:meth:`wcembed.core.grid.Grid.band`)."""
         if self.column is None:
             raise BadParameterError("a job template has no column, hence no output file")
         return grid.band(self.column, self.band)
 
     def output_path(self, column: int) -> str:
         """Where the GeoParquet file of one of the job's columns goes."""
-        from wcembed.store import output_path
+        from wcembed.core.store import output_path
 
         return output_path(self.output, self.year, column)

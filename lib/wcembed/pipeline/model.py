@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wcembed.errors import BadParameterError
+from wcembed.core.errors import BadParameterError
 
 CLAY_BAND_GROUPS = (("rgb", 3), ("rededge", 4), ("nir", 1), ("swir", 2), ("sar", 2), ("dem", 1))
 """Clay v0.1's six band groups and their channel counts, in band-encoding order."""

@@ -10,7 +10,7 @@ for a few chips, :class:`~wcembed.pipeline.bands.BandFeed` for columns).
 
 Sources
 -------
-One string, the same everywhere (:func:`wcembed.product.tile_url` appends the
+One string, the same everywhere (:func:`wcembed.core.product.tile_url` appends the
 bucket layout): a local folder mirroring the bucket, an ``http(s)://`` prefix
 (GDAL ``/vsicurl/``) or an ``s3://bucket[/prefix]`` (GDAL ``/vsis3/``; unsigned
 unless credentials are set; ``AWS_ENDPOINT_URL`` points it at another S3 API,
@@ -20,11 +20,11 @@ Errors
 ------
 Transient errors (HTTP 429 and 5xx, timeouts, resets, cut bodies) are retried by
 GDAL and then by the reader with exponential backoff; if they persist,
-:class:`~wcembed.errors.TileTransientError` names the tile and URL. Permanent
-errors raise at once: :class:`~wcembed.errors.TileMissingError` (404),
-:class:`~wcembed.errors.TileCorruptError` (undecodable or truncated),
-:class:`~wcembed.errors.TileCertificateError` (an untrusted TLS certificate) and
-:class:`~wcembed.errors.TileFormatError` (band count, dtype, size, transform,
+:class:`~wcembed.core.errors.TileTransientError` names the tile and URL. Permanent
+errors raise at once: :class:`~wcembed.core.errors.TileMissingError` (404),
+:class:`~wcembed.core.errors.TileCorruptError` (undecodable or truncated),
+:class:`~wcembed.core.errors.TileCertificateError` (an untrusted TLS certificate) and
+:class:`~wcembed.core.errors.TileFormatError` (band count, dtype, size, transform,
 CRS). The caller decides whether to skip the chip or stop.
 """
 
@@ -40,7 +40,7 @@ import rasterio
 from rasterio.errors import RasterioIOError
 from rasterio.windows import Window
 
-from wcembed.errors import (
+from wcembed.core.errors import (
     BadParameterError,
     TileCertificateError,
     TileCorruptError,
@@ -49,7 +49,7 @@ from wcembed.errors import (
     TileTransientError,
     failure_kind,
 )
-from wcembed.product import (
+from wcembed.core.product import (
     ESA_REGION,
     TILE_CRS,
     TILE_PX,
@@ -121,7 +121,7 @@ def gdal_options(source: str) -> dict[str, object]:
 
 def tile_error(exc: Exception, tile: str, url: str) -> Exception:
     """The package's transient or permanent tile error for a GDAL/rasterio error
-    (:func:`wcembed.errors.failure_kind`)."""
+    (:func:`wcembed.core.errors.failure_kind`)."""
     msg = str(exc)
     kind = failure_kind(exc)
     if kind == "untrusted":

@@ -10,9 +10,9 @@ them, image size), so that provenance reads them instead of retyping them.
 Checkpoints are untrusted input: they are read with
 ``torch.load(weights_only=True)`` and loaded into the encoder strictly.
 Downloads are cached; a network failure is a
-:class:`~wcembed.errors.CheckpointDownloadError` (transient: an AWS Batch job
+:class:`~wcembed.core.errors.CheckpointDownloadError` (transient: an AWS Batch job
 exits 75 and is retried), a missing or unreadable file a
-:class:`~wcembed.errors.CheckpointError` (permanent).
+:class:`~wcembed.core.errors.CheckpointError` (permanent).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
-from wcembed.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError, failure_kind
+from wcembed.core.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError, failure_kind
+from wcembed.core.product import BANDS
+from wcembed.core.store import exclusive, split_s3
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
-from wcembed.product import BANDS
-from wcembed.store import exclusive, split_s3
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,9 @@ def fetch_checkpoint(
     others find its file. A cached file is reused when its recorded sha256 is the
     one asked for, else downloaded again. Network failures (also a body cut short)
     are retried ``retries`` times (backoff doubling from ``backoff`` seconds), then
-    raise :class:`~wcembed.errors.CheckpointDownloadError` (transient); a location
+    raise :class:`~wcembed.core.errors.CheckpointDownloadError` (transient); a location
     that does not exist, or a download whose sha256 is not ``sha256``, raises
-    :class:`~wcembed.errors.CheckpointError`.
+    :class:`~wcembed.core.errors.CheckpointError`.
     """
     loc = str(location)
     if "://" not in loc:

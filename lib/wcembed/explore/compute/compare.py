@@ -1,0 +1,185 @@
+"""Two embedding sets of one database compared chip by chip: how much do they agree, and where not?
+
+For a year both sets hold (e.g. ours, ``wcembed``, and the original 2024 run's, ``original-2024``):
+
+* :func:`agreement`: per chip in both, the cosine between its two embeddings (one matrix pass over the
+  sets' float16 unit vectors), as a whole-region layer (:meth:`Agreement.layer`, a
+  :class:`~wcembed.explore.compute.layers.ChipRaster`: COG export like the other layers) and a table. The cosine
+  of two embeddings means something only when both come from the same weights (one space): with other
+  weights :attr:`Agreement.note` says so;
+* :func:`neighbour_overlap`: for a chip, the share of its ``k`` nearest neighbours the two sets have in
+  common (the same places), what a click finds in each;
+* :func:`summary`: median and quantiles of the agreement, over all chips, by distance to a tile edge and
+  by valid fraction (where do they disagree?), and the neighbour overlap of a random sample of chips.
+
+Example
+-------
+>>> ours, theirs = ChipIndex(db), ChipIndex(db, set="original-2024")  # doctest: +SKIP
+>>> agreement(ours, theirs, 2020).layer().to_cog("agreement_2020.tif")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wcembed.core.errors import BadParameterError
+from wcembed.core.grid import chip_ids
+from wcembed.core.product import TILE_PX
+from wcembed.explore.compute.layers import ChipRaster
+
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+EDGE_BINS = ((0, 0, "crosses one"), (1, 1, "next to one"), (2, 4, "2-4 chips away"), (5, 10**9, "5+ chips away"))
+FRACTION_BINS = ((0.0, 0.999999, "valid < 1"), (0.999999, 1.0, "valid = 1"))
+
+
+@dataclass
+class Agreement:
+    """The cosine between two sets' embeddings of each chip both hold, of one year.
+
+    Attributes
+    ----------
+    year : int
+    sets : tuple of str
+        The two sets' names.
+    columns, rows : ndarray
+        The chips' grid cells (int32).
+    cosine : ndarray
+        float32, -1..1 (1: the same direction), from float16 unit vectors (within ~1e-3).
+    note : str
+        Whether the two spaces are comparable (the same weights), in words.
+    """
+
+    year: int
+    sets: tuple[str, str]
+    columns: np.ndarray
+    rows: np.ndarray
+    cosine: np.ndarray
+    note: str
+    chip_size: int
+    origin: tuple[float, float]
+
+    def __len__(self) -> int:
+        return len(self.cosine)
+
+    def layer(self) -> ChipRaster:
+        """The agreement of every chip as a whole-region layer (0..1 shown; a chip below 0 shows as 0)."""
+        a, b = self.sets
+        return ChipRaster.from_chips(
+            self.columns,
+            self.rows,
+            self.cosine,
+            name=f"agreement {self.year}: {a} / {b}",
+            description=f"cosine between each chip's {a} and {b} embeddings of {self.year}. {self.note}".strip(),
+            vmin=float(min(np.percentile(self.cosine, 1), 0.99)) if len(self) else 0.0,
+            vmax=1.0,
+            cmap="RdYlGn",
+            chip_size=self.chip_size,
+            origin=self.origin,
+        )
+
+    def table(self):
+        """The chips from least to most alike: ``chip_id`` (of the year), ``column``, ``row``, ``cosine``."""
+        import pandas as pd
+
+        order = np.argsort(self.cosine, kind="stable")
+        return pd.DataFrame(
+            {
+                "chip_id": chip_ids(self.year, self.columns[order], self.rows[order]),
+                "column": self.columns[order],
+                "row": self.rows[order],
+                "cosine": self.cosine[order],
+            }
+        )
+
+
+def comparable(a, b) -> str:
+    """ "" when two indexes' embeddings come from the same weights, else why their cosines mean little."""
+    wa, wb = a.weights, b.weights
+    same_model = {w.split(" (")[0] for w in wa} == {w.split(" (")[0] for w in wb}
+    if same_model and "untrained" not in wa | wb:
+        return f"both {', '.join(sorted(wa | wb))}: the same model's space"
+    return (
+        f"NOT ONE SPACE: {a.set} holds {', '.join(sorted(wa))}, {b.set} {', '.join(sorted(wb))}: their cosines "
+        "show the mechanism only"
+    )
+
+
+def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
+    """The cosine between the embeddings of ``a`` and ``b`` (two :class:`~wcembed.explore.data.index.ChipIndex` of
+    one database, e.g. two sets) of each chip of ``year`` that both hold; ``vectors``: the two sets'
+    :class:`~wcembed.explore.compute.vectors.YearVectors` of the year when they are at hand (else they are loaded)."""
+    from wcembed.explore.compute.vectors import YearVectors, pair_cells
+
+    va, vb = vectors or (YearVectors.load(a, year), YearVectors.load(b, year))
+    ia, ib = pair_cells(va, vb)
+    apart = va.pair_distance(ia, vb, ib)
+    cosine = np.clip(1 - apart * apart / 2, -1, 1).astype(np.float32)
+    return Agreement(year, (a.set, b.set), va.columns[ia], va.rows[ia], cosine, comparable(a, b), a.chip_size, a.origin)
+
+
+def neighbour_overlap(a, b, chip: str, k: int = 10) -> float:
+    """The share (0..1) of the ``k`` nearest neighbours (the same year, the chip itself left out) that the two
+    indexes find at the same places, for a chip both hold."""
+    from wcembed.core.grid import parse_chip_id
+
+    year = parse_chip_id(chip)[0]
+    found = [a.by_chip(chip, k, year=year), b.by_chip(chip, k, year=year)]
+    places = [set(zip(r["column"], r["row"], strict=True)) for r in found]
+    return len(places[0] & places[1]) / k
+
+
+def edge_distance(columns: np.ndarray, rows: np.ndarray, chip_size: int) -> np.ndarray:
+    """Each chip's distance to the nearest 1° tile edge in chips: 0 when it crosses one, 1 when no whole chip
+    lies between it and the edge, 2 with one between, ... (the grid's origin is on a tile corner)."""
+
+    def along(cells: np.ndarray) -> np.ndarray:
+        start = cells.astype(np.int64) * chip_size
+        end = start + chip_size
+        crosses = start // TILE_PX != (end - 1) // TILE_PX
+        gap = np.minimum(start % TILE_PX, (TILE_PX - end % TILE_PX) % TILE_PX)
+        return np.where(crosses, 0, gap // chip_size + 1)
+
+    return np.minimum(along(columns), along(rows))
+
+
+def summary(agr: Agreement, a, b, *, sample: int = 200, k: int = 10, seed: int = 0):
+    """A table of the agreement: its count, median and :data:`QUANTILES` over all chips, by distance to a
+    tile edge (:func:`edge_distance`) and by valid fraction (of ``a``), and the median overlap of the ``k``
+    nearest neighbours of ``sample`` random chips (:func:`neighbour_overlap`)."""
+    import pandas as pd
+
+    if not len(agr):
+        raise BadParameterError(f"no chip of {agr.year} is in both {agr.sets[0]} and {agr.sets[1]}")
+    edge = edge_distance(agr.columns, agr.rows, agr.chip_size)
+    fraction = _valid_fraction(a, agr)
+    groups = [("all chips", np.ones(len(agr), bool))]
+    groups += [(f"tile edge: {label}", (edge >= lo) & (edge <= hi)) for lo, hi, label in EDGE_BINS]
+    groups += [(label, (fraction > lo) & (fraction <= hi)) if lo else (label, fraction <= hi)
+               for lo, hi, label in FRACTION_BINS]  # fmt: skip
+    out = []
+    for name, mask in groups:
+        c = agr.cosine[mask]
+        row = {"chips": name, "n": int(mask.sum())}
+        row |= {f"q{int(q * 100):02d}": float(np.quantile(c, q)) if len(c) else np.nan for q in QUANTILES}
+        out.append(row)
+    table = pd.DataFrame(out)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(agr), min(sample, len(agr)), replace=False)
+    ids = chip_ids(agr.year, agr.columns[picks], agr.rows[picks])
+    overlaps = [neighbour_overlap(a, b, str(c), k) for c in ids]
+    table.attrs["neighbour_overlap"] = {"k": k, "chips": len(ids), "median": float(np.median(overlaps)),
+                                        "mean": float(np.mean(overlaps))}  # fmt: skip
+    table.attrs["note"] = agr.note
+    return table
+
+
+def _valid_fraction(index, agr: Agreement) -> np.ndarray:
+    """The valid fraction ``index`` recorded for each chip of the agreement (1 where it has none)."""
+    import pandas as pd
+
+    got = [b.to_pandas() for b in index.batches(["column", "row", "valid_fraction"], year=agr.year)]
+    frame = pd.concat(got, ignore_index=True).set_index(["column", "row"])["valid_fraction"]
+    keys = pd.MultiIndex.from_arrays([agr.columns, agr.rows])
+    return frame.reindex(keys).fillna(1.0).to_numpy(np.float32)

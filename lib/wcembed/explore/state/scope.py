@@ -1,0 +1,124 @@
+"""What the explorer works on: the year, the embedding set, and the set beside it, each with its index.
+
+:class:`Scope` is an observable model: :attr:`Scope.index` and :attr:`Scope.other` are traits that follow the
+set names, so a view or another model observes them. The year's unit vectors of a set
+(:class:`~wcembed.explore.compute.vectors.YearVectors`) and the change pairs are loaded once, when first
+needed, and let go when their set is neither shown nor beside.
+
+Example
+-------
+>>> scope = Scope(ChipIndex("outputs/lancedb"), year=2020)  # doctest: +SKIP
+>>> scope.beside = "original-2024"  # doctest: +SKIP
+>>> scope.other.set  # doctest: +SKIP
+'original-2024'
+"""
+
+from __future__ import annotations
+
+from traitlets import HasTraits, Instance, Unicode, observe, validate
+
+from wcembed.core.errors import BadParameterError
+from wcembed.core.product import YEARS, check_year
+from wcembed.explore.compute.vectors import ChangePairs, YearVectors
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.table import DEFAULT_SET, sets_in
+from wcembed.explore.state.traits import Checked, one_of
+
+CHANGE_YEARS = (YEARS[0], YEARS[1])
+"""The two years a change is between."""
+
+
+class Scope(HasTraits):
+    """The year and the embedding sets in play, with their indexes.
+
+    Attributes
+    ----------
+    year : int
+        The year searched and shown (2020 or 2021).
+    name : str
+        The embedding set searched and shown (one of the database's, :func:`~wcembed.explore.data.table.sets_in`).
+    beside : str
+        Another set of the database to compare with ("" for none); never the set shown.
+    index : ChipIndex
+        The index of :attr:`name`.
+    other : ChipIndex or None
+        The index of :attr:`beside`.
+    """
+
+    year = Checked(check_year, 2020)
+    name = Unicode(DEFAULT_SET)
+    beside = Unicode("")
+    index = Instance(ChipIndex)
+    other = Instance(ChipIndex, allow_none=True)
+
+    def __init__(self, index: ChipIndex, year: int = 2020) -> None:
+        self._indexes = {index.set: index}  # set -> ChipIndex of the same database, opened once
+        self._vectors: dict = {}  # (set, year) -> YearVectors
+        self._pairs: dict = {}  # (set, (year, year)) -> ChangePairs
+        super().__init__(index=index, name=index.set, year=year)
+
+    @property
+    def sets(self) -> list[str]:
+        """The embedding sets of the database."""
+        return sets_in(self.index.db)
+
+    def index_of(self, name: str) -> ChipIndex:
+        """The :class:`~wcembed.explore.data.index.ChipIndex` of a set of the database (opened once)."""
+        if name not in self._indexes:
+            self._indexes[name] = ChipIndex(self.index.db, set=name)
+        return self._indexes[name]
+
+    @validate("name")
+    def _a_set(self, proposal) -> str:
+        return one_of(proposal["value"], self.sets, "embedding set")
+
+    @validate("beside")
+    def _another_set(self, proposal) -> str:
+        name = proposal["value"]
+        if name == "":
+            return name
+        one_of(name, self.sets, "embedding set")
+        if name == self.name:
+            raise BadParameterError(f"{name} is the set shown: compare it with another set")
+        return name
+
+    @observe("name")
+    def _set_changed(self, change: dict) -> None:
+        """Another set shown: its index; a set beside that is now the one shown is let go, and so are the
+        vectors of sets neither shown nor beside."""
+        if self.beside == change["new"]:
+            self.beside = ""
+        self.index = self.index_of(change["new"])
+        self._let_go()
+
+    @observe("beside")
+    def _beside_changed(self, change: dict) -> None:
+        self.other = self.index_of(change["new"]) if change["new"] else None
+        self._let_go()
+
+    def _let_go(self) -> None:
+        keep = {self.name, self.beside}
+        self._vectors = {k: v for k, v in self._vectors.items() if k[0] in keep}
+        self._pairs = {k: v for k, v in self._pairs.items() if k[0] in keep}
+
+    def vectors(self, year: int | None = None, name: str | None = None) -> YearVectors:
+        """The year's unit vectors (default: the year shown) of a set (default: the set shown), loaded from
+        its index once."""
+        year = self.year if year is None else check_year(year)
+        index = self.index if name is None else self.index_of(name)
+        key = (index.set, year)
+        if key not in self._vectors:
+            self._vectors[key] = YearVectors.load(index, year)
+        return self._vectors[key]
+
+    def change_pairs(self, years: tuple[int, int] = CHANGE_YEARS) -> ChangePairs:
+        """The chips of two years of the set shown, paired for change queries, made once."""
+        key = (self.index.set, tuple(years))
+        if key not in self._pairs:
+            self._pairs[key] = ChangePairs(self.vectors(years[0]), self.vectors(years[1]))
+        return self._pairs[key]
+
+    @property
+    def two_years(self) -> bool:
+        """Whether the set shown holds both years (change layers need them)."""
+        return len(self.index.years) > 1
