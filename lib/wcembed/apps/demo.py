@@ -24,13 +24,14 @@ import papermill
 from wcembed import NOTEBOOKS, ROOT
 from wcembed.core import original, store
 from wcembed.core.grid import bands_holding
+from wcembed.core.tileset import plan_grid
 from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.ingest import ingest
 from wcembed.explore.views.wms import LocalWMS
 from wcembed.pipeline.batch import missing_bands, run_array
 from wcembed.pipeline.job import ColumnJob
 from wcembed.pipeline.original import write_original_column
-from wcembed.pipeline.weights import CLAY_V01, default_cache_dir, fetch_checkpoint
+from wcembed.pipeline.weights import CLAY_V01, default_cache_dir, fetch_checkpoint, load_model
 from wcembed.tools.sample import build_sample_region
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,6 @@ def original_set(out: Path, sample: Path, weights: str | None):
     layout (:func:`wcembed.pipeline.original.write_original_column`) under ``out/original``, then ingested
     beside ours as the set ``original-2024``, recorded with the weights used (``untrained`` without a
     checkpoint: then the comparison shows the mechanism only)."""
-    from wcembed.core.tileset import plan_grid
-    from wcembed.pipeline.weights import load_model
 
     model = load_model(weights, allow_untrained=not weights)
     grid = plan_grid(YEAR, str(sample))  # planned once for every column

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import shapely
 
 from wcembed.core.errors import OutputError
 from wcembed.core.grid import CONUS_ORIGIN, Grid, chip_id
@@ -273,7 +274,6 @@ def embeddings_table(
 
     ``bounds`` is ``(N, 4)``: west, south, east, north in degrees; ``embeddings`` is ``(N, D)`` float32.
     """
-    import shapely
 
     n = len(chip_ids)
     dim = metadata.dimension
@@ -345,7 +345,6 @@ def stac_item(path: str, n_rows: int, metadata: FileMetadata, bounds: tuple[floa
     """The STAC Item (dict) of one column file of ``n_rows`` chips; ``bounds`` is the column's
     (west, south, east, north). It belongs to the year's Collection (:func:`stac_collection`), beside it."""
     import pystac
-    import shapely
 
     emb, year, column = metadata.embedding, metadata.year, metadata.column
     item = pystac.Item(

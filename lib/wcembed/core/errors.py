@@ -14,7 +14,11 @@ type, never by parsing messages::
 
 from __future__ import annotations
 
+import http.client
 import re
+import socket
+import sys
+import urllib.error
 
 
 class WcEmbedError(Exception):
@@ -183,9 +187,6 @@ def failure_kind(exc: BaseException) -> str:
     urllib's, requests', botocore's and the standard library's exceptions by type and status, and GDAL's
     (rasterio, pyogrio) by their messages, which are all GDAL gives.
     """
-    import http.client
-    import socket
-    import urllib.error
 
     if _UNTRUSTED.search(str(exc)) or _UNTRUSTED.search(str(getattr(exc, "reason", ""))):
         return "untrusted"
@@ -221,7 +222,6 @@ def _http_status(exc: BaseException) -> int:
 
 def _is_library_network_error(exc: BaseException) -> bool:
     """A connection or timeout error of requests or botocore (imported only if already loaded)."""
-    import sys
 
     requests = sys.modules.get("requests")
     if requests is not None and isinstance(exc, requests.ConnectionError | requests.Timeout):

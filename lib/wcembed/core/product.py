@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from affine import Affine  # rasterio's; imported here so that the command line starts fast
+
 from wcembed.core.errors import BadInputError, BadYearError
 
 if TYPE_CHECKING:
@@ -156,7 +158,6 @@ class Tile:
         >>> Tile(37, -76).transform * (0, 0)
         (-76.0, 38.0)
         """
-        from affine import Affine  # rasterio's; imported here so that the command line starts fast
 
         return Affine(1 / PX_PER_DEGREE, 0, self.lon, 0, -1 / PX_PER_DEGREE, self.lat + 1)
 

@@ -14,11 +14,13 @@ import contextlib
 import io
 import json
 import os
+import struct
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+import geopandas as gpd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -73,7 +75,7 @@ def exists(path: str) -> bool:
 def exclusive(lock_path: str | Path) -> Iterator[None]:
     """An exclusive lock on ``lock_path`` between processes (``flock``; no lock where there is no fcntl)."""
     try:
-        import fcntl
+        import fcntl  # not on every platform: looked for when a lock is taken
     except ImportError:  # pragma: no cover - not on Linux/macOS
         yield
         return
@@ -150,7 +152,6 @@ FOOTER_GUESS = 64 * 1024
 def read_footer(path: str) -> bytes:
     """The Parquet footer of a local or ``s3://`` file (one or two ranged reads, not the whole file), as a
     buffer ``pyarrow.parquet.read_schema`` reads: the magic number, the footer, its length, the magic."""
-    import struct
 
     def tail(n: int) -> bytes:
         if path.startswith("s3://"):
@@ -297,7 +298,6 @@ def write_catalog(output: str | Path) -> list[str]:
 
 def read_column(path: str):
     """A column's GeoParquet file as a GeoDataFrame (without the vectors) and its ``(N, D)`` float32 matrix."""
-    import geopandas as gpd
 
     data = read_bytes(path)
     vectors = vector_matrix(pq.read_table(io.BytesIO(data), columns=["embeddings"])["embeddings"])

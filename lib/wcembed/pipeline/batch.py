@@ -103,7 +103,6 @@ ENTRYPOINT_ENV = {
 
 def environment_help() -> str:
     """The environment variables a Batch job reads, one per line, with what each means (``batch --help``)."""
-    from wcembed.pipeline.job import ColumnJob
 
     lines = [f"  {f.metadata['env']:<26} {f.metadata['help']}" for f in ColumnJob.fields() if f.metadata["env"]]
     lines += [f"  {name:<26} {text}" for name, text in ENTRYPOINT_ENV.items()]
@@ -260,7 +259,6 @@ def missing_bands(grid: Grid, output: str, year: int, width: int = 1) -> list[in
 def missing_columns(grid: Grid, output: str, year: int) -> list[int]:
     """Columns of ``grid`` whose output file for ``year`` under ``output`` does not exist or is partial
     (:func:`wcembed.core.store.done`; the footers are read a few at a time)."""
-    from concurrent.futures import ThreadPoolExecutor
 
     listed = set(store.list_outputs(output, year))
     paths = {int(c): store.output_path(output, year, int(c)) for c in grid.columns}

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from wcembed.core.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError, failure_kind
 from wcembed.core.product import BANDS
@@ -228,8 +229,6 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     try:
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             return load_file(path)
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:

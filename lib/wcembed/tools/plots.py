@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pandas as pd
 
 from wcembed.core.store import read_column
 
@@ -23,7 +24,6 @@ def pca_map(path: str | list[str], ax=None):
     """Plot the chips of a column file (or of several) coloured by the first principal component of their
     embeddings."""
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     frames = [read_column(p) for p in ([path] if isinstance(path, str) else path)]
     gdf = pd.concat([f[0] for f in frames], ignore_index=True)

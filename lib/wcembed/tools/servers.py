@@ -9,12 +9,16 @@ server and the moto S3 API, live with the tests: ``tests/local_servers.py``.)
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from wcembed.core.errors import ToolError
 
@@ -54,16 +58,12 @@ def die_with_parent() -> None:
     """For ``Popen(preexec_fn=...)``: the child gets SIGTERM when the process that started it ends, also when
     that one is killed with SIGKILL (Linux's ``PR_SET_PDEATHSIG``; elsewhere nothing is set)."""
     if sys.platform.startswith("linux"):
-        import ctypes
-        import signal
-
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1: PR_SET_PDEATHSIG
 
 
 def _exit_with_parent(parent: int, every_s: float = 0.5) -> None:
     """End this process when its parent ``parent`` is gone (it was killed, even with SIGKILL): a thread
     that watches the parent process id."""
-    import threading
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -93,8 +93,6 @@ def _serve_cgi(script: str, port: int) -> None:
     Unlike ``http.server --cgi``, the program runs as the current user (the
     stdlib switches to ``nobody`` when run as root, which then cannot read the tiles).
     """
-    from http.server import BaseHTTPRequestHandler
-    from urllib.parse import urlsplit
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:

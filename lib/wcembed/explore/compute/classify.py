@@ -27,7 +27,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
+import pandas as pd
+import shapely
 
 from wcembed.core.contract import write_geoparquet
 from wcembed.core.errors import BadInputError, BadParameterError, LabelsError
@@ -258,9 +261,6 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
     Returns a GeoDataFrame (``chip_id``, ``year``, ``score``, ``geometry``), written
     as GeoParquet to ``path`` when given, each row with the index's :attr:`~wcembed.explore.data.index.ChipIndex.about`.
     """
-    import geopandas as gpd
-    import pandas as pd
-    import shapely
 
     parts = []
     for batch in index.batches(["chip_id", "year", "geometry", "vector"], year=year, batch_rows=batch_rows):
@@ -292,7 +292,6 @@ def centres(chip_ids, chip_size: int = CHIP_PX, origin: tuple[float, float] = CO
 
 def _bounds(chip_ids, chip_size: int, origin: tuple[float, float]) -> np.ndarray:
     """``(N, 4)`` west, south, east, north of chips by id (``{year}-{column}-{row}``), vectorised."""
-    import pandas as pd
 
     parts = pd.Series(list(chip_ids), dtype=object).str.split("-", expand=True)
     if parts.empty:
@@ -304,8 +303,6 @@ def _bounds(chip_ids, chip_size: int, origin: tuple[float, float]) -> np.ndarray
 def with_footprints(frame, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN):
     """A frame with ``chip_id`` (e.g. :attr:`wcembed.explore.state.labelling.LabelLoop.scores`) as a GeoDataFrame
     with each chip's footprint (OGC:CRS84, by grid arithmetic), for :func:`export` and :func:`detections`."""
-    import geopandas as gpd
-    import shapely
 
     boxes = shapely.box(*_bounds(frame["chip_id"], chip_size, origin).T)
     return gpd.GeoDataFrame(frame.drop(columns="geometry", errors="ignore"), geometry=boxes, crs=CRS)
@@ -362,10 +359,6 @@ def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin:
     ``chip_ids`` (comma-separated), the dissolved polygon (OGC:CRS84), largest first.
     Export it with :func:`export` (GeoJSON or GeoParquet).
     """
-    import geopandas as gpd
-    import shapely
-
-    from wcembed.core.grid import parse_chip_id
 
     keep = scores[scores["score"] >= threshold].reset_index(drop=True)
     if "geometry" not in keep:  # footprints of the kept chips only, by grid arithmetic

@@ -23,11 +23,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from wcembed.core.errors import BadParameterError
-from wcembed.core.grid import chip_ids
+from wcembed.core.grid import chip_ids, parse_chip_id
 from wcembed.core.product import TILE_PX
 from wcembed.explore.compute.layers import ChipRaster
+from wcembed.explore.compute.vectors import YearVectors, pair_cells
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 EDGE_BINS = ((0, 0, "crosses one"), (1, 1, "next to one"), (2, 4, "2-4 chips away"), (5, 10**9, "5+ chips away"))
@@ -81,7 +83,6 @@ class Agreement:
 
     def table(self):
         """The chips from least to most alike: ``chip_id`` (of the year), ``column``, ``row``, ``cosine``."""
-        import pandas as pd
 
         order = np.argsort(self.cosine, kind="stable")
         return pd.DataFrame(
@@ -110,7 +111,6 @@ def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     """The cosine between the embeddings of ``a`` and ``b`` (two :class:`~wcembed.explore.data.index.ChipIndex` of
     one database, e.g. two sets) of each chip of ``year`` that both hold; ``vectors``: the two sets'
     :class:`~wcembed.explore.compute.vectors.YearVectors` of the year when they are at hand (else they are loaded)."""
-    from wcembed.explore.compute.vectors import YearVectors, pair_cells
 
     va, vb = vectors or (YearVectors.load(a, year), YearVectors.load(b, year))
     ia, ib = pair_cells(va, vb)
@@ -122,7 +122,6 @@ def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
 def neighbour_overlap(a, b, chip: str, k: int = 10) -> float:
     """The share (0..1) of the ``k`` nearest neighbours (the same year, the chip itself left out) that the two
     indexes find at the same places, for a chip both hold."""
-    from wcembed.core.grid import parse_chip_id
 
     year = parse_chip_id(chip)[0]
     found = [a.by_chip(chip, k, year=year), b.by_chip(chip, k, year=year)]
@@ -148,7 +147,6 @@ def summary(agr: Agreement, a, b, *, sample: int = 200, k: int = 10, seed: int =
     """A table of the agreement: its count, median and :data:`QUANTILES` over all chips, by distance to a
     tile edge (:func:`edge_distance`) and by valid fraction (of ``a``), and the median overlap of the ``k``
     nearest neighbours of ``sample`` random chips (:func:`neighbour_overlap`)."""
-    import pandas as pd
 
     if not len(agr):
         raise BadParameterError(f"no chip of {agr.year} is in both {agr.sets[0]} and {agr.sets[1]}")
@@ -177,7 +175,6 @@ def summary(agr: Agreement, a, b, *, sample: int = 200, k: int = 10, seed: int =
 
 def _valid_fraction(index, agr: Agreement) -> np.ndarray:
     """The valid fraction ``index`` recorded for each chip of the agreement (1 where it has none)."""
-    import pandas as pd
 
     got = [b.to_pandas() for b in index.batches(["column", "row", "valid_fraction"], year=agr.year)]
     frame = pd.concat(got, ignore_index=True).set_index(["column", "row"])["valid_fraction"]

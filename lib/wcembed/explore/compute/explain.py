@@ -32,6 +32,7 @@ import numpy as np
 from wcembed.core.errors import BadParameterError
 from wcembed.core.grid import Grid, parse_chip_id
 from wcembed.core.product import check_year
+from wcembed.core.tileset import plan_grid
 
 HOW = ("best", "embedding")
 
@@ -75,7 +76,9 @@ class MatchExplainer:
     """
 
     def __init__(self, tiles: str, model, device: str | None = None) -> None:
+        # the pipeline's modules import torch: deferred, so that the explorer loads it only to explain a match
         from wcembed.pipeline.inference import Embedder
+
 
         self.tiles = str(tiles)
         self.untrained = bool(model.untrained)
@@ -86,7 +89,6 @@ class MatchExplainer:
 
     def grid(self, year: int) -> Grid:
         """The grid of a year's tiles (planned once)."""
-        from wcembed.core.tileset import plan_grid
 
         year = check_year(year)
         if year not in self._grids:
@@ -96,7 +98,8 @@ class MatchExplainer:
     def _read(self, chip: str):
         """The pixels of a chip (``(4, H, W)`` uint16) read as the pipeline reads them (as :meth:`read`, which
         keeps the last few)."""
-        from wcembed.pipeline.bands import read_chips
+        from wcembed.pipeline.bands import read_chips  # imports torch: deferred (see __init__)
+
 
         year, column, row = parse_chip_id(chip)
         return read_chips(self.grid(year), year, self.tiles, [(column, row)]).pixels[0]
@@ -141,8 +144,8 @@ def explainer_for(
     ``allow_untrained`` (default: whether the index holds untrained embeddings) lets untrained weights
     explain without a checkpoint; they show the mechanism, not what Clay sees. A package error says why
     there is none (no tile source, weights that cannot be loaded)."""
-    from wcembed.core.errors import BadParameterError
-    from wcembed.pipeline.weights import load_model
+    from wcembed.pipeline.weights import load_model  # imports torch: deferred until a match is explained
+
 
     if not tiles:
         raise BadParameterError("no tile source: give the tiles the embeddings were made from (lab --tiles)")

@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 from affine import Affine
 
 from wcembed.core.errors import BadParameterError
 from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, parse_chip_id
 from wcembed.core.product import PX_PER_DEGREE, TILE_CRS
+from wcembed.explore.data.table import DEFAULT_SET
 
 if TYPE_CHECKING:
     pass
@@ -110,7 +112,6 @@ class ChipRaster:
     @classmethod
     def from_ids(cls, chip_ids: Sequence[str], values: np.ndarray, **kw) -> ChipRaster:
         """As :meth:`from_chips`, the chips given by id (``{year}-{column}-{row}``)."""
-        import pandas as pd
 
         parts = pd.Series(list(chip_ids), dtype=object).str.extract(r"^(\d{4})-(\d+)-(\d+)$")
         bad = parts[0].isna()
@@ -332,7 +333,6 @@ def index_note(index) -> str:
     """What a layer's legend adds about the index's embeddings: that their weights were untrained, or are
     unknown (a database without its ``files`` table, built by other means or an older version), and that
     some files are partial (columns embedded only in part); else ""."""
-    from wcembed.explore.data.table import DEFAULT_SET
 
     weights = index.weights
     notes = [] if index.set == DEFAULT_SET else [f"set {index.set}: {', '.join(sorted(weights))}"]

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pandas as pd
 
 from wcembed.core.errors import BadParameterError
 from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_ids, parse_chip_id
@@ -247,7 +248,6 @@ class ChangePairs:
         """How much each chip's change resembles the change of ``examples`` (chip ids, either year), as a
         layer (0..1), and the ``k`` chips that changed most alike, best first, without the examples
         (``column``, ``row``, ``score``, the two years' ids)."""
-        import pandas as pd
 
         a, b = self.a, self.b
         at = self.positions(examples)
@@ -296,7 +296,6 @@ def change(a: YearVectors, b: YearVectors, pairs: ChangePairs | None = None) -> 
     """Cosine distance between the two years' embeddings of each chip present in both, as a layer, and
     the chips as a table sorted from most to least changed (``column``, ``row``, ``distance``, the two ids).
     """
-    import pandas as pd
 
     pairs = pairs or ChangePairs(a, b)
     dist = pairs.distance()

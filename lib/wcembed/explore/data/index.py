@@ -18,8 +18,10 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import geopandas as gpd
 import numpy as np
 import pyarrow as pa
+import shapely
 
 from wcembed.core import store
 from wcembed.core.checks import (
@@ -214,8 +216,6 @@ class ChipIndex:
     def footprints(self, year: int | None = None):
         """Every chip's footprint (``chip_id``, ``year``, geometry) as a GeoDataFrame, e.g. for a
         server-rendered chip layer (``gdf.to_file(path, driver="FlatGeobuf")``)."""
-        import geopandas as gpd
-        import shapely
 
         t = pa.Table.from_batches(list(self.batches(["chip_id", "year", "geometry"], year=year)))
         geometry = shapely.from_wkb(t["geometry"].to_numpy(zero_copy_only=False))
@@ -223,8 +223,6 @@ class ChipIndex:
 
     def chips(self, chip_ids: Sequence[str]):
         """The given chips (id, year, column, row, centre, footprint) as a GeoDataFrame, in that order."""
-        import geopandas as gpd
-        import shapely
 
         t = self._rows(chip_ids, RESULT_COLUMNS)
         df = t.drop(["geometry"]).to_pandas()
@@ -254,7 +252,6 @@ class ChipIndex:
     def chips_in(self, geometry, year: int) -> list[str]:
         """Ids of the ``year``'s chips whose footprint overlaps ``geometry`` (a shapely polygon in degrees,
         OGC:CRS84) with a positive area: candidates by grid arithmetic, then one lookup of which exist."""
-        import shapely
 
         year = check_year(year)
         if not isinstance(geometry, shapely.Geometry) or geometry.is_empty:
@@ -286,7 +283,6 @@ class ChipIndex:
 
     def footprint(self, chip: str):
         """The footprint polygon of a chip id (degrees, lon/lat), by grid arithmetic (no lookup)."""
-        import shapely
 
         _, column, row = parse_chip_id(chip)
         return shapely.box(*chip_bounds(column, row, self.chip_size, self.origin))
@@ -309,8 +305,6 @@ class ChipIndex:
         index's candidates (asked for more while too few remain): the first result is the plain search's
         first, and a field that continues into the next chips is one result, not ten.
         """
-        import geopandas as gpd
-        import shapely
 
         k = check_k(k)
         vector = check_vector(vector, self.table.schema.field("vector").type.list_size)
@@ -344,7 +338,6 @@ class ChipIndex:
     def _with_footprints(self, df):
         """``df`` (``SCALAR_COLUMNS`` and ``distance``) with the columns of :data:`RESULT_COLUMNS` that follow from
         a chip's place on the grid (centre, bbox, WKB footprint), computed as the column files compute them."""
-        import shapely
 
         places = zip(df["column"], df["row"], strict=True)
         b = np.array([chip_bounds(int(c), int(r), self.chip_size, self.origin) for c, r in places]).reshape(-1, 4)

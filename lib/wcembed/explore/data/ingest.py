@@ -24,6 +24,8 @@ from wcembed.core.checks import NORM_RANGE
 from wcembed.core.contract import FileMetadata
 from wcembed.core.errors import IngestError, OutputError
 from wcembed.core.grid import chip_id
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.kept import kept_vectors, unit_vectors
 from wcembed.explore.data.table import (
     ANN_MIN_ROWS,
     DEFAULT_SET,
@@ -212,8 +214,6 @@ def _keep_unit_vectors(db: str | Path, name: str, report: IngestReport) -> None:
     """Keep each year's unit vectors of a set beside the database: the explorer reads them, not the table."""
     if not report.rows:
         return
-    from wcembed.explore.data.index import ChipIndex
-    from wcembed.explore.data.kept import kept_vectors, unit_vectors
 
     index = ChipIndex(db, set=name)
     for year in index.years:

@@ -23,6 +23,9 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
+
+import requests
 
 from wcembed.core.errors import (
     BadParameterError,
@@ -96,7 +99,6 @@ class WMSClient:
     ) -> str:
         """A WMS 1.1.1 GetMap URL of ``layer`` over ``bounds`` (west, south, east, north in degrees) as PNG,
         for a browser to fetch (1.1.1 keeps EPSG:4326 in lon/lat order, so no axis-order ambiguity)."""
-        from urllib.parse import urlencode
 
         query = {
             "SERVICE": "WMS",
@@ -144,7 +146,6 @@ class WMSClient:
 def _network_errors(url: str):
     """Turn a WMS's failures into :class:`WMSTransientError` (network, HTTP 5xx/429) or :class:`WMSError`
     (other HTTP errors), as :func:`wcembed.core.errors.failure_kind` tells them apart."""
-    import requests
 
     try:
         yield
