@@ -133,14 +133,17 @@ def test_exit_codes_separate_transient_from_bad_input():
 def test_index_maps_to_the_grid_column_list(sample_root):
     env = {"YEAR": "2020", "TILES": sample_root}
     grid = plan_grid(2020, sample_root)
-    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3"}, grid) == grid.columns[3]
+    template = ColumnJob.from_env(env)
+    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3"}, template, grid) == grid.columns[3]
     # COLUMNS is the terminal width that shells and test runners export: never a column list
-    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3", "COLUMNS": "80"}, grid) == grid.columns[3]
-    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1160,1156"}, grid) == 1156
+    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "3", "COLUMNS": "80"}, template, grid) == grid.columns[3]
+    assert (
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1160,1156"}, template, grid) == 1156
+    )
     with pytest.raises(BadColumnError):
-        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))}, grid)
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(len(grid.columns))}, template, grid)
     with pytest.raises(BadColumnError):
-        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "12"}, grid)
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "12"}, template, grid)
 
 
 def test_index_maps_to_a_band_of_adjacent_columns(sample_root):

@@ -102,3 +102,39 @@ def test_the_site_opens_in_a_real_browser(site, tmp_path):
     assert home["status"] == 200 and home["h1"].strip().startswith("wcembed")
     assert api["status"] == 200 and api["h1"].strip().startswith("The explorer")
     assert seen["offHost"] == [] and [m for m in seen["console"] if m.startswith("error")] == []
+
+
+def _modules() -> list[str]:
+    """Every module of the package (not its packages' ``__init__``), dotted from ``wcembed``."""
+    package = ROOT / "lib" / "wcembed"
+    found = []
+    for path in sorted(package.rglob("*.py")):
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        if parts[-1] not in ("__init__", "__main__"):
+            found.append(".".join(parts))
+    return found
+
+
+def test_every_module_has_its_api_page_and_its_row_on_the_architecture_page():
+    """The API reference and the architecture page's module table follow the package: a module added or moved
+    is missing from neither."""
+    api = "\n".join(p.read_text() for p in (ROOT / "docs" / "api").glob("*.md"))
+    documented = set(re.findall(r"^::: (wcembed\.[\w.]+)$", api, re.MULTILINE))
+    modules = set(_modules())
+    assert documented == modules, f"no page: {sorted(modules - documented)}; no module: {sorted(documented - modules)}"
+    architecture = (ROOT / "docs" / "architecture.md").read_text()
+    rows = set(re.findall(r"^\| `(wcembed\.[\w.]+)` \|", architecture, re.MULTILINE))
+    assert rows == modules, f"no row: {sorted(modules - rows)}; no module: {sorted(rows - modules)}"
+
+
+def test_each_package_lists_its_own_modules():
+    """The module table of each package's docstring names exactly its modules."""
+    package = ROOT / "lib" / "wcembed"
+    for init in package.rglob("__init__.py"):
+        folder = init.parent
+        if folder == package:
+            continue
+        table = re.findall(r"^(\w+) {2,}\S", init.read_text(), re.MULTILINE)
+        mine = sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__")
+        mine += sorted(p.name for p in folder.iterdir() if (p / "__init__.py").exists())
+        assert sorted(table) == sorted(mine), f"{init.relative_to(ROOT)} lists {table}, holds {mine}"

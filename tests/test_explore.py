@@ -77,7 +77,7 @@ def test_a_click_fetches_no_thumbnail_in_the_kernel(explore_db):
     assert SlowThumbnails.fetches == 0
     bounds = [tuple(g.bounds) for g in results.geometry]
     for card, b in zip(ex.gallery.children, bounds, strict=True):
-        assert ex.thumbs.getmap_url(b, ex.layer, (128, 128)) == html.unescape(
+        assert ex.thumbs.getmap_url(b, ex.imagery_name, (128, 128)) == html.unescape(
             re.search(r'src="([^"]+)"', card.value)[1]
         )
 

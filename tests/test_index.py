@@ -335,7 +335,7 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     ids = [chip_id(2021, int(c), int(r)) for c, r in zip(columns, rows, strict=True)]
     np.testing.assert_array_equal(x, _unit_f16(idx.vectors(ids)))  # each row: its chip's vector, unit, float16
     with monkeypatch.context() as m:  # an ingest with nothing new sees that they are kept, and reads none
-        m.setattr("wcembed.explore.compute.vectors._read_npy", None)
+        m.setattr("wcembed.explore.data.kept._read_npy", None)
         assert ingest(out, path).files_unchanged == 20
 
     write_column(out, 2021, 1160, np.random.default_rng(9), rows=range(280, 300))  # a new column: a new version

@@ -57,7 +57,7 @@ def test_the_contract_does_no_io_and_the_store_builds_no_content():
     from wcembed import ROOT
 
     def imports(module: str) -> set[str]:
-        tree = ast.parse((ROOT / "lib" / "wcembed" / f"{module}.py").read_text())
+        tree = ast.parse((ROOT / "lib" / "wcembed" / "core" / f"{module}.py").read_text())
         found = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module:

@@ -102,7 +102,34 @@ def test_serve_wms_command_serves_until_ctrl_c(sample_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, tmp_path):
+@pytest.fixture(scope="module")
+def lab_db(tmp_path_factory):
+    """A database of one small synthetic set (what ``lab`` opens)."""
+    from builders import synthetic_index
+
+    root = tmp_path_factory.mktemp("lab_db")
+    return synthetic_index(root, lambda y, c, r: np.random.default_rng([c, r, y]).normal(size=8), years=(2020,)).db
+
+
+def test_lab_refuses_what_it_cannot_open_before_starting_anything(lab_db, tmp_path):
+    """A database that is a file or holds no set, a missing labels file or checkpoint, a set to compare with
+    that the database lacks: one line each (exit 65), before any server starts."""
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    cases = {
+        ("--db", str(tmp_path / "file")): "not a database folder",
+        ("--db", str(tmp_path / "empty")): "no embedding set in it",
+        ("--db", str(lab_db), "--labels", str(tmp_path / "none.geojson")): "--labels",
+        ("--db", str(lab_db), "--checkpoint", str(tmp_path / "none.ckpt")): "--checkpoint",
+        ("--db", str(lab_db), "--compare-set", "nope"): "the database holds wcembed",
+    }
+    for args, says in cases.items():
+        done = subprocess.run([sys.executable, "-m", "wcembed", "lab", *args, "--no-browser"], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 65 and says in done.stderr and done.stderr.count("\n") == 1, (args, done.stderr)
+
+
+def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, lab_db, tmp_path):
     import json
     import re
 
@@ -110,13 +137,13 @@ def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, 
 
     lab_port = free_port()
     nb = tmp_path / "explore_live.ipynb"
-    args = ["lab", "--tiles", sample_root, "--db", str(tmp_path / "db"), "--workdir", str(tmp_path / "ms")]
+    args = ["lab", "--tiles", sample_root, "--db", str(lab_db), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(nb), "--lab-port", str(lab_port), "--no-browser", "--port", str(free_port())]
     proc, out = start_cli(args, "Ctrl-C stops both")
     try:
         wms_url = re.search(r"WMS (http\S+); JupyterLab", out)[1]
         (params,) = [c for c in json.loads(nb.read_text())["cells"] if "injected-parameters" in str(c)]
-        assert wms_url in str(params) and str(tmp_path / "db") in str(params)
+        assert wms_url in str(params) and str(lab_db) in str(params)
         assert layer_name(2020, "TCC") in WMSClient(wms_url, cache_dir=None).layers()
         status, body = wait_for_url(f"http://127.0.0.1:{lab_port}/lab")  # JupyterLab takes a few seconds
         assert status in (200, 302) or "JupyterLab" in body
@@ -159,7 +186,7 @@ def test_serve_wms_without_tiles_says_so(tmp_path, kind):
 
 
 @pytest.mark.slow
-def test_a_killed_lab_leaves_no_jupyterlab_and_a_busy_port_is_refused(sample_root, tmp_path):
+def test_a_killed_lab_leaves_no_jupyterlab_and_a_busy_port_is_refused(sample_root, lab_db, tmp_path):
     """``lab`` killed with SIGKILL: its JupyterLab and its WMS end with it (nothing keeps listening with its
     token); a ``lab`` on a port in use says so in one line instead of printing the URL of another server."""
     import signal
@@ -169,7 +196,7 @@ def test_a_killed_lab_leaves_no_jupyterlab_and_a_busy_port_is_refused(sample_roo
     from wcembed.tools.servers import free_port
 
     lab_port = free_port()
-    args = ["lab", "--tiles", sample_root, "--db", str(tmp_path / "db"), "--workdir", str(tmp_path / "ms")]
+    args = ["lab", "--tiles", sample_root, "--db", str(lab_db), "--workdir", str(tmp_path / "ms")]
     args += ["--notebook-out", str(tmp_path / "nb.ipynb"), "--lab-port", str(lab_port), "--no-browser"]
     proc, _ = start_cli(args, "Ctrl-C stops both")
     wait_for_url(f"http://127.0.0.1:{lab_port}/lab")

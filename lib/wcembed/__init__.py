@@ -1,21 +1,14 @@
 """wcembed: Clay v0 embeddings of ESA WorldCover Sentinel-2 composites, chip by chip.
 
-Three parts: making embeddings and running that at scale (:mod:`wcembed.pipeline`), exploring them
-(:mod:`wcembed.explore`), on the shared modules here, each named for what it holds:
+Its folders are its layers; a module imports only from the layers it sits on (``tests/test_layers_of_the_package.py``):
 
-========== ==================================================================
-product    facts of ESA's product: years, versions, tile names, URLs, bands
-grid       the chip grid: chips and windows (integer pixel arithmetic)
-tileset    which tiles exist (ESA tile index, land outline, local folder)
-contract   the output file: name, schema, metadata record, STAC
-store      atomic local/S3 writes and reads of the files, a run's STAC Catalog
-errors     the exceptions and the failure policy (transient or not, exit codes)
-plots      static figures of column files
-sample     building a sample region in WorldCover layout from a real scene
-servers    loopback plumbing of the local WMS (ports, CGI gateway)
-demo       ``make demo``: the whole pipeline offline on the sample region
-cli        ``python -m wcembed ...``
-========== ==================================================================
+=========== ==================================================================
+core        the shared facts and files: product, grid, tile set, file contract, store, errors
+tools       helpers of the offline world: the sample region, local servers, static plots
+pipeline    making embeddings and running that at scale (on ``core``)
+explore     exploring them: ``data`` → ``compute`` → ``state`` → ``views`` (on ``core``)
+apps        entry points: the command line and ``make demo`` (on everything)
+=========== ==================================================================
 """
 
 import os

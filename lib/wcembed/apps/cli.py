@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("catalog", help="write the STAC Collection of each year and the run's Catalog")
     p.add_argument("output", help="the run's output folder or s3:// prefix")
-    p.set_defaults(func=lambda a: print("\n".join(__import__("wcembed.core.store").store.write_catalog(a.output))))
+    p.set_defaults(func=cmd_catalog)
 
     p = sub.add_parser("search", help="nearest chips of a chip id or a lon/lat point")
     _add_db_argument(p)
@@ -399,13 +399,14 @@ def _parse_indices(text: str | None, n: int) -> list[int]:
 def cmd_search(args: argparse.Namespace) -> int:
     from wcembed.core.checks import check_k, check_point
     from wcembed.core.product import check_year
-    from wcembed.explore.data.index import ChipIndex
 
     check_k(args.k)  # the arguments first, before the database is opened
     if args.point:
         check_point(*args.point)
     if args.year is not None:
         check_year(args.year)
+    from wcembed.explore.data.index import ChipIndex  # after the checks: LanceDB and geopandas take seconds
+
     idx = ChipIndex(args.db, set=args.set)
     if args.chip:
         res = idx.by_chip(args.chip, args.k, year=args.year)
@@ -419,6 +420,14 @@ def cmd_index(args: argparse.Namespace) -> int:
     from wcembed.explore.data.ingest import ingest
 
     print(ingest(args.source, args.db, set=args.set, original_weights=args.original_weights))
+    return 0
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    """Write the STAC Catalog of a run's output folder; print what was written."""
+    from wcembed.core.store import write_catalog
+
+    print("\n".join(write_catalog(args.output)))
     return 0
 
 

@@ -35,9 +35,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
-import geopandas as gpd
 import numpy as np
-import shapely
 
 from wcembed.core.errors import BadColumnError, BadInputError, BadParameterError, EmptyTileSetError
 from wcembed.core.product import CRS, PX_PER_DEGREE, TILE_PX, Tile, as_tile, check_year
@@ -323,6 +321,7 @@ class Grid:
 
     def chip_polygon(self, column: int, row: int):
         """Footprint of the chip as a shapely Polygon (counter-clockwise, EPSG:4326)."""
+        import shapely
 
         return shapely.box(*self.chip_bounds(column, row))
 
@@ -354,6 +353,8 @@ class Grid:
 
     def tiles_geodataframe(self):
         """The tile set as a GeoDataFrame (``tile``, ``geometry``) in EPSG:4326."""
+        import geopandas as gpd  # deferred: heavy, and the command line checks first
+        import shapely
 
         tiles = sorted(self.tiles)
         b = np.array([t.bounds for t in tiles], dtype=float).reshape(-1, 4)
@@ -361,6 +362,8 @@ class Grid:
 
     def columns_geodataframe(self):
         """One strip per column (``column``, ``index`` in the array, ``chips``, ``geometry``), EPSG:4326."""
+        import geopandas as gpd  # deferred: heavy, and the command line checks first
+        import shapely
 
         occ = self._occupied[self.columns]
         first = occ.argmax(axis=1)
@@ -381,6 +384,8 @@ class Grid:
         Columns: ``chip_id``, ``year``, ``column``, ``row``, ``lon``, ``lat``
         (centre, degrees), ``n_tiles`` (tiles touched that exist), ``geometry``.
         """
+        import geopandas as gpd  # deferred: heavy, and the command line checks first
+        import shapely
 
         cols = self.columns if column is None else np.array([self.check_column(column)])
         occ = self._occupied[cols]

@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-import geopandas as gpd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -298,6 +297,7 @@ def write_catalog(output: str | Path) -> list[str]:
 
 def read_column(path: str):
     """A column's GeoParquet file as a GeoDataFrame (without the vectors) and its ``(N, D)`` float32 matrix."""
+    import geopandas as gpd  # deferred: heavy, and most commands never read a column back
 
     data = read_bytes(path)
     vectors = vector_matrix(pq.read_table(io.BytesIO(data), columns=["embeddings"])["embeddings"])

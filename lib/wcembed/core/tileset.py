@@ -20,11 +20,7 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-import geopandas as gpd
 import numpy as np
-import pyogrio
-import shapely
-from global_land_mask import globe
 
 from wcembed.core.errors import (
     BadParameterError,
@@ -77,6 +73,7 @@ def tiles_from_grid_file(path: str, year: int, region: Region = "CONUS") -> list
     per-year flag column ``s2_rgbnir_{year}`` exists, only flagged tiles count.
     ``path`` may be a local path or an http(s)/s3 URL (read through GDAL).
     """
+    import pyogrio  # deferred with geopandas
 
     year = check_year(year)
     try:
@@ -96,6 +93,8 @@ def tiles_from_grid_file(path: str, year: int, region: Region = "CONUS") -> list
 
 @lru_cache(maxsize=1)
 def _us_outline():
+    import geopandas as gpd  # deferred: heavy, and the command line checks first
+    import pyogrio  # deferred with geopandas
 
     shp = Path(pyogrio.__file__).parent / "tests/fixtures/naturalearth_lowres/naturalearth_lowres.shp"
     if not shp.exists():
@@ -112,6 +111,8 @@ def tiles_from_land_outline(region: Region = "CONUS") -> list[str]:
     borders (a tile of only Canadian or Mexican land near the border may be
     kept), which costs a few empty chips, never a missed one.
     """
+    import shapely
+    from global_land_mask import globe  # deferred: its 1 km mask loads in a second
 
     land = ~globe._mask  # (21600, 43200), 1/120 degree cells from lat 90, lon -180
     w, s, e, n = region_bounds(region)

@@ -9,9 +9,8 @@ inference  model inputs and batched, device-aware inference (``Embedder``)
 job        a column (band) job's parameters, defined once (``ColumnJob``)
 embed      the job: read -> embed -> hand each finished column to :mod:`wcembed.core.store`
 batch      AWS Batch requests, the array job's entrypoint and a local array runner
+original   the original 2024 run's files written, and chips embedded, as its code did
 ========== ==================================================================
 
-It imports the shared modules below it (:mod:`wcembed.core.product`, :mod:`wcembed.core.grid`,
-:mod:`wcembed.core.tileset`, :mod:`wcembed.core.contract`, :mod:`wcembed.core.store`, :mod:`wcembed.core.errors`),
-never :mod:`wcembed.explore`.
+It imports the shared facts and files (:mod:`wcembed.core`), never :mod:`wcembed.explore`.
 """

@@ -57,16 +57,14 @@ DEFAULT_NOTEBOOK = NOTEBOOKS / "embed_column.ipynb"
 JOB_DEFINITION = ROOT / "batch" / "job_definition.json"
 
 
-def band_for_index(env: Mapping[str, str], grid: Grid | None = None) -> int:
-    """The first column of the band that array index ``AWS_BATCH_JOB_ARRAY_INDEX`` (default 0) runs:
-    the index-th of ``GRID_COLUMNS`` if given, else of the grid's bands of width ``BAND`` (default 1)."""
+def band_for_index(env: Mapping[str, str], job: ColumnJob, grid: Grid) -> int:
+    """The first column of the band that array index ``AWS_BATCH_JOB_ARRAY_INDEX`` (default 0) runs: the
+    index-th of ``GRID_COLUMNS`` if given, else of ``grid``'s bands of the width of ``job`` (its template)."""
     raw = env.get("AWS_BATCH_JOB_ARRAY_INDEX", "0")
     try:
         index = int(raw)
     except ValueError:
         raise errors.BadColumnError(f"AWS_BATCH_JOB_ARRAY_INDEX={raw!r} is not an integer") from None
-    job = ColumnJob.from_env(env)
-    grid = grid or job.plan_grid()
     if not env.get("GRID_COLUMNS"):
         return grid.band_at_index(index, job.band)
     try:
@@ -86,10 +84,12 @@ def job_template(env: Mapping[str, str]) -> ColumnJob:
     return ColumnJob.from_env(env)
 
 
-def job_for_index(env: Mapping[str, str], grid: Grid | None = None) -> ColumnJob:
-    """The column (or band) job that a Batch job's environment and array index describe."""
+def job_for_index(env: Mapping[str, str], grid: Grid | None = None) -> tuple[ColumnJob, Grid]:
+    """The column (or band) job that a Batch job's environment and array index describe, and its grid: the
+    environment read once, the grid planned once (unless given)."""
     job = job_template(env)
-    return dataclasses.replace(job, column=band_for_index(env, grid or job.plan_grid()))
+    grid = grid or job.plan_grid()
+    return dataclasses.replace(job, column=band_for_index(env, job, grid)), grid
 
 
 ENTRYPOINT_ENV = {
@@ -115,8 +115,7 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
 
     env = dict(os.environ if env is None else env)
     try:
-        grid = job_template(env).plan_grid()
-        job = job_for_index(env, grid)
+        job, grid = job_for_index(env)
         columns = job.columns(grid)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -34,8 +34,6 @@ from typing import Any
 
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import ESA_HTTPS, check_year
-from wcembed.core.store import output_path
-from wcembed.core.tileset import plan_grid
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _CASTS = {"int": int, "float": float, "str": str, "bool": bool}
@@ -209,6 +207,8 @@ class ColumnJob:
     # ------------------------------------------------------------------ what it touches
     def plan_grid(self):
         """The grid this job's column belongs to (:func:`wcembed.core.tileset.plan_grid`)."""
+        # deferred: the tile set loads geopandas and GDAL, and the command line checks a job before it plans
+        from wcembed.core.tileset import plan_grid
 
         return plan_grid(self.year, self.tiles, tile_index=self.tile_index, region=self.region)
 
@@ -221,5 +221,6 @@ class ColumnJob:
 
     def output_path(self, column: int) -> str:
         """Where the GeoParquet file of one of the job's columns goes."""
+        from wcembed.core.store import output_path  # deferred: the store loads geopandas (see plan_grid)
 
         return output_path(self.output, self.year, column)

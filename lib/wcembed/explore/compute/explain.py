@@ -79,7 +79,6 @@ class MatchExplainer:
         # the pipeline's modules import torch: deferred, so that the explorer loads it only to explain a match
         from wcembed.pipeline.inference import Embedder
 
-
         self.tiles = str(tiles)
         self.untrained = bool(model.untrained)
         """Whether the weights are untrained (a heatmap shows the mechanism, not what Clay sees)."""
@@ -99,7 +98,6 @@ class MatchExplainer:
         """The pixels of a chip (``(4, H, W)`` uint16) read as the pipeline reads them (as :meth:`read`, which
         keeps the last few)."""
         from wcembed.pipeline.bands import read_chips  # imports torch: deferred (see __init__)
-
 
         year, column, row = parse_chip_id(chip)
         return read_chips(self.grid(year), year, self.tiles, [(column, row)]).pixels[0]
@@ -145,7 +143,6 @@ def explainer_for(
     explain without a checkpoint; they show the mechanism, not what Clay sees. A package error says why
     there is none (no tile source, weights that cannot be loaded)."""
     from wcembed.pipeline.weights import load_model  # imports torch: deferred until a match is explained
-
 
     if not tiles:
         raise BadParameterError("no tile source: give the tiles the embeddings were made from (lab --tiles)")

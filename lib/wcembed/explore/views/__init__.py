@@ -3,6 +3,8 @@ call its operations; the state never imports them.
 
 ========== ==================================================================
 view       the live leafmap map, a binding of a session (``Explorer``)
+controls   the settings' controls and each region layer's own sliders
+gallery    thumbnails, the results' gallery, the two years side by side
 panel      the labelling panel, a binding of the loop (``LabelPanel``)
 figures    static pictures of the map, the gallery and the learning curve
 pages      the map as a standalone page, and headless-Chromium screenshots
