@@ -151,15 +151,18 @@ def test_index_maps_to_a_band_of_adjacent_columns(sample_root):
     exactly one band."""
     env = {"YEAR": "2020", "TILES": sample_root, "BAND": "4"}
     grid = plan_grid(2020, sample_root)  # columns 1148..1171: 6 bands
-    starts = [band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(i)}, grid) for i in range(6)]
+    template = ColumnJob.from_env(env)
+    starts = [band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": str(i)}, template, grid) for i in range(6)]
     assert starts == [1148, 1152, 1156, 1160, 1164, 1168]
     covered = [c for s in starts for c in ColumnJob(year=2020, column=s, band=4).columns(grid)]
     assert covered == [int(c) for c in grid.columns]
     with pytest.raises(BadColumnError, match=r"outside 0\.\.5"):
-        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "6"}, grid)
-    assert band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1148,1164"}, grid) == 1164
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "6"}, template, grid)
+    assert (
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "1", "GRID_COLUMNS": "1148,1164"}, template, grid) == 1164
+    )
     with pytest.raises(BadColumnError, match="hold no column"):
-        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "1172"}, grid)
+        band_for_index({**env, "AWS_BATCH_JOB_ARRAY_INDEX": "0", "GRID_COLUMNS": "1172"}, template, grid)
     # a band at the grid's edge holds the columns that exist: 1146..1149 -> 1148, 1149
     assert ColumnJob(year=2020, column=1146, band=4).columns(grid) == [1148, 1149]
     with pytest.raises(BadParameterError, match="band"):

@@ -101,7 +101,6 @@ def test_serve_wms_command_serves_until_ctrl_c(sample_root, tmp_path):
         pass  # the WMS stopped with it
 
 
-@pytest.mark.slow
 @pytest.fixture(scope="module")
 def lab_db(tmp_path_factory):
     """A database of one small synthetic set (what ``lab`` opens)."""
@@ -129,6 +128,7 @@ def test_lab_refuses_what_it_cannot_open_before_starting_anything(lab_db, tmp_pa
         assert done.returncode == 65 and says in done.stderr and done.stderr.count("\n") == 1, (args, done.stderr)
 
 
+@pytest.mark.slow
 def test_lab_command_opens_the_explore_notebook_pointed_at_the_wms(sample_root, lab_db, tmp_path):
     import json
     import re
