@@ -184,11 +184,13 @@ def record_only_file(year: int, column: int, *, complete: bool = True, weights: 
     return buf.getvalue()
 
 
-def write_column(out, year, column, rng, rows=range(10), dim=32):
-    """A GeoParquet file (our own writer) with random vectors: synthetic, for search tests."""
+def write_column(out, year, column, rng, rows=range(10), dim=32, weights: str | None = None):
+    """A GeoParquet file (our own writer) with random vectors: synthetic, for search tests (``weights``: the
+    weights its record names, none by default)."""
     grid = Grid(["N37W076"])
     rows = list(rows)
-    meta = FileMetadata({"dimension": dim}, {"year": year, "column": column})
+    embedding = {"dimension": dim} | ({"weights": weights} if weights is not None else {})
+    meta = FileMetadata(embedding, {"year": year, "column": column})
     table = contract.embeddings_table(
         chip_ids=[chip_id(year, column, r) for r in rows],
         year=year,

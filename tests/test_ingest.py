@@ -110,3 +110,74 @@ def test_two_first_ingests_at_once_both_succeed_without_duplicates(tmp_path):
     assert [p.wait(timeout=300) for p in procs] == [0, 0], [p.stderr.read()[-1500:] for p in procs]
     ids = ChipIndex(tmp_path / "db").table.to_arrow()["chip_id"].to_pylist()
     assert len(ids) == len(set(ids)) == 2 * len(COLUMNS) * len(ROWS)
+
+
+def test_any_number_of_sets(tmp_path):
+    """Twelve sets (24 tables: LanceDB lists 10 names unless paged): every set is found with its files table
+    (its weights known), and a re-index of unchanged files adds nothing."""
+    out = tmp_path / "emb"
+    for column in COLUMNS:
+        write_column(out, 2020, column, np.random.default_rng(column), rows=ROWS)
+    names = [f"set-{i:02d}" for i in range(12)]
+    for name in names:
+        ingest(out, tmp_path / "db", set=name)
+    from wcembed.explore.data.table import sets_in
+
+    assert sets_in(tmp_path / "db") == sorted(names)
+    last = ChipIndex(tmp_path / "db", set=names[-1])
+    assert last.weights == {""} and len(last) == len(COLUMNS) * len(ROWS)  # its files table is found
+    again = ingest(out, tmp_path / "db", set=names[-1])
+    assert (again.files_added, again.files_replaced, again.files_unchanged) == (0, 0, len(COLUMNS))
+
+
+def test_a_column_held_from_another_file_is_refused_or_replaced(built, tmp_path):
+    """One set, one source: another folder's file of a (year, column) the set holds is refused (the set as it
+    was); with ``replace`` it replaces the column, and the report says so with the chips before and after."""
+    out, db = built
+    before = ChipIndex(db).table.to_arrow().sort_by("chip_id")
+    elsewhere = tmp_path / "elsewhere"
+    write_column(elsewhere, 2020, 1150, np.random.default_rng(5), rows=range(280, 285))  # 5 chips, not 10
+    with pytest.raises(IngestError, match=r"holds column 1150 of 2020 from .*emb.*--replace") as err:
+        ingest(elsewhere, db)
+    assert err.value.report.files_added == 0
+    assert ChipIndex(db).table.to_arrow().sort_by("chip_id").equals(before)
+    report = ingest(elsewhere, db, replace=True)
+    assert (report.files_added, report.files_replaced, report.rows_before, report.rows) == (0, 1, 40, 35)
+    assert "1 replaced" in str(report) and "35 chips in the table (40 before)" in str(report)
+    from wcembed.explore.data.table import connect, set_tables
+
+    recorded = connect(db).open_table(set_tables("wcembed")[1]).to_arrow()["path"].to_pylist()
+    assert store.output_path(elsewhere, 2020, 1150) in recorded and store.output_path(out, 2020, 1150) not in recorded
+    with pytest.raises(IngestError, match=r"from .*elsewhere") as err:  # the first folder's file: another source
+        ingest(out, db)
+    assert err.value.report.files_added == 0 and len(ChipIndex(db)) == 35
+
+
+def test_a_set_never_mixes_weights(built, tmp_path):
+    """A file of other weights than the set's is refused, even for a column the set lacks."""
+    out, db = built
+    other = tmp_path / "other"
+    write_column(other, 2021, 1160, np.random.default_rng(3), rows=ROWS, weights="clay-v1.5")
+    with pytest.raises(IngestError, match="its weights are clay-v1.5; set wcembed holds"):
+        ingest(other, db)
+    assert len(ChipIndex(db)) == 40 and ChipIndex(db).weights == {""}
+    report = ingest(other, db, set="v15")  # a set of its own
+    assert report.sets == {"v15": len(ROWS)}
+
+
+def test_a_rewrite_of_the_same_size_is_ingested(built):
+    """Unchanged is decided by content: a file rewritten with other vectors and the same size is read again."""
+    out, db = built
+    path = Path(store.output_path(out, 2020, 1151))
+    size = path.stat().st_size
+    for seed in range(200):  # random float32s do not compress: another draw often has the same size
+        write_column(out, 2020, 1151, np.random.default_rng(1000 + seed), rows=ROWS)
+        if path.stat().st_size == size:
+            break
+    else:
+        pytest.skip("no rewrite of the same size found")
+    report = ingest(out, db)
+    assert report.files_replaced == 1 and report.files_unchanged == 3
+    want = pq.read_table(path)["embeddings"].to_pylist()[0]
+    got = ChipIndex(db).vectors(["2020-1151-0280"])[0]
+    assert np.allclose(got, want)

@@ -304,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_db_argument(p)
     p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace the columns the set holds from other files with these files' (default: refuse them)",
+    )
+    p.add_argument(
         "--set",
         default=None,
         help="the embedding set the files go to (default: wcembed for ours, original-2024 for the original run's)",
@@ -419,7 +424,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from wcembed.explore.data.ingest import ingest
 
-    print(ingest(args.source, args.db, set=args.set, original_weights=args.original_weights))
+    print(ingest(args.source, args.db, set=args.set, original_weights=args.original_weights, replace=args.replace))
     return 0
 
 

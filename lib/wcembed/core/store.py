@@ -11,12 +11,14 @@ completes or leaves nothing. So a file that exists is complete.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import os
 import struct
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO
 
@@ -207,6 +209,18 @@ def list_outputs(output: str | Path, year: int | None = None, version: str = FOR
     name = FILE_GLOB.replace(FORMAT_VERSION, version)
     pattern = name if year is not None else f"*/{name}"
     return {str(p): p.stat().st_size for p in sorted(root.glob(pattern))} if root.is_dir() else {}
+
+
+def content_keys(files: dict[str, int]) -> dict[str, str]:
+    """What each listed output file holds, as a key that changes when its content does: its size and the
+    SHA-256 of its Parquet footer (schema, row groups' statistics and offsets, the file's record), read with
+    one or two ranged reads. A rewrite of the same size with other content gets another key."""
+    with ThreadPoolExecutor(max_workers=16) as pool:  # ranged reads of an object store: many at a time
+        footers = pool.map(read_footer, files)
+        return {
+            path: f"{size}:{hashlib.sha256(f).hexdigest()[:32]}"
+            for (path, size), f in zip(files.items(), footers, strict=True)
+        }
 
 
 def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

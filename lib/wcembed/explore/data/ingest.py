@@ -57,12 +57,16 @@ class IngestReport:
     """Ingested files that hold only part of their column: searches and layers miss the rest."""
     sets: dict[str, int] = field(default_factory=dict)
     """The embedding sets ingested into, with the rows of each after the ingest."""
+    rows_before: int = 0
+    """The rows of the sets ingested into before the ingest."""
 
     def __str__(self) -> str:
         text = (
             f"{self.files_added} files added, {self.files_replaced} replaced, {self.files_unchanged} unchanged; "
             f"{self.rows} chips in the table" + ("s" if len(self.sets) > 1 else "")
         )
+        if self.files_replaced:
+            text += f" ({self.rows_before} before)"
         if len(self.sets) > 1 or set(self.sets) - {DEFAULT_SET}:
             text += " (" + ", ".join(f"set {k}: {v}" for k, v in self.sets.items()) + ")"
         if self.partial:
@@ -154,6 +158,7 @@ def ingest(
     original_weights: str = original.WEIGHTS,
     ann_min_rows: int = ANN_MIN_ROWS,
     batch_rows: int = 200_000,
+    replace: bool = False,
 ) -> IngestReport:
     """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
 
@@ -164,7 +169,13 @@ def ingest(
     files record no weights: they are recorded as ``original_weights`` (the published run's by default;
     ``"untrained"`` for files made here with untrained weights, e.g. by the demo).
 
-    Only new or changed files (by name and size) are read. Each is checked whole
+    One set, one source: a set holds one file per (year, column) and the vectors of one model and weights. A file
+    whose (year, column) the set holds from another file (another folder or name) is refused unless ``replace``,
+    when the column's rows are replaced by the new file's (the report gives the chips before and after); a file
+    of other weights than the set's is refused (ingest it into a set of its own).
+
+    Only new or changed files are read: a file is unchanged when its name, size and Parquet footer (its
+    content's SHA-256, :func:`wcembed.core.store.content_keys`) are as recorded. Each is checked whole
     before it touches the table (:func:`_arrow_rows`: columns, types, vector
     dimension, finite vectors, and that its name, metadata and rows agree); a file that fails, or
     cannot be read, is skipped and not recorded: the others are ingested, then
@@ -194,14 +205,17 @@ def ingest(
     todo = {name: files for name, files in kinds.items() if files}
     if remote(db):  # no lock on object stores: run one ingest at a time
         return _sum(
-            [_ingest(files, db, name, original_weights, ann_min_rows, batch_rows) for name, files in todo.items()]
+            [
+                _ingest(files, db, name, original_weights, ann_min_rows, batch_rows, replace)
+                for name, files in todo.items()
+            ]
         )
     Path(db).mkdir(parents=True, exist_ok=True)
     with store.exclusive(Path(db) / ".ingest.lock"):  # concurrent ingests take turns
         reports = []
         for name, files in todo.items():
             try:
-                reports.append(_ingest(files, db, name, original_weights, ann_min_rows, batch_rows))
+                reports.append(_ingest(files, db, name, original_weights, ann_min_rows, batch_rows, replace))
             except IngestError as exc:
                 reports.append(exc.report)
                 _keep_unit_vectors(db, name, exc.report)
@@ -229,38 +243,45 @@ def _sum(reports: list[IngestReport]) -> IngestReport:
         sum(r.files_added for r in reports), sum(r.files_replaced for r in reports),
         sum(r.files_unchanged for r in reports), sum(r.rows for r in reports),
         {p: why for r in reports for p, why in r.failed.items()}, [p for r in reports for p in r.partial],
-        {k: v for r in reports for k, v in r.sets.items()},
+        {k: v for r in reports for k, v in r.sets.items()}, sum(r.rows_before for r in reports),
     )  # fmt: skip
 
 
 def _ingest(
-    files: dict[str, int], db: str | Path, set_name: str, original_weights: str, ann_min_rows: int, batch_rows: int
-) -> IngestReport:
+    files: dict[str, int], db: str | Path, set_name: str, original_weights: str, ann_min_rows: int, batch_rows: int,
+    replace: bool = False,
+) -> IngestReport:  # fmt: skip
     chips_table, files_table_name = set_tables(set_name)
     conn = connect(db)
     names = table_names(conn)
-    seen: dict[str, int] = {}
+    keys = store.content_keys(files)
+    seen: dict[str, str] = {}  # path -> content key (or the size, as recorded before content keys)
     weights: dict[str, str] = {}
     complete: dict[str, bool] = {}
     if files_table_name in names:
         known = conn.open_table(files_table_name).to_arrow()
         paths = known["path"].to_pylist()
-        seen = dict(zip(paths, known["size"].to_pylist(), strict=True))
+        recorded = known["content"].to_pylist() if "content" in known.column_names else [None] * len(paths)
+        sizes = known["size"].to_pylist()
+        seen = {p: key or f"{size}:" for p, key, size in zip(paths, recorded, sizes, strict=True)}
         if "weights" in known.column_names:
             weights = dict(zip(paths, known["weights"].to_pylist(), strict=True))
         if "complete" in known.column_names:
             complete = dict(zip(paths, known["complete"].to_pylist(), strict=True))
-    todo = {p: s for p, s in files.items() if seen.get(p) != s}
+    todo = {p: k for p, k in keys.items() if not _same_content(seen.get(p), k)}
     chips = conn.open_table(chips_table) if chips_table in names else None
+    rows_before = chips.count_rows() if chips is not None else 0
     if not todo:
         if chips is not None and indexes_missing(chips):  # a first ingest killed before its indexes were built
             refresh_indexes(chips, ann_min_rows=ann_min_rows)
         partial = sorted(p for p in files if not complete.get(p, True))
-        rows = chips.count_rows() if chips is not None else 0
-        return IngestReport(0, 0, len(files), rows, partial=partial, sets={set_name: rows})
+        return IngestReport(0, 0, len(files), rows_before, partial=partial, sets={set_name: rows_before},
+                            rows_before=rows_before)  # fmt: skip
     pending: list[tuple[str, pa.Table]] = []
     done: list[str] = []
     failed: dict[str, str] = {}
+    held = {_year_column(p): p for p in seen}  # the set's file of each (year, column)
+    displaced: list[str] = []  # files of the set whose columns other files replace
 
     def add_pending() -> None:
         nonlocal chips
@@ -283,24 +304,40 @@ def _ingest(
 
     schema = chips.schema if chips is not None else None
     for path in todo:
+        other = held.get(_year_column(path))
         try:
+            if other is not None and other != path and not replace:
+                year, column = _year_column(path)
+                raise _BadFile(f"set {set_name} holds column {column} of {year} from {other}: give --replace to "
+                               "replace it with this file, or ingest this file into another set (--set)")  # fmt: skip
             part, meta = _arrow_rows(path, schema, original_weights)
+            kept = {w for p, w in weights.items() if p in seen and p != path and p != other and p not in displaced}
+            if kept and meta.weights not in kept:
+                holds = ", ".join(sorted(kept))
+                raise _BadFile(f"its weights are {meta.weights}; set {set_name} holds {holds}: a set holds one "
+                               "model's and weights' vectors (ingest it into another set, --set)")  # fmt: skip
             weights[path], complete[path] = meta.weights, meta.complete
         except Exception as exc:  # any bad or unreadable file: named at the end, the others still ingested
             failed[path] = str(exc) if isinstance(exc, _BadFile) else f"{type(exc).__name__}: {exc}"
             log.error("cannot ingest %s: %s", path, failed[path])
             continue
+        if other is not None and other != path:
+            displaced.append(other)
+        held[_year_column(path)] = path
         schema = schema or part.schema  # the first good file sets the layout of a new table
         pending.append((path, part))
         if sum(t.num_rows for _, t in pending) >= batch_rows:
             add_pending()
     if pending:
         add_pending()
-    replaced = sum(p in seen for p in done)
+    replaced = sum(p in seen for p in done) + len(displaced)
+    for path in displaced:
+        seen.pop(path, None)
     seen.update({p: todo[p] for p in done})
     files_table = {
         "path": list(seen),
-        "size": pa.array(list(seen.values()), pa.int64()),
+        "size": pa.array([int(k.split(":")[0]) for k in seen.values()], pa.int64()),
+        "content": list(seen.values()),
         "weights": [weights.get(p, "") for p in seen],
         "complete": pa.array([complete.get(p, True) for p in seen], pa.bool_()),
     }
@@ -311,7 +348,7 @@ def _ingest(
     rows = chips.count_rows() if chips is not None else 0
     partial = sorted(p for p in files if p in seen and not complete.get(p, True))
     report = IngestReport(
-        len(done) - replaced, replaced, len(files) - len(todo), rows, failed, partial, {set_name: rows}
+        len(done) - replaced, replaced, len(files) - len(todo), rows, failed, partial, {set_name: rows}, rows_before
     )
     for path in partial:
         log.warning("%s is partial: it holds only the first rows of its column (embedded with max_rows)", path)
@@ -319,6 +356,15 @@ def _ingest(
         named = "; ".join(f"{p}: {why}" for p, why in failed.items())
         raise IngestError(f"{len(failed)} of {len(todo)} files could not be ingested (the rest were): {named}", report)
     return report
+
+
+def _same_content(recorded: str | None, key: str) -> bool:
+    """Whether a file's content key is the one recorded (a record without a footer hash: by size)."""
+    if recorded is None:
+        return False
+    if recorded.endswith(":"):
+        return recorded.split(":")[0] == key.split(":")[0]
+    return recorded == key
 
 
 def _create_or_open(conn, rows: pa.Table, chips_table: str):
