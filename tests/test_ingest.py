@@ -155,7 +155,7 @@ def test_a_column_held_from_another_file_is_refused_or_replaced(built, tmp_path)
 
 def test_a_set_never_mixes_weights(built, tmp_path):
     """A file of other weights than the set's is refused, even for a column the set lacks."""
-    out, db = built
+    db = built[1]
     other = tmp_path / "other"
     write_column(other, 2021, 1160, np.random.default_rng(3), rows=ROWS, weights="clay-v1.5")
     with pytest.raises(IngestError, match="its weights are clay-v1.5; set wcembed holds"):
