@@ -158,7 +158,7 @@ def test_a_set_never_mixes_weights(built, tmp_path):
     db = built[1]
     other = tmp_path / "other"
     write_column(other, 2021, 1160, np.random.default_rng(3), rows=ROWS, weights="clay-v1.5")
-    with pytest.raises(IngestError, match="its weights are clay-v1.5; set wcembed holds"):
+    with pytest.raises(IngestError, match=r"its weights are clay-v1\.5; set wcembed holds"):
         ingest(other, db)
     assert len(ChipIndex(db)) == 40 and ChipIndex(db).weights == {""}
     report = ingest(other, db, set="v15")  # a set of its own
