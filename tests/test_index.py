@@ -23,7 +23,7 @@ from wcembed.core.errors import BadParameterError, IngestError, UnknownChipError
 from wcembed.core.grid import Grid, chip_id
 from wcembed.explore.data.index import ChipIndex, query_vector
 from wcembed.explore.data.ingest import ingest
-from wcembed.explore.data.kept import unit_vectors
+from wcembed.explore.data.kept import kept_vectors, unit_vectors
 
 DIM = 32
 
@@ -317,6 +317,37 @@ def _unit_f16(x):
     return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16)
 
 
+def test_a_table_made_again_at_the_same_version_is_not_served_the_old_vectors(tmp_path, monkeypatch):
+    """A set deleted and ingested again from other files ends at the same version number: its kept unit vectors
+    are those of the new table (the query chip is most similar to itself), never the old table's, also where
+    the check of a sample of rows against the table would not see the difference (one chip of a million)."""
+    from builders import synthetic_index
+    from wcembed.explore.compute.vectors import YearVectors
+    from wcembed.explore.data.table import connect, set_tables
+
+    chip = "2020-1156-0288"
+
+    def vectors(change: bool):
+        def of(y, c, r):
+            return np.random.default_rng([c, r, 1, 7 if change and (c, r) == (1156, 288) else 0]).normal(size=8)
+
+        return of
+
+    first = synthetic_index(tmp_path / "a", vectors(False))
+    version = first.table.version
+    YearVectors.load(first, 2020)  # kept beside the database
+    conn = connect(first.db)
+    for name in set_tables("wcembed"):
+        conn.drop_table(name)
+    synthetic_index(tmp_path / "b", vectors(True))  # the same chips, one of them changed
+    monkeypatch.setattr("wcembed.explore.data.kept.agrees_with_table", lambda *a: True)  # a sample that missed it
+    ingest(tmp_path / "b" / "emb", first.db)
+    again = ChipIndex(first.db)
+    assert again.table.version == version  # the same number, another table
+    new = YearVectors.load(again, 2020)
+    assert new.similarity(again.vectors([chip])[0]).value_at(*again.footprint(chip).centroid.coords[0]) > 0.999
+
+
 def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db, caplog, monkeypatch):
     """The region layers' float16 unit vectors are kept beside the database by ingest, read back as they
     were made, replaced when the table changes, and passed over (with a warning) when damaged or
@@ -325,8 +356,9 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     idx = ChipIndex(path)
     kept = path / "unit_vectors"
     version = idx.table.version
-    assert sorted(p.name for p in kept.iterdir()) == [f"{y}-v{version}-{part}.npy" for y in (2020, 2021)
-                                                      for part in ("cells", "vectors")]  # fmt: skip
+    assert sorted(p.name for p in kept.iterdir()) == sorted(kept_vectors(idx, y).path(part).name for y in (2020, 2021)
+                                                            for part in ("cells", "vectors"))  # fmt: skip
+    assert kept_vectors(idx, 2020).path("cells").name.startswith(f"2020-v{version}-t")
     table_read = idx.batches
     idx.batches = None  # kept: the table is not read
     columns, rows, x = unit_vectors(idx, 2021)
@@ -345,7 +377,7 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
     columns, rows, x = unit_vectors(idx, 2021)
     assert len(x) == 220 and 1160 in set(columns.tolist())
 
-    target = kept / f"2021-v{idx.table.version}-vectors.npy"
+    target = kept_vectors(idx, 2021).path("vectors")
     target.write_bytes(b"\x93NUMPY damaged")
     stale = target.with_name(f".{target.name}.{dead_pid()}.0badc0de.tmp")  # a writer killed mid-write
     live = target.with_name(f".{target.name}.{os.getpid()}.0a11ve00.tmp")  # a writer still at work
@@ -355,9 +387,9 @@ def test_ingest_keeps_each_years_unit_vectors_and_a_new_version_replaces_them(db
         again = unit_vectors(idx, 2021)
     assert "cannot be read" in caplog.text and not stale.exists() and live.exists()
     np.testing.assert_array_equal(again[2], x)  # read from the table, and kept again
-    np.testing.assert_array_equal(np.load(kept / f"2021-v{idx.table.version}-vectors.npy"), x)
+    np.testing.assert_array_equal(np.load(target), x)
 
-    cells_path = kept / f"2021-v{idx.table.version}-cells.npy"
+    cells_path = kept_vectors(idx, 2021).path("cells")
     rng = np.random.default_rng(3)
     damages = {  # the header intact, the data not: each is found against the table and written again
         "random bytes": lambda: np.save(target, rng.integers(0, 2**16, x.shape).astype(np.uint16).view(np.float16)),

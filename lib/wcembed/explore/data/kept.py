@@ -69,15 +69,17 @@ def _read_npy(path: Path) -> np.ndarray:
 
 @dataclass
 class KeptVectors:
-    """A year's unit vectors kept beside a local database (:func:`unit_vectors`), for one version
-    of the chips table."""
+    """A year's unit vectors kept beside a local database (:func:`unit_vectors`), for one version of the chips
+    table: its number and the time it was written (microseconds), so that a table deleted and made again, whose
+    versions count from 1 again, is never served the vectors kept for the old one."""
 
     folder: Path
     year: int
     version: int
+    written: int = 0
 
     def path(self, part: str) -> Path:
-        return self.folder / f"{self.year}-v{self.version}-{part}.npy"
+        return self.folder / f"{self.year}-v{self.version}-t{self.written}-{part}.npy"
 
     def read(self, n: int, dim: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """``(columns, rows, vectors)``; None where they are not kept, or are damaged (a warning says so).
@@ -101,12 +103,13 @@ class KeptVectors:
 
     def write(self, cells: np.ndarray, x: np.ndarray) -> None:
         """Keep them (each file written whole, :func:`wcembed.core.store.write_file_atomic`: the vectors last), and
-        remove those of older versions of the table; a failure is a warning."""
+        remove those of the year kept for other versions of the table; a failure is a warning."""
         try:
             for part, data in (("cells", cells), ("vectors", x)):
                 store.write_file_atomic(self.path(part), lambda fh, data=data: np.save(fh, data))
-            for old in self.folder.glob(f"{self.year}-v*-*.npy"):
-                if int(old.name.split("-")[1][1:]) < self.version:
+            mine = {self.path("cells").name, self.path("vectors").name}
+            for old in self.folder.glob(f"{self.year}-v*-*.npy"):  # other versions, or another table's
+                if old.name not in mine:
                     old.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("cannot keep the unit vectors of %d at %s (%s): they are read again next time",
@@ -171,4 +174,8 @@ def agrees_with_table(index, year: int, columns: np.ndarray, rows: np.ndarray, x
 def kept_vectors(index, year: int) -> KeptVectors:
     """Where the unit vectors of ``year`` are kept for this version of the table (a local database)."""
     folder = Path(index.db) / UNIT_VECTORS
-    return KeptVectors(folder if index.set == DEFAULT_SET else folder / index.set, year, index.table.version)
+    table = index.table
+    version = table.version
+    stamps = [v["timestamp"] for v in table.list_versions() if v["version"] == version]
+    written = int(stamps[0].timestamp() * 1_000_000) if stamps else 0
+    return KeptVectors(folder if index.set == DEFAULT_SET else folder / index.set, year, version, written)
