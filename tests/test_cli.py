@@ -202,3 +202,45 @@ def test_search_arguments_give_k_results_or_say_why(built, capsys, lon, lat, k, 
     assert code == 0, err
     expected = min(k, len(table_chips(idx, year, lambda f: True)) - 1)  # every chip searched but the query
     assert len(out.strip().splitlines()) == 1 + expected  # a header, then a line per result
+
+
+BAD_INPUTS = {
+    "an output that is a file": (["embed", "--year", "2020", "--column", "1156", "--output", "{file}"], "is a file"),
+    "a negative column": (["embed", "--year", "2020", "--column", "-1", "--tiles", "{dir}"], "column -1"),
+    "an unknown device": (["embed", "--year", "2020", "--column", "1", "--device", "tpu", "--tiles", "{dir}"],
+                          "unknown device 'tpu'"),
+    "a missing tile folder": (["embed", "--year", "2020", "--column", "1", "--tiles", "{dir}/none"], "no such folder"),
+    "a set name with a newline": (["search", "--db", "{dir}", "--set", "abc\n", "--point", "-75.6", "37.6"],
+                                  "an embedding set is named with"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_is_refused_in_one_line_before_heavy_work(case, tmp_path):
+    """Each is refused with exit 65 and one line naming it, before torch is imported (no column embedded)."""
+    args, says = BAD_INPUTS[case]
+    (tmp_path / "file").write_text("x")
+    args = [a.format(file=tmp_path / "file", dir=tmp_path) for a in args]
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "wcembed", *args], capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("import time")]
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert done.returncode == EXIT_BAD_INPUT and len(errors) == 1 and says in errors[0], done.stderr[-500:]
+    assert "torch" not in loaded
+
+
+def test_s3_without_credentials_says_which_are_missing(tmp_path):
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_")}
+    env |= {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),
+            "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "wcembed", "index", "s3://bucket/embeddings", "--db", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+    assert done.returncode == EXIT_BAD_INPUT and done.stderr.count("\n") == 1
+    assert "AWS_ACCESS_KEY_ID" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_an_error_echoing_a_huge_input_is_cut(capsys):
+    """An input of megabytes is not said whole: the line is cut and says how long it was."""
+    assert main(["search", "--db", "x", "--set", "a" * 1_000_000, "--point", "-75.6", "37.6"]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert len(err) < 1000 and err.count("\n") == 1

@@ -533,10 +533,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    from wcembed.core.errors import WcEmbedError, exit_code
+    from wcembed.core.errors import EXIT_BAD_INPUT, WcEmbedError, exit_code, one_line
 
     try:
         return int(args.func(args) or 0)
     except WcEmbedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return exit_code(exc)
+    except Exception as exc:
+        if type(exc).__name__ not in ("NoCredentialsError", "PartialCredentialsError"):
+            raise
+        print(f"error: {exc}: an s3:// path needs AWS credentials, from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+              "AWS_PROFILE (aws configure), or the machine's role", file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT

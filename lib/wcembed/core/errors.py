@@ -150,6 +150,16 @@ EXIT_TRANSIENT = 75
 EXIT_BUG = 1
 
 
+MESSAGE_LIMIT = 600
+"""The most characters of an error message said in one line (an input echoed whole could be megabytes)."""
+
+
+def one_line(exc: BaseException | str, limit: int = MESSAGE_LIMIT) -> str:
+    """An error's message as a line to show: cut to ``limit`` characters, saying how long it was."""
+    text = str(exc)
+    return text if len(text) <= limit else f"{text[:limit]}... (cut: {len(text)} characters)"
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit code of a failure: transient 75, bad input 65, anything else (a bug) 1.
 

@@ -28,8 +28,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from wcembed.core.errors import BadParameterError
@@ -53,6 +55,8 @@ def parse_flag(value: str, name: str = "flag") -> bool:
     raise BadParameterError(f"{name}={value!r} is not a flag: use true or false")
 
 
+DEVICE_RE = re.compile(r"cpu|mps|cuda(:\d+)?")
+"""The devices a job may name (whether this machine has them is checked when the model loads)."""
 LIMITS = {"band": (1, 1024), "batch_size": (1, 4096), "workers": (1, 256), "max_rows": (0, 2**31 - 1)}
 """The ranges of a job's whole-number parameters (a band wider than CONUS, 1,383 columns, is cut to the grid
 anyway; 1,024 is a bound that still catches a mistyped number)."""
@@ -115,6 +119,14 @@ class ColumnJob:
                 raise BadParameterError(f"{name} must be within {lo}..{hi}, got {value}")
         if self.precision not in PRECISIONS:
             raise BadParameterError(f"unknown precision {self.precision!r}: one of {PRECISIONS}")
+        if self.column is not None and self.column < 0:
+            raise BadParameterError(f"column {self.column}: grid columns count from 0 at lon -125")
+        if self.device not in (None, "auto") and not DEVICE_RE.fullmatch(str(self.device)):
+            raise BadParameterError(f"unknown device {self.device!r}: cuda, cuda:N, mps or cpu")
+        if "://" not in self.output and Path(self.output).exists() and not Path(self.output).is_dir():
+            raise BadParameterError(f"output {self.output} is a file: give a folder (or s3://bucket/prefix)")
+        if "://" not in self.tiles and not Path(self.tiles).is_dir():
+            raise BadParameterError(f"tiles {self.tiles}: no such folder (a local mirror, an https or s3:// URL)")
 
     # ------------------------------------------------------------------ the definition
     @classmethod

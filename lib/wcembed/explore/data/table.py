@@ -28,13 +28,13 @@ FILES = "files"
 DEFAULT_SET = "wcembed"
 """The embedding set of our own files (tables ``chips`` and ``files``); another set ``name`` has its tables
 ``chips__name`` and ``files__name`` (each its own vectors, ANN index and kept unit vectors)."""
-_SET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_SET_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
 def check_set(name: str) -> str:
     """An embedding set's name (lowercase letters, digits and dashes, at most 40), else :class:`BadParameterError`."""
-    if not isinstance(name, str) or not _SET_RE.match(name):
-        raise BadParameterError(f"an embedding set is named with a-z, 0-9 and '-' (at most 40), not {name!r}")
+    if not isinstance(name, str) or not _SET_RE.fullmatch(name):  # fullmatch: "$" would let "abc\n" pass
+        raise BadParameterError(f"an embedding set is named with a-z, 0-9 and '-' (at most 40), not {name!r:.80}")
     return name
 
 

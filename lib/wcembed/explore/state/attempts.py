@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from wcembed.core.errors import WcEmbedError
+from wcembed.core.errors import WcEmbedError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,12 @@ def attempt(say: Callable[[str], None], operation: Callable[..., Any], *args, **
     try:
         return operation(*args, **kwargs)
     except WcEmbedError as exc:
-        say(str(exc))
+        say(one_line(exc))
         release_frames(exc)
     except Exception as exc:  # a bug; a callback must not raise into the widget machinery
         trace = "".join(traceback.format_exception(exc))  # text: a log record keeps no frame alive
         log.error("unexpected error in %s\n%s", getattr(operation, "__name__", operation), trace)
-        say(f"unexpected error (please report it): {type(exc).__name__}: {exc}")
+        say(one_line(f"unexpected error (please report it): {type(exc).__name__}: {exc}"))
         release_frames(exc)
     return None
 
