@@ -12,7 +12,7 @@ import pytest
 import shapely
 from builders import SAMPLE_COLUMNS, synthetic_index
 from wcembed.core import original
-from wcembed.core.errors import IngestError, OutputError
+from wcembed.core.errors import BadParameterError, IngestError, OutputError
 from wcembed.core.grid import chip_bounds
 from wcembed.explore.compute.compare import agreement, edge_distance, neighbour_overlap, summary
 from wcembed.explore.compute.layers import index_note
@@ -191,6 +191,32 @@ def test_two_sets_with_a_known_difference(two_sets, tmp_path):
     assert table.attrs["neighbour_overlap"]["chips"] == 10
 
 
+def test_neighbours_are_compared_within_the_chips_both_sets_hold(tmp_path):
+    """Two sets of identical vectors, one of them lacking a chip: every chip's nearest neighbours agree (1.0),
+    also where the chip one set lacks is among the other's nearest; the summary says how many both hold."""
+    root = tmp_path
+    synthetic_index(root, ours, years=(2020,), rows=ROWS, weights="clay-v0.1")
+    write_originals(root / "orig", skip={(1157, 289)}, vectors=ours)
+    ingest(root / "orig", root / "db", original_weights="clay-v0.1")
+    a, b = ChipIndex(root / "db"), ChipIndex(root / "db", set="original-2024")
+    agr = agreement(a, b, 2020)
+    both = set(zip(agr.columns.tolist(), agr.rows.tolist(), strict=True))
+    near = [f"2020-{c}-{r:04d}" for c, r in [(1156, 289), (1157, 288), (1158, 289), (1157, 290)]]
+    assert all(neighbour_overlap(a, b, chip, 3, both) == 1.0 for chip in near)
+    assert any(neighbour_overlap(a, b, chip, 3) < 1.0 for chip in near)  # counted over all of a's chips: less
+    table = summary(agr, a, b, sample=35, k=3)
+    assert table.attrs["neighbour_overlap"]["in_both"] == 35 and table.attrs["neighbour_overlap"]["mean"] == 1.0
+
+
+def test_sets_of_other_dimensions_have_no_cosine(tmp_path):
+    synthetic_index(tmp_path, ours, years=(2020,), rows=ROWS)
+    write_originals(tmp_path / "orig", vectors=lambda y, c, r: np.random.default_rng([c, r]).normal(size=DIM + 4))
+    ingest(tmp_path / "orig", tmp_path / "db")
+    a, b = ChipIndex(tmp_path / "db"), ChipIndex(tmp_path / "db", set="original-2024")
+    with pytest.raises(BadParameterError, match=f"{DIM}-d vectors, original-2024 {DIM + 4}-d: no cosine"):
+        agreement(a, b, 2020)
+
+
 def test_edge_distance_counts_chips_to_the_nearest_tile_edge():
     # 12000 px tiles, 512 px chips: column 23 covers 11776..12288 (crosses), 22 ends 224 px short of the edge,
     # 21 has column 22 between it and the edge, column 0 starts on one
@@ -205,7 +231,7 @@ def test_compare_and_set_flags_on_the_command_line(two_sets, tmp_path, capsys):
     assert cli.main(["compare", "--db", db, "--year", "2020", "--sample", "5", "--cog", str(tmp_path / "a.tif")]) == 0
     out = capsys.readouterr().out
     assert "agreement of 35 chips of 2020, wcembed against original-2024" in out and (tmp_path / "a.tif").exists()
-    assert "tile edge: crosses one" in out and "nearest neighbours in common, over 5 random chips" in out
+    assert "tile edge: crosses one" in out and "nearest neighbours in common, among the 35 chips both sets hold, over 5 random chips" in out
     assert cli.main(["search", "--db", db, "--set", "original-2024", "--chip", "2020-1156-0288", "-k", "3"]) == 0
     assert "2020-1157-0289" not in capsys.readouterr().out  # the chip the original skipped is not in its set
     assert cli.main(["search", "--db", db, "--set", "nope", "--chip", "2020-1156-0288"]) == 65

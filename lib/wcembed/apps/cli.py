@@ -444,14 +444,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     check_k(args.k)
     check_year(args.year)
+    if args.sample < 1:
+        raise BadParameterError(f"--sample {args.sample}: the chips whose neighbours are compared, at least 1")
+    if args.cog and not Path(args.cog).parent.is_dir():
+        raise BadParameterError(f"--cog {args.cog}: {Path(args.cog).parent} is not a folder")
+    if args.sets[0] == args.sets[1]:
+        raise BadParameterError(f"{args.sets[0]} compared with itself: name two sets")
     a, b = (ChipIndex(args.db, set=name) for name in args.sets)
     agr = agreement(a, b, args.year)
     table = summary(agr, a, b, sample=args.sample, k=args.k)
     print(f"agreement of {len(agr)} chips of {args.year}, {a.set} against {b.set} ({agr.note})")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     overlap = table.attrs["neighbour_overlap"]
-    print(f"{overlap['k']} nearest neighbours in common, over {overlap['chips']} random chips: median "
-          f"{overlap['median']:.2f}, mean {overlap['mean']:.2f}")  # fmt: skip
+    print(f"{overlap['k']} nearest neighbours in common, among the {overlap['in_both']} chips both sets hold, over "
+          f"{overlap['chips']} random chips: median {overlap['median']:.2f}, mean {overlap['mean']:.2f}")  # fmt: skip
     if args.cog:
         print("written:", agr.layer().to_cog(args.cog))
     return 0

@@ -123,9 +123,9 @@ class ColumnJob:
             raise BadParameterError(f"column {self.column}: grid columns count from 0 at lon -125")
         if self.device not in (None, "auto") and not DEVICE_RE.fullmatch(str(self.device)):
             raise BadParameterError(f"unknown device {self.device!r}: cuda, cuda:N, mps or cpu")
-        if "://" not in self.output and Path(self.output).exists() and not Path(self.output).is_dir():
+        if "://" not in str(self.output) and Path(self.output).exists() and not Path(self.output).is_dir():
             raise BadParameterError(f"output {self.output} is a file: give a folder (or s3://bucket/prefix)")
-        if "://" not in self.tiles and not Path(self.tiles).is_dir():
+        if "://" not in str(self.tiles) and not Path(self.tiles).is_dir():
             raise BadParameterError(f"tiles {self.tiles}: no such folder (a local mirror, an https or s3:// URL)")
 
     # ------------------------------------------------------------------ the definition

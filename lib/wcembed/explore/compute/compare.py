@@ -111,7 +111,11 @@ def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     """The cosine between the embeddings of ``a`` and ``b`` (two :class:`~wcembed.explore.data.index.ChipIndex` of
     one database, e.g. two sets) of each chip of ``year`` that both hold; ``vectors``: the two sets'
     :class:`~wcembed.explore.compute.vectors.YearVectors` of the year when they are at hand (else they are loaded)."""
-
+    if a.dim != b.dim:
+        raise BadParameterError(
+            f"{a.set} holds {a.dim}-d vectors, {b.set} {b.dim}-d: no cosine between them; compare their neighbours "
+            "(the overlap of each chip's nearest in each set)"
+        )
     va, vb = vectors or (YearVectors.load(a, year), YearVectors.load(b, year))
     ia, ib = pair_cells(va, vb)
     apart = va.pair_distance(ia, vb, ib)
@@ -119,14 +123,22 @@ def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     return Agreement(year, (a.set, b.set), va.columns[ia], va.rows[ia], cosine, comparable(a, b), a.chip_size, a.origin)
 
 
-def neighbour_overlap(a, b, chip: str, k: int = 10) -> float:
+def neighbour_overlap(a, b, chip: str, k: int = 10, both: set | None = None) -> float:
     """The share (0..1) of the ``k`` nearest neighbours (the same year, the chip itself left out) that the two
-    indexes find at the same places, for a chip both hold."""
-
+    indexes find at the same places, for a chip both hold; ``both``: the (column, row) places both sets hold,
+    within which the neighbours are counted (a chip one set lacks is no disagreement)."""
     year = parse_chip_id(chip)[0]
-    found = [a.by_chip(chip, k, year=year), b.by_chip(chip, k, year=year)]
-    places = [set(zip(r["column"], r["row"], strict=True)) for r in found]
-    return len(places[0] & places[1]) / k
+    nearest = []
+    for index in (a, b):
+        want, found = k, []
+        while True:  # ask for more where the set holds chips the other lacks
+            res = index.by_chip(chip, want, year=year)
+            found = [p for p in zip(res["column"], res["row"], strict=True) if both is None or p in both]
+            if len(found) >= k or len(res) < want:
+                break
+            want *= 2
+        nearest.append(set(found[:k]))
+    return len(nearest[0] & nearest[1]) / k
 
 
 def edge_distance(columns: np.ndarray, rows: np.ndarray, chip_size: int) -> np.ndarray:
@@ -166,9 +178,10 @@ def summary(agr: Agreement, a, b, *, sample: int = 200, k: int = 10, seed: int =
     rng = np.random.default_rng(seed)
     picks = rng.choice(len(agr), min(sample, len(agr)), replace=False)
     ids = chip_ids(agr.year, agr.columns[picks], agr.rows[picks])
-    overlaps = [neighbour_overlap(a, b, str(c), k) for c in ids]
+    both = set(zip(agr.columns.tolist(), agr.rows.tolist(), strict=True))
+    overlaps = [neighbour_overlap(a, b, str(c), k, both) for c in ids]
     table.attrs["neighbour_overlap"] = {"k": k, "chips": len(ids), "median": float(np.median(overlaps)),
-                                        "mean": float(np.mean(overlaps))}  # fmt: skip
+                                        "mean": float(np.mean(overlaps)), "in_both": len(agr)}  # fmt: skip
     table.attrs["note"] = agr.note
     return table
 

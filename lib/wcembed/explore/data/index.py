@@ -153,6 +153,11 @@ class ChipIndex:
         return set(files["weights"].to_pylist()) if "weights" in files.column_names else set()
 
     @property
+    def dim(self) -> int:
+        """The length of the set's vectors (768 for Clay v0)."""
+        return self.table.schema.field("vector").type.list_size
+
+    @property
     def about(self) -> dict[str, str]:
         """Where this index's embeddings come from, for files made from them
         (:func:`~wcembed.explore.compute.classify.export`): ``embedding_set`` (its name) and ``weights`` (those of
@@ -307,7 +312,7 @@ class ChipIndex:
         """
 
         k = check_k(k)
-        vector = check_vector(vector, self.table.schema.field("vector").type.list_size)
+        vector = check_vector(vector, self.dim)
         spacing = check_spacing(diverse, DIVERSE_CHIPS)
         exclude = check_chip_ids(exclude)
         filters = []
