@@ -487,3 +487,19 @@ def test_label_files_give_their_labels_or_a_labels_error(tmp_path, features):
         ring = np.asarray(f["geometry"]["coordinates"][0], float)
         want = (ring[:, 0].min(), ring[:, 1].min(), ring[:, 0].max(), ring[:, 1].max())
         assert tuple(labels.items[f["properties"]["chip_id"]]["bounds"]) == pytest.approx(want)
+
+
+def test_label_files_that_cannot_be_read_or_written_say_why(tmp_path):
+    """A labels file nested deeper than Python's stack, and saving to a folder or into no folder: a LabelsError
+    in one line, nothing written."""
+    deep = tmp_path / "deep.geojson"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(LabelsError, match="nested too deep"):
+        Labels.load(deep)
+    labels = Labels()
+    labels.add("2020-1156-0288", "positive", year=2020, bounds=(0.0, 0.0, 1.0, 1.0))
+    with pytest.raises(LabelsError, match="it is a folder"):
+        labels.save(tmp_path)
+    with pytest.raises(LabelsError, match="no folder"):
+        labels.save(tmp_path / "none" / "l.geojson")
+    assert labels.save(tmp_path / "l.geojson").exists()

@@ -231,7 +231,10 @@ def test_compare_and_set_flags_on_the_command_line(two_sets, tmp_path, capsys):
     assert cli.main(["compare", "--db", db, "--year", "2020", "--sample", "5", "--cog", str(tmp_path / "a.tif")]) == 0
     out = capsys.readouterr().out
     assert "agreement of 35 chips of 2020, wcembed against original-2024" in out and (tmp_path / "a.tif").exists()
-    assert "tile edge: crosses one" in out and "nearest neighbours in common, among the 35 chips both sets hold, over 5 random chips" in out
+    assert (
+        "tile edge: crosses one" in out
+        and "nearest neighbours in common, among the 35 chips both sets hold, over 5 random chips" in out
+    )
     assert cli.main(["search", "--db", db, "--set", "original-2024", "--chip", "2020-1156-0288", "-k", "3"]) == 0
     assert "2020-1157-0289" not in capsys.readouterr().out  # the chip the original skipped is not in its set
     assert cli.main(["search", "--db", db, "--set", "nope", "--chip", "2020-1156-0288"]) == 65

@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--outputs", default="outputs", help="folder of everything the demo writes (default outputs)")
     p.add_argument("--parallel", type=at_least_one, default=2, help="columns embedded at once (default 2)")
-    p.set_defaults(func=lambda a: __import__("wcembed.apps.demo").demo.run(a.checkpoint or None, a.outputs, a.parallel))
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("serve-wms", help="serve a tile folder as a WMS on 127.0.0.1 until Ctrl-C")
     _add_wms_arguments(p, None)
@@ -426,6 +426,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     print(ingest(args.source, args.db, set=args.set, original_weights=args.original_weights, replace=args.replace))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole pipeline offline on the sample region (:func:`wcembed.apps.demo.run`)."""
+    from wcembed.apps.demo import run  # the demo imports every layer: loaded only for it
+
+    return run(args.checkpoint or None, args.outputs, args.parallel)
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

@@ -85,6 +85,18 @@ def _of_other_weights(output: str, year: int, untrained: bool) -> dict[int, str]
     return other
 
 
+def commands(out: Path) -> tuple[str, str]:
+    """The commands that run the demo with real weights and open its results in JupyterLab, as they work where
+    it runs: ``make`` targets in a checkout, the ``wcembed`` command of an installed package elsewhere."""
+    if (ROOT / "Makefile").exists():
+        return "make demo CHECKPOINT=/path/to/Clay_v0.1.ckpt", "make lab"
+    db, tiles = out / "lancedb", out / "sample"
+    return (
+        "wcembed demo --checkpoint /path/to/Clay_v0.1.ckpt",
+        f"wcembed lab --db {db} --tiles {tiles} --notebook-out {out / 'notebooks' / 'explore_live.ipynb'}",
+    )
+
+
 def run(
     checkpoint: str | None = None,
     outputs: str | Path = "outputs",
@@ -96,11 +108,12 @@ def run(
     t0 = time.perf_counter()
     out = Path(outputs).resolve()
     weights = choose_weights(checkpoint)
+    with_weights, lab = commands(out)
     weights_note = (
         f"weights: Clay v0.1 checkpoint {weights}"
         if weights
         else "weights: UNTRAINED (no Clay checkpoint given, cached or downloadable). The embeddings are NOT Clay\n"
-        "embeddings; every file records 'untrained'. Use real weights: make demo CHECKPOINT=/path/to/Clay_v0.1.ckpt"
+        f"embeddings; every file records 'untrained'. Use real weights: {with_weights}"
     )
     banner(weights_note)
 
@@ -210,7 +223,7 @@ def run(
     for name, path in places.items():
         print(f"{name:>20}: {path}")
     print(f"{'time':>20}: {time.perf_counter() - t0:.0f} s")
-    print("Explore them live in JupyterLab, with a local WMS of the sample:  make lab")
+    print(f"Explore them live in JupyterLab, with a local WMS of the sample:  {lab}")
     banner(weights_note)
     return 0
 

@@ -117,6 +117,9 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
     try:
         job, grid = job_for_index(env)
         columns = job.columns(grid)
+        workdir = env.get("WORKDIR") or os.getcwd()
+        if not Path(workdir).is_dir():
+            raise errors.BadParameterError(f"WORKDIR={workdir}: no such folder (the notebook's working folder)")
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
         return errors.exit_code(exc)
@@ -138,7 +141,7 @@ def entrypoint(env: Mapping[str, str] | None = None) -> int:
                 str(executed),
                 parameters=job.parameters(),
                 progress_bar=False,
-                cwd=env.get("WORKDIR", os.getcwd()),
+                cwd=workdir,
             )
         except Exception as exc:
             code = errors.exit_code(exc)

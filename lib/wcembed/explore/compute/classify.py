@@ -122,17 +122,27 @@ class Labels:
         return {"type": "FeatureCollection", "features": feats}
 
     def save(self, path: str | Path) -> Path:
-        """Write the labels as GeoJSON."""
-        Path(path).write_text(json.dumps(self.to_geojson(), indent=1))
-        return Path(path)
+        """Write the labels as GeoJSON; :class:`LabelsError` for a path that is a folder or in no folder."""
+        path = Path(path)
+        if path.is_dir():
+            raise LabelsError(f"cannot write labels to {path}: it is a folder (name a .geojson file)")
+        if not path.parent.is_dir():
+            raise LabelsError(f"cannot write labels to {path}: no folder {path.parent}")
+        try:
+            path.write_text(json.dumps(self.to_geojson(), indent=1))
+        except OSError as exc:
+            raise LabelsError(f"cannot write labels to {path}: {exc.strerror}") from None
+        return path
 
     @classmethod
     def load(cls, path: str | Path) -> Labels:
         """Read labels from GeoJSON, with an error that names the problem (and the feature)."""
         try:
             data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise LabelsError(f"cannot read labels {path}: {exc}") from exc
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise LabelsError(f"cannot read labels {path}: {exc}") from None
+        except RecursionError:  # JSON nested deeper than Python's stack
+            raise LabelsError(f"cannot read labels {path}: nested too deep to be GeoJSON") from None
         if not isinstance(data, dict) or data.get("type") != "FeatureCollection":
             raise LabelsError(f"{path}: not a GeoJSON FeatureCollection")
         labels = cls()
