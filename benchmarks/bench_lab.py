@@ -142,6 +142,9 @@ def main() -> None:
         }))  # fmt: skip
         done = subprocess.run(["node", str(ROOT / "benchmarks/lab_bench.cjs"), str(cfg)], capture_output=True,
                               text=True, timeout=1800)  # fmt: skip
+        measured = [line for line in done.stdout.splitlines() if line.startswith(('{"click"', '{"round"'))]
+        for line in measured:  # what was measured, also when a later step fails
+            print(line)
         if done.returncode:
             raise SystemExit(done.stderr[-3000:])
         peak = kernel_peak_gib(proc.pid)

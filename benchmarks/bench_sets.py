@@ -87,7 +87,7 @@ def main() -> None:
         ingest(theirs, db)
     a, b = ChipIndex(db), ChipIndex(db, set=original.SET)
     session = ExploreSession(a, year=YEAR, k=10)
-    session.scope.vectors(YEAR), session.scope.vectors(YEAR, original.SET)  # the session's vectors: loaded once, as it does
+    session.scope.vectors(YEAR), session.scope.vectors(YEAR, original.SET)  # loaded once, as the session does
     t0 = time.perf_counter()
     agr = agreement(a, b, YEAR, (session.scope.vectors(YEAR), session.scope.vectors(YEAR, original.SET)))
     layer = agr.layer()

@@ -59,6 +59,7 @@ withPage(cfg, async (page) => {
       clicks.push({ region, status_s: status, layer_s: layer, kernel_bytes: received - bytes0,
         layer_png_bytes: region === "none" ? 0 : Math.round((after.layer.length - 22) * 3 / 4),
         status_line: after.status, region_line: after.region });
+      console.log(JSON.stringify({ click: clicks[clicks.length - 1] })); // each figure as it is measured
     }
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, `_${region}.png`) });
     if (region === "similarity") { // the controls with a layer shown: its threshold and opacity too
@@ -78,8 +79,8 @@ withPage(cfg, async (page) => {
       const before = await loopText(), box = await map.boundingBox();
       const [x, y] = worldPx(lon, lat, cfg.zoom);
       await page.mouse.click(box.x + box.width / 2 + (x - cx), box.y + box.height / 2 + (y - cy));
-      await page.waitForFunction((old) => [...document.querySelectorAll(".wcembed-label-status")]
-        .map((e) => e.textContent).join("") !== old, before, { timeout: 60000, polling: 20 });
+      await page.waitForFunction((old) => ((document.querySelector(".wcembed-label-status") || {}).textContent
+        || "") !== old, before, { timeout: 60000, polling: 20 }); // the one panel's status line, as loopText reads it
     }
     const button = page.locator("button:has-text('retrain')").first();
     await button.scrollIntoViewIfNeeded();
@@ -92,18 +93,17 @@ withPage(cfg, async (page) => {
     await button.click();
     let during = null;
     if (last) { // while it trains: the button disabled, the status line saying what it does
-      await page.waitForFunction(() => [...document.querySelectorAll(".wcembed-label-status")]
-        .some((e) => e.textContent.startsWith("training on")), null, { timeout: 30000, polling: 10 });
+      await page.waitForFunction(() => ((document.querySelector(".wcembed-label-status") || {}).textContent || "")
+        .startsWith("training on"), null, { timeout: 30000, polling: 10 });
       during = { status: await loopText() };
       await panelShot("during");
       during.pictured = (await loopText()).startsWith("training on"); // still training once the picture was taken
     }
-    await page.waitForFunction((want) => {
-      const t = [...document.querySelectorAll(".wcembed-label-status")].map((e) => e.textContent).join("");
-      return t.includes(`trained on ${want}:`);
-    }, n, { timeout: 120000, polling: 20 }).then(() => null);
+    await page.waitForFunction((want) => ((document.querySelector(".wcembed-label-status") || {}).textContent
+      || "").includes(`trained on ${want}:`), n, { timeout: 120000, polling: 20 }).then(() => null);
     const seconds = (Date.now() - start) / 1000;
     rounds.push({ labels: n, retrain_s: seconds, during, panel: await loopText() });
+    console.log(JSON.stringify({ round: rounds[rounds.length - 1] }));
   }
   await panelShot("after");
   await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_labels.png") });

