@@ -503,3 +503,29 @@ def test_label_files_that_cannot_be_read_or_written_say_why(tmp_path):
     with pytest.raises(LabelsError, match="no folder"):
         labels.save(tmp_path / "none" / "l.geojson")
     assert labels.save(tmp_path / "l.geojson").exists()
+
+
+def test_many_labels_are_cross_validated_on_whole_blocks_and_fitted_on_all(small_chips, monkeypatch):
+    """Beyond the CV's most labels, whole spatial blocks of them are scored (said in the classifier and the
+    loop's status); the classifier is fitted on every label, and the kept vectors give the same fit as the
+    table's (float16 unit vectors: within rounding)."""
+    from wcembed.explore.compute import classify
+    from wcembed.explore.compute.classify import spatial_blocks
+
+    index, labels, _ = small_chips
+    monkeypatch.setattr(classify, "CV_MAX_LABELS", len(labels) // 3)
+    clf = train(index, labels, block_deg=0.03)
+    ids = list(labels.items)
+    groups = spatial_blocks(*labels.centres(ids), 0.03)
+    rows = classify._cv_rows(groups, len(labels) // 3, 0)
+    assert len(labels) // 3 <= clf.cv_labels == len(rows) < len(labels)
+    inside = set(groups[rows])
+    assert all((groups[i] in inside) == (i in set(rows)) for i in range(len(ids)))  # blocks kept whole
+    assert clf.model[-1].coef_.shape == (1, index.vectors(ids[:1]).shape[1])
+    session = ExploreSession(index)
+    session.labelling.labels = labels
+    session.labelling.block_deg = 0.03
+    looped = session.labelling.retrain()
+    assert f"(CV on {looped.cv_labels} of them, whole blocks)" in session.labelling.status
+    w1, w2 = clf.linear()[0], looped.linear()[0]
+    assert np.corrcoef(w1, w2)[0, 1] > 0.99

@@ -203,6 +203,8 @@ class TrainedClassifier:
     baseline_balanced_accuracy: float
     folds: int
     block_deg: float
+    cv_labels: int = 0
+    """The labels the cross-validation ran on: all of them, or whole blocks of them up to :data:`CV_MAX_LABELS`."""
 
     def linear(self) -> tuple[np.ndarray, float]:
         """``(w, b)`` with ``logit = u @ w + b`` for a unit vector ``u``: the scaler folded into the logistic
@@ -226,12 +228,22 @@ def spatial_blocks(lon: np.ndarray, lat: np.ndarray, block_deg: float) -> np.nda
     return bx * 1_000_003 + by
 
 
-def train(index, labels: Labels, *, block_deg: float = 0.05, folds: int = 5, seed: int = 0) -> TrainedClassifier:
+CV_MAX_LABELS = 20_000
+"""The most labels the cross-validation scores on: beyond, whole spatial blocks of them drawn at random (the
+classifier itself is fitted on every label). Five folds of 100,000 labels cost five fits of 80,000."""
+
+
+def train(
+    index, labels: Labels, *, block_deg: float = 0.05, folds: int = 5, seed: int = 0, vectors=None
+) -> TrainedClassifier:
     """Logistic regression on the labelled chips' embeddings, scored with spatially blocked CV.
 
     The score is balanced accuracy over held-out blocks; the baseline is a
     classifier that guesses by the training folds' class frequencies, scored
-    on the same folds.
+    on the same folds. Beyond :data:`CV_MAX_LABELS` labels the CV runs on whole blocks drawn at random up to
+    that many (:attr:`TrainedClassifier.cv_labels` says how many). ``vectors(chip_ids)``: the labelled chips'
+    vectors ``(N, D)`` when they are at hand (e.g. the explorer's kept unit vectors), else they are looked up
+    in the index.
     """
     from sklearn.dummy import DummyClassifier
     from sklearn.linear_model import LogisticRegression
@@ -243,29 +255,42 @@ def train(index, labels: Labels, *, block_deg: float = 0.05, folds: int = 5, see
     ids = list(labels.items)
     if len(labels.positives) < 2 or len(labels.negatives) < 2:
         raise LabelsError("need at least 2 positive and 2 negative labels to train")
-    x = unit(index.vectors(ids))
+    x = unit(index.vectors(ids) if vectors is None else vectors(ids))
     y = np.array([labels.items[c]["label"] == "positive" for c in ids], dtype=int)
     groups = spatial_blocks(*labels.centres(ids), block_deg)
     n_folds = min(folds, len(np.unique(groups)))
     if n_folds < 2:
         raise LabelsError(f"all labels fall in one {block_deg} degree block: cannot cross-validate")
+    cv = _cv_rows(groups, CV_MAX_LABELS, seed)
 
     def model():
         return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
 
-    pred, base = np.zeros_like(y), np.zeros_like(y)
-    for train_i, test_i in GroupKFold(n_splits=n_folds).split(x, y, groups):
-        if len(np.unique(y[train_i])) < 2:
-            pred[test_i] = y[train_i][0]
+    xs, ys, gs = x[cv], y[cv], groups[cv]
+    n_folds = min(n_folds, len(np.unique(gs)))
+    pred, base = np.zeros_like(ys), np.zeros_like(ys)
+    for train_i, test_i in GroupKFold(n_splits=n_folds).split(xs, ys, gs):
+        if len(np.unique(ys[train_i])) < 2:
+            pred[test_i] = ys[train_i][0]
         else:
-            pred[test_i] = model().fit(x[train_i], y[train_i]).predict(x[test_i])
+            pred[test_i] = model().fit(xs[train_i], ys[train_i]).predict(xs[test_i])
         base[test_i] = (
-            DummyClassifier(strategy="stratified", random_state=seed).fit(x[train_i], y[train_i]).predict(x[test_i])
+            DummyClassifier(strategy="stratified", random_state=seed).fit(xs[train_i], ys[train_i]).predict(xs[test_i])
         )
     fitted = model().fit(x, y)
     return TrainedClassifier(
-        fitted, balanced_accuracy_score(y, pred), balanced_accuracy_score(y, base), n_folds, block_deg
+        fitted, balanced_accuracy_score(ys, pred), balanced_accuracy_score(ys, base), n_folds, block_deg, len(cv)
     )
+
+
+def _cv_rows(groups: np.ndarray, most: int, seed: int) -> np.ndarray:
+    """The rows the cross-validation scores on: all of them, or whole blocks drawn at random until ``most``."""
+    if len(groups) <= most:
+        return np.arange(len(groups))
+    blocks, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(blocks))
+    chosen = order[: int(np.searchsorted(np.cumsum(counts[order]), most)) + 1]
+    return np.flatnonzero(np.isin(inverse, chosen))
 
 
 def score_index(index, model, path: str | Path | None = None, *, batch_rows: int = 65_536, year: int | None = None):

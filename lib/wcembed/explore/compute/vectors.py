@@ -20,18 +20,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from wcembed.core.errors import BadParameterError
+from wcembed.core.errors import BadParameterError, UnknownChipError
 from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_ids, parse_chip_id
 from wcembed.explore.compute.layers import ChipRaster, index_note
 from wcembed.explore.data.kept import VECTOR_DTYPE, unit_rows, unit_vectors
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 PAIR_CHUNK_ROWS = 65_536
 """Pairs of chips per step of a pass over two years (a half-precision temporary of this many rows)."""
@@ -89,6 +85,17 @@ class YearVectors:
         # one matrix-vector product per column: torch's half-precision (N, D) @ (D, k) is 6x slower for k = 3
         out = x @ q16 if q.ndim == 1 else torch.stack([x @ column.contiguous() for column in q16.T], dim=1)
         return out.float().numpy() * np.float32(scale)
+
+    @functools.cached_property
+    def _positions(self) -> pd.Index:
+        return pd.Index(self.chip_ids)
+
+    def rows_of(self, chip_ids: Sequence[str]) -> np.ndarray:
+        """The positions of chips of this year in :attr:`vectors`; :class:`UnknownChipError` for one it lacks."""
+        at = self._positions.get_indexer(list(chip_ids))
+        if (at < 0).any():
+            raise UnknownChipError(f"no chip {list(chip_ids)[int(np.argmax(at < 0))]} in the vectors of {self.year}")
+        return at
 
     def pair_distance(self, i: np.ndarray, other: YearVectors, j: np.ndarray, shift=None) -> np.ndarray:
         """``|other[j] - self[i] - shift|`` of each pair (rows ``i`` of these vectors, ``j`` of ``other``),
