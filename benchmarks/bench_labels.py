@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import resource
+import tempfile
 from pathlib import Path
 
 import numpy as np
