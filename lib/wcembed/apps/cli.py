@@ -321,6 +321,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_index)
 
+    p = sub.add_parser(
+        "check-model",
+        help="check an encoder against a reference case the original code computed (exit 1 above 1e-5)",
+    )
+    p.add_argument("model", choices=["clay-v0", "clay-v1.5"], help="the encoder checked")
+    p.add_argument("--reference", required=True, help="folder of config.json and one .safetensors file")
+    p.set_defaults(func=cmd_check_model)
+
     p = sub.add_parser("compare", help="compare two embedding sets of a database chip by chip")
     _add_db_argument(p)
     p.add_argument(
@@ -433,6 +441,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from wcembed.apps.demo import run  # the demo imports every layer: loaded only for it
 
     return run(args.checkpoint or None, args.outputs, args.parallel)
+
+
+def cmd_check_model(args: argparse.Namespace) -> int:
+    """Build the encoder from the case's configuration, load its tensors, run its inputs, say the largest errors."""
+    from wcembed.pipeline.reference import check_reference  # imports torch: after the arguments are checked
+
+    check = check_reference(args.model, args.reference)
+    print(check)
+    return 0 if check.passed else 1
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

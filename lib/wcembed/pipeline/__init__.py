@@ -4,6 +4,8 @@
 tiles      reading chips stitched across tiles (local, HTTP(S), S3)
 bands      a band of adjacent columns read once per COG block (``BandPlan``, ``BandFeed``)
 model      the Clay v0 encoder's architecture
+clay_v15   the Clay v1.5 encoder: bands by wavelength, the class token as embedding
+reference  an encoder checked against a case the original code computed
 weights    Clay weights: the record, checkpoint download and strict loading
 inference  model inputs and batched, device-aware inference (``Embedder``)
 job        a column (band) job's parameters, defined once (``ColumnJob``)
