@@ -209,7 +209,8 @@ BAD_INPUTS = {
     "a negative column": (["embed", "--year", "2020", "--column", "-1", "--tiles", "{dir}"], "column -1"),
     "an unknown device": (["embed", "--year", "2020", "--column", "1", "--device", "tpu", "--tiles", "{dir}"],
                           "unknown device 'tpu'"),
-    "a missing tile folder": (["embed", "--year", "2020", "--column", "1", "--tiles", "{dir}/none"], "no such folder"),
+    "a missing tile folder": (["embed", "--year", "2020", "--column", "1", "--tiles", "{dir}/none"],
+                              "no such tile source folder"),
     "a set name with a newline": (["search", "--db", "{dir}", "--set", "abc\n", "--point", "-75.6", "37.6"],
                                   "an embedding set is named with"),
 }  # fmt: skip

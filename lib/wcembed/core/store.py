@@ -214,13 +214,18 @@ def list_outputs(output: str | Path, year: int | None = None, version: str = FOR
 def content_keys(files: dict[str, int]) -> dict[str, str]:
     """What each listed output file holds, as a key that changes when its content does: its size and the
     SHA-256 of its Parquet footer (schema, row groups' statistics and offsets, the file's record), read with
-    one or two ranged reads. A rewrite of the same size with other content gets another key."""
+    one or two ranged reads. A rewrite of the same size with other content gets another key; a file whose
+    footer cannot be read gets a key that matches no record (reading it then says what is wrong)."""
+
+    def key(item: tuple[str, int]) -> str:
+        path, size = item
+        try:
+            return f"{size}:{hashlib.sha256(read_footer(path)).hexdigest()[:32]}"
+        except (OSError, OutputError):
+            return f"{size}:unreadable"
+
     with ThreadPoolExecutor(max_workers=16) as pool:  # ranged reads of an object store: many at a time
-        footers = pool.map(read_footer, files)
-        return {
-            path: f"{size}:{hashlib.sha256(f).hexdigest()[:32]}"
-            for (path, size), f in zip(files.items(), footers, strict=True)
-        }
+        return dict(zip(files, pool.map(key, files.items()), strict=True))
 
 
 def vector_matrix(column: pa.Array | pa.ChunkedArray) -> np.ndarray:

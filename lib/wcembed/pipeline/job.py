@@ -126,7 +126,9 @@ class ColumnJob:
         if "://" not in str(self.output) and Path(self.output).exists() and not Path(self.output).is_dir():
             raise BadParameterError(f"output {self.output} is a file: give a folder (or s3://bucket/prefix)")
         if "://" not in str(self.tiles) and not Path(self.tiles).is_dir():
-            raise BadParameterError(f"tiles {self.tiles}: no such folder (a local mirror, an https or s3:// URL)")
+            raise BadParameterError(
+                f"tiles {self.tiles}: no such tile source folder (give a mirror, https or s3:// URL)"
+            )
 
     # ------------------------------------------------------------------ the definition
     @classmethod
