@@ -423,7 +423,7 @@ def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin:
     return out.sort_values(["chips", "mean_score"], ascending=False, ignore_index=True)
 
 
-def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20):
+def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20, vectors=None):
     """``n`` unlabelled chips whose labels would help the classifier most, as a GeoDataFrame.
 
     Candidates are the ``n * pool`` unlabelled chips scored closest to 0.5 (the
@@ -434,8 +434,10 @@ def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20):
     centres in degrees, each divided by its median over the candidates, so that
     the suggestions are neither near-duplicates nor neighbours. ``scores`` is
     :func:`score_index`'s output; the result keeps its columns and adds
-    ``uncertainty`` and ``pick`` (order of choice).
+    ``uncertainty`` and ``pick`` (order of choice). ``vectors(chip_ids)``: the chips' vectors when they are at
+    hand (as :func:`train` takes them), else they are looked up in the index.
     """
+    lookup = index.vectors if vectors is None else vectors
     if n < 1:
         raise BadParameterError(f"n must be at least 1, got {n}")
     free = scores[~scores["chip_id"].isin(list(labels.items))]
@@ -443,10 +445,10 @@ def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20):
     cand = free.assign(uncertainty=uncertainty.to_numpy()).nlargest(n * pool, "uncertainty").reset_index(drop=True)
     if cand.empty:
         return cand.assign(pick=[])
-    x = unit(index.vectors(list(cand["chip_id"])))
+    x = unit(lookup(list(cand["chip_id"])))
     xy = centres(cand["chip_id"], index.chip_size, index.origin)
     anchors = list(labels.items)
-    ax = unit(index.vectors(anchors)) if anchors else np.zeros((0, x.shape[1]), np.float32)
+    ax = unit(lookup(anchors)) if anchors else np.zeros((0, x.shape[1]), np.float32)
     axy = np.column_stack(labels.centres(anchors)) if anchors else np.zeros((0, 2))
     sample = np.random.default_rng(0).choice(len(cand), min(len(cand), 200), replace=False)
     emb_scale = float(np.median(1 - x[sample] @ x[sample].T)) or 1.0
@@ -456,7 +458,8 @@ def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20):
         """Each candidate's combined distance to the nearest of the given chips (inf when none)."""
         if not len(vecs):
             return np.full(len(cand), np.inf)
-        d = (1 - x @ vecs.T) / emb_scale + np.linalg.norm(xy[:, None] - pts[None], axis=2) / geo_scale
+        apart = np.hypot(xy[:, None, 0] - pts[None, :, 0], xy[:, None, 1] - pts[None, :, 1])
+        d = (1 - x @ vecs.T) / emb_scale + apart / geo_scale
         return d.min(axis=1)
 
     nearest = distance_to(ax, axy)

@@ -259,7 +259,8 @@ class LabelLoop(HasTraits):
         """Suggest the ``n`` chips to label next (after :meth:`retrain`)."""
         if self.scores is None:
             raise LabelsError("retrain first: suggestions come from the classifier's scores")
-        self.suggestions = suggest_next(self.scope.index, self.scores, self.labels, n=n or self.n)
+        self.suggestions = suggest_next(self.scope.index, self.scores, self.labels, n=n or self.n,
+                                        vectors=self._vectors_of)  # fmt: skip
         return self.suggestions
 
     @property
