@@ -12,9 +12,14 @@ resubmit-missing  submit only the bands that hold a column whose output is missi
 index     ingest GeoParquet files (ours, or the original 2024 run's) into LanceDB
 search    nearest chips of a chip id or a lon/lat point
 compare   two embedding sets of a database, chip by chip
+check-model  an encoder (clay-v0, clay-v1.5) against a reference case the original code computed
+catalog   the STAC Catalog of a run's output folder
 demo      the whole pipeline offline on the sample region
 serve-wms serve a tile folder as a WMS on loopback (MapServer) until Ctrl-C
 lab       JupyterLab on the explore notebook, with the local WMS of the demo's sample
+
+Each command imports what it runs inside its function, after its arguments are checked: a bad argument is
+answered in a second, before torch, GDAL, LanceDB or pandas load (``tests/test_cli.py`` checks it).
 """
 
 from __future__ import annotations

@@ -223,7 +223,7 @@ class FileMetadata:
 def crs_projjson() -> dict[str, Any]:
     """PROJJSON of :data:`wcembed.core.product.CRS` (OGC:CRS84: WGS 84, lon/lat axis order), the CRS of every
     geometry."""
-    from pyproj import CRS as ProjCRS
+    from pyproj import CRS as ProjCRS  # deferred: only for STAC
 
     return ProjCRS(CRS).to_json_dict()
 
@@ -344,7 +344,7 @@ def write_geoparquet(gdf, path: str | Path) -> Path:
 def stac_item(path: str, n_rows: int, metadata: FileMetadata, bounds: tuple[float, ...]) -> dict:
     """The STAC Item (dict) of one column file of ``n_rows`` chips; ``bounds`` is the column's
     (west, south, east, north). It belongs to the year's Collection (:func:`stac_collection`), beside it."""
-    import pystac
+    import pystac  # deferred: only for STAC
 
     emb, year, column = metadata.embedding, metadata.year, metadata.column
     item = pystac.Item(
@@ -379,7 +379,7 @@ def stac_collection(year: int, items: Mapping[str, dict], metadata: FileMetadata
     """The STAC Collection of a year's column files: the embeddings extension's Collection fields (from one
     file's ``metadata``), the extent of ``items`` (file name to Item dict, the Items beside the Collection),
     a link to each and ``item_assets``."""
-    import pystac
+    import pystac  # deferred: only for STAC
 
     boxes = np.array([it["bbox"] for it in items.values()], float).reshape(-1, 4)
     bbox = [*boxes[:, :2].min(axis=0), *boxes[:, 2:].max(axis=0)] if len(boxes) else [-180.0, -90.0, 180.0, 90.0]
@@ -409,7 +409,7 @@ def stac_collection(year: int, items: Mapping[str, dict], metadata: FileMetadata
 
 def stac_catalog(years: Sequence[int]) -> dict:
     """The STAC Catalog of a run's folder: a child link to each year's Collection."""
-    import pystac
+    import pystac  # deferred: only for STAC
 
     catalog = pystac.Catalog(id="worldcover-embeddings", description="Clay v0 embeddings of ESA WorldCover, by year")
     d = _linked(catalog.to_dict(include_self_link=False), root="./catalog.json")

@@ -321,7 +321,7 @@ class Grid:
 
     def chip_polygon(self, column: int, row: int):
         """Footprint of the chip as a shapely Polygon (counter-clockwise, EPSG:4326)."""
-        import shapely
+        import shapely  # deferred: only for footprints
 
         return shapely.box(*self.chip_bounds(column, row))
 

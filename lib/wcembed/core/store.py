@@ -46,7 +46,7 @@ __all__ = [  # the names a column file's path is made of stay importable from he
 
 
 def _s3():
-    import boto3
+    import boto3  # deferred: only for s3:// paths
 
     return boto3.client("s3")
 

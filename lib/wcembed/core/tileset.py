@@ -111,7 +111,7 @@ def tiles_from_land_outline(region: Region = "CONUS") -> list[str]:
     borders (a tile of only Canadian or Mexican land near the border may be
     kept), which costs a few empty chips, never a missed one.
     """
-    import shapely
+    import shapely  # deferred: only for footprints
     from global_land_mask import globe  # deferred: its 1 km mask loads in a second
 
     land = ~globe._mask  # (21600, 43200), 1/120 degree cells from lat 90, lon -180

@@ -111,7 +111,7 @@ def environment_help() -> str:
 
 def entrypoint(env: Mapping[str, str] | None = None) -> int:
     """Run one array index: index -> band of columns -> papermill. Returns the process exit code."""
-    import papermill
+    import papermill  # deferred: only to run a notebook
 
     env = dict(os.environ if env is None else env)
     try:
@@ -271,7 +271,7 @@ def missing_columns(grid: Grid, output: str, year: int) -> list[int]:
 
 def validate(operation: str, params: dict) -> None:
     """Validate request parameters against botocore's AWS Batch service model (no network)."""
-    import botocore.session
+    import botocore.session  # deferred: only for s3:// paths and Batch requests
     from botocore.validate import ParamValidator
 
     model = botocore.session.get_session().get_service_model("batch")

@@ -231,7 +231,7 @@ def _embed_band(
 ) -> dict[int, ColumnResult]:
     """Read the columns' chips as one band (each COG block once), embed them column by column in batches,
     and write each column's file as soon as its last batch is embedded."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: only for a progress bar
 
     year, cs = job.year, grid.chip_size
     plan = BandPlan(grid, {c: [int(r) for r in grid.rows(c)][: job.max_rows] for c in columns}, job.batch_size)

@@ -23,7 +23,7 @@ def first_principal_component(vectors: np.ndarray) -> np.ndarray:
 def pca_map(path: str | list[str], ax=None):
     """Plot the chips of a column file (or of several) coloured by the first principal component of their
     embeddings."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: only to draw
 
     frames = [read_column(p) for p in ([path] if isinstance(path, str) else path)]
     gdf = pd.concat([f[0] for f in frames], ignore_index=True)
@@ -43,7 +43,7 @@ def pca_map(path: str | list[str], ax=None):
 
 def figure_png(fig) -> bytes:
     """A matplotlib figure as PNG bytes (the figure is closed)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # deferred: only to draw
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

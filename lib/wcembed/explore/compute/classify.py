@@ -245,7 +245,7 @@ def train(
     vectors ``(N, D)`` when they are at hand (e.g. the explorer's kept unit vectors), else they are looked up
     in the index.
     """
-    from sklearn.dummy import DummyClassifier
+    from sklearn.dummy import DummyClassifier  # deferred: only to train
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import GroupKFold
@@ -372,7 +372,7 @@ def export(results, path: str | Path, about: Mapping[str, str] | None = None) ->
 def adjacent_groups(years, columns, rows) -> np.ndarray:
     """A group number (0, 1, ...) for each chip given by its year, grid column and row: chips of a year that
     share an edge, directly or through others of the chips given, have the same number (one place)."""
-    from scipy import ndimage
+    from scipy import ndimage  # deferred: only to group detections
 
     years, columns, rows = (np.asarray(v, np.int64) for v in (years, columns, rows))
     groups = np.zeros(len(columns), np.int64)

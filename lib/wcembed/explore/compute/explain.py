@@ -119,7 +119,7 @@ class MatchExplainer:
 
     def picture(self, result: str, heat: np.ndarray, size: int = 256, pixels: np.ndarray | None = None) -> bytes:
         """A PNG of the result chip (true colour) under the heatmap (inferno, half transparent)."""
-        import matplotlib
+        import matplotlib  # deferred: only to draw
         from PIL import Image
 
         px = self.read(result) if pixels is None else pixels

@@ -161,7 +161,7 @@ class ChipRaster:
     def to_cog(self, path: str | Path) -> Path:
         """Write a float32 Cloud-Optimized GeoTIFF (EPSG:4326, nodata NaN, DEFLATE) with the legend's text
         in its tags and band description. Written atomically."""
-        import rasterio
+        import rasterio  # deferred: only to write or window a raster
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,7 +195,7 @@ class ChipRaster:
     def palette(self) -> np.ndarray:
         """``(256, 4)`` uint8 colours of a one-band layer: entry 0 transparent (NaN), 1..255 the colour map
         from ``vmin`` to ``vmax``."""
-        import matplotlib
+        import matplotlib  # deferred: only to draw
 
         colours = matplotlib.colormaps[self.cmap](np.linspace(0, 1, 255))
         return np.vstack([np.zeros((1, 4), np.uint8), (colours * 255).round().astype(np.uint8)])
@@ -224,7 +224,7 @@ class ChipRaster:
 
     def _warp(self, bands: np.ndarray, supersample: int) -> tuple[np.ndarray, tuple[float, float, float, float]]:
         """``(bands, rows, columns)`` uint8 warped (nearest) to Web Mercator; 0 where nothing lands."""
-        import rasterio.warp
+        import rasterio.warp  # deferred: only to write or window a raster
         from rasterio.enums import Resampling
         from rasterio.transform import from_bounds
 
@@ -271,7 +271,7 @@ class ChipRaster:
 
     def _png(self, image: np.ndarray) -> bytes:
         """PNG bytes of palette indices (one band) or of RGBA."""
-        from PIL import Image
+        from PIL import Image  # deferred: only to draw
 
         if image.ndim == 2:
             picture = Image.fromarray(image, "P")

@@ -77,7 +77,7 @@ class YearVectors:
         two cores, where float32 takes 60 ms and a conversion to float32 a second. ``q`` is scaled to at most 1
         first, so that a small vector (a change) keeps its digits; each result is within 2**-11 of its
         size (the half-precision output) plus the rounding of the vectors."""
-        import torch
+        import torch  # deferred: torch loads only where a model or a product runs
 
         q = np.asarray(q, np.float32)
         scale = float(np.abs(q).max()) or 1.0
@@ -102,7 +102,7 @@ class YearVectors:
         float32, in chunks of :data:`PAIR_CHUNK_ROWS`. The two years' components are subtracted first, in
         half precision (a chip that did not change has distance 0 exactly: no ``1 - a.b`` rounding), and
         the squares summed in float32."""
-        import torch
+        import torch  # deferred: torch loads only where a model or a product runs
 
         out = np.empty(len(i), np.float32)
         m = None if shift is None else torch.from_numpy(np.asarray(shift, self.vectors.dtype))

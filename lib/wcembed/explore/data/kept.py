@@ -44,7 +44,7 @@ small (at CONUS it peaked at 0.6 GB with 2,048 rows, 1.2 GB with 65,536) and rea
 def unit_rows(m: np.ndarray, out: np.ndarray) -> np.ndarray:
     """The rows of ``m`` (float32) divided by their lengths (at least 1e-12), written into ``out`` (e.g. a
     slice of a :data:`VECTOR_DTYPE` matrix; torch converts, ten times faster than numpy's cast)."""
-    import torch
+    import torch  # deferred: torch loads only where a model or a product runs
 
     norms = np.sqrt(np.einsum("ij,ij->i", m, m))
     torch.from_numpy(out).copy_(torch.from_numpy(m / np.maximum(norms, 1e-12)[:, None]))

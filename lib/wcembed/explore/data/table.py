@@ -106,7 +106,7 @@ def remote(db: str | Path) -> bool:
 
 
 def connect(db: str | Path):
-    import lancedb
+    import lancedb  # deferred: loads only with a database
 
     return lancedb.connect(str(db))
 
@@ -156,7 +156,7 @@ def probes(n_rows: int) -> int:
 def build_ann_index(table, kind: str = ANN_INDEX) -> None:
     """Build a cosine ANN index on ``vector`` with :func:`partitions` partitions: ``kind`` is ``ivf_sq``
     (the default, see :data:`ANN_INDEX`), ``ivf_rq``, ``ivf_pq`` or ``ivf_hnsw_sq``."""
-    from lancedb.index import IvfHnswSq, IvfPq, IvfRq, IvfSq
+    from lancedb.index import IvfHnswSq, IvfPq, IvfRq, IvfSq  # deferred: loads only with a database
 
     n = partitions(table.count_rows())
     dim = table.schema.field("vector").type.list_size

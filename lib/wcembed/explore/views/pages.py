@@ -20,7 +20,7 @@ def export_html(path, session, wms_url: str, layer: str | None, *, center, zoom:
     coloured by rank, the query chip and the labelled chips, styled as the live map styles them.
     ``center``: (lat, lon) in degrees; ``zoom``: Leaflet's.
     """
-    import folium
+    import folium  # deferred: only for a page
 
     m = folium.Map(location=center, zoom_start=zoom, tiles=None, control_scale=True)
     if layer:
