@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from wcembed.apps.cli import main
 from wcembed.pipeline.clay_v15 import (
     WAVES_UM,
     ClayV15Config,
@@ -71,11 +72,11 @@ def test_the_large_encoder_has_the_published_checkpoints_keys_and_shapes():
     assert got == want and sum(v.numel() for v in encoder.parameters()) == 311_442_944
 
 
-def test_check_model_says_the_errors_and_fails_above_the_tolerance(tmp_path):
+def test_check_model_says_the_errors_and_fails_above_the_tolerance(tmp_path, capsys):
     for model, folder in (("clay-v1.5", DATA), ("clay-v0", DATA.parent / "clay_v0")):
-        done = subprocess.run([sys.executable, "-m", "wcembed", "check-model", model, "--reference", str(folder)],
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
-        assert done.returncode == 0 and f"{model}: largest error" in done.stdout and "within 1e-05" in done.stdout
+        assert main(["check-model", model, "--reference", str(folder)]) == 0
+        out = capsys.readouterr().out
+        assert f"{model}: largest error" in out and "within 1e-05" in out
     bad = tmp_path / "bad"
     bad.mkdir()
     shutil.copy(DATA / "config.json", bad)
@@ -87,6 +88,5 @@ def test_check_model_says_the_errors_and_fails_above_the_tolerance(tmp_path):
     done = subprocess.run([sys.executable, "-m", "wcembed", "check-model", "clay-v1.5", "--reference", str(bad)],
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 1 and "ABOVE 1e-05" in done.stdout
-    done = subprocess.run([sys.executable, "-m", "wcembed", "check-model", "clay-v0", "--reference", str(DATA)],
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert done.returncode == 65 and "is not a reference case of clay-v0" in done.stderr
+    assert main(["check-model", "clay-v0", "--reference", str(DATA)]) == 65
+    assert "is not a reference case of clay-v0" in capsys.readouterr().err
