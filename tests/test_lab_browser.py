@@ -120,6 +120,10 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
         assert drawn["tracks"] and min(drawn["tracks"]) >= 60, drawn  # the sliders' tracks drawn
     assert [d["width"] for d in features["drawn"]] == [1400, 1000]
     assert len(set(features["mapTops"])) == 1, features["mapTops"]  # the map stays put as the count line goes
+    t = features["thresholds"]  # the similarity layer's slider dragged, the change layer shown, then back
+    assert t["moved"] != t["start"] and t["back"] == t["moved"], t  # it kept the threshold it was given
+    assert t["other"].startswith(tuple("0123456789")) and " chips with change " in t["other"]
+    assert t["other"].rsplit("≥ ", 1)[1] != t["moved"].rsplit("≥ ", 1)[1], t  # the change layer's own
     assert seen["offHost"] == [], seen["offHost"][:5]  # the browser asked nothing of any other host
     assert seen["console"] == jupyter_leaflet_own_warnings(), seen["console"]  # nothing else warned or failed
 

@@ -170,6 +170,37 @@ withPage(cfg, async (page) => {
       tops.push(await mapTop());
     }
     features.mapTops = tops;
+    // each region layer keeps its own threshold: the similarity layer's slider dragged, another layer shown (its
+    // line at its own start), then the similarity layer again (its line as it was left)
+    const regionLine = () => page.evaluate(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .map((e) => e.textContent).find((t) => /^\d+ chips with /.test(t)) || "");
+    await region.selectOption("similarity");
+    await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /^\d+ chips with similarity/.test(e.textContent)), null, { timeout: 60000 });
+    const start = await regionLine();
+    const handle = page.locator(".wcembed-controls .widget-slider .noUi-handle").first();
+    await handle.scrollIntoViewIfNeeded();
+    const hb = await handle.boundingBox();
+    await page.mouse.move(hb.x + hb.width / 2, hb.y + hb.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(hb.x + hb.width / 2 + 60, hb.y + hb.height / 2, { steps: 8 });
+    await page.mouse.up();
+    await page.waitForFunction((old) => {
+      const t = [...document.querySelectorAll(".jp-OutputArea .widget-html-content")].map((e) => e.textContent)
+        .find((s) => /^\d+ chips with similarity/.test(s));
+      return t && t !== old;
+    }, start, { timeout: 30000 });
+    const moved = await regionLine();
+    await region.selectOption("change");
+    await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /^\d+ chips with change/.test(e.textContent)), null, { timeout: 60000 });
+    await page.waitForTimeout(1000); // a late value from the similarity slider would arrive now
+    const other = await regionLine();
+    await region.selectOption("similarity");
+    await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
+      .some((e) => /^\d+ chips with similarity/.test(e.textContent)), null, { timeout: 60000 });
+    await page.waitForTimeout(1000);
+    features.thresholds = { start, moved, other, back: await regionLine() };
     await page.setViewportSize({ width: 1000, height: 1100 });
     await page.waitForTimeout(1500);
     features.drawn.push(await controlsDrawn(page));
