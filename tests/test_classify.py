@@ -363,7 +363,7 @@ def test_the_labelling_panel_by_its_buttons(small_chips, sample_root, tmp_path):
         loop, panel = session.labelling, ex.panel
         loop.block_deg, loop.n = 0.03, 6
         assert panel.review_card.value == "detections to review appear after the first retrain"
-        assert panel.curve.value.startswith(b"\x89PNG")  # a picture from the start, never a broken image
+        assert bytes(panel.curve.value).startswith(b"\x89PNG")  # a picture from the start, never a broken image
         panel.retrain_button.click()  # nothing labelled yet: the panel's own status line says why, at once
         assert "at least 2" in panel.status.value and not panel.retrain_button.disabled
         assert "training" not in panel.status.value
