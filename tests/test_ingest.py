@@ -163,6 +163,12 @@ def test_a_set_never_mixes_weights(built, tmp_path):
     assert len(ChipIndex(db)) == 40 and ChipIndex(db).weights == {""}
     report = ingest(other, db, set="v15")  # a set of its own
     assert report.sets == {"v15": len(ROWS)}
+    mixed = tmp_path / "mixed"  # two new files of two weights into a new set: the second is refused
+    write_column(mixed, 2020, 1150, np.random.default_rng(4), rows=ROWS, weights="clay-v0.1")
+    write_column(mixed, 2020, 1151, np.random.default_rng(5), rows=ROWS, weights="clay-v1.5")
+    with pytest.raises(IngestError, match=r"1 of 2 files.*its weights are clay-v1\.5; set fresh holds clay-v0\.1"):
+        ingest(mixed, db, set="fresh")
+    assert ChipIndex(db, set="fresh").weights == {"clay-v0.1"}
 
 
 def test_a_rewrite_of_the_same_size_is_ingested(built):

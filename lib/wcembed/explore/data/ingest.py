@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +283,7 @@ def _ingest(
     failed: dict[str, str] = {}
     held = {_year_column(p): p for p in seen}  # the set's file of each (year, column)
     displaced: list[str] = []  # files of the set whose columns other files replace
+    holding = Counter(weights.get(p, "") for p in seen if p not in todo)  # weights of the files the set keeps
 
     def add_pending() -> None:
         nonlocal chips
@@ -311,7 +313,8 @@ def _ingest(
                 raise _BadFile(f"set {set_name} holds column {column} of {year} from {other}: give --replace to "
                                "replace it with this file, or ingest this file into another set (--set)")  # fmt: skip
             part, meta = _arrow_rows(path, schema, original_weights)
-            kept = {w for p, w in weights.items() if p in seen and p != path and p != other and p not in displaced}
+            others = holding - Counter([weights.get(other, "")] if other in seen and other not in todo else [])
+            kept = set(others)  # the weights of every other file the set holds (those ingested now too)
             if kept and meta.weights not in kept:
                 holds = ", ".join(sorted(kept))
                 raise _BadFile(f"its weights are {meta.weights}; set {set_name} holds {holds}: a set holds one "
@@ -323,6 +326,9 @@ def _ingest(
             continue
         if other is not None and other != path:
             displaced.append(other)
+            if other in seen and other not in todo:
+                holding[weights.get(other, "")] -= 1
+        holding[meta.weights] += 1
         held[_year_column(path)] = path
         schema = schema or part.schema  # the first good file sets the layout of a new table
         pending.append((path, part))
