@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from wcembed.pipeline.model import Attention, FeedForward, Transformer
+
 WAVE_DIM = 128
 """Width of the wavelength codes and of the weight generator's tokens."""
 WEIGHT_TOKENS = 128
@@ -130,45 +132,37 @@ class _PatchEmbedding(nn.Module):
         return patches.flatten(2).transpose(1, 2)
 
 
-class _Attention(nn.Module):
+class _Attention(Attention):
+    """v0's attention (pre-norm, no bias in ``to_qkv``), its output one linear without bias, as the v1.5
+    checkpoint holds it (``to_out.weight``); the forward pass is v0's."""
+
     def __init__(self, dim: int, heads: int, dim_head: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)  # the layout of v1.5's keys, not v0's
         self.heads = heads
         self.norm = nn.LayerNorm(dim)
         self.to_qkv = nn.Linear(dim, 3 * heads * dim_head, bias=False)
         self.to_out = nn.Linear(heads * dim_head, dim, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, _ = x.shape
-        q, k, v = (t.view(b, n, self.heads, -1).transpose(1, 2) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
-        out = F.scaled_dot_product_attention(q, k, v)  # scale dim_head^-0.5
-        return self.to_out(out.transpose(1, 2).reshape(b, n, -1))
 
+class _FeedForward(FeedForward):
+    """v0's feed-forward without its dropout slots (``net.0``, ``net.1``, ``net.3`` in the v1.5 checkpoint)."""
 
-class _FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         self.net = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
 
+class _Transformer(Transformer):
+    """v0's pre-norm transformer (its forward pass) with v1.5's layers."""
 
-class _Transformer(nn.Module):
     def __init__(self, config: ClayV15Config) -> None:
-        super().__init__()
+        nn.Module.__init__(self)
         hidden = int(config.dim * config.mlp_ratio)
         self.layers = nn.ModuleList(
             nn.ModuleList([_Attention(config.dim, config.heads, config.dim_head), _FeedForward(config.dim, hidden)])
             for _ in range(config.depth)
         )
         self.norm = nn.LayerNorm(config.dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for attention, feed_forward in self.layers:
-            x = attention(x) + x
-            x = feed_forward(x) + x
-        return self.norm(x)
 
 
 class ClayV15Encoder(nn.Module):
