@@ -16,7 +16,7 @@ from labelled_sample import labelled_sample
 from PIL import Image
 from wcembed import ROOT
 from wcembed.core.errors import BadParameterError, LabelsError
-from wcembed.explore.compute.classify import Labels, adjacent_groups, export, score_index, train, unit
+from wcembed.explore.compute.classify import Labels, _read_columns, adjacent_groups, export, score_index, train, unit
 from wcembed.explore.state.session import ExploreSession
 from wcembed.explore.views.pages import offline_html, screenshot
 from wcembed.explore.views.view import Explorer
@@ -61,10 +61,10 @@ def test_blocked_cv_beats_random_and_scores_match_row_by_row(small_chips, tmp_pa
     clf = train(index, labels, block_deg=0.03)
     print(f"blocked CV balanced accuracy {clf.cv_balanced_accuracy:.3f}, random {clf.baseline_balanced_accuracy:.3f}")
     assert clf.cv_balanced_accuracy > clf.baseline_balanced_accuracy + 0.2
-    scores = score_index(index, clf.model, tmp_path / "scores.parquet", batch_rows=37)
+    scores = score_index(index, clf, tmp_path / "scores.parquet", batch_rows=37)
     assert len(scores) == len(index)
     ids = scores["chip_id"].tolist()[:25]
-    one_by_one = [clf.model.predict_proba(unit(index.vectors([c])))[0, 1] for c in ids]
+    one_by_one = [clf.predict_proba(unit(index.vectors([c])))[0, 1] for c in ids]
     np.testing.assert_allclose(scores["score"].to_numpy()[:25], one_by_one, rtol=0, atol=1e-6)
     session = ExploreSession(index)  # the labelling loop scores a year from its float16 unit vectors
     session.labelling.classifier = clf
@@ -254,7 +254,7 @@ def test_suggestions_are_uncertain_unlabelled_and_spread_out(small_chips):
     for label in ("positive", "negative"):
         for chip in [c for c in labels.items if labels.items[c]["label"] == label][:3]:
             few.items[chip] = labels.items[chip]
-    scores = score_index(index, train(index, few, block_deg=0.03).model)
+    scores = score_index(index, train(index, few, block_deg=0.03))
     picks = suggest_next(index, scores, few, n=8)
     assert len(picks) == 8 == len(set(picks["chip_id"])) and list(picks["pick"]) == list(range(1, 9))
     assert not set(picks["chip_id"]) & set(few.items)
@@ -490,6 +490,64 @@ def test_label_files_give_their_labels_or_a_labels_error(tmp_path, features):
         assert tuple(labels.items[f["properties"]["chip_id"]]["bounds"]) == pytest.approx(want)
 
 
+@PROPS
+@given(features=valid_features | st.lists(feature_like | json_values, max_size=4) | json_values)
+def test_the_one_pass_reader_gives_what_the_feature_reader_gives_or_leaves_it_to_it(tmp_path, features):
+    """GDAL's one pass over a labels file either declines it or gives exactly the labels the feature-by-feature
+    reader gives (which then names any problem)."""
+    path = label_file(tmp_path, features)
+    fast = _read_columns(path)
+    if fast is not None:
+        assert fast == Labels._read_features(path)
+
+
+def test_a_labels_file_of_another_writer_is_read_in_one_pass(small_chips, tmp_path):
+    """A labels file written by geopandas (its own name and CRS members, another property) is read in one pass,
+    with the labels the feature reader gives; a file with a year written as text is left to the feature reader,
+    which names it."""
+    import geopandas as gpd
+
+    _, labels, _ = small_chips
+    ids = list(labels.items)[:50]
+    frame = gpd.GeoDataFrame(
+        {
+            "chip_id": ids,
+            "year": [labels.items[c]["year"] for c in ids],
+            "label": [labels.items[c]["label"] for c in ids],
+            "note": "from another tool",
+        },
+        geometry=[shapely.box(*labels.items[c]["bounds"]) for c in ids],
+        crs="EPSG:4326",
+    )
+    frame.to_file(tmp_path / "other.geojson", driver="GeoJSON")
+    fast = _read_columns(tmp_path / "other.geojson")
+    assert fast is not None and fast == Labels._read_features(tmp_path / "other.geojson")
+    assert list(fast.items) == ids and all(fast.items[c] == labels.items[c] for c in ids)
+    frame.assign(year=frame["year"].astype(str)).to_file(tmp_path / "text.geojson", driver="GeoJSON")
+    assert _read_columns(tmp_path / "text.geojson") is None
+    with pytest.raises(LabelsError, match=r"feature 0: year '2020' has no WorldCover composite"):
+        Labels.load(tmp_path / "text.geojson")
+
+
+def test_the_classifier_is_standardised_logistic_regression(small_chips):
+    """The fitted classifier gives scikit-learn's scaler-and-regression pipeline's probabilities (to float32
+    rounding), and its folded linear form the same."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    index, labels, _ = small_chips
+    clf = train(index, labels, block_deg=0.03)
+    ids = list(labels.items)
+    x = unit(index.vectors(ids))
+    y = np.array([labels.items[c]["label"] == "positive" for c in ids], dtype=int)
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
+    want = pipeline.fit(x, y).predict_proba(x)[:, 1]
+    assert np.abs(clf.predict_proba(x)[:, 1] - want).max() < 1e-4
+    w, b = clf.linear()
+    assert np.abs(1 / (1 + np.exp(-(x @ w + b))) - want).max() < 1e-4
+
+
 def test_label_files_that_cannot_be_read_or_written_say_why(tmp_path):
     """A labels file nested deeper than Python's stack, and saving to a folder or into no folder: a LabelsError
     in one line, nothing written."""
@@ -522,7 +580,7 @@ def test_many_labels_are_cross_validated_on_whole_blocks_and_fitted_on_all(small
     assert len(labels) // 3 <= clf.cv_labels == len(rows) < len(labels)
     inside = set(groups[rows])
     assert all((groups[i] in inside) == (i in set(rows)) for i in range(len(ids)))  # blocks kept whole
-    assert clf.model[-1].coef_.shape == (1, index.vectors(ids[:1]).shape[1])
+    assert clf.regression.coef_.shape == (1, index.vectors(ids[:1]).shape[1])
     session = ExploreSession(index)
     session.labelling.labels = labels
     session.labelling.block_deg = 0.03

@@ -76,6 +76,22 @@ def test_search_by_chip_point_examples_and_filters(db):
         idx.vectors(["nope"])
 
 
+def test_missing_chips_are_the_same_by_lookups_and_by_one_pass(db, monkeypatch):
+    """Beyond LOOKUP_MOST ids, one pass over the chip ids of their years finds the same missing chips, in the
+    order given, as the lookups do (ids of another year, off the grid, and strings that are no chip id)."""
+    from wcembed.explore.data import index as index_module
+
+    _, path = db
+    idx = ChipIndex(path)
+    have = idx.table.to_arrow()["chip_id"].to_pylist()
+    asked = [have[3], "2020-1150-9999", have[200], "2019-1150-0283", "nope", have[0], "2021-0001-0001"]
+    by_lookups = idx.missing(asked)
+    assert by_lookups == ["2020-1150-9999", "2019-1150-0283", "nope", "2021-0001-0001"]
+    monkeypatch.setattr(index_module, "LOOKUP_MOST", 2)
+    assert idx.missing(asked) == by_lookups
+    assert idx.missing(asked[:1] + asked[2:3] + asked[5:6]) == []
+
+
 def test_ingest_is_incremental_and_never_duplicates(db):
     out, path = db
     again = ingest(out, path)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ import shapely
 
 from wcembed.core.contract import write_geoparquet
 from wcembed.core.errors import BadInputError, BadParameterError, LabelsError
-from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_bounds, parse_chip_id
+from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_bounds, parse_chip_id, parse_chip_ids
 from wcembed.core.product import CRS, check_year
 from wcembed.core.store import vector_matrix
 
@@ -73,14 +74,12 @@ class Labels:
         if label not in LABELS:
             raise LabelsError(f"label must be one of {LABELS}, not {label!r}")
         try:
-            id_year, column, row = parse_chip_id(chip_id)
+            id_year = parse_chip_id(chip_id)[0]
             year = check_year(year)
         except BadInputError as exc:
             raise LabelsError(str(exc)) from None
         if id_year != year:
             raise LabelsError(f"chip {chip_id!r} is of {id_year}, labelled as of {year}")
-        if column < 0 or row < 0:
-            raise LabelsError(f"chip {chip_id!r} is not on the grid (negative column or row)")
         try:
             w, s, e, n = (float(b) for b in bounds)
         except (TypeError, ValueError):
@@ -136,7 +135,17 @@ class Labels:
 
     @classmethod
     def load(cls, path: str | Path) -> Labels:
-        """Read labels from GeoJSON, with an error that names the problem (and the feature)."""
+        """Read labels from GeoJSON, with an error that names the problem (and the feature).
+
+        A well-formed file is read in one pass by GDAL's GeoJSON reader and checked column by column (100,000
+        labels in about 2 s on a 2-core machine, where Python's JSON parser alone took 3-4 s); any other is
+        read feature by feature, which names the first problem."""
+        labels = _read_columns(Path(path))
+        return labels if labels is not None else cls._read_features(path)
+
+    @classmethod
+    def _read_features(cls, path: str | Path) -> Labels:
+        """Labels read feature by feature with Python's JSON parser, or :class:`LabelsError` naming the problem."""
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -193,12 +202,73 @@ class Labels:
                               f"chip's {tuple(round(float(v), 6) for v in want[i])}")  # fmt: skip
 
 
+_FEATURE_COLLECTION = re.compile(rb'\s*\{\s*"type"\s*:\s*"FeatureCollection"\s*,')
+
+
+def _read_columns(path: Path) -> Labels | None:
+    """The labels of a file as :meth:`Labels.save` writes it (a FeatureCollection whose features all have a
+    string ``chip_id``, an integer ``year``, a ``label`` and a polygon), read by GDAL in one pass and checked as
+    :meth:`Labels.add` checks one label; ``None`` where anything differs, for :meth:`Labels._read_features` to
+    read and name."""
+    import pyarrow as pa  # deferred: with GDAL, only to read labels
+    import pyarrow.compute as pc
+    import pyogrio
+
+    try:
+        with path.open("rb") as f:
+            if not _FEATURE_COLLECTION.match(f.read(256)):
+                return None
+        meta, table = pyogrio.read_arrow(path, columns=["chip_id", "year", "label"])
+    except (OSError, RuntimeError):  # pyogrio's errors are RuntimeErrors: the feature-by-feature reader says why
+        return None
+    if meta.get("geometry_name", "") or "wkb_geometry" not in table.column_names:
+        return None
+    names = dict(zip(table.column_names, table.schema.types, strict=True))
+    if not (
+        names.get("chip_id") == pa.string()
+        and names.get("label") == pa.string()
+        and pa.types.is_integer(names.get("year", pa.null()))
+        and not any(table[c].null_count for c in table.column_names)
+        and pc.all(pc.is_in(table["label"], value_set=pa.array(LABELS))).as_py() is not False
+        and pc.count_distinct(table["chip_id"]).as_py() == len(table)
+    ):
+        return None
+    geometry = shapely.from_wkb(table["wkb_geometry"].to_numpy(zero_copy_only=False))
+    if len(geometry) and not (shapely.get_type_id(geometry) == shapely.GeometryType.POLYGON).all():
+        return None
+    try:
+        cells = parse_chip_ids(table["chip_id"])
+        years = table["year"].to_numpy()
+        for year in np.unique(years):
+            check_year(int(year))
+    except BadInputError:
+        return None
+    bounds = shapely.bounds(geometry).reshape(-1, 4)
+    w, s, e, n = bounds.T
+    if not ((cells[:, 0] == years).all() and np.isfinite(bounds).all() and (w < e).all() and (s < n).all()):
+        return None
+    labels = Labels()
+    labels.items = {
+        chip: {"year": year, "label": label, "bounds": box}
+        for chip, year, label, box in zip(
+            table["chip_id"].to_pylist(),
+            years.tolist(),
+            table["label"].to_pylist(),
+            map(tuple, bounds.tolist()),
+            strict=True,
+        )
+    }
+    return labels
+
+
 @dataclass
 class TrainedClassifier:
-    """A fitted classifier (scaler and logistic regression over unit vectors) with its spatially blocked
-    cross-validated score."""
+    """A fitted classifier over unit vectors (each component standardised by the training labels' ``mean`` and
+    ``scale``, then a logistic ``regression``) with its spatially blocked cross-validated score."""
 
-    model: object
+    mean: np.ndarray
+    scale: np.ndarray
+    regression: object
     cv_balanced_accuracy: float
     baseline_balanced_accuracy: float
     folds: int
@@ -206,19 +276,66 @@ class TrainedClassifier:
     cv_labels: int = 0
     """The labels the cross-validation ran on: all of them, or whole blocks of them up to :data:`CV_MAX_LABELS`."""
 
+    def predict_proba(self, u: np.ndarray) -> np.ndarray:
+        """``(N, 2)`` probabilities of the negative and the positive class of unit vectors ``u`` ``(N, D)``."""
+        return self.regression.predict_proba(_standardise(u, self.mean, self.scale))
+
     def linear(self) -> tuple[np.ndarray, float]:
-        """``(w, b)`` with ``logit = u @ w + b`` for a unit vector ``u``: the scaler folded into the logistic
-        regression, so that a whole year is scored by one matrix-vector product
+        """``(w, b)`` with ``logit = u @ w + b`` for a unit vector ``u``: the standardisation folded into the
+        logistic regression, so that a whole year is scored by one matrix-vector product
         (:meth:`wcembed.explore.compute.vectors.YearVectors.dot`)."""
-        scaler, regression = self.model[0], self.model[-1]
-        w = regression.coef_[0] / scaler.scale_
-        return w.astype(np.float32), float(regression.intercept_[0] - scaler.mean_ @ w)
+        w = self.regression.coef_[0] / self.scale
+        return w.astype(np.float32), float(self.regression.intercept_[0] - self.mean @ w)
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """``(x - mean) / scale`` in float32 (a float64 copy of 100,000 labels' vectors would be 600 MB)."""
+    z = np.subtract(x, mean.astype(np.float32), dtype=np.float32)
+    z *= (1 / scale).astype(np.float32)
+    return z
+
+
+def _moments(x: np.ndarray, rows: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation of ``x`` ``(N, D)``, float64: float32 sums over ``rows`` rows at
+    a time added up in float64 (a float64 pass over all of ``x``, as numpy's ``std(dtype=float64)`` or
+    scikit-learn's scaler make, took seconds at 100,000 labels)."""
+    total = np.zeros(x.shape[1])
+    for s in range(0, len(x), rows):
+        total += x[s : s + rows].sum(axis=0)
+    mean = total / max(len(x), 1)
+    squares, centre = np.zeros(x.shape[1]), mean.astype(x.dtype)
+    for s in range(0, len(x), rows):
+        d = x[s : s + rows] - centre
+        squares += np.einsum("ij,ij->j", d, d)
+    return mean, np.sqrt(squares / max(len(x), 1))
+
+
+def _fit(x: np.ndarray, y: np.ndarray):
+    """``(mean, scale, regression)`` fitted on unit vectors ``x`` and classes ``y``: per-component mean and
+    standard deviation (a constant component is left unscaled), then a class-balanced logistic regression."""
+    from sklearn.linear_model import LogisticRegression  # deferred: only to train
+
+    mean, scale = _moments(x)
+    scale[scale < 10 * np.finfo(np.float64).eps] = 1.0
+    regression = LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced")
+    return mean, scale, regression.fit(_standardise(x, mean, scale), y)
 
 
 def unit(x: np.ndarray) -> np.ndarray:
     """The rows of ``x`` divided by their lengths (at least 1e-12), float32."""
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    out = np.array(x, np.float32)  # one new array, divided in place (each new 300 MB costs its page faults)
+    out /= np.maximum(np.sqrt(np.einsum("ij,ij->i", out, out)), 1e-12)[:, None]
+    return out
+
+
+def labelled(chip_ids, labels: Labels) -> np.ndarray:
+    """Whether each of ``chip_ids`` (a sequence or Series of chip ids) is labelled: one hash lookup in Arrow
+    (pandas' ``isin`` over Arrow strings loops in Python: seconds at 100,000 labels)."""
+    import pyarrow as pa  # deferred: with the labels' own lookups
+    import pyarrow.compute as pc
+
+    ids = pa.array(list(chip_ids) if not isinstance(chip_ids, pd.Series) else chip_ids, pa.string())
+    return pc.is_in(ids, value_set=pa.array(list(labels.items), pa.string())).to_numpy(zero_copy_only=False)
 
 
 def spatial_blocks(lon: np.ndarray, lat: np.ndarray, block_deg: float) -> np.ndarray:
@@ -242,30 +359,23 @@ def train(
     classifier that guesses by the training folds' class frequencies, scored
     on the same folds. Beyond :data:`CV_MAX_LABELS` labels the CV runs on whole blocks drawn at random up to
     that many (:attr:`TrainedClassifier.cv_labels` says how many). ``vectors(chip_ids)``: the labelled chips'
-    vectors ``(N, D)`` when they are at hand (e.g. the explorer's kept unit vectors), else they are looked up
-    in the index.
+    unit vectors ``(N, D)`` when they are at hand (e.g. the explorer's kept vectors), else the index's vectors
+    are looked up and made unit vectors.
     """
     from sklearn.dummy import DummyClassifier  # deferred: only to train
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
     from sklearn.model_selection import GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
     ids = list(labels.items)
     if len(labels.positives) < 2 or len(labels.negatives) < 2:
         raise LabelsError("need at least 2 positive and 2 negative labels to train")
-    x = unit(index.vectors(ids) if vectors is None else vectors(ids))
+    x = unit(index.vectors(ids)) if vectors is None else vectors(ids)
     y = np.array([labels.items[c]["label"] == "positive" for c in ids], dtype=int)
     groups = spatial_blocks(*labels.centres(ids), block_deg)
     n_folds = min(folds, len(np.unique(groups)))
     if n_folds < 2:
         raise LabelsError(f"all labels fall in one {block_deg} degree block: cannot cross-validate")
     cv = _cv_rows(groups, CV_MAX_LABELS, seed)
-
-    def model():
-        return make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=2000, class_weight="balanced"))
-
     xs, ys, gs = x[cv], y[cv], groups[cv]
     n_folds = min(n_folds, len(np.unique(gs)))
     pred, base = np.zeros_like(ys), np.zeros_like(ys)
@@ -273,13 +383,13 @@ def train(
         if len(np.unique(ys[train_i])) < 2:
             pred[test_i] = ys[train_i][0]
         else:
-            pred[test_i] = model().fit(xs[train_i], ys[train_i]).predict(xs[test_i])
+            mean, scale, regression = _fit(xs[train_i], ys[train_i])
+            pred[test_i] = regression.predict(_standardise(xs[test_i], mean, scale))
         base[test_i] = (
             DummyClassifier(strategy="stratified", random_state=seed).fit(xs[train_i], ys[train_i]).predict(xs[test_i])
         )
-    fitted = model().fit(x, y)
     return TrainedClassifier(
-        fitted, balanced_accuracy_score(ys, pred), balanced_accuracy_score(ys, base), n_folds, block_deg, len(cv)
+        *_fit(x, y), balanced_accuracy_score(ys, pred), balanced_accuracy_score(ys, base), n_folds, block_deg, len(cv)
     )
 
 
@@ -293,7 +403,14 @@ def _cv_rows(groups: np.ndarray, most: int, seed: int) -> np.ndarray:
     return np.flatnonzero(np.isin(inverse, chosen))
 
 
-def score_index(index, model, path: str | Path | None = None, *, batch_rows: int = 65_536, year: int | None = None):
+def score_index(
+    index,
+    classifier: TrainedClassifier,
+    path: str | Path | None = None,
+    *,
+    batch_rows: int = 65_536,
+    year: int | None = None,
+):
     """Probability of the positive class for every chip of the index, batch by batch.
 
     Returns a GeoDataFrame (``chip_id``, ``year``, ``score``, ``geometry``), written
@@ -308,7 +425,7 @@ def score_index(index, model, path: str | Path | None = None, *, batch_rows: int
                 {
                     "chip_id": batch.column("chip_id").to_pandas(),
                     "year": batch.column("year").to_numpy(),
-                    "score": model.predict_proba(x)[:, 1].astype(np.float32),
+                    "score": classifier.predict_proba(x)[:, 1].astype(np.float32),
                     "geometry": shapely.from_wkb(batch.column("geometry").to_numpy(zero_copy_only=False)),
                 }
             )
@@ -331,11 +448,8 @@ def centres(chip_ids, chip_size: int = CHIP_PX, origin: tuple[float, float] = CO
 def _bounds(chip_ids, chip_size: int, origin: tuple[float, float]) -> np.ndarray:
     """``(N, 4)`` west, south, east, north of chips by id (``{year}-{column}-{row}``), vectorised."""
 
-    parts = pd.Series(list(chip_ids), dtype=object).str.split("-", expand=True)
-    if parts.empty:
-        return np.zeros((0, 4))
-    cells = parts.iloc[:, 1:3].astype(np.int64).to_numpy()
-    return np.column_stack(chip_bounds(cells[:, 0], cells[:, 1], chip_size, origin)).reshape(-1, 4)
+    cells = parse_chip_ids(chip_ids)
+    return np.column_stack(chip_bounds(cells[:, 1], cells[:, 2], chip_size, origin)).reshape(-1, 4)
 
 
 def with_footprints(frame, chip_size: int = CHIP_PX, origin: tuple[float, float] = CONUS_ORIGIN):
@@ -404,7 +518,7 @@ def detections(scores, threshold: float = 0.5, chip_size: int = CHIP_PX, origin:
     columns = ["year", "chips", "mean_score", "max_score", "chip_ids"]
     if keep.empty:
         return gpd.GeoDataFrame(columns=[*columns, "geometry"], geometry="geometry", crs=CRS)
-    parsed = np.array([parse_chip_id(c) for c in keep["chip_id"]], dtype=np.int64)
+    parsed = parse_chip_ids(keep["chip_id"])
     group = adjacent_groups(*parsed.T)
     rows = []
     for g in np.unique(group):
@@ -434,33 +548,39 @@ def suggest_next(index, scores, labels: Labels, n: int = 10, *, pool: int = 20, 
     centres in degrees, each divided by its median over the candidates, so that
     the suggestions are neither near-duplicates nor neighbours. ``scores`` is
     :func:`score_index`'s output; the result keeps its columns and adds
-    ``uncertainty`` and ``pick`` (order of choice). ``vectors(chip_ids)``: the chips' vectors when they are at
-    hand (as :func:`train` takes them), else they are looked up in the index.
+    ``uncertainty`` and ``pick`` (order of choice). ``vectors(chip_ids)``: the chips' unit vectors when they are
+    at hand (as :func:`train` takes them), else the index's are looked up.
     """
-    lookup = index.vectors if vectors is None else vectors
+
+    def lookup(chip_ids: list[str]) -> np.ndarray:
+        return unit(index.vectors(chip_ids)) if vectors is None else vectors(chip_ids)
+
     if n < 1:
         raise BadParameterError(f"n must be at least 1, got {n}")
-    free = scores[~scores["chip_id"].isin(list(labels.items))]
+    free = scores[~labelled(scores["chip_id"], labels)]
     uncertainty = 1 - 2 * (free["score"] - 0.5).abs()
     cand = free.assign(uncertainty=uncertainty.to_numpy()).nlargest(n * pool, "uncertainty").reset_index(drop=True)
     if cand.empty:
         return cand.assign(pick=[])
-    x = unit(lookup(list(cand["chip_id"])))
-    xy = centres(cand["chip_id"], index.chip_size, index.origin)
+    x = lookup(list(cand["chip_id"]))
+    xy = centres(cand["chip_id"], index.chip_size, index.origin).astype(np.float32)
     anchors = list(labels.items)
-    ax = unit(lookup(anchors)) if anchors else np.zeros((0, x.shape[1]), np.float32)
-    axy = np.column_stack(labels.centres(anchors)) if anchors else np.zeros((0, 2))
+    ax = lookup(anchors) if anchors else np.zeros((0, x.shape[1]), np.float32)
+    axy = np.column_stack(labels.centres(anchors)).astype(np.float32) if anchors else np.zeros((0, 2), np.float32)
     sample = np.random.default_rng(0).choice(len(cand), min(len(cand), 200), replace=False)
     emb_scale = float(np.median(1 - x[sample] @ x[sample].T)) or 1.0
     geo_scale = float(np.median(np.linalg.norm(xy[sample, None] - xy[None, sample], axis=2))) or 1.0
 
-    def distance_to(vecs: np.ndarray, pts: np.ndarray) -> np.ndarray:
-        """Each candidate's combined distance to the nearest of the given chips (inf when none)."""
-        if not len(vecs):
-            return np.full(len(cand), np.inf)
-        apart = np.hypot(xy[:, None, 0] - pts[None, :, 0], xy[:, None, 1] - pts[None, :, 1])
-        d = (1 - x @ vecs.T) / emb_scale + apart / geo_scale
-        return d.min(axis=1)
+    def distance_to(vecs: np.ndarray, pts: np.ndarray, rows: int = 4096) -> np.ndarray:
+        """Each candidate's combined distance to the nearest of the given chips (inf when none), ``rows`` of
+        them at a time (the candidates by 100,000 labels at once are 16 million distances)."""
+        nearest = np.full(len(cand), np.inf)
+        for s in range(0, len(vecs), rows):
+            v, p = vecs[s : s + rows], pts[s : s + rows]
+            apart = np.hypot(xy[:, None, 0] - p[None, :, 0], xy[:, None, 1] - p[None, :, 1])
+            d = (1 - x @ v.T) / emb_scale + apart / geo_scale
+            nearest = np.minimum(nearest, d.min(axis=1))
+        return nearest
 
     nearest = distance_to(ax, axy)
     picked: list[int] = []

@@ -21,6 +21,7 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from wcembed.core import store
@@ -34,7 +35,7 @@ from wcembed.core.checks import (
     check_vector,
 )
 from wcembed.core.errors import BadParameterError, IngestError, OutputError, UnknownChipError
-from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id
+from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id, parse_chip_ids
 from wcembed.core.product import CRS, PX_PER_DEGREE, YEARS, check_year
 from wcembed.explore.data.table import (
     DEFAULT_SET,
@@ -52,6 +53,10 @@ from wcembed.explore.data.table import (
 
 log = logging.getLogger(__name__)
 
+
+LOOKUP_MOST = 20_000
+"""The most chip ids :meth:`ChipIndex.missing` looks up through the ``chip_id`` index; more are found by one pass
+over the chip ids of their years."""
 
 DIVERSE_CHIPS = 3
 """Default spacing of diverse results, in chips (about 4.3 km of 512 px chips at 10 m)."""
@@ -196,12 +201,25 @@ class ChipIndex:
         return got.take([order[c] for c in chip_ids])
 
     def missing(self, chip_ids: Sequence[str]) -> list[str]:
-        """Those of the given chip ids that are not in the table (lookups of 2,000 ids at a time)."""
+        """Those of the given chip ids that are not in the table: lookups of 2,000 ids at a time, or, beyond
+        :data:`LOOKUP_MOST` ids, one pass over the chip ids of their years (at 100,000 ids the lookups took
+        1.5 s, the pass a fraction of it)."""
         chip_ids = check_chip_ids(chip_ids)
-        found: set[str] = set()
-        for i in range(0, len(chip_ids), 2000):
-            found |= set(self._lookup(chip_ids[i : i + 2000], ["chip_id"])["chip_id"].to_pylist())
-        return [c for c in chip_ids if c not in found]
+        if len(chip_ids) <= LOOKUP_MOST:
+            found: set[str] = set()
+            for i in range(0, len(chip_ids), 2000):
+                found |= set(self._lookup(chip_ids[i : i + 2000], ["chip_id"])["chip_id"].to_pylist())
+            return [c for c in chip_ids if c not in found]
+        wanted = pa.array(chip_ids, pa.string())
+        seen = np.zeros(len(chip_ids), bool)
+        try:
+            years = [int(y) for y in np.unique(parse_chip_ids(wanted)[:, 0])]
+        except BadParameterError:  # a string that is no chip id is missing: look at every year
+            years = [None]
+        for year in years:
+            for batch in self.batches(["chip_id"], year=year):
+                seen |= pc.is_in(wanted, value_set=batch.column("chip_id")).to_numpy(zero_copy_only=False)
+        return [chip_ids[i] for i in np.flatnonzero(~seen)]
 
     def vectors(self, chip_ids: Sequence[str]) -> np.ndarray:
         """Vectors ``(N, D)`` of the given chips, in that order (:class:`UnknownChipError` for an unknown id)."""

@@ -37,8 +37,8 @@ import pandas as pd
 from traitlets import Any, Bool, Float, HasTraits, Instance, Int, List, Unicode, observe
 
 from wcembed.core.errors import LabelsError
-from wcembed.core.grid import parse_chip_id
-from wcembed.explore.compute.classify import Labels, adjacent_groups, suggest_next, train
+from wcembed.core.grid import parse_chip_id, parse_chip_ids
+from wcembed.explore.compute.classify import Labels, adjacent_groups, labelled, suggest_next, train, unit
 from wcembed.explore.compute.layers import ChipRaster, index_note
 from wcembed.explore.state.attempts import attempt
 from wcembed.explore.state.scope import Scope
@@ -110,6 +110,7 @@ class LabelLoop(HasTraits):
         super().__init__(labels=Labels(), n=n, threshold=threshold, block_deg=block_deg)
         self.scope = scope
         self._place_sizes: dict[str, int] = {}
+        self._last_vectors: list[tuple] = []  # the last two answers of _vectors_of, newest first
         self._say()
 
     def attempt(self, operation, *args, **kwargs):
@@ -192,17 +193,26 @@ class LabelLoop(HasTraits):
         return clf
 
     def _vectors_of(self, chip_ids: list[str]) -> np.ndarray:
-        """The labelled chips' unit vectors from the scope's kept vectors of their years (no table lookup: at
-        100,000 labels the lookups took seconds)."""
-        years = np.array([parse_chip_id(c)[0] for c in chip_ids])
-        out = None
-        for year in np.unique(years):
-            kept = self.scope.vectors(int(year))
-            at = np.flatnonzero(years == year)
-            if out is None:
-                out = np.empty((len(chip_ids), kept.vectors.shape[1]), np.float32)
-            out[at] = kept.vectors[kept.rows_of([chip_ids[i] for i in at])]
-        return out
+        """The chips' unit vectors ``(N, D)``, float32, from the scope's kept vectors of their years (no table
+        lookup: at 100,000 labels the lookups took seconds). The last two answers are kept: a round asks for
+        the labelled chips' vectors twice (to train, then to suggest chips away from them, after the
+        candidates')."""
+        years = parse_chip_ids(chip_ids)[:, 0]
+        kept = {int(year): self.scope.vectors(int(year)) for year in np.unique(years)}
+        key = (list(chip_ids), list(kept.values()))
+        for known, vectors in self._last_vectors:
+            if _same(known, key):
+                return vectors
+        if len(kept) == 1:  # one year: its rows in order, without a second copy
+            (vectors,) = kept.values()
+            out = np.take(vectors.vectors, vectors.rows_of(chip_ids), axis=0)
+        else:
+            out = np.empty((len(chip_ids), next(iter(kept.values())).vectors.shape[1]), np.float32)
+            for year, vectors in kept.items():
+                at = np.flatnonzero(years == year)
+                out[at] = np.take(vectors.vectors, vectors.rows_of([chip_ids[i] for i in at]), axis=0)
+        self._last_vectors = [(key, unit(out)), *self._last_vectors[:1]]
+        return self._last_vectors[0][1]
 
     def score_layer(self, year: int) -> ChipRaster:
         """The classifier's scores of every chip of ``year`` as a
@@ -293,17 +303,17 @@ class LabelLoop(HasTraits):
 
     # ------------------------------------------------------------------ following the labels
     def _unlabelled(self, frame):
-        return frame[~frame["chip_id"].isin(list(self.labels.items))]
+        return frame[~labelled(frame["chip_id"], self.labels)]
 
     @observe("labels")
     def _labels_changed(self, change: dict) -> None:
         """Take newly labelled chips off the suggestions, the review queue and the detections; update the
         status line."""
-        labelled = self.labels.items
-        if self.suggestions is not None and self.suggestions["chip_id"].isin(list(labelled)).any():
+        done = self.labels.items
+        if self.suggestions is not None and labelled(self.suggestions["chip_id"], self.labels).any():
             self.suggestions = self._unlabelled(self.suggestions).reset_index(drop=True)
-        if any(c in labelled for c in self.queue):
-            self.queue = [c for c in self.queue if c not in labelled]
+        if any(c in done for c in self.queue):
+            self.queue = [c for c in self.queue if c not in done]
         if self.scores is not None:
             self.detected = len(self._detected())
         self._say()
@@ -334,3 +344,8 @@ class LabelLoop(HasTraits):
         else:
             text += ": retrain to train a classifier"
         self.status = text
+
+
+def _same(a: tuple[list, list], b: tuple[list, list]) -> bool:
+    """Whether two keys of :meth:`LabelLoop._vectors_of` are the same chips (in order) of the same kept vectors."""
+    return a[0] == b[0] and len(a[1]) == len(b[1]) and all(x is y for x, y in zip(a[1], b[1], strict=True))
