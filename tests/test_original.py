@@ -101,6 +101,31 @@ def test_a_row_of_another_length_is_refused_naming_it(tmp_path):
         original.read_as_ours(str(path), path.read_bytes())
 
 
+def test_a_file_saved_again_as_geoparquet_1_1_reads_the_same_and_a_null_footprint_is_named(tmp_path):
+    """An original file saved again with GeoArrow geometry (GeoParquet 1.1, as geopandas writes it with
+    ``geometry_encoding="geoarrow"``) gives the same rows; a null or empty footprint is refused naming its row."""
+    import geopandas as gpd
+
+    x = np.random.default_rng(2).normal(size=(3, DIM)).astype(np.float32)
+    path = original_run.write_original(tmp_path / "wkb", 2020, 1156, [286, 287, 288], x)
+    want, _ = original.read_as_ours(str(path), path.read_bytes())
+    frame = gpd.read_parquet(path)
+    again = tmp_path / "geoarrow" / path.name
+    again.parent.mkdir()
+    frame.to_parquet(again, geometry_encoding="geoarrow")
+    assert pa.types.is_list(pq.read_schema(again).field("geometry").type)  # coordinates, not WKB
+    got, _ = original.read_as_ours(str(again), again.read_bytes())
+    assert got.equals(want)
+    frame.loc[1, "geometry"] = None
+    frame.to_parquet(again)
+    with pytest.raises(OutputError, match=f"{again}: row 1 has no footprint"):
+        original.read_as_ours(str(again), again.read_bytes())
+    frame.loc[1, "geometry"] = shapely.Polygon()
+    frame.to_parquet(again, geometry_encoding="geoarrow")
+    with pytest.raises(OutputError, match="row 1 has an empty footprint"):
+        original.read_as_ours(str(again), again.read_bytes())
+
+
 def test_original_files_become_their_own_set_with_chip_ids_from_their_footprints(two_sets):
     db = two_sets / "db"
     theirs_index = ChipIndex(db, set="original-2024")

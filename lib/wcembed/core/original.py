@@ -99,7 +99,7 @@ def read_as_ours(path: str, data: bytes, weights: str = WEIGHTS) -> tuple[pa.Tab
     if not is_original(path, table.schema):
         raise OutputError(f"{path} is named as the original run's files but its columns are {table.schema.names}")
     x = embedding_matrix(path, table["embeddings"])
-    bounds = shapely.bounds(shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))).reshape(-1, 4)
+    bounds = footprint_bounds(path, table["geometry"])
     columns = (bounds[:, 0] - XORIGIN) / CHIP_DEG
     rows = (YORIGIN - bounds[:, 3]) / CHIP_DEG
     cols_i, rows_i = np.rint(columns).astype(np.int64), np.rint(rows).astype(np.int64)
@@ -135,6 +135,56 @@ def read_as_ours(path: str, data: bytes, weights: str = WEIGHTS) -> tuple[pa.Tab
         metadata=meta,
     )
     return ours, meta
+
+
+def footprint_bounds(path: str, column: pa.ChunkedArray) -> np.ndarray:
+    """``(N, 4)`` west, south, east, north (degrees) of each row's footprint in a ``geometry`` column encoded as
+    WKB (GeoParquet 1.0, the original run's) or as GeoArrow coordinates (GeoParquet 1.1: nested lists of ``x``/``y``
+    structs or of interleaved coordinates). :class:`OutputError` naming the row for a null or empty footprint,
+    and for another encoding."""
+    kind = column.type
+    storage = kind.storage_type if isinstance(kind, pa.BaseExtensionType) else kind
+    chunks = [c.storage if isinstance(c, pa.ExtensionArray) else c for c in column.chunks]
+    flat = pa.chunked_array(chunks, type=storage).combine_chunks() if chunks else pa.array([], storage)
+    if flat.null_count:
+        i = int(np.argmax(flat.is_null().to_numpy(zero_copy_only=False)))
+        raise OutputError(f"{path}: row {i} has no footprint (a null geometry)")
+    if pa.types.is_binary(storage) or pa.types.is_large_binary(storage):
+        bounds = shapely.bounds(shapely.from_wkb(flat.to_numpy(zero_copy_only=False))).reshape(-1, 4)
+    elif pa.types.is_list(storage) or pa.types.is_large_list(storage):
+        bounds = _coordinate_bounds(path, flat)
+    else:
+        raise OutputError(f"{path}: geometry is {kind}, neither WKB nor GeoArrow coordinates")
+    if len(bounds) and not np.isfinite(bounds).all():
+        i = int(np.argmax(~np.isfinite(bounds).all(axis=1)))
+        raise OutputError(f"{path}: row {i} has an empty footprint")
+    return bounds
+
+
+def _coordinate_bounds(path: str, geometries: pa.Array) -> np.ndarray:
+    """Bounds of each row of a GeoArrow polygon or multipolygon column (lists of rings of coordinates): the
+    lists are flattened down to the coordinates, each keeping its row; rows without coordinates are NaN."""
+    import pyarrow.compute as pc  # deferred: only for GeoArrow geometry
+
+    row = np.arange(len(geometries))
+    values = geometries
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type):
+        row = row[pc.list_parent_indices(values).to_numpy()]
+        values = pc.list_flatten(values)
+    if pa.types.is_struct(values.type) and {"x", "y"} <= {f.name for f in values.type}:
+        x, y = (values.field(k).to_numpy(zero_copy_only=False) for k in ("x", "y"))
+    elif pa.types.is_fixed_size_list(values.type) and values.type.list_size >= 2:
+        xy = values.flatten().to_numpy(zero_copy_only=False).reshape(-1, values.type.list_size)
+        x, y = xy[:, 0], xy[:, 1]
+    else:
+        raise OutputError(f"{path}: geometry coordinates are {values.type}, not GeoArrow x/y")
+    bounds = np.full((len(geometries), 4), np.nan)
+    if len(row):
+        order = np.r_[0, np.flatnonzero(np.diff(row)) + 1]  # rows come in order: each one's first coordinate
+        at = row[order]
+        for k, (values_, reduce) in enumerate(((x, np.minimum), (y, np.minimum), (x, np.maximum), (y, np.maximum))):
+            bounds[at, k] = reduce.reduceat(values_.astype(float), order)
+    return bounds
 
 
 def embedding_matrix(path: str, column: pa.ChunkedArray) -> np.ndarray:
