@@ -230,6 +230,26 @@ def test_bad_input_is_refused_in_one_line_before_heavy_work(case, tmp_path):
     assert "torch" not in loaded
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["search", "--set", "nope", "--chip", "2020-1150-0280"], "--set 'nope': the database"),
+        (["compare", "--sets", "wcembed", "nope"], "--sets 'nope': the database"),
+    ],
+)
+def test_an_unknown_set_is_refused_before_lancedb_loads(built, args, says):
+    """A set the database does not hold: exit 65, one line naming it and the sets there are, before LanceDB (or
+    torch) is imported."""
+    _, db = built
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "wcembed", *args, "--db", str(db)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    errors = [line for line in done.stderr.splitlines() if not line.startswith("import time")]
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time")}
+    assert done.returncode == EXIT_BAD_INPUT and len(errors) == 1, done.stderr[-500:]
+    assert says in errors[0] and errors[0].endswith("holds wcembed")
+    assert "lancedb" not in loaded and "torch" not in loaded
+
+
 def test_s3_without_credentials_says_which_are_missing(tmp_path):
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("AWS_")}
     env |= {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"), "AWS_CONFIG_FILE": str(tmp_path / "none"),

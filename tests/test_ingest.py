@@ -121,9 +121,12 @@ def test_any_number_of_sets(tmp_path):
     names = [f"set-{i:02d}" for i in range(12)]
     for name in names:
         ingest(out, tmp_path / "db", set=name)
-    from wcembed.explore.data.table import sets_in
+    from wcembed.explore.data.table import DEFAULT_SET, TABLE, connect, sets_in, table_names
 
     assert sets_in(tmp_path / "db") == sorted(names)
+    listed = table_names(connect(tmp_path / "db"))  # LanceDB's own listing, paged: the sets the folders say
+    assert sorted(n.removeprefix(f"{TABLE}__") for n in listed if n.startswith(TABLE)) == sorted(names)
+    assert DEFAULT_SET not in names
     last = ChipIndex(tmp_path / "db", set=names[-1])
     assert last.weights == {""} and len(last) == len(COLUMNS) * len(ROWS)  # its files table is found
     again = ingest(out, tmp_path / "db", set=names[-1])

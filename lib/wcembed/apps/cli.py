@@ -221,6 +221,21 @@ def _check_lab_inputs(args: argparse.Namespace) -> None:
         raise BadParameterError(f"--compare-set {_shown(args.compare_set)}: the database holds {', '.join(sets)}")
 
 
+def _check_sets(db: str, names: list[str], flag: str) -> None:
+    """:class:`BadParameterError` for a set name that is not one, or, in a local database, a set it does not
+    hold: said before LanceDB is loaded (a database in an object store is asked when it is opened)."""
+    from wcembed.explore.data.table import check_set, remote, sets_in
+
+    for name in names:
+        check_set(name)
+    if remote(db) or not Path(db).is_dir():
+        return  # opening it says what is wrong
+    held = sets_in(db)
+    unknown = [n for n in names if n not in held]
+    if unknown:
+        raise BadParameterError(f"{flag} {_shown(unknown[0])}: the database {db} holds {', '.join(held) or 'no set'}")
+
+
 def _shown(value: str, limit: int = 200) -> str:
     """An input as an error message shows it: quoted, cut to ``limit`` characters."""
     text = repr(value)
@@ -423,6 +438,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         check_point(*args.point)
     if args.year is not None:
         check_year(args.year)
+    _check_sets(args.db, [args.set], "--set")
     from wcembed.explore.data.index import ChipIndex  # after the checks: LanceDB and geopandas take seconds
 
     idx = ChipIndex(args.db, set=args.set)
@@ -468,8 +484,6 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from wcembed.core.checks import check_k
     from wcembed.core.product import check_year
-    from wcembed.explore.compute.compare import agreement, summary
-    from wcembed.explore.data.index import ChipIndex
 
     check_k(args.k)
     check_year(args.year)
@@ -479,6 +493,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise BadParameterError(f"--cog {args.cog}: {Path(args.cog).parent} is not a folder")
     if args.sets[0] == args.sets[1]:
         raise BadParameterError(f"{args.sets[0]} compared with itself: name two sets")
+    _check_sets(args.db, args.sets, "--sets")
+    from wcembed.explore.compute.compare import agreement, summary  # after the checks: seconds of imports
+    from wcembed.explore.data.index import ChipIndex
+
     a, b = (ChipIndex(args.db, set=name) for name in args.sets)
     agr = agreement(a, b, args.year)
     table = summary(agr, a, b, sample=args.sample, k=args.k)

@@ -60,8 +60,13 @@ def table_names(conn) -> set[str]:
 
 
 def sets_in(db: str | Path) -> list[str]:
-    """The embedding sets a database holds (those with a chips table), the default first."""
-    names = table_names(connect(db))
+    """The embedding sets a database holds (those with a chips table), the default first. A local database's
+    tables are its ``<name>.lance`` folders: listed without loading LanceDB (seconds), so that a command can
+    refuse an unknown set before any heavy work."""
+    if remote(db):
+        names = table_names(connect(db))
+    else:
+        names = {p.name[: -len(".lance")] for p in Path(db).glob("*.lance") if p.is_dir()}
     found = [DEFAULT_SET] if TABLE in names else []
     return found + sorted(n[len(TABLE) + 2 :] for n in names if n.startswith(f"{TABLE}__"))
 
