@@ -516,3 +516,32 @@ def test_settings_take_a_valid_value_or_refuse_it_unchanged(index, name, value):
         return
     s.set(**{name: value})
     assert _setting(s, name) == value  # taken as given
+
+
+def test_a_table_changed_behind_an_open_session_is_said_in_one_line(tmp_path):
+    """Rows deleted by another process while a session is open: the next click says the database changed and how
+    to open it again (never the deleted rows' neighbours); the old versions cleaned up: the same, not a raw
+    LanceDB error. The map's failure policy shows it as one status line."""
+    from datetime import timedelta
+
+    from wcembed.core.errors import DatabaseChangedError
+    from wcembed.explore.data.table import connect
+    from wcembed.explore.state.attempts import attempt
+
+    index = synthetic_index(tmp_path, vector)
+    session = ExploreSession(index, year=2020, k=5)
+    assert session.click(*centre(1156, 288)) is not None
+    other = connect(index.db).open_table(index.table.name)  # another process's handle
+    other.delete("column = 1157")
+    with pytest.raises(DatabaseChangedError, match=r"opened at version \d+, now at \d+\): open it again"):
+        session.click(*centre(1156, 288))
+    said: list[str] = []
+    assert attempt(said.append, session.click, *centre(1156, 288)) is None
+    assert len(said) == 1 and "changed while it was open" in said[0] and "\n" not in said[0]
+    with pytest.warns(UserWarning):  # LanceDB warns that open readers of old versions will fail: ours says so
+        other.optimize(cleanup_older_than=timedelta(seconds=0), delete_unverified=True)
+    with pytest.raises(DatabaseChangedError, match=r"which it was opened at, was cleaned up"):
+        session.click(*centre(1156, 288))
+    again = ExploreSession(type(index)(index.db), year=2020, k=5)  # opened again: the table as it is now
+    results = again.click(*centre(1156, 288))
+    assert results is not None and not results["chip_id"].str.contains("-1157-").any()

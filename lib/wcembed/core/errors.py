@@ -119,6 +119,11 @@ class IngestError(OutputError):
         self.report = report
 
 
+class DatabaseChangedError(BadInputError):
+    """The embedding set's table changed (rows written or deleted, old versions cleaned up) while it was open:
+    what it would answer is no longer the database's."""
+
+
 class UnknownChipError(BadInputError):
     """A chip id (or a point) has no chip in the index."""
 

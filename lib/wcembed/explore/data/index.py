@@ -34,7 +34,14 @@ from wcembed.core.checks import (
     check_spacing,
     check_vector,
 )
-from wcembed.core.errors import BadParameterError, IngestError, OutputError, UnknownChipError
+from wcembed.core.errors import (
+    BadParameterError,
+    DatabaseChangedError,
+    IngestError,
+    OutputError,
+    UnknownChipError,
+    one_line,
+)
 from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id, parse_chip_ids
 from wcembed.core.product import CRS, PX_PER_DEGREE, YEARS, check_year
 from wcembed.explore.data.table import (
@@ -116,6 +123,7 @@ class ChipIndex:
             held = ", ".join(sets_in(db)) or "none"
             raise IngestError(f"the database {db} has no embedding set {self.set!r} (it holds: {held})")
         self.table = conn.open_table(table)
+        self._versions_seen = self._versions_stamp()
         self.origin = origin
         self.chip_size = chip_size or self._chip_size()
         """Chip size of the table's grid in pixels (read off its first chip's footprint unless given)."""
@@ -185,8 +193,44 @@ class ChipIndex:
         """Whether any ingested file holds embeddings of untrained weights (layers and legends say so)."""
         return "untrained" in self.weights
 
+    def check_current(self) -> None:
+        """:class:`~wcembed.core.errors.DatabaseChangedError` when the set's table is no longer at the version
+        it was opened at (rows written or deleted by another process, old versions cleaned up): what this index
+        would answer is no longer the database's. Every read checks it first; for a local database it costs
+        one ``stat`` of the table's version folder unless that folder changed."""
+        stamp = self._versions_stamp()
+        if stamp is not None and stamp == self._versions_seen:
+            return
+        try:
+            versions = [v["version"] for v in self.table.list_versions()]
+        except (OSError, RuntimeError) as exc:  # the table's folder itself is gone
+            raise self._changed(f"it cannot be read ({one_line(exc, 200)})") from None
+        opened = self.table.version
+        if opened not in versions:
+            raise self._changed(f"version {opened}, which it was opened at, was cleaned up")
+        if max(versions) != opened:
+            raise self._changed(f"opened at version {opened}, now at {max(versions)}")
+        self._versions_seen = stamp
+
+    def _changed(self, what: str) -> DatabaseChangedError:
+        return DatabaseChangedError(
+            f"the embedding set {self.set!r} of {self.db} changed while it was open ({what}): open it again "
+            "(run the notebook again from its first cell, or make a new ChipIndex)"
+        )
+
+    def _versions_stamp(self) -> int | None:
+        """When the table's version folder (``<table>.lance/_versions`` of a local database) last changed, in
+        nanoseconds; None for a database in an object store (its versions are listed at each check)."""
+        if remote(self.db):
+            return None
+        try:
+            return (Path(self.db) / f"{self.table.name}.lance" / "_versions").stat().st_mtime_ns
+        except OSError:
+            return None
+
     def _lookup(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
         """The rows of those of the given chips that exist (one query through the ``chip_id`` index)."""
+        self.check_current()
         query = self.table.search().where(f"chip_id IN ({_sql_strings(chip_ids)})")
         return query.select(columns).limit(len(chip_ids)).to_arrow()
 
@@ -231,6 +275,7 @@ class ChipIndex:
         """Every chip (of one year, or all) as Arrow record batches of ``columns``, for whole-index passes
         (scoring, footprints) without loading the table at once. ``vector`` batches become matrices
         with :func:`wcembed.core.store.vector_matrix`."""
+        self.check_current()
         query = self.table.search().select(list(columns)).limit(None)
         if year is not None:
             query = query.where(f"year = {int(year)}")
@@ -378,6 +423,7 @@ class ChipIndex:
     def _nearest(self, vector: np.ndarray, limit: int, where: str, exact: bool | None, refine: int, columns):
         """The ``limit`` nearest rows' ``columns`` (a DataFrame with ``distance``), exactly or through the ANN
         index with ``refine`` x ``limit`` candidates re-ranked by the full vectors."""
+        self.check_current()
         q = self.table.search(np.asarray(vector, np.float32), vector_column_name="vector")
         q = q.distance_type("cosine").limit(limit).select([*columns, "_distance"])
         if where:
