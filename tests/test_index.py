@@ -277,6 +277,43 @@ def test_an_ingest_killed_midway_leaves_a_table_that_opens_and_a_rerun_completes
     assert report.rows == len(ids) == len(set(ids)) == 2 * 60 * 20  # complete, no chip twice
 
 
+@pytest.mark.slow
+def test_a_replacing_ingest_killed_midway_leaves_each_column_whole_and_a_rerun_completes(tmp_path):
+    """``index --replace`` of every column by files of another folder (10 chips a column where the set held 20),
+    killed after a few batches: each (year, column) holds either its old 20 chips or its new 10, never a part
+    or both; the rerun replaces the rest and the files table names the new files."""
+    import os
+
+    from wcembed.explore.data.table import connect, set_tables
+
+    old, new, db = tmp_path / "old", tmp_path / "new", tmp_path / "db"
+    write_years(old, range(1100, 1160))
+    ingest(old, db)
+    write_years(new, range(1100, 1160), rows=range(280, 290))
+    code = (
+        "import sys; from wcembed.explore.data.ingest import ingest; "
+        "ingest(sys.argv[1], sys.argv[2], batch_rows=100, replace=True)"
+    )
+    versions = db / "chips.lance" / "_versions"
+    start = len(list(versions.glob("*")))
+    proc = subprocess.Popen([sys.executable, "-c", code, str(new), str(db)])
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(versions.glob("*"))) < start + 4:  # a few batches in
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    chips = ChipIndex(db).table.to_arrow().to_pandas()
+    per_column = chips.groupby(["year", "column"]).size()
+    assert len(per_column) == 2 * 60 and set(per_column) <= {10, 20}, per_column.value_counts()
+    assert 0 < (per_column == 10).sum() < 2 * 60  # killed midway: some replaced, some not
+    assert chips["chip_id"].is_unique
+    report = ingest(new, db, replace=True)
+    chips = ChipIndex(db).table.to_arrow().to_pandas()
+    assert report.rows == len(chips) == 2 * 60 * 10 and chips["chip_id"].is_unique
+    recorded = connect(db).open_table(set_tables("wcembed")[1]).to_arrow()["path"].to_pylist()
+    assert len(recorded) == 2 * 60 and all(str(new) in p for p in recorded)
+
+
 def test_diverse_results_are_spread_out_and_start_with_the_plain_first(tmp_path):
     """On a smooth field (each chip's vector close to its neighbours', as a field continuing into the next
     chips), plain results crowd around the query; diverse ones are at least 3 chips apart."""
