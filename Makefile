@@ -11,6 +11,9 @@ LOCK ?= requirements/test.txt
 TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 SYSTEM_STAMP := .cache/system.stamp
+# The original scripts' writer is run with the libraries of its time in this environment (tests/test_original.py).
+ENV_2024 := .cache/env-2024
+ENV_2024_STAMP := $(ENV_2024)/.installed
 CHECKPOINT ?=
 export PYTHONHASHSEED := 0
 
@@ -31,7 +34,12 @@ $(SYSTEM_STAMP): scripts/setup-system.sh scripts/package.json
 	bash scripts/setup-system.sh
 	@mkdir -p $(dir $@) && touch $@
 
-setup: $(STAMP) $(SYSTEM_STAMP)  ## create or reuse the virtual environment and system tools (idempotent)
+$(ENV_2024_STAMP): requirements/original-2024.txt
+	@test -x $(ENV_2024)/bin/python || $(PYTHON) -m venv $(ENV_2024)
+	$(ENV_2024)/bin/python -m pip install -q -r requirements/original-2024.txt
+	@touch $@
+
+setup: $(STAMP) $(SYSTEM_STAMP) $(ENV_2024_STAMP)  ## create or reuse the virtual environments and system tools (idempotent)
 
 system: $(SYSTEM_STAMP)  ## install MapServer, Chromium and the map's JavaScript (needs root/apt)
 

@@ -4,6 +4,7 @@ beside ours, and the two sets compared chip by chip."""
 from __future__ import annotations
 
 import json
+import subprocess
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +66,56 @@ def test_files_are_written_as_the_original_code_wrote_them(tmp_path):
     west, _, _, north = shapely.from_wkb(table["geometry"][0].as_py()).bounds
     assert west == -125.0 + original.PXSIZE * 1156 * 512  # the float pixel size: off the exact grid by float error
     assert abs(west - chip_bounds(1156, 286)[0]) < 1e-9 and abs(north - chip_bounds(1156, 286)[3]) < 1e-9
+
+
+def writer_statement() -> str:
+    """The original writer statement as :func:`~wcembed.pipeline.original.write_original` holds it (from
+    ``gdf = gpd.GeoDataFrame(`` to its ``to_parquet`` line), dedented: run elsewhere exactly as written."""
+    import inspect
+    import textwrap
+
+    source = inspect.getsource(original_run.write_original)
+    start = source.index("    gdf = gpd.GeoDataFrame(")
+    end = source.index("\n", source.index("gdf.to_parquet(", start))
+    return textwrap.dedent(source[start:end])
+
+
+def test_the_original_statement_with_the_libraries_of_2024_writes_what_ours_reads(tmp_path):
+    """The writer statement, verbatim, run with pandas 2.1.4, pyarrow 15 and geopandas 0.14.1 (make setup's
+    .cache/env-2024): its file holds list<element: float> as the file our libraries write with it does, and
+    both read as the same rows."""
+    from wcembed import ROOT
+
+    python = ROOT / ".cache" / "env-2024" / "bin" / "python"
+    assert python.exists(), "no .cache/env-2024: make setup installs requirements/original-2024.txt there"
+    x = np.random.default_rng(4).normal(size=(3, DIM)).astype(np.float32)
+    ours_path = original_run.write_original(tmp_path / "ours", 2020, 1156, [286, 287, 288], x)
+    boxes = shapely.from_wkb(pq.read_table(ours_path)["geometry"].to_numpy()).tolist()
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "boxes.wkb").write_bytes(b"".join(len(b).to_bytes(4, "little") + b for b in shapely.to_wkb(boxes)))
+    path = tmp_path / "2024" / "2020" / ours_path.name
+    path.parent.mkdir(parents=True)
+    script = f"""
+import sys, numpy as np, pandas as pd, pyarrow as pa, geopandas as gpd, shapely
+data = open({str(tmp_path / "boxes.wkb")!r}, "rb").read()
+boxes, at = [], 0
+while at < len(data):
+    n = int.from_bytes(data[at:at + 4], "little")
+    boxes.append(shapely.from_wkb(data[at + 4:at + 4 + n]))
+    at += 4 + n
+x, path = np.load({str(tmp_path / "x.npy")!r}), {str(path)!r}
+{writer_statement()}
+print(pd.__version__, pa.__version__, gpd.__version__)
+"""
+    done = subprocess.run([str(python), "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["2.1.4", "15.0.0", "0.14.1"]
+    schema = pq.read_schema(path)
+    assert schema.field("embeddings").type == pa.list_(pa.field("element", pa.float32()))
+    assert schema.field("embeddings").type == pq.read_schema(ours_path).field("embeddings").type
+    theirs_table, _ = original.read_as_ours(str(path), path.read_bytes())
+    ours_table, _ = original.read_as_ours(str(ours_path), ours_path.read_bytes())
+    assert theirs_table.equals(ours_table)
 
 
 LAYOUTS = {
