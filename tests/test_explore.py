@@ -54,7 +54,9 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     assert ex.imagery_layer.layers == "WORLDCOVER_2020_S2_FCC" and ex.imagery_layer.visible
     assert "WORLDCOVER_2020_S2_FCC" in ex.gallery.children[0].value
     far = ex.thumbnail_html("2020-0100-0100", "far away")  # a chip outside the WMS's imagery: said, no blank image
-    assert "no imagery here" in far and "<img" not in far and "<img" in ex.thumbnail_html("2020-1156-0288", "x")
+    assert "no imagery here" in far and "<img" not in far  # outside the extent: no image asked for
+    near = ex.thumbnail_html("2020-1156-0288", "x")  # inside: the image over the square that shows where it has no data
+    assert near.index("no imagery here") < near.index("<img") and "position:absolute" in near
 
 
 class SlowThumbnails(WMSClient):

@@ -43,16 +43,14 @@ class Thumbnails:
         return layer_name(s.year, s.imagery) if (s.year, s.imagery) in self.offered else None
 
     def card(self, chip: str, caption: str) -> str:
-        """A 128 px thumbnail of a chip in the session's year and imagery, with a caption below, as an ``<img>``
-        the browser loads from the WMS (with its own cache); a chip outside the imagery's extent gets a grey
-        square that says so instead of a blank image."""
+        """A 128 px thumbnail of a chip in the session's year and imagery, with a caption below: an ``<img>`` the
+        browser loads from the WMS (with its own cache) over a grey square that says "no imagery here". Where
+        the WMS has no data (outside the imagery's extent: no image asked for; inside it, between its tiles: a
+        transparent image) the square shows, never a blank."""
         bounds = self.session.index.footprint(chip).bounds
         name = self.imagery_name
-        if name is None or not self.client.covers(name, bounds):
-            return (f'<div title="{chip}" style="width:128px;height:128px;background:#ddd;display:flex;'
-                    f'align-items:center;justify-content:center;text-align:center;font-size:11px">'
-                    f"no imagery here</div>{caption}")  # fmt: skip
-        return f"{self.img(bounds, name, 128, chip)}<br>{caption}"
+        covered = name is not None and self.client.covers(name, bounds)
+        return f"{self.img(bounds, name if covered else None, 128, chip)}<br>{caption}"
 
     def pair(self, row, years: tuple[int, int]) -> str:
         """Both years' 96 px thumbnails of a result side by side, with its rank and score."""
@@ -63,9 +61,17 @@ class Thumbnails:
         return f"{imgs}<br>#{row.rank} {row.chip_id}<br>score {row.score:.3f}"
 
     def img(self, bounds, layer: str | None, size: int, alt: str, extra: str = "") -> str:
-        """An ``<img>`` of a WMS layer over ``bounds`` (degrees)."""
-        url = self.client.getmap_url(tuple(bounds), layer, (size, size)) if layer else ""
-        return f'<img src="{html.escape(url)}" width="{size}" height="{size}" alt="{alt}"{extra}>'
+        """A ``size`` px square of a WMS layer over ``bounds`` (degrees): the layer's ``<img>`` laid over a grey
+        square saying "no imagery here", which shows wherever the image is transparent (and alone when there is
+        no layer)."""
+        inner = ""
+        if layer:
+            url = self.client.getmap_url(tuple(bounds), layer, (size, size))
+            inner = (f'<img src="{html.escape(url)}" width="{size}" height="{size}" alt="{html.escape(alt)}"{extra} '
+                     'style="position:absolute;left:0;top:0">')  # fmt: skip
+        return (f'<div title="{html.escape(alt)}" style="position:relative;display:inline-flex;vertical-align:top;'
+                f"width:{size}px;height:{size}px;background:#ddd;align-items:center;justify-content:center;"
+                f'text-align:center;font-size:11px">no imagery here{inner}</div>')  # fmt: skip
 
 
 class Gallery:
