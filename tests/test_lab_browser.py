@@ -89,6 +89,9 @@ def test_live_map_in_jupyterlab_answers_a_click(explore_db, sample_root, tmp_pat
     assert len(before["gallery"]) == len(after["gallery"]) == 10
     assert before["gallery"] != after["gallery"] and target not in after["gallery"]
     assert before["tiles"] > 0, "no WMS imagery loaded"
+    step = seen["zoomStep"]  # a zoom step fetches, of each layer shown, the tiles the map then shows; no more
+    assert step["asked"] == step["seen"] and "WORLDCOVER_2020_S2_TCC" in step["seen"], step
+    assert not {"WORLDCOVER_2020_S2_FCC", "WORLDCOVER_2021_S2_TCC"} & set(step["asked"]), step
     assert before["widgetErrors"] == after["widgetErrors"] == 0
     assert shot.stat().st_size > 10_000
     assert after["loop"].startswith("2 positives, 2 negatives; trained on 4")

@@ -38,6 +38,38 @@ const controlsDrawn = (page) => page.evaluate(() => {
   };
 });
 
+// Imagery fetched when seen: one zoom step in (and back), the WMS tile requests it made, counted by layer,
+// against the WMS tiles of each layer the map then shows in its view.
+async function zoomIn(page) {
+  const asked = {};
+  const onRequest = (r) => {
+    const u = new URL(r.url());
+    const q = Object.fromEntries([...u.searchParams].map(([k, v]) => [k.toLowerCase(), v]));
+    if (u.pathname.includes("mapserv") && (q.request || "").toLowerCase() === "getmap" && q.width === "256") {
+      asked[q.layers] = (asked[q.layers] || 0) + 1;
+    }
+  };
+  page.on("request", onRequest);
+  await page.locator(".leaflet-control-zoom-in").first().click();
+  await page.waitForTimeout(3000); // the new level's tiles load, the old level's are pruned
+  page.off("request", onRequest);
+  const seen = await page.evaluate(() => {
+    const map = document.querySelector(".leaflet-container"), m = map.getBoundingClientRect();
+    const seen = {};
+    for (const i of map.querySelectorAll("img.leaflet-tile")) {
+      const r = i.getBoundingClientRect();
+      // the new level's tiles are drawn 256 px wide; the old level's, scaled while they fade out, are not
+      if (!i.src.includes("mapserv") || Math.abs(r.width - 256) > 1 || r.right <= m.left || r.left >= m.right || r.bottom <= m.top || r.top >= m.bottom) continue;
+      const layers = [...new URL(i.src).searchParams].find(([k]) => k.toLowerCase() === "layers")[1];
+      seen[layers] = (seen[layers] || 0) + 1;
+    }
+    return seen;
+  });
+  await page.locator(".leaflet-control-zoom-out").first().click();
+  await page.waitForTimeout(1500);
+  return { asked, seen };
+}
+
 withPage(cfg, async (page) => {
   const pageErrors = [];
   page.on("pageerror", (e) => pageErrors.push(String(e)));
@@ -48,6 +80,7 @@ withPage(cfg, async (page) => {
   await page.waitForFunction(() => [...document.querySelectorAll(".leaflet-container img.leaflet-tile")]
     .some((i) => i.src.includes("mapserv") && i.complete && i.naturalWidth > 0), null, { timeout: 60000 });
   const before = await mapState(page);
+  const zoomStep = await zoomIn(page);
   const box = await map.boundingBox();
   const [cx, cy] = worldPx(cfg.center[1], cfg.center[0], cfg.zoom);
   const [tx, ty] = worldPx(cfg.click.lon, cfg.click.lat, cfg.zoom);
@@ -190,7 +223,12 @@ withPage(cfg, async (page) => {
         .find((s) => /^\d+ chips with similarity/.test(s));
       return t && t !== old;
     }, start, { timeout: 30000 });
-    const moved = await regionLine();
+    let moved = await regionLine(); // the drag's last value may still be on its way: read once it settles
+    for (let last = ""; moved !== last; ) {
+      last = moved;
+      await page.waitForTimeout(1000);
+      moved = await regionLine();
+    }
     await region.selectOption("change");
     await page.waitForFunction(() => [...document.querySelectorAll(".jp-OutputArea .widget-html-content")]
       .some((e) => /^\d+ chips with change/.test(e.textContent)), null, { timeout: 60000 });
@@ -221,5 +259,5 @@ withPage(cfg, async (page) => {
     });
     await page.screenshot({ path: cfg.screenshot.replace(/\.png$/, "_executed.png") });
   }
-  return { before, after, labelled, features, executed, pageErrors };
+  return { before, zoomStep, after, labelled, features, executed, pageErrors };
 });
