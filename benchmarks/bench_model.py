@@ -25,9 +25,10 @@ import torch
 from common import Timer, report
 from wcembed.pipeline.inference import Embedder, PrecisionCheck, encode_latlon, encode_time
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
-from wcembed.pipeline.weights import CLAY_V01, UNTRAINED, LoadedModel
+from wcembed.pipeline.models import CLAY_V0
+from wcembed.pipeline.weights import UNTRAINED, LoadedModel
 
-MEAN, STD = CLAY_V01.mean, CLAY_V01.std
+MEAN, STD = CLAY_V0.mean, CLAY_V0.std
 
 
 def seed_way(encoder: ClayEncoder, pixels: np.ndarray, lat, lon, year) -> np.ndarray:

@@ -11,9 +11,10 @@ from safetensors.torch import load_file
 from wcembed.core.errors import CheckpointError, UntrainedWeightsError
 from wcembed.pipeline.inference import Embedder, encode_latlon, encode_time, normalize
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
-from wcembed.pipeline.weights import CLAY_V01, load_model
+from wcembed.pipeline.models import CLAY_V0
+from wcembed.pipeline.weights import load_model
 
-MEAN, STD = CLAY_V01.mean, CLAY_V01.std
+MEAN, STD = CLAY_V0.mean, CLAY_V0.std
 
 DATA = Path(__file__).parent / "data" / "clay_v0"
 
@@ -269,7 +270,7 @@ def _precision_case(dim: int = 128):
     with pytest.warns(UserWarning):
         model = load_model(None, config=cfg, allow_untrained=True)
     px = torch.from_numpy(np.random.default_rng(0).integers(1, 6000, size=(4, 4, 128, 128)).astype(np.int32))
-    inputs = normalize(px), encode_latlon([37.1] * 4, [-75.5] * 4), encode_time([2020] * 4)
+    inputs = normalize(px), (encode_latlon([37.1] * 4, [-75.5] * 4), encode_time([2020] * 4))
     emb = Embedder(model, device="cpu", precision="float32")
     return model, inputs, emb._run(*inputs, "float32")
 
@@ -288,7 +289,7 @@ def test_precision_check_accepts_bf16_and_rejects_a_worse_approximation():
         for p in fp8.parameters():
             p.copy_(p.to(torch.float8_e4m3fn).float())
     with torch.inference_mode():
-        worse = check(reference, ClayEncoder.embedding(fp8(*inputs)))
+        worse = check(reference, ClayEncoder.embedding(fp8(inputs[0], *inputs[1])))
     assert not worse["accepted"] and worse["rel_l2"] > check.max_rel_l2
     assert worse["cosine"] > 0.999  # the raw cosine would have let it through
 

@@ -30,8 +30,9 @@ from wcembed.explore.data.ingest import ingest
 from wcembed.explore.views.wms import LocalWMS
 from wcembed.pipeline.batch import missing_bands, run_array
 from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.models import CLAY_V0
 from wcembed.pipeline.original import write_original_column
-from wcembed.pipeline.weights import CLAY_V01, default_cache_dir, fetch_checkpoint, load_model
+from wcembed.pipeline.weights import default_cache_dir, fetch_checkpoint, load_model
 from wcembed.tools.sample import build_sample_region
 
 log = logging.getLogger(__name__)
@@ -50,11 +51,11 @@ def choose_weights(checkpoint: str | None) -> str | None:
     """The user's checkpoint, else the cached or downloadable Clay v0.1, else None (untrained)."""
     if checkpoint:
         return checkpoint
-    cached = default_cache_dir() / "checkpoints" / CLAY_V01.filename
+    cached = default_cache_dir() / "checkpoints" / CLAY_V0.filename
     if cached.exists():
         return str(cached)
     try:
-        return str(fetch_checkpoint(CLAY_V01.url, sha256=CLAY_V01.sha256))
+        return str(fetch_checkpoint(CLAY_V0.url, sha256=CLAY_V0.sha256))
     except Exception as exc:  # offline: no Hugging Face
         log.info("Clay v0.1 checkpoint not available: %s", exc)
         return None

@@ -11,7 +11,8 @@ column                  type
 ``column``, ``row``     int32, grid position (:mod:`wcembed.core.grid`)
 ``lon``, ``lat``        float64, chip centre in degrees (EPSG:4326)
 ``valid_fraction``      float32, share of pixels with data (0..1)
-``embeddings``          fixed_size_list<float32>[768], mean of Clay's patch tokens
+``embeddings``          fixed_size_list<float32>[D], the model's chip vector (Clay v0: 768, the mean of its
+                        patch tokens; Clay v1.5: 1024, its class token; the header says which)
 ``geometry``            binary, WKB polygon of the chip footprint (OGC:CRS84 lon/lat)
 ``bbox``                struct<xmin, ymin, xmax, ymax: double>, GeoParquet 1.1 covering
 ======================= ==================================================================
@@ -134,6 +135,17 @@ class FileMetadata:
         return self.weights == "untrained"
 
     @property
+    def model_id(self) -> str:
+        """The model the vectors are of (``clay-v0``, ``clay-v1.5``); a record that does not say is Clay v0's,
+        the one model of the files written before there were two."""
+        return str(self.embedding.get("model_id", "clay-v0"))
+
+    @property
+    def recipe(self) -> str | None:
+        """How a chip became one vector (``whole``, ``quarters``), where the record says."""
+        return self.embedding.get("recipe")
+
+    @property
     def chip_size(self) -> int:
         return int(self.provenance.get("chip_size_px", 512))
 
@@ -183,8 +195,8 @@ class FileMetadata:
     def item_fields(self) -> dict[str, Any]:
         """The embeddings extension's Item property fields, with the Processing extension's it reuses."""
         prov = self.provenance
-        runtime = ("precision", "device", "min_valid_fraction", "date_encoded", "normalisation", "bands",
-                   "chip_size_px")  # fmt: skip
+        runtime = ("model_id", "recipe", "precision", "device", "min_valid_fraction", "date_encoded",
+                   "normalisation", "bands", "waves_um", "gsd_m", "chip_size_px")  # fmt: skip
         return {
             "wcembed:complete": self.complete,
             "wcembed:rows": {k: prov[k] for k in ("rows_planned", "rows_read", "max_rows") if k in prov},

@@ -1,5 +1,5 @@
-"""Embed one (year, column), or a band of adjacent columns: read chips, run Clay v0, write one GeoParquet
-file per column.
+"""Embed one (year, column), or a band of adjacent columns: read chips, run a model (Clay v0 or Clay v1.5,
+:mod:`wcembed.pipeline.models`), write one GeoParquet file per column.
 
 The unit of work of the whole system. A job reads its columns as one band
 (:mod:`wcembed.pipeline.bands`): reader threads fetch and decode each COG block under
@@ -29,6 +29,7 @@ Example
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -45,8 +46,9 @@ from wcembed.core.errors import OutputError
 from wcembed.core.grid import Grid
 from wcembed.core.product import VERSIONS, attribution
 from wcembed.pipeline.bands import BandFeed, BandPlan
-from wcembed.pipeline.inference import COMPOSITE_DATE, Embedder, pick_device
+from wcembed.pipeline.inference import Embedder, pick_device
 from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.models import COMPOSITE_DATE, get_model
 from wcembed.pipeline.weights import LoadedModel, load_model
 
 log = logging.getLogger(__name__)
@@ -88,26 +90,28 @@ def provenance(
     """The metadata record of a column's file (:class:`wcembed.core.contract.FileMetadata`); ``rows``: the chips
     of the column in the grid (``rows_planned``), those read (``rows_read``), the job's ``max_rows`` and
     whether the file is ``complete``."""
-    untrained, weights, year = model.untrained, model.weights, job.year
-    model_name = weights.name
+    untrained, spec, year = model.untrained, model.model, job.year
+    model_name = spec.name
     if untrained:
         model_name += " encoder (UNTRAINED random weights, not Clay embeddings)"
     embedding = {
         "model": model_name,
-        "model_version": weights.version,
+        "model_id": spec.id,
+        "model_version": spec.version,
         "checkpoint": model.checkpoint,
-        "model_url": weights.url,
+        "model_url": spec.url,
         "checkpoint_sha256": model.sha256,
-        "weights": "untrained" if untrained else f"clay-{weights.version}",
+        "weights": "untrained" if untrained else spec.weights_id,
         "providers": ["ESA WorldCover (imagery)", "Clay (model)", "wcembed (embeddings)"],
-        "license": f"CC-BY-4.0 (imagery: {attribution(year)}); model weights {weights.license}",
+        "license": f"CC-BY-4.0 (imagery: {attribution(year)}); model weights {spec.license}",
         "datetime_range": [f"{year}-01-01T00:00:00Z", f"{year}-12-31T23:59:59Z"],
         "source_dataset": "ESA WorldCover 10m S2 RGBNIR annual composite",
         "source_version": VERSIONS[year],
         "dimension": model.encoder.config.dim,
         "dtype": "float32",
         "column": "embeddings",
-        "pooling": "mean of patch tokens (rgb and nir groups; latlon and time tokens excluded)",
+        "recipe": embedder.recipe,
+        "pooling": spec.recipes[embedder.recipe],
     }
     month, day = COMPOSITE_DATE
     prov = {
@@ -119,7 +123,7 @@ def provenance(
         "column": column,
         "chip_size_px": chip_size,
         "pixel_size_deg": "1/12000",
-        **weights.describe(),
+        **spec.describe(embedder.recipe),
         "date_encoded": f"{year}-{month:02d}-{day:02d}",
         "min_valid_fraction": job.min_valid_fraction,
         "tiles": str(job.tiles),
@@ -138,7 +142,7 @@ def embed_column(
     column: int,
     *,
     grid: Grid | None = None,
-    model: LoadedModel | None = None,
+    model: LoadedModel | str | None = None,
     progress: bool = True,
     **params,
 ) -> ColumnResult:
@@ -150,8 +154,9 @@ def embed_column(
         What to embed (column numbers are grid columns, see :mod:`wcembed.core.grid`).
     grid : Grid, optional
         The grid, if already planned (else planned from the tile source).
-    model : LoadedModel, optional
-        The encoder, if already loaded (else loaded from ``checkpoint``).
+    model : LoadedModel or str, optional
+        The encoder, if already loaded; else the id of the model to load from ``checkpoint`` (``clay-v0``, the
+        default, or ``clay-v1.5``).
     progress : bool
         Show a progress bar.
     **params
@@ -162,6 +167,8 @@ def embed_column(
     -------
     ColumnResult
     """
+    if isinstance(model, str):
+        params, model = {**params, "model": model}, None
     (result,) = run_job(ColumnJob(year=year, column=column, **params), grid=grid, model=model, progress=progress)
     return result
 
@@ -174,6 +181,8 @@ def run_job(
 
     Returns one :class:`ColumnResult` per column of the job, west to east.
     """
+    if model is not None and model.model.id != job.model:  # the model given is the one that runs
+        job = dataclasses.replace(job, model=model.model.id)
     grid = grid or job.plan_grid()
     columns = job.columns(grid)  # a job template (no column) or a band off the grid is refused here
     pick_device(job.device)  # as is a device this torch cannot run, before a checkpoint loads
@@ -193,16 +202,23 @@ def run_job(
             results[column] = ColumnResult(job.year, column, path, "exists")
     todo = [c for c in columns if c not in results]
     if todo:
-        model = model or load_model(job.checkpoint, allow_untrained=job.allow_untrained)
+        model = model or load_model(job.checkpoint, model=job.model, allow_untrained=job.allow_untrained)
         results |= _embed_band(job, grid, model, todo, progress)
     return [results[c] for c in columns]
 
 
 def _same_kind_of_weights(job: ColumnJob, path: str, record: FileMetadata) -> None:
-    """:class:`OutputError` when a finished file was embedded with untrained weights and ``job`` has a
-    checkpoint, or the other way round: one output folder holds one model's embeddings. Decided before any
-    checkpoint is loaded; a job with neither a checkpoint nor ``allow_untrained`` embeds nothing and is not
-    asked."""
+    """:class:`OutputError` when a finished file was embedded with another model or recipe than ``job``'s, or
+    with untrained weights and ``job`` has a checkpoint, or the other way round: one output folder holds one
+    model's embeddings. Decided before any checkpoint is loaded; a job with neither a checkpoint nor
+    ``allow_untrained`` embeds nothing and is not asked."""
+    spec = get_model(job.model)
+    recipe = spec.check_recipe(job.recipe)
+    if (record.model_id, record.recipe or spec.recipe) != (spec.id, recipe):
+        raise OutputError(
+            f"{path} holds embeddings of {record.model_id} ({record.recipe or 'its'} recipe), this job embeds with "
+            f"{spec.id} ({recipe} recipe): one output folder holds one model's embeddings (write elsewhere)"
+        )
     if job.checkpoint is None and not job.allow_untrained:
         return
     if record.untrained != (job.checkpoint is None):
@@ -238,7 +254,7 @@ def _embed_band(
     runs = [
         _ColumnRun(
             column,
-            Embedder(model, device=job.device, precision=job.precision),
+            Embedder(model, device=job.device, precision=job.precision, recipe=job.recipe),
             rows_read=sum(len(group[at]) for group in plan.groups),
             batches_left=sum(1 for group in plan.groups if group[at]),
         )
@@ -252,7 +268,7 @@ def _embed_band(
         rows = {"rows_planned": planned, "rows_read": run.rows_read, "max_rows": job.max_rows,
                 "complete": run.rows_read == planned}  # fmt: skip
         meta = provenance(model, run.embedder, job, run.column, cs, rows)
-        dim = model.encoder.config.dim
+        dim = run.embedder.encoder.config.dim
         emb = np.concatenate(run.vectors) if run.vectors else np.zeros((0, dim), np.float32)
         path = job.output_path(run.column)
         table = column_table(grid, year, run.column, run.kept, emb, meta)

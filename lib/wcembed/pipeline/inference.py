@@ -1,13 +1,13 @@
-"""Inference: WorldCover chips in, Clay v0 embeddings out, batched and device-aware.
+"""Inference: WorldCover chips in, embeddings out, batched and device-aware, for any model of
+:mod:`wcembed.pipeline.models`.
 
-Inputs are encoded as the model was trained (see :func:`normalize`,
-:func:`encode_latlon`, :func:`encode_time`):
+Pixels are normalised as ``(x - mean) / std`` with the model's statistics in the file's band order; nodata
+pixels are set to the band mean (0 after normalisation) (:func:`normalize`). The date and place inputs are
+the model's own (:meth:`wcembed.pipeline.models.Model.inputs`); Clay v0's, as it was trained:
 
-* pixels normalised as ``(x - mean) / std`` with the weights' statistics in the
-  file's band order; nodata pixels are set to the band mean (0 after normalisation);
-* ``latlon = [sin(lat), atan2(cos(lon), sin(lon))]`` of the chip centre (radians);
+* ``latlon = [sin(lat), atan2(cos(lon), sin(lon))]`` of the chip centre (radians) (:func:`encode_latlon`);
 * ``time = [f(2π(year-2012)/18), f(2π(month-1)/11), f(2π(day-1)/30)]`` with
-  ``f(θ) = atan2(cos θ, sin θ)``; an annual composite is dated June 1.
+  ``f(θ) = atan2(cos θ, sin θ)``; an annual composite is dated June 1 (:func:`encode_time`).
 
 :class:`Embedder` picks the device and the precision and runs batches.
 """
@@ -29,26 +29,23 @@ import torch.nn.functional as F
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import NODATA
 from wcembed.pipeline.job import PRECISIONS
-from wcembed.pipeline.model import ClayEncoder
-from wcembed.pipeline.weights import CLAY_V01, ClayWeights, LoadedModel
+from wcembed.pipeline.models import CLAY_V0, COMPOSITE_DATE, Model
+from wcembed.pipeline.weights import LoadedModel
 
 log = logging.getLogger(__name__)
-
-COMPOSITE_DATE = (6, 1)
-"""(month, day) an annual composite is dated with (the original scripts' convention)."""
 
 # --------------------------------------------------------------------------- inputs
 
 
-def normalize(pixels: torch.Tensor, valid: torch.Tensor | None = None, weights: ClayWeights = CLAY_V01) -> torch.Tensor:
-    """``(x - mean) / std`` per band for chips ``(B, C, H, W)`` in the weights' band order
-    (WorldCover's B04, B03, B02, B08).
+def normalize(pixels: torch.Tensor, valid: torch.Tensor | None = None, model: Model = CLAY_V0) -> torch.Tensor:
+    """``(x - mean) / std`` per band with ``model``'s statistics, for chips ``(B, C, H, W)`` in WorldCover's
+    band order (B04, B03, B02, B08).
 
     Nodata pixels (``valid`` False) become 0, the band mean. Returns float32.
     """
-    n = len(weights.bands)
-    mean = torch.tensor(weights.mean, device=pixels.device).view(1, n, 1, 1)
-    std = torch.tensor(weights.std, device=pixels.device).view(1, n, 1, 1)
+    n = len(model.bands)
+    mean = torch.tensor(model.mean, device=pixels.device).view(1, n, 1, 1)
+    std = torch.tensor(model.std, device=pixels.device).view(1, n, 1, 1)
     x = (pixels.float() - mean) / std
     if valid is not None:
         x = x * valid[:, None].to(x.dtype)
@@ -164,24 +161,28 @@ class PrecisionCheck:
         return {**got, **asdict(self), "chips": len(reference), "accepted": ok}
 
 
-def calibration_batch(x: torch.Tensor, latlon: torch.Tensor, time: torch.Tensor, chips: int = 4):
-    """The ``chips`` chips a precision check runs on: the first of the batch, completed where the batch
-    is smaller by their 90/180/270 degree rotations (the centred cosine needs several distinct chips)."""
-    x, latlon, time = x[:chips], latlon[:chips], time[:chips]
+def calibration_batch(x: torch.Tensor, meta: tuple[torch.Tensor, ...], chips: int = 4):
+    """The ``chips`` chips a precision check runs on, with their date and place inputs ``meta``: the first of
+    the batch, completed where the batch is smaller by their 90/180/270 degree rotations (the centred cosine
+    needs several distinct chips)."""
+    x, meta = x[:chips], [m[:chips] for m in meta]
     turns = -(-chips // len(x))
     x = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(turns)])
-    return x[:chips], latlon.repeat(turns, 1)[:chips], time.repeat(turns, 1)[:chips]
+    return x[:chips], tuple(m.repeat(turns, 1)[:chips] for m in meta)
 
 
 # --------------------------------------------------------------------------- inference
 
 
 class Embedder:
-    """Batched, device-aware inference: WorldCover chips in, 768-float embeddings out.
+    """Batched, device-aware inference: WorldCover chips in, one vector each out (768 floats for Clay v0,
+    1024 for Clay v1.5).
 
     Parameters
     ----------
     model : LoadedModel
+    recipe : str, optional
+        How a chip becomes one vector (:attr:`wcembed.pipeline.models.Model.recipes`); None: the model's default.
     device : str, optional
         ``"cuda"``, ``"mps"``, ``"cpu"`` or None/``"auto"`` (CUDA, then MPS, then CPU).
     precision : str
@@ -207,8 +208,10 @@ class Embedder:
         device: str | None = None,
         precision: str = "auto",
         check: PrecisionCheck = PrecisionCheck(),
+        recipe: str | None = None,
     ) -> None:
         self.model = model
+        self.recipe = model.model.check_recipe(recipe)
         self.device = pick_device(device)
         if self.device.type == "cpu":
             set_cpu_threads()
@@ -225,9 +228,9 @@ class Embedder:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=getattr(torch, dtype))
 
-    def _run(self, x: torch.Tensor, latlon: torch.Tensor, time: torch.Tensor, dtype: str) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, meta: tuple[torch.Tensor, ...], dtype: str) -> torch.Tensor:
         with torch.inference_mode(), self._autocast(dtype):
-            return ClayEncoder.embedding(self.encoder(x, latlon, time)).float()
+            return self.model.model.embed(self.encoder, x, meta, self.recipe).float()
 
     def __call__(
         self,
@@ -236,30 +239,29 @@ class Embedder:
         places: Sequence[tuple[float, float]],
         year: Sequence[int] | int,
     ) -> np.ndarray:
-        """Embeddings ``(B, 768)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08), whose centres
+        """Embeddings ``(B, D)`` float32 of uint16 chips ``(B, 4, H, W)`` (B04, B03, B02, B08), whose centres
         are ``places``: ``(lon, lat)`` in degrees, the order :meth:`wcembed.core.grid.Grid.chip_center` gives.
 
         ``valid`` is the ``(B, H, W)`` mask of pixels with data; None derives it on the
         device from the pixels (a pixel is nodata where every band is 0).
         """
-        x, latlon, time = self._inputs(pixels, valid, places, year)
+        x, meta = self._inputs(pixels, valid, places, year)
         if self.precision == "auto":
-            self.precision = self._choose_precision(x, latlon, time)
-        return self._run(x, latlon, time, self.precision).cpu().numpy()
+            self.precision = self._choose_precision(x, meta)
+        return self._run(x, meta, self.precision).cpu().numpy()
 
     def patch_tokens(self, pixels, valid, places, year) -> np.ndarray:
-        """The encoder's patch tokens of chips, averaged over the input groups (rgb and nir) per patch:
-        ``(B, g, g, dim)`` float32 for a ``g x g`` grid of patches (16 x 16 for 512 px chips), row-major
-        from the north-west. Same inputs as calling the embedder; the embedding is their mean."""
-        x, latlon, time = self._inputs(pixels, valid, places, year)
+        """The encoder's patch tokens of chips as a grid ``(B, g, g, dim)`` float32, row-major from the
+        north-west (Clay v0: averaged over its rgb and nir groups, 16 x 16 for 512 px chips; Clay v1.5: 64 x 64).
+        Same inputs as calling the embedder; the embedding is pooled from them."""
+        x, meta = self._inputs(pixels, valid, places, year)
         dtype = "float32" if self.precision == "auto" else self.precision
         with torch.inference_mode(), self._autocast(dtype):
-            tokens = self.encoder(x, latlon, time)[:, :-2, :].float()
-        g, groups = self.encoder.config.grid, len(self.encoder.config.inputs)
-        return tokens.reshape(len(x), groups, g, g, -1).mean(dim=1).cpu().numpy()
+            grid = self.model.model.patch_grid(self.encoder, x, meta, self.recipe)
+        return grid.float().cpu().numpy()
 
-    def _inputs(self, pixels, valid, places, year) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Normalised pixels, lat/lon and time encodings on the device."""
+    def _inputs(self, pixels, valid, places, year) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Normalised pixels and the model's date and place inputs, on the device."""
         dev = self.device
         px = self.to_device(pixels)
         ok = None if valid is None else self.to_device(valid)
@@ -267,10 +269,10 @@ class Embedder:
             if ok is None:
                 bits = px.view(torch.int16) if px.dtype == torch.uint16 else px  # int16: every device has it
                 ok = (bits != NODATA).any(1)
-            x = normalize(px, ok, self.model.weights)
+            x = normalize(px, ok, self.model.model)
         years = [year] * len(px) if isinstance(year, int) else year
         lon, lat = np.asarray(places, np.float64).reshape(-1, 2).T
-        return x, encode_latlon(lat, lon).to(dev), encode_time(years).to(dev)
+        return x, tuple(m.to(dev) for m in self.model.model.inputs(lat, lon, years))
 
     def to_device(self, array: np.ndarray | torch.Tensor) -> torch.Tensor:
         """``array`` on the device. To a GPU: a tensor in pinned memory is copied asynchronously as it is;
@@ -298,14 +300,14 @@ class Embedder:
         flags = cpu_bf16_flags() if kind == "cpu" else []
         return f"cpu: {', '.join(flags)}" if flags else None
 
-    def _choose_precision(self, x, latlon, time) -> str:
+    def _choose_precision(self, x, meta) -> str:
         """bfloat16 if the device has bf16 arithmetic and the check on this batch accepts it, else float32."""
         support = self.bf16_support()
         if support is None:
             self.check = {"decision": "float32", "reason": f"no bf16 arithmetic on {self.device.type}"}
             return "float32"
-        cx, cl, ct = calibration_batch(x, latlon, time)
-        figures = self.bounds(self._run(cx, cl, ct, "float32"), self._run(cx, cl, ct, "bfloat16"))
+        cx, cm = calibration_batch(x, meta)
+        figures = self.bounds(self._run(cx, cm, "float32"), self._run(cx, cm, "bfloat16"))
         decision = "bfloat16" if figures["accepted"] else "float32"
         self.check = {"decision": decision, "candidate": "bfloat16", "reason": support, **figures}
         log.info("precision: %s (bf16 against float32 on the first batch: %s)", decision, self.check)

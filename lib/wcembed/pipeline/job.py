@@ -36,6 +36,7 @@ from typing import Any
 
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import ESA_HTTPS, check_year
+from wcembed.pipeline.models import get_model
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 _CASTS = {"int": int, "float": float, "str": str, "bool": bool}
@@ -85,7 +86,11 @@ class ColumnJob:
         None, env="TILE_INDEX", help="which tiles exist: None (from the tile source), land, a .fgb path/URL, a folder"
     )
     region: str = _param("CONUS", env="REGION", help="region the grid is planned over: CONUS or w,s,e,n degrees")
-    checkpoint: str | None = _param(None, env="CHECKPOINT", help="Clay v0.1 checkpoint: path, https or s3 URL")
+    model: str = _param("clay-v0", env="MODEL", help="the model: clay-v0 (the original scripts') or clay-v1.5")
+    recipe: str | None = _param(
+        None, env="RECIPE", help="how a chip becomes one vector: None, the model's own; clay-v1.5: quarters or whole"
+    )
+    checkpoint: str | None = _param(None, env="CHECKPOINT", help="the model's checkpoint: path, https or s3 URL")
     batch_size: int = _param(8, env="BATCH_SIZE", help="chips per forward pass")
     device: str | None = _param(None, env="DEVICE", help="cuda, mps or cpu; None picks CUDA, then MPS, then CPU")
     precision: str = _param(
@@ -117,6 +122,7 @@ class ColumnJob:
             value = getattr(self, name)
             if value is not None and not lo <= value <= hi:
                 raise BadParameterError(f"{name} must be within {lo}..{hi}, got {value}")
+        get_model(self.model).check_recipe(self.recipe)
         if self.precision not in PRECISIONS:
             raise BadParameterError(f"unknown precision {self.precision!r}: one of {PRECISIONS}")
         if self.column is not None and self.column < 0:

@@ -1,14 +1,12 @@
-"""Clay v0 weights: what a checkpoint is, where it comes from, and loading it strictly.
+"""Model weights: where a checkpoint comes from, and loading its encoder strictly.
 
-As in TorchGeo, the architecture (:mod:`wcembed.pipeline.model`) is separate from the
-weights: a :class:`ClayWeights` record holds everything that belongs to a set
-of trained weights, the download URL and its mirrors, the expected sha256 where
-it is known, the normalisation statistics (listed in the WorldCover file's
-band order), the encoder configuration (band groups, which chip channels feed
-them, image size), so that provenance reads them instead of retyping them.
+As in TorchGeo, the architectures (:mod:`wcembed.pipeline.model`, :mod:`wcembed.pipeline.clay_v15`) are
+separate from the weights; what belongs to a model's trained weights (download URL, mirrors, expected sha256,
+normalisation statistics) is its entry in :mod:`wcembed.pipeline.models`.
 
-Checkpoints are untrusted input: they are read with
-``torch.load(weights_only=True)`` and loaded into the encoder strictly.
+Checkpoints are untrusted input: they are read with ``torch.load(weights_only=True)``, memory-mapped (the
+checkpoint is not read into memory beside the model; only the encoder's tensors are copied into it), and
+loaded into the encoder strictly.
 Downloads are cached; a network failure is a
 :class:`~wcembed.core.errors.CheckpointDownloadError` (transient: an AWS Batch job
 exits 75 and is retried), a missing or unreadable file a
@@ -26,90 +24,21 @@ import time
 import urllib.request
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from wcembed.core.errors import CheckpointDownloadError, CheckpointError, UntrainedWeightsError, failure_kind
-from wcembed.core.product import BANDS
 from wcembed.core.store import exclusive, split_s3
-from wcembed.pipeline.model import ClayConfig, ClayEncoder
+from wcembed.pipeline.models import CLAY_V0, Model, get_model
 
 log = logging.getLogger(__name__)
 
 ENCODER_PREFIX = "model.encoder."
-DECODER_PREFIX = "model.decoder."
 UNTRAINED = "untrained"
 """Checkpoint identity recorded when no real weights were used."""
-
-
-@dataclass(frozen=True)
-class ClayWeights:
-    """A set of Clay v0 weights and the facts that go with them.
-
-    Attributes
-    ----------
-    name, version : str
-        E.g. ``"Clay v0.1"``, ``"v0.1"``.
-    url : str
-        Where the checkpoint is published; ``mirrors`` lists other copies.
-    sha256 : str or None
-        Expected hex sha256 of the checkpoint file, where known.
-    bands : tuple of str
-        Band order of the chips the statistics are listed in (the WorldCover files' order).
-    mean, std : tuple of float
-        Normalisation statistics per band of ``bands`` (reflectance x 10000).
-    config : ClayConfig
-        Encoder size, band groups (in band-encoding order) and which chip channels feed which group.
-    license : str
-        Licence of the weights.
-    """
-
-    name: str
-    version: str
-    url: str
-    bands: tuple[str, ...]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    config: ClayConfig = field(default_factory=ClayConfig)
-    mirrors: tuple[str, ...] = ()
-    sha256: str | None = None
-    license: str = "OpenRAIL-M"
-
-    @property
-    def filename(self) -> str:
-        """File name of the checkpoint (its name in the download cache)."""
-        return Path(self.url.split("?")[0]).name
-
-    def describe(self) -> dict:
-        """Bands, band groups and normalisation as recorded in each output file's metadata."""
-        groups: dict = {g: list(ch) for g, ch in self.config.inputs}
-        return {
-            "bands": list(self.bands),
-            "band_groups": {**groups, "band_encoding_rows": self.config.band_encoding_rows},
-            "normalisation": {
-                "mean": list(self.mean),
-                "std": list(self.std),
-                "order": ",".join(self.bands),
-                "nodata": "band mean",
-            },
-        }
-
-
-CLAY_V01 = ClayWeights(
-    name="Clay v0.1",
-    version="v0.1",
-    url="https://huggingface.co/made-with-clay/Clay/resolve/main/Clay_v0.1_epoch-24_val-loss-0.46.ckpt",
-    mirrors=("s3://clay-model-ckpt/v0/mae_epoch-24_val-loss-0.46.ckpt",),
-    bands=BANDS,
-    # Clay lists these as B02, B03, B04, B08 (blue 1369.03/2026.96, red 1741.10/2146.35):
-    # here they are in the WorldCover file's order B04, B03, B02, B08.
-    mean=(1741.10, 1597.68, 1369.03, 2858.43),
-    std=(2146.35, 2011.88, 2026.96, 2016.38),
-)
-"""The published Clay v0.1 checkpoint (Hugging Face ``made-with-clay/Clay``, 511 MB, OpenRAIL-M)."""
 
 
 # --------------------------------------------------------------------------- files
@@ -230,7 +159,12 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         if path.suffix == ".safetensors":
             return load_file(path)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # memory-mapped: tensors are read from the file as they are copied, not held twice
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as exc:
+            if "mmap" not in str(exc):  # a file of torch's legacy (not zip) format cannot be mapped
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(f"cannot read checkpoint {path} (truncated, corrupt or not a checkpoint): {exc}") from exc
     state = obj.get("state_dict", obj) if isinstance(obj, Mapping) else None
@@ -239,22 +173,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return dict(state)
 
 
-def encoder_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The encoder's tensors of a checkpoint state dict, prefix stripped; decoder keys ignored by name."""
+def encoder_state(state: Mapping[str, torch.Tensor], model: Model = CLAY_V0) -> dict[str, torch.Tensor]:
+    """The encoder's tensors of a checkpoint state dict, prefix stripped; the keys of ``model.other_prefixes``
+    (decoder, ...) passed over by name, any other key refused."""
     enc = {k[len(ENCODER_PREFIX) :]: v for k, v in state.items() if k.startswith(ENCODER_PREFIX)}
-    foreign = [k for k in state if not k.startswith((ENCODER_PREFIX, DECODER_PREFIX))]
+    foreign = [k for k in state if not k.startswith((ENCODER_PREFIX, *model.other_prefixes))]
     if not enc or foreign:
         sample = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
         raise CheckpointError(
-            f"not a Clay v0 checkpoint: {len(enc)} '{ENCODER_PREFIX}*' tensors"
+            f"not a {model.name} checkpoint: {len(enc)} '{ENCODER_PREFIX}*' tensors"
             + (f", {len(foreign)} unexpected keys ({sample})" if foreign else "")
         )
     return enc
 
 
-def load_encoder_state(model: ClayEncoder, state: Mapping[str, torch.Tensor]) -> None:
-    """Load encoder tensors strictly, with an error that lists what is missing, unexpected or misshaped."""
-    own = model.state_dict()
+def load_encoder_state(encoder: torch.nn.Module, state: Mapping[str, torch.Tensor], model: Model = CLAY_V0) -> None:
+    """Load ``model``'s encoder tensors strictly, with an error that lists what is missing, unexpected or
+    misshaped."""
+    own = encoder.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     misshaped = [
@@ -268,8 +204,8 @@ def load_encoder_state(model: ClayEncoder, state: Mapping[str, torch.Tensor]) ->
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", misshaped))
             if keys
         ]
-        raise CheckpointError("checkpoint does not match the Clay v0 encoder: " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)
+        raise CheckpointError(f"checkpoint does not match the {model.name} encoder: " + "; ".join(parts))
+    encoder.load_state_dict(state, strict=True)
 
 
 # --------------------------------------------------------------------------- loading
@@ -279,10 +215,10 @@ def load_encoder_state(model: ClayEncoder, state: Mapping[str, torch.Tensor]) ->
 class LoadedModel:
     """An encoder with the identity of its weights (``sha256`` of the checkpoint file, or ``"untrained"``)."""
 
-    encoder: ClayEncoder
+    encoder: torch.nn.Module
     checkpoint: str
     sha256: str
-    weights: ClayWeights = CLAY_V01
+    model: Model = CLAY_V0
 
     @property
     def untrained(self) -> bool:
@@ -292,35 +228,36 @@ class LoadedModel:
 def load_model(
     checkpoint: str | Path | None = None,
     *,
-    weights: ClayWeights = CLAY_V01,
-    config: ClayConfig | None = None,
+    model: str | Model = CLAY_V0,
+    config: object | None = None,
     allow_untrained: bool = False,
     cache_dir: str | Path | None = None,
     seed: int = 0,
 ) -> LoadedModel:
-    """Build the encoder and load ``weights`` from ``checkpoint`` (path, https or s3 URL).
+    """Build ``model``'s encoder (an id of :data:`~wcembed.pipeline.models.MODELS` or a
+    :class:`~wcembed.pipeline.models.Model`) and load its weights from ``checkpoint`` (path, https or s3 URL).
 
-    ``config`` overrides the weights' encoder configuration (small encoders for
+    ``config`` is the encoder's size where it is not the published one (small encoders for
     tests). Without a checkpoint, untrained weights (seeded, reproducible) are
     used only when ``allow_untrained`` is True, with a loud warning; they are
     recorded as ``"untrained"`` wherever embeddings are written.
     """
-    config = config or weights.config
+    model = get_model(model)
     if not checkpoint:
         if not allow_untrained:
             raise UntrainedWeightsError(
-                f"no checkpoint given: pass the {weights.name} checkpoint (path, https or s3 URL), "
+                f"no checkpoint given: pass the {model.name} checkpoint (path, https or s3 URL), "
                 "or allow_untrained=True to run with random weights (NOT Clay embeddings)"
             )
         msg = "UNTRAINED WEIGHTS: these embeddings are NOT Clay embeddings (random encoder, for demos and tests only)"
         warnings.warn(msg, stacklevel=2)
         log.warning(msg)
         torch.manual_seed(seed)
-        return LoadedModel(ClayEncoder(config).eval(), UNTRAINED, UNTRAINED, weights)
-    expected = weights.sha256 if str(checkpoint) in (weights.url, *weights.mirrors) else None
+        return LoadedModel(model.build(config).eval(), UNTRAINED, UNTRAINED, model)
+    expected = model.sha256 if str(checkpoint) in (model.url, *model.mirrors) else None
     path = fetch_checkpoint(checkpoint, cache_dir, sha256=expected)
     sidecar = path.with_name(path.name + ".sha256")
     digest = sidecar.read_text().strip() if sidecar.exists() else sha256_file(path)
-    model = ClayEncoder(config)
-    load_encoder_state(model, encoder_state(read_state_dict(path)))
-    return LoadedModel(model.eval(), str(checkpoint), digest, weights)
+    encoder = model.build(config)
+    load_encoder_state(encoder, encoder_state(read_state_dict(path), model), model)
+    return LoadedModel(encoder.eval(), str(checkpoint), digest, model)
