@@ -14,6 +14,8 @@ from safetensors.torch import load_file
 from wcembed.core import store
 from wcembed.core.errors import BadParameterError, CheckpointError, OutputError
 from wcembed.core.tileset import plan_grid
+from wcembed.explore.data.index import ChipIndex
+from wcembed.explore.data.ingest import ingest
 from wcembed.pipeline.clay_v15 import WAVES_UM, ClayV15Config
 from wcembed.pipeline.embed import embed_column
 from wcembed.pipeline.inference import Embedder, normalize
@@ -126,6 +128,8 @@ def test_a_column_embedded_with_v15_says_so_and_its_folder_takes_no_other_model(
     with pytest.raises(OutputError, match=r"this job embeds with clay-v1.5 \(whole recipe\)"):
         embed_column(2020, DATA_COLUMN, output=tmp_path, tiles=sample_root, model="clay-v1.5", recipe="whole",
                      grid=grid, allow_untrained=True, progress=False)  # fmt: skip
+    report = ingest(tmp_path, tmp_path / "db")  # a v1.5 folder goes to a set of its own
+    assert report.sets == {"wcembed-clay-v1-5": 4} and ChipIndex(tmp_path / "db", set="wcembed-clay-v1-5").dim == 64
     again = embed_column(2020, DATA_COLUMN, output=tmp_path, tiles=sample_root, model="clay-v1.5", grid=grid,
                          allow_untrained=True, progress=False)  # fmt: skip
     assert again.status == "exists"

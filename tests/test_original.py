@@ -15,7 +15,7 @@ from builders import SAMPLE_COLUMNS, synthetic_index
 from wcembed.core import original
 from wcembed.core.errors import BadParameterError, IngestError, OutputError
 from wcembed.core.grid import chip_bounds
-from wcembed.explore.compute.compare import agreement, edge_distance, neighbour_overlap, summary
+from wcembed.explore.compute.compare import agreement, edge_distance, neighbour_overlap, overlap_summary, summary
 from wcembed.explore.compute.layers import index_note
 from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.ingest import ingest
@@ -284,13 +284,22 @@ def test_neighbours_are_compared_within_the_chips_both_sets_hold(tmp_path):
     assert table.attrs["neighbour_overlap"]["in_both"] == 35 and table.attrs["neighbour_overlap"]["mean"] == 1.0
 
 
-def test_sets_of_other_dimensions_have_no_cosine(tmp_path):
+def test_sets_of_other_dimensions_have_no_cosine_and_are_compared_by_neighbours(tmp_path, capsys):
     synthetic_index(tmp_path, ours, years=(2020,), rows=ROWS)
     write_originals(tmp_path / "orig", vectors=lambda y, c, r: np.random.default_rng([c, r]).normal(size=DIM + 4))
     ingest(tmp_path / "orig", tmp_path / "db")
     a, b = ChipIndex(tmp_path / "db"), ChipIndex(tmp_path / "db", set="original-2024")
-    with pytest.raises(BadParameterError, match=f"{DIM}-d vectors, original-2024 {DIM + 4}-d: no cosine"):
+    with pytest.raises(BadParameterError, match=f"two models' vectors \\({DIM}-d, {DIM + 4}-d\\): no cosine"):
         agreement(a, b, 2020)
+    overlap = overlap_summary(a, b, 2020, sample=10, k=3)  # compared by their neighbours instead
+    assert overlap["in_both"] == 36 and overlap["chips"] == 10 and 0 <= overlap["mean"] <= 1
+    from wcembed.apps import cli
+
+    db = str(tmp_path / "db")
+    assert cli.main(["compare", "--db", db, "--sets", "wcembed", "original-2024", "--sample", "10", "-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "hold two models' vectors: two spaces, no cosine between them; compared by their neighbours" in out
+    assert "3 nearest neighbours in common, among the 36 chips both sets hold, over 10 random chips" in out
 
 
 def test_edge_distance_counts_chips_to_the_nearest_tile_edge():

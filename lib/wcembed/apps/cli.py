@@ -494,20 +494,31 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.sets[0] == args.sets[1]:
         raise BadParameterError(f"{args.sets[0]} compared with itself: name two sets")
     _check_sets(args.db, args.sets, "--sets")
-    from wcembed.explore.compute.compare import agreement, summary  # after the checks: seconds of imports
+    from wcembed.explore.compute.compare import agreement, overlap_summary, summary, two_models  # after the checks
     from wcembed.explore.data.index import ChipIndex
 
     a, b = (ChipIndex(args.db, set=name) for name in args.sets)
+    if two_models(a, b):  # two spaces, compared by their neighbours
+        if args.cog:
+            raise BadParameterError(f"--cog: {a.set} and {b.set} hold two models' vectors: no cosine layer")
+        overlap = overlap_summary(a, b, args.year, sample=args.sample, k=args.k)
+        print(f"{a.set} ({a.dim}-d) and {b.set} ({b.dim}-d) hold two models' vectors: two spaces, no cosine between "
+              "them; compared by their neighbours")  # fmt: skip
+        _print_overlap(overlap)
+        return 0
     agr = agreement(a, b, args.year)
     table = summary(agr, a, b, sample=args.sample, k=args.k)
     print(f"agreement of {len(agr)} chips of {args.year}, {a.set} against {b.set} ({agr.note})")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    overlap = table.attrs["neighbour_overlap"]
-    print(f"{overlap['k']} nearest neighbours in common, among the {overlap['in_both']} chips both sets hold, over "
-          f"{overlap['chips']} random chips: median {overlap['median']:.2f}, mean {overlap['mean']:.2f}")  # fmt: skip
+    _print_overlap(table.attrs["neighbour_overlap"])
     if args.cog:
         print("written:", agr.layer().to_cog(args.cog))
     return 0
+
+
+def _print_overlap(overlap: dict) -> None:
+    print(f"{overlap['k']} nearest neighbours in common, among the {overlap['in_both']} chips both sets hold, over "
+          f"{overlap['chips']} random chips: median {overlap['median']:.2f}, mean {overlap['mean']:.2f}")  # fmt: skip
 
 
 def cmd_run_array(args: argparse.Namespace) -> int:

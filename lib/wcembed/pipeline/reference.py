@@ -24,11 +24,10 @@ from safetensors.torch import load_file
 from wcembed.core.errors import BadParameterError
 from wcembed.pipeline.clay_v15 import ClayV15Config, ClayV15Encoder
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
+from wcembed.pipeline.models import get_model
 
 TOLERANCE = 1e-5
 """The largest error a faithful encoder may have on a reference case (CPU, float32)."""
-MODELS = ("clay-v0", "clay-v1.5")
-"""The models a reference case can check."""
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ def _case(folder: str | Path) -> tuple[dict, dict[str, torch.Tensor]]:
 def check_reference(model: str, folder: str | Path) -> Check:
     """Run ``model``'s encoder (``clay-v0`` or ``clay-v1.5``) on a reference case; :class:`BadParameterError`
     for an unknown model, or a folder that is not a case of it."""
-    if model not in MODELS:
-        raise BadParameterError(f"unknown model {model!r}: one of {list(MODELS)}")
+    model = get_model(model).id  # an unknown one refused, naming the models
     config, case = _case(folder)
     state = {k[len("model.encoder.") :]: v for k, v in case.items() if k.startswith("model.encoder.")}
     try:

@@ -12,6 +12,9 @@ For a year both sets hold (e.g. ours, ``wcembed``, and the original 2024 run's, 
 * :func:`summary`: median and quantiles of the agreement, over all chips, by distance to a tile edge and
   by valid fraction (where do they disagree?), and the neighbour overlap of a random sample of chips.
 
+Sets of two models (Clay v0's 768-d and Clay v1.5's 1024-d vectors) are two spaces: no cosine between them
+means anything, so they are compared by their neighbours only (:func:`overlap_summary`).
+
 Example
 -------
 >>> ours, theirs = ChipIndex(db), ChipIndex(db, set="original-2024")  # doctest: +SKIP
@@ -30,6 +33,7 @@ from wcembed.core.grid import chip_ids, parse_chip_id
 from wcembed.core.product import TILE_PX
 from wcembed.explore.compute.layers import ChipRaster
 from wcembed.explore.compute.vectors import YearVectors, pair_cells
+from wcembed.pipeline.models import MODELS
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 EDGE_BINS = ((0, 0, "crosses one"), (1, 1, "next to one"), (2, 4, "2-4 chips away"), (5, 10**9, "5+ chips away"))
@@ -107,14 +111,27 @@ def comparable(a, b) -> str:
     )
 
 
+def models_of(index) -> set[str]:
+    """The models (``clay-v0``, ``clay-v1.5``) an index's trained weights are of; untrained and unknown weights
+    are of none."""
+    by_weights = {m.weights_id: m.id for m in MODELS.values()}
+    return {by_weights[w.split(" (")[0]] for w in index.weights if w.split(" (")[0] in by_weights}
+
+
+def two_models(a, b) -> bool:
+    """Whether two indexes hold two models' vectors (two spaces: their cosines mean nothing): vectors of two
+    lengths, or trained weights of two models."""
+    return a.dim != b.dim or len(models_of(a) | models_of(b)) > 1
+
+
 def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     """The cosine between the embeddings of ``a`` and ``b`` (two :class:`~wcembed.explore.data.index.ChipIndex` of
     one database, e.g. two sets) of each chip of ``year`` that both hold; ``vectors``: the two sets'
     :class:`~wcembed.explore.compute.vectors.YearVectors` of the year when they are at hand (else they are loaded)."""
-    if a.dim != b.dim:
+    if two_models(a, b):
         raise BadParameterError(
-            f"{a.set} holds {a.dim}-d vectors, {b.set} {b.dim}-d: no cosine between them; compare their neighbours "
-            "(the overlap of each chip's nearest in each set)"
+            f"{a.set} and {b.set} hold two models' vectors ({a.dim}-d, {b.dim}-d): no cosine between them; compare "
+            "their neighbours (the overlap of each chip's nearest in each set)"
         )
     va, vb = vectors or (YearVectors.load(a, year), YearVectors.load(b, year))
     ia, ib = pair_cells(va, vb)
@@ -175,15 +192,42 @@ def summary(agr: Agreement, a, b, *, sample: int = 200, k: int = 10, seed: int =
         row |= {f"q{int(q * 100):02d}": float(np.quantile(c, q)) if len(c) else np.nan for q in QUANTILES}
         out.append(row)
     table = pd.DataFrame(out)
-    rng = np.random.default_rng(seed)
-    picks = rng.choice(len(agr), min(sample, len(agr)), replace=False)
-    ids = chip_ids(agr.year, agr.columns[picks], agr.rows[picks])
-    both = set(zip(agr.columns.tolist(), agr.rows.tolist(), strict=True))
-    overlaps = [neighbour_overlap(a, b, str(c), k, both) for c in ids]
-    table.attrs["neighbour_overlap"] = {"k": k, "chips": len(ids), "median": float(np.median(overlaps)),
-                                        "mean": float(np.mean(overlaps)), "in_both": len(agr)}  # fmt: skip
+    table.attrs["neighbour_overlap"] = _sampled_overlap(a, b, agr.year, agr.columns, agr.rows, sample, k, seed)
     table.attrs["note"] = agr.note
     return table
+
+
+def _sampled_overlap(a, b, year: int, columns, rows, sample: int, k: int, seed: int) -> dict:
+    """The neighbour overlap of ``sample`` random chips of ``year`` among those both sets hold (``columns``,
+    ``rows``): ``k``, ``chips``, ``median``, ``mean``, ``in_both``."""
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(len(columns), min(sample, len(columns)), replace=False)
+    ids = chip_ids(year, columns[picks], rows[picks])
+    both = set(zip(columns.tolist(), rows.tolist(), strict=True))
+    overlaps = [neighbour_overlap(a, b, str(c), k, both) for c in ids]
+    return {"k": k, "chips": len(ids), "median": float(np.median(overlaps)), "mean": float(np.mean(overlaps)),
+            "in_both": len(columns)}  # fmt: skip
+
+
+def _places(index, year: int) -> pd.MultiIndex:
+    """The (column, row) of every chip of ``year`` an index holds."""
+    columns, rows = [np.zeros(0, np.int32)], [np.zeros(0, np.int32)]
+    for batch in index.batches(["column", "row"], year=year):
+        columns.append(batch["column"].to_numpy())
+        rows.append(batch["row"].to_numpy())
+    return pd.MultiIndex.from_arrays([np.concatenate(columns), np.concatenate(rows)])
+
+
+def overlap_summary(a, b, year: int, *, sample: int = 200, k: int = 10, seed: int = 0) -> dict:
+    """Two sets compared by their neighbours only (sets of two models, whose cosines mean nothing): the overlap
+    of the ``k`` nearest neighbours of ``sample`` random chips of ``year`` among those both hold
+    (:func:`neighbour_overlap`), as :func:`summary`'s ``neighbour_overlap``."""
+    places = [_places(index, year) for index in (a, b)]
+    both = places[0].intersection(places[1]).sort_values()
+    if not len(both):
+        raise BadParameterError(f"no chip of {year} is in both {a.set} and {b.set}")
+    columns, rows = (both.get_level_values(i).to_numpy(np.int32) for i in (0, 1))
+    return _sampled_overlap(a, b, year, columns, rows, sample, k, seed)
 
 
 def _valid_fraction(index, agr: Agreement) -> np.ndarray:

@@ -34,6 +34,7 @@ from wcembed.explore.data.table import (
     check_set,
     connect,
     indexes_missing,
+    model_set,
     refresh_indexes,
     remote,
     set_tables,
@@ -163,7 +164,9 @@ def ingest(
 ) -> IngestReport:
     """Ingest every GeoParquet file under ``source`` (folder or ``s3://`` prefix, all years) into ``db``.
 
-    Our files go to the embedding set :data:`~wcembed.explore.data.table.DEFAULT_SET`, the original 2024 run's
+    Our files go to their model's embedding set (:func:`~wcembed.explore.data.table.model_set`:
+    :data:`~wcembed.explore.data.table.DEFAULT_SET` for Clay v0, ``wcembed-clay-v1-5`` for Clay v1.5, as the
+    first file's header says; an output folder holds one model's files), the original 2024 run's
     (``*_v002.gpq``, :mod:`wcembed.core.original`) to :data:`wcembed.core.original.SET`, or both
     kinds to ``set`` when it is named (then ``source`` must hold one kind only): each set its own tables,
     vectors, ANN index and kept unit vectors (:func:`~wcembed.explore.data.table.set_tables`). The original run's
@@ -199,6 +202,13 @@ def ingest(
         raise IngestError(
             f"no output files under {source}: ours (*_{store.FORMAT_VERSION}.gpq) or the original run's (*_v002.gpq)"
         )
+    if set is None and kinds[DEFAULT_SET]:
+        first = min(kinds[DEFAULT_SET])
+        try:
+            name = model_set(store.read_metadata(first).model_id)
+        except (OSError, OutputError):  # an unreadable first file: ingest names it among the failures
+            name = DEFAULT_SET
+        kinds = {name: kinds.pop(DEFAULT_SET), **kinds}
     if set is not None:
         if all(kinds.values()):
             raise IngestError(f"{source} holds our files and the original run's: --set takes one kind at a time")

@@ -31,6 +31,12 @@ DEFAULT_SET = "wcembed"
 _SET_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,39}")
 
 
+def model_set(model_id: str) -> str:
+    """The embedding set our files of a model go to unless another is named: :data:`DEFAULT_SET` for Clay v0
+    (``clay-v0``), ``wcembed-clay-v1-5`` for Clay v1.5 (``clay-v1.5``), ... (one set, one model)."""
+    return DEFAULT_SET if model_id == "clay-v0" else f"{DEFAULT_SET}-{re.sub(r'[^a-z0-9]+', '-', model_id.lower())}"
+
+
 def check_set(name: str) -> str:
     """An embedding set's name (lowercase letters, digits and dashes, at most 40), else :class:`BadParameterError`."""
     if not isinstance(name, str) or not _SET_RE.fullmatch(name):  # fullmatch: "$" would let "abc\n" pass
