@@ -4,6 +4,7 @@ beside ours, and the two sets compared chip by chip."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -300,6 +301,17 @@ def test_sets_of_other_dimensions_have_no_cosine_and_are_compared_by_neighbours(
     out = capsys.readouterr().out
     assert "hold two models' vectors: two spaces, no cosine between them; compared by their neighbours" in out
     assert "3 nearest neighbours in common, among the 36 chips both sets hold, over 10 random chips" in out
+    from wcembed.explore.state.session import ExploreSession  # the map: the neighbours of a click, no cosine
+
+    session = ExploreSession(a, k=3)
+    session.set(compare_set="original-2024")
+    w, so, e, n = chip_bounds(1156, 288)
+    session.click((w + e) / 2, (so + n) / 2)
+    line = session.search.compare_line
+    assert line.startswith("2020-1156-0288: wcembed and original-2024 are two models' spaces (no cosine between")
+    assert re.search(r"; \d of the 3 nearest in common$", line), line
+    session.show_region("agreement")
+    assert session.layer is None and "two models' spaces, with no cosine between them" in session.layers.note
 
 
 def test_edge_distance_counts_chips_to_the_nearest_tile_edge():

@@ -25,6 +25,7 @@ from traitlets import HasTraits, Instance, Unicode
 from wcembed.core.checks import MAX_K, check_k
 from wcembed.core.grid import chip_id, parse_chip_id
 from wcembed.core.product import CRS
+from wcembed.explore.compute.compare import two_models
 from wcembed.explore.data.index import DIVERSE_CHIPS, ChipIndex, query_vector
 from wcembed.explore.data.table import DEFAULT_SET
 from wcembed.explore.state.scope import CHANGE_YEARS, Scope
@@ -180,9 +181,12 @@ class SearchModel(HasTraits):
             return
         results_other, b = found
         chip, index = search.chips[0], self.scope.index
-        a = self.vector if search.how == "chip" and self.vector is not None else index.vectors([chip])[0]
-        cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
-        line = f"{chip}: cosine {cosine:.3f} between its {index.set} and {other.set} embeddings"
+        if two_models(index, other):  # two spaces: the neighbours are compared, never the vectors
+            line = f"{chip}: {index.set} and {other.set} are two models' spaces (no cosine between them)"
+        else:
+            a = self.vector if search.how == "chip" and self.vector is not None else index.vectors([chip])[0]
+            cosine = float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30))
+            line = f"{chip}: cosine {cosine:.3f} between its {index.set} and {other.set} embeddings"
         if search.how == "chip" and self.results is not None:  # the two searches, place by place
             both = [set(zip(r["column"], r["row"], strict=True)) for r in (self.results, results_other)]
             line += f"; {len(both[0] & both[1])} of the {self.k} nearest in common"
