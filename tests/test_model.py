@@ -1,5 +1,6 @@
 """The Clay v0 encoder against the original implementation's reference case."""
 
+import email.utils
 import json
 import math
 from pathlib import Path
@@ -337,14 +338,38 @@ def test_checkpoint_download_cut_short_is_retried_and_a_bad_cached_file_replaced
     with RangeServer(src, faults=[(name, "cut", 1), (name, "reset", 1)]) as srv:
         got = fetch_checkpoint(f"{srv.url}/{name}", tmp_path / "c", sha256=want, backoff=0.1)
         assert got.read_bytes() == ckpt.read_bytes()
-        statuses = [r["status"] for r in srv.requests() if r["method"] == "GET"]
-        assert statuses == ["cut", "reset", 200]  # half a body, a reset connection, then the file
-        assert not list(got.parent.glob("*.part"))
+        gets = [r for r in srv.requests() if r["method"] == "GET"]
+        assert [r["status"] for r in gets] == ["cut", "reset", 206]  # half a body, a reset, then the rest
+        half = gets[0]["bytes"]
+        assert gets[2]["range"] == f"bytes={half}-" and gets[2]["bytes"] == ckpt.stat().st_size - half  # resumed
+        assert not list(got.parent.glob("*.part*"))
         got.write_bytes(b"not the checkpoint")  # a damaged cache file, its sha256 record lost
         got.with_name(got.name + ".sha256").unlink()
         again = fetch_checkpoint(f"{srv.url}/{name}", tmp_path / "c", sha256=want)
         assert again.read_bytes() == ckpt.read_bytes()  # checked, found wrong, downloaded again
-        assert len([r for r in srv.requests() if r["status"] == 200]) == 2
+        assert [r["status"] for r in srv.requests() if r["method"] == "GET"][3:] == [200]  # whole, from the start
+
+
+def test_a_download_a_killed_process_left_is_resumed_and_a_changed_file_fetched_whole(tmp_path, served_checkpoint):
+    from local_servers import RangeServer
+    from wcembed.pipeline.weights import fetch_checkpoint
+
+    ckpt, want = served_checkpoint
+    data, cache = ckpt.read_bytes(), tmp_path / "c" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / f"{ckpt.name}.part").write_bytes(data[:1000])  # what a killed download left
+    (cache / f"{ckpt.name}.part.validator").write_text("")  # its server gave no validator
+    with RangeServer(ckpt.parent) as srv:
+        got = fetch_checkpoint(f"{srv.url}/{ckpt.name}", tmp_path / "c", sha256=want)
+        assert got.read_bytes() == data
+        (get,) = [r for r in srv.requests() if r["method"] == "GET"]
+        assert (get["range"], get["status"], get["bytes"]) == ("bytes=1000-", 206, len(data) - 1000)
+        stamp = email.utils.formatdate(ckpt.stat().st_mtime - 3600, usegmt=True)  # the file has changed since
+        (cache / f"{ckpt.name}.part").write_bytes(b"x" * 1000)
+        (cache / f"{ckpt.name}.part.validator").write_text(stamp)
+        got.unlink()
+        assert fetch_checkpoint(f"{srv.url}/{ckpt.name}", tmp_path / "c", sha256=want).read_bytes() == data
+        assert [r["status"] for r in srv.requests() if r["method"] == "GET"][1:] == [200]  # fetched whole
 
 
 def test_parallel_processes_share_one_download(tmp_path, served_checkpoint):

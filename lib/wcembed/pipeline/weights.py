@@ -21,6 +21,7 @@ import logging
 import os
 import shutil
 import time
+import urllib.error
 import urllib.request
 import warnings
 from collections.abc import Mapping
@@ -59,6 +60,9 @@ def default_cache_dir() -> Path:
 
 
 def _download(url: str, part: Path) -> None:
+    """Download ``url`` into ``part``; over http(s), a ``part`` already there is resumed with a Range request
+    (``If-Range`` the validator its first response gave, where it gave one, so that a file changed on the
+    server since is fetched whole; the sha256, where known, is checked after)."""
     if url.startswith("s3://"):
         import boto3
         from botocore import UNSIGNED
@@ -69,11 +73,31 @@ def _download(url: str, part: Path) -> None:
         s3 = boto3.client("s3", config=None if signed else Config(signature_version=UNSIGNED))
         s3.download_file(bucket, key, str(part))
         return
-    with urllib.request.urlopen(url, timeout=60) as resp, open(part, "wb") as fh:
-        expected = resp.headers.get("Content-Length")
-        shutil.copyfileobj(resp, fh, 1 << 22)
-    if expected is not None and part.stat().st_size != int(expected):
-        raise http.client.IncompleteRead(b"", int(expected) - part.stat().st_size)
+    validator = part.with_name(part.name + ".validator")
+    offset = part.stat().st_size if part.exists() and validator.exists() else 0
+    tag = validator.read_text() if offset else ""
+    headers = ({"Range": f"bytes={offset}-"} | ({"If-Range": tag} if tag else {})) if offset else {}
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:  # 416: the part is not a beginning of the file: start again
+            raise
+        part.unlink()
+        return _download(url, part)
+    with resp:
+        resumed = offset > 0 and resp.status == 206
+        if resumed:
+            expected = int(resp.headers["Content-Range"].rsplit("/", 1)[1])
+        else:
+            length = resp.headers.get("Content-Length")
+            expected = None if length is None else int(length)
+            # what a resumed request names (where the server gave one), so that it gets the same file or all of it
+            validator.write_text(resp.headers.get("ETag") or resp.headers.get("Last-Modified") or "")
+        with open(part, "ab" if resumed else "wb") as fh:
+            shutil.copyfileobj(resp, fh, 1 << 22)
+    if expected is not None and part.stat().st_size != expected:
+        raise http.client.IncompleteRead(b"", expected - part.stat().st_size)
+    validator.unlink(missing_ok=True)
 
 
 def fetch_checkpoint(
@@ -86,7 +110,8 @@ def fetch_checkpoint(
 ) -> Path:
     """A local path for a checkpoint given as a path, an https URL or an s3 URL.
 
-    Downloads go to ``cache_dir/checkpoints/`` under a temporary name, are checked
+    Downloads go to ``cache_dir/checkpoints/`` under a temporary name (``<name>.part``: a download cut short by
+    the network or a killed process is resumed where it ended, over http(s)), are checked
     (length against ``Content-Length``, sha256 against ``sha256`` when given) and
     moved into place when complete, with their sha256 beside them. Processes that
     share the cache take turns through a lock file: the first downloads, the
@@ -126,16 +151,17 @@ def _cached_digest(target: Path) -> str:
 
 
 def _download_into(loc: str, target: Path, sha256: str | None, retries: int, backoff: float) -> Path:
-    """Download ``loc`` to ``target`` through a temporary file, retrying network failures (see fetch_checkpoint)."""
-    part = target.with_name(f"{target.name}.{os.getpid()}.part")
+    """Download ``loc`` to ``target`` through ``<name>.part``, retrying network failures, each retry (and a later
+    run, after a process was killed) resuming where the part ends (see fetch_checkpoint)."""
+    part = target.with_name(f"{target.name}.part")  # one downloader at a time: under the cache's lock
     for attempt in range(retries + 1):
         try:
-            log.info("downloading %s", loc)
+            log.info("downloading %s%s", loc, f" from byte {part.stat().st_size}" if part.exists() else "")
             _download(loc, part)
             break
         except Exception as exc:
-            part.unlink(missing_ok=True)
             if failure_kind(exc) != "transient":
+                part.unlink(missing_ok=True)
                 raise CheckpointError(f"cannot download checkpoint {loc}: {exc}") from exc
             if attempt == retries:
                 raise CheckpointDownloadError(
