@@ -143,3 +143,31 @@ def test_bf16_of_v15_is_checked_against_float32_as_v0_is(tiny_v15):
     assert emb.check["decision"] in ("float32", "bfloat16")
     if emb.check["decision"] == "bfloat16":  # where the CPU has bf16: the figures it was accepted on
         assert emb.check["accepted"] and emb.check["rel_l2"] <= 0.01
+
+
+def test_a_checkpoint_is_read_mapped_not_into_memory_beside_the_model(tmp_path):
+    """Only the encoder's tensors of a checkpoint are read: its other tensors (here 320 MB of a stand-in
+    decoder and teacher) never come into memory (peak resident memory of a process loading it)."""
+    import subprocess
+    import sys
+
+    from wcembed.pipeline.clay_v15 import ClayV15Encoder
+
+    encoder = ClayV15Encoder(TINY_V15)
+    state = {f"model.encoder.{k}": v for k, v in encoder.state_dict().items()}
+    big = {f"model.teacher.blocks.{i}.w": torch.ones(10_000_000) for i in range(8)}  # 8 x 40 MB
+    torch.save({"state_dict": state | big}, tmp_path / "v15.ckpt")
+    code = (  # the peak resident memory of this process (VmHWM: ru_maxrss would start at the parent's)
+        "import re, sys, torch\n"
+        "from wcembed.pipeline.clay_v15 import ClayV15Config\n"
+        "from wcembed.pipeline.weights import load_model\n"
+        "peak = lambda: int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())[1])\n"
+        "before = peak()\n"
+        "config = ClayV15Config(dim=64, depth=2, heads=4, dim_head=16, mlp_ratio=2.0)\n"
+        "m = load_model(sys.argv[1], model='clay-v1.5', config=config)\n"
+        "print(peak() - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "v15.ckpt")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    grown_mb = int(out.stdout.split()[-1]) / 1024  # KiB
+    assert grown_mb < 100, f"{grown_mb:.0f} MB more at the peak: the checkpoint's other tensors were read"
