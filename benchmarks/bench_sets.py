@@ -9,11 +9,19 @@ folder into a new database (the same rows; the ANN index built at this size), ``
 product's call: the two sets' float16 unit vectors, as the explorer's layer makes it) with the process's peak
 memory, and the explorer's click (``ExploreSession.click``) alone and with ``compare_set`` on. Targets: ingest
 of the original layout within 1.5x of ours; the agreement layer of a year <= 2 s; a click with two sets <= 2x one.
+
+``--models``: two models' sets instead, as Clay v0 and Clay v1.5 fill them: ours (768-d, the set ``wcembed``)
+and a Clay v1.5 folder (1024-d vectors, files recording ``clay-v1.5``; ``ingest`` puts it into
+``wcembed-clay-v1-5``). Timed: a click alone and with the v1.5 set beside (its neighbours compared, no cosine),
+the similarity layer of each set, the neighbour comparison of the year (``overlap_summary``, as ``wcembed
+compare`` runs it); the process's peak memory through all of it. Targets: a click with both <= 2x one; the peak
+within the explorer's 4 GiB.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import resource
 import shutil
 import statistics
@@ -29,7 +37,7 @@ from wcembed.core.contract import FileMetadata
 from wcembed.core.grid import chip_bounds
 from wcembed.core.product import ESA_HTTPS
 from wcembed.core.tileset import plan_grid
-from wcembed.explore.compute.compare import agreement
+from wcembed.explore.compute.compare import agreement, overlap_summary
 from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.ingest import ingest
 from wcembed.explore.state.session import ExploreSession
@@ -55,14 +63,100 @@ def write_both(ours: Path, theirs: Path, max_columns: int | None) -> int:
     return rows
 
 
+def write_v15(folder: Path, max_columns: int | None) -> int:
+    """Every column of the year in our layout with 1024-d vectors recorded as Clay v1.5's; returns the rows."""
+    grid = plan_grid(YEAR, ESA_HTTPS, tile_index="land")
+    base, rows = np.random.default_rng(11), 0
+    for column in (int(c) for c in grid.columns[:max_columns]):
+        r = [int(x) for x in grid.rows(column)]
+        record = {"year": YEAR, "column": column, "format": store.FORMAT_VERSION, "complete": True}
+        meta = FileMetadata({"dimension": 1024, "weights": "clay-v1.5", "model_id": "clay-v1.5",
+                             "recipe": "quarters", "model": "synthetic (benchmark)"}, record)  # fmt: skip
+        table = contract.column_table(grid, YEAR, column, [(x, 1.0) for x in r], lowrank(len(r), 1024, base), meta)
+        store.write_column(store.output_path(folder, YEAR, column), table, meta, contract.column_extent(grid, column))
+        rows += len(r)
+    return rows
+
+
+def peak_gib() -> float:
+    """The process's peak resident memory (VmHWM), GiB."""
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text())[1]) / 2**20
+
+
+def click_places(count: int, max_columns: int | None) -> list[tuple[float, float]]:
+    """``count`` chip centres (lon, lat) of random columns of the year's grid, mid-column."""
+    grid = plan_grid(YEAR, ESA_HTTPS, tile_index="land")
+    rng = np.random.default_rng(3)
+    places = []
+    for column in rng.choice([int(c) for c in grid.columns[:max_columns]], count):
+        r = grid.rows(int(column))
+        w, s, e, n = chip_bounds(int(column), int(r[len(r) // 2]))
+        places.append(((w + e) / 2, (s + n) / 2))
+    return places
+
+
+def median_click(session: ExploreSession, places) -> float:
+    """The median seconds of a click at each place (after a warm pass)."""
+    for lon, lat in places:
+        session.click(lon, lat)
+    seconds = []
+    for lon, lat in places:
+        t = time.perf_counter()
+        session.click(lon, lat)
+        seconds.append(time.perf_counter() - t)
+    return statistics.median(seconds)
+
+
+def two_models(args, work: Path) -> None:
+    """The ``--models`` run (see the module's description)."""
+    ours, v15 = work / "ours", work / "clay-v1.5"
+    if not (work / "written-v15").exists():
+        if not (work / "written").exists():
+            shutil.rmtree(work, ignore_errors=True)
+            (work / "written").write_text(str(write_both(ours, work / "original", args.max_columns)))
+        shutil.rmtree(v15, ignore_errors=True)
+        (work / "written-v15").write_text(str(write_v15(v15, args.max_columns)))
+    db = work / "db-models"
+    if not args.clicks_only:
+        shutil.rmtree(db, ignore_errors=True)
+        ingest(ours, db)
+        ingest(v15, db)
+    result = {"year": YEAR, "chips per set": int((work / "written").read_text()), "sets": "768-d wcembed, 1024-d "
+              "wcembed-clay-v1-5", "clicks": args.clicks}  # fmt: skip
+    session = ExploreSession(ChipIndex(db), year=YEAR, k=10)
+    places = click_places(args.clicks, args.max_columns)
+    one = median_click(session, places)
+    session.set(compare_set="wcembed-clay-v1-5")
+    two = median_click(session, places)
+    result["click p50, one set (ms)"] = round(one * 1000, 1)
+    result["click p50, the v1.5 set beside (ms)"] = round(two * 1000, 1)
+    result["click ratio two / one (target <= 2)"] = round(two / one, 2)
+    result["the compare line"] = session.search.compare_line
+    for name in ("wcembed", "wcembed-clay-v1-5"):
+        session.set(embedding_set=name)
+        t0 = time.perf_counter()
+        session.show_region("similarity")
+        result[f"similarity layer of {name}, first (s)"] = round(time.perf_counter() - t0, 2)
+        session.show_region("none")
+    t0 = time.perf_counter()
+    overlap = overlap_summary(session.scope.index_of("wcembed"), session.scope.index_of("wcembed-clay-v1-5"), YEAR)
+    result["neighbour comparison, 200 chips, k 10 (s)"] = round(time.perf_counter() - t0, 1)
+    result["neighbour overlap median"] = overlap["median"]
+    result["peak memory of the process (GiB, target <= 4)"] = round(peak_gib(), 2)
+    report("bench_sets_models", result)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--workdir", default=str(ROOT / ".cache" / "bench_sets"), help="the files are kept here")
     ap.add_argument("--max-columns", type=int, default=None, help="columns of the year (default: all 1383)")
     ap.add_argument("--clicks", type=int, default=20)
     ap.add_argument("--clicks-only", action="store_true", help="reuse the database of both sets: the layer and clicks")
+    ap.add_argument("--models", action="store_true", help="two models' sets (768-d and 1024-d), see above")
     args = ap.parse_args()
     work = Path(args.workdir) / f"{args.max_columns or 'all'}"
+    if args.models:
+        return two_models(args, work)
     ours, theirs = work / "ours", work / "original"
     if not (work / "written").exists():
         shutil.rmtree(work, ignore_errors=True)
@@ -97,27 +191,10 @@ def main() -> None:
     result["layer shape"] = list(layer.values.shape)
     result["peak memory of the process (GiB)"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
-    grid = plan_grid(YEAR, ESA_HTTPS, tile_index="land")
-    rng = np.random.default_rng(3)
-    places = []
-    for column in rng.choice([int(c) for c in grid.columns[: args.max_columns]], args.clicks):
-        r = grid.rows(int(column))
-        w, s, e, n = chip_bounds(int(column), int(r[len(r) // 2]))
-        places.append(((w + e) / 2, (s + n) / 2))
-
-    def clicks() -> float:
-        seconds = []
-        for lon, lat in places:
-            t = time.perf_counter()
-            session.click(lon, lat)
-            seconds.append(time.perf_counter() - t)
-        return statistics.median(seconds)
-
-    clicks()  # warm
-    one = clicks()
+    places = click_places(args.clicks, args.max_columns)
+    one = median_click(session, places)
     session.set(compare_set=original.SET)
-    clicks()
-    two = clicks()
+    two = median_click(session, places)
     result["click p50, one set (ms)"] = round(one * 1000, 1)
     result["click p50, two sets side by side (ms)"] = round(two * 1000, 1)
     result["click ratio two / one (target <= 2)"] = round(two / one, 2)
