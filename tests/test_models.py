@@ -18,7 +18,7 @@ from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.ingest import ingest
 from wcembed.pipeline.clay_v15 import WAVES_UM, ClayV15Config
 from wcembed.pipeline.embed import embed_column
-from wcembed.pipeline.inference import Embedder, normalize
+from wcembed.pipeline.inference import Embedder, PrecisionCheck, calibration_batch, normalize
 from wcembed.pipeline.job import ColumnJob
 from wcembed.pipeline.models import CLAY_V0, CLAY_V15, MODELS, get_model
 from wcembed.pipeline.weights import load_model
@@ -143,6 +143,10 @@ def test_bf16_of_v15_is_checked_against_float32_as_v0_is(tiny_v15):
     assert emb.check["decision"] in ("float32", "bfloat16")
     if emb.check["decision"] == "bfloat16":  # where the CPU has bf16: the figures it was accepted on
         assert emb.check["accepted"] and emb.check["rel_l2"] <= 0.01
+    x, meta = emb._inputs(px, None, [(-75.6, 37.6), (-75.2, 38.1)], 2020)  # the check itself, on any CPU
+    cx, cm = calibration_batch(x, meta)
+    figures = PrecisionCheck()(emb._run(cx, cm, "float32"), emb._run(cx, cm, "bfloat16"))
+    assert figures["accepted"] and figures["chips"] == 4, figures
 
 
 def test_a_checkpoint_is_read_mapped_not_into_memory_beside_the_model(tmp_path):
