@@ -300,6 +300,11 @@ def test_resubmit_missing_submits_exactly_the_missing_columns(sample_root, s3_en
     env = {e["name"]: e["value"] for e in json.loads(done.stdout)["containerOverrides"]["environment"]}
     assert env["BAND"] == definition_environment(gpu=True)["BAND"] == "32" and "BATCH_SIZE" not in env
     assert env["GRID_COLUMNS"] == "1152"  # 1156, 1166 and 1167 are all in the band 1152..1183
+    assert "MODEL" not in env  # the default model (clay-v0) is the job definition's; another one is sent
+    done = subprocess.run([*cmd, "--model", "clay-v1.5"], capture_output=True, text=True, timeout=300, env=os.environ)
+    assert done.returncode == 0, done.stderr
+    env = {e["name"]: e["value"] for e in json.loads(done.stdout)["containerOverrides"]["environment"]}
+    assert env["MODEL"] == "clay-v1.5" and "RECIPE" not in env
 
 
 def test_dockerfile_lints_clean():
