@@ -3,7 +3,8 @@
 :class:`Scope` is an observable model: :attr:`Scope.index` and :attr:`Scope.other` are traits that follow the
 set names, so a view or another model observes them. The year's unit vectors of a set
 (:class:`~wcembed.explore.compute.vectors.YearVectors`) and the change pairs are loaded once, when first
-needed, and let go when their set is neither shown nor beside.
+needed, and let go when their set is neither shown nor beside, or is beside but of another model (two models'
+vectors are never compared: only their neighbours are, through the indexes).
 
 Example
 -------
@@ -19,6 +20,7 @@ from traitlets import HasTraits, Instance, Unicode, observe, validate
 
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import YEARS, check_year
+from wcembed.explore.compute.compare import two_models
 from wcembed.explore.compute.vectors import ChangePairs, YearVectors
 from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.table import DEFAULT_SET, sets_in
@@ -97,9 +99,16 @@ class Scope(HasTraits):
         self._let_go()
 
     def _let_go(self) -> None:
-        keep = {self.name, self.beside}
+        keep = {self.name}
+        if self.other is not None and not two_models(self.index, self.other):  # the agreement layer may need them
+            keep.add(self.beside)
         self._vectors = {k: v for k, v in self._vectors.items() if k[0] in keep}
         self._pairs = {k: v for k, v in self._pairs.items() if k[0] in keep}
+
+    @property
+    def held(self) -> list[tuple[str, int]]:
+        """The (set, year) whose unit vectors are held in memory."""
+        return sorted(self._vectors)
 
     def vectors(self, year: int | None = None, name: str | None = None) -> YearVectors:
         """The year's unit vectors (default: the year shown) of a set (default: the set shown), loaded from
