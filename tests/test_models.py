@@ -130,6 +130,12 @@ def test_a_column_embedded_with_v15_says_so_and_its_folder_takes_no_other_model(
                      grid=grid, allow_untrained=True, progress=False)  # fmt: skip
     report = ingest(tmp_path, tmp_path / "db")  # a v1.5 folder goes to a set of its own
     assert report.sets == {"wcembed-clay-v1-5": 4} and ChipIndex(tmp_path / "db", set="wcembed-clay-v1-5").dim == 64
+    part = tmp_path / "part"  # a partial file of another model stops a job too (it is not embedded again)
+    embed_column(2020, DATA_COLUMN, output=part, tiles=sample_root, model=tiny_v15, grid=grid, max_rows=1,
+                 progress=False)  # fmt: skip
+    with pytest.raises(OutputError, match=r"holds embeddings of clay-v1.5 \(quarters recipe\)"):
+        embed_column(2020, DATA_COLUMN, output=part, tiles=sample_root, grid=grid, allow_untrained=True,
+                     progress=False)  # fmt: skip
     again = embed_column(2020, DATA_COLUMN, output=tmp_path, tiles=sample_root, model="clay-v1.5", grid=grid,
                          allow_untrained=True, progress=False)  # fmt: skip
     assert again.status == "exists"

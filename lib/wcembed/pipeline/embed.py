@@ -29,6 +29,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -192,6 +193,11 @@ def run_job(
         if store.exists(path) and not job.overwrite:
             record = store.finished(path)
             if record is None:
+                partial = None
+                with contextlib.suppress(OutputError):  # a record that cannot be read: embedded again
+                    partial = store.read_metadata(path)
+                if partial is not None:  # a partial file of another model stops the job as a whole one does
+                    _same_kind_of_weights(job, path, partial)
                 log.warning("%s is partial (or its record cannot be read): column %d of %d is embedded again",
                             path, column, job.year)  # fmt: skip
                 continue
