@@ -426,3 +426,24 @@ def test_embedding_as_the_original_scripts_did_reproduces_each_defect(sample_roo
     assert "NOT ONE SPACE" in agr.note  # untrained weights: the mechanism only, said so
     assert "UNTRAINED" in index_note(ChipIndex(tmp_path / "db", set="original-2024"))
     assert path.name == "worldcover_embeddings_2020_1156_v002.gpq"
+
+
+@pytest.mark.slow
+def test_the_explore_notebook_opens_a_set_and_compares_another_models_by_neighbours(sample_root, tmp_path):
+    """Run All with ``embedding_set`` and a ``compare_set`` of another dimension (two models): the notebook
+    opens the set given, says the two are two spaces and compares their neighbours, with no cosine."""
+    from builders import run_papermill
+    from wcembed import ROOT
+    from wcembed.explore.views.wms import LocalWMS
+
+    synthetic_index(tmp_path, ours, years=(2020,), rows=ROWS)
+    write_originals(tmp_path / "orig", vectors=lambda y, c, r: np.random.default_rng([c, r]).normal(size=DIM + 4))
+    ingest(tmp_path / "orig", tmp_path / "db")
+    w, s, e, n = chip_bounds(1156, 288)
+    with LocalWMS(sample_root, tmp_path / "ms") as wms:
+        params = {"db": tmp_path / "db", "wms_url": wms.url, "embedding_set": "original-2024",
+                  "compare_set": "wcembed", "lon": (w + e) / 2, "lat": (s + n) / 2}  # fmt: skip
+        text = run_papermill("explore.ipynb", tmp_path / "out.ipynb", params, cwd=ROOT)
+    assert "in original-2024" in text  # the set given is the one searched
+    assert "original-2024 and wcembed hold two models' vectors: no cosine between them" in text
+    assert "original-2024 and wcembed are two models' spaces (no cosine between them)" in text

@@ -174,6 +174,7 @@ def cmd_lab(args: argparse.Namespace) -> int:
                 "db": str(Path(args.db).resolve()),
                 "wms_url": wms.url,
                 "year": args.year,
+                "embedding_set": args.set,
                 "labels": str(Path(args.labels).resolve()) if args.labels else None,
                 "compare_set": args.compare_set,
                 "tiles": str(Path(args.tiles).resolve()),  # for the explain button: chips read as the pipeline does
@@ -217,8 +218,9 @@ def _check_lab_inputs(args: argparse.Namespace) -> None:
     sets = sets_in(db)
     if not sets:
         raise BadParameterError(f"--db {_shown(args.db)}: no embedding set in it (wcembed index writes them)")
-    if args.compare_set is not None and args.compare_set not in sets:
-        raise BadParameterError(f"--compare-set {_shown(args.compare_set)}: the database holds {', '.join(sets)}")
+    for flag, name in (("--set", args.set), ("--compare-set", args.compare_set)):
+        if name is not None and name not in sets:
+            raise BadParameterError(f"{flag} {_shown(name)}: the database holds {', '.join(sets)}")
 
 
 def _check_sets(db: str, names: list[str], flag: str) -> None:
@@ -295,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db_argument(p)
     p.add_argument("--year", type=int, default=YEARS[0], help="the year shown first (default 2020)")
     p.add_argument("--labels", default=None, help="GeoJSON of labelled chips: the notebook trains on them")
+    p.add_argument("--set", default=None, help="the embedding set shown (default: wcembed, else the database's first)")
     p.add_argument("--compare-set", default=None, help="another embedding set of the database, shown beside")
     p.add_argument("--checkpoint", default=None, help="the weights the embeddings were made with (explain button)")
     p.add_argument(

@@ -77,6 +77,14 @@ def sets_in(db: str | Path) -> list[str]:
     return found + sorted(n[len(TABLE) + 2 :] for n in names if n.startswith(f"{TABLE}__"))
 
 
+def shown_set(db: str | Path, name: str | None = None) -> str:
+    """The set the explorer opens: ``name``, else the database's first (:data:`DEFAULT_SET` where it holds it,
+    e.g. ``wcembed-clay-v1-5`` in a database of Clay v1.5's files only)."""
+    if name is not None:
+        return check_set(name)
+    return next(iter(sets_in(db)), DEFAULT_SET)
+
+
 ANN_MIN_ROWS = 250_000
 """Tables with at least this many rows get an ANN index; smaller ones are searched exactly."""
 
