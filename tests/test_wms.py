@@ -121,6 +121,7 @@ def test_lab_refuses_what_it_cannot_open_before_starting_anything(lab_db, tmp_pa
         ("--db", str(lab_db), "--labels", str(tmp_path / "none.geojson")): "--labels",
         ("--db", str(lab_db), "--checkpoint", str(tmp_path / "none.ckpt")): "--checkpoint",
         ("--db", str(lab_db), "--compare-set", "nope"): "the database holds wcembed",
+        ("--db", str(lab_db), "--set", "nope"): "--set 'nope': the database holds wcembed",
     }
     for args, says in cases.items():
         done = subprocess.run([sys.executable, "-m", "wcembed", "lab", *args, "--no-browser"], capture_output=True,
