@@ -18,6 +18,7 @@ def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
     assert demo.run(outputs=out, indices=[2]) == 0
     printed = capsys.readouterr().out
     assert printed.count("UNTRAINED") >= 2  # said at the start and at the end
+    assert "--model clay-v1.5 --checkpoint" in printed  # and how to put Clay v1.5 beside
     files = store.list_outputs(out / "embeddings")
     assert len(files) == 8  # 4 columns of each year
     for path in files:

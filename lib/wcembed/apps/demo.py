@@ -225,6 +225,11 @@ def run(
         print(f"{name:>20}: {path}")
     print(f"{'time':>20}: {time.perf_counter() - t0:.0f} s")
     print(f"Explore them live in JupyterLab, with a local WMS of the sample:  {lab}")
+    v15 = out / "embeddings-clay-v1.5"  # one folder, one model
+    print(f"Clay v1.5 beside Clay v0 (slow on a CPU, see the docs' models page): python -m wcembed embed --year {YEAR} "
+          f"--column {grid.chip_at(*START)[0]} --band {BAND} --tiles {out / 'sample'} --output {v15} --model clay-v1.5 "
+          f"--checkpoint /path/to/clay-v1.5.ckpt, then python -m wcembed index {v15} --db {out / 'lancedb'} "
+          "(the set wcembed-clay-v1-5), and lab --compare-set wcembed-clay-v1-5")  # fmt: skip
     banner(weights_note)
     return 0
 
