@@ -33,6 +33,7 @@ from pathlib import Path
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import YEARS
 from wcembed.pipeline.job import ColumnJob
+from wcembed.pipeline.models import MODELS
 
 log = logging.getLogger("wcembed")
 
@@ -348,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check-model",
         help="check an encoder against a reference case the original code computed (exit 1 above 1e-5)",
     )
-    p.add_argument("model", choices=["clay-v0", "clay-v1.5"], help="the encoder checked")
+    p.add_argument("model", choices=list(MODELS), help="the encoder checked")
     p.add_argument("--reference", required=True, help="folder of config.json and one .safetensors file")
     p.set_defaults(func=cmd_check_model)
 
