@@ -191,17 +191,15 @@ def run_job(
     for column in columns:
         path = job.output_path(column)
         if store.exists(path) and not job.overwrite:
-            record = store.finished(path)
-            if record is None:
-                partial = None
-                with contextlib.suppress(OutputError):  # a record that cannot be read: embedded again
-                    partial = store.read_metadata(path)
-                if partial is not None:  # a partial file of another model stops the job as a whole one does
-                    _same_kind_of_weights(job, path, partial)
+            record = None
+            with contextlib.suppress(OutputError):  # a record that cannot be read: the column is embedded again
+                record = store.read_metadata(path)
+            if record is not None:  # a file of another model stops the job, whole or partial
+                _same_kind_of_weights(job, path, record)
+            if record is None or not record.complete:
                 log.warning("%s is partial (or its record cannot be read): column %d of %d is embedded again",
                             path, column, job.year)  # fmt: skip
                 continue
-            _same_kind_of_weights(job, path, record)
             log.info("%s exists: column %d of %d is done", path, column, job.year)
             if store.restore_item(path, column_extent(grid, column)):
                 log.warning("%s had no STAC Item (a writer killed between the two): written now", path)
