@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import datetime as dt
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,9 @@ GSD_M = 10.0
 
 
 @dataclass(frozen=True)
-class Model:
-    """A model and the facts that go with it (see the module's description).
+class Model(ABC):
+    """A model and the facts that go with it (see the module's description); each model is a subclass that
+    defines :meth:`build`, :meth:`inputs`, :meth:`embed` and :meth:`patch_grid`.
 
     Attributes
     ----------
@@ -118,22 +120,22 @@ class Model:
         }
 
     # ------------------------------------------------------------------ what each model defines
+    @abstractmethod
     def build(self, config: Any = None) -> torch.nn.Module:
         """The encoder with untrained weights, of ``config``'s size (the published size for None)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def inputs(self, lat: np.ndarray, lon: np.ndarray, years: Sequence[int]) -> tuple[torch.Tensor, ...]:
         """The encoder's place and date inputs of chips centred at ``lat``, ``lon`` (degrees), of ``years``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def embed(self, encoder: torch.nn.Module, x: torch.Tensor, meta: tuple, recipe: str) -> torch.Tensor:
         """Embeddings ``(B, dimension)`` of normalised chips ``x`` ``(B, 4, H, W)`` (WorldCover band order)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def patch_grid(self, encoder: torch.nn.Module, x: torch.Tensor, meta: tuple, recipe: str) -> torch.Tensor:
         """The encoder's patch tokens as a grid ``(B, g, g, dimension)``, row-major from the north-west: what
         the embedding is pooled from."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
