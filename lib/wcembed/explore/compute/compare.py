@@ -99,10 +99,15 @@ class Agreement:
         )
 
 
+def _weights_names(weights: set[str]) -> set[str]:
+    """The names of an index's weights without their notes (``clay-v0.1 (run here as ...)`` is ``clay-v0.1``)."""
+    return {w.split(" (")[0] for w in weights}
+
+
 def comparable(a, b) -> str:
     """ "" when two indexes' embeddings come from the same weights, else why their cosines mean little."""
     wa, wb = a.weights, b.weights
-    same_model = {w.split(" (")[0] for w in wa} == {w.split(" (")[0] for w in wb}
+    same_model = _weights_names(wa) == _weights_names(wb)
     if same_model and "untrained" not in wa | wb:
         return f"both {', '.join(sorted(wa | wb))}: the same model's space"
     return (
@@ -115,7 +120,7 @@ def models_of(index) -> set[str]:
     """The models (``clay-v0``, ``clay-v1.5``) an index's trained weights are of; untrained and unknown weights
     are of none."""
     by_weights = {m.weights_id: m.id for m in MODELS.values()}
-    return {by_weights[w.split(" (")[0]] for w in index.weights if w.split(" (")[0] in by_weights}
+    return {by_weights[w] for w in _weights_names(index.weights) if w in by_weights}
 
 
 def two_models(a, b) -> bool:

@@ -7,7 +7,7 @@ training round), or what it waits for; :func:`make` computes it with
 
 from __future__ import annotations
 
-from wcembed.explore.compute.compare import agreement, two_models
+from wcembed.explore.compute.compare import agreement
 from wcembed.explore.compute.vectors import change
 from wcembed.explore.state.labelling import LabelLoop
 from wcembed.explore.state.layers import LayerKey, Made
@@ -33,7 +33,7 @@ def layer_key(kind: str, scope: Scope, search: SearchModel, loop: LabelLoop) -> 
     if kind == "agreement":
         if scope.other is None:
             return None, "agreement: choose a set to compare with"
-        if two_models(scope.index, scope.other):
+        if scope.two_models:
             return None, (f"agreement: {of} and {scope.other.set} are two models' spaces, with no cosine between them: "
                           "click a chip to compare their nearest neighbours")  # fmt: skip
         return LayerKey(kind, year, (scope.other.set,), of), ""

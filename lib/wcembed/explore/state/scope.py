@@ -57,6 +57,7 @@ class Scope(HasTraits):
         self._indexes = {index.set: index}  # set -> ChipIndex of the same database, opened once
         self._vectors: dict = {}  # (set, year) -> YearVectors
         self._pairs: dict = {}  # (set, (year, year)) -> ChangePairs
+        self._spaces: dict = {}  # (set, set beside) -> whether they are two models' (read from their files once)
         super().__init__(index=index, name=index.set, year=year)
 
     @property
@@ -98,9 +99,20 @@ class Scope(HasTraits):
         self.other = self.index_of(change["new"]) if change["new"] else None
         self._let_go()
 
+    @property
+    def two_models(self) -> bool:
+        """Whether the set beside holds another model's vectors (two spaces: compared by their neighbours, never
+        by cosine; :func:`~wcembed.explore.compute.compare.two_models`, asked once for each pair of sets)."""
+        if self.other is None:
+            return False
+        key = (self.name, self.beside)
+        if key not in self._spaces:
+            self._spaces[key] = two_models(self.index, self.other)
+        return self._spaces[key]
+
     def _let_go(self) -> None:
         keep = {self.name}
-        if self.other is not None and not two_models(self.index, self.other):  # the agreement layer may need them
+        if self.other is not None and not self.two_models:  # the agreement layer may need them
             keep.add(self.beside)
         self._vectors = {k: v for k, v in self._vectors.items() if k[0] in keep}
         self._pairs = {k: v for k, v in self._pairs.items() if k[0] in keep}

@@ -25,7 +25,6 @@ from traitlets import HasTraits, Instance, Unicode
 from wcembed.core.checks import MAX_K, check_k
 from wcembed.core.grid import chip_id, parse_chip_id
 from wcembed.core.product import CRS
-from wcembed.explore.compute.compare import two_models
 from wcembed.explore.data.index import DIVERSE_CHIPS, ChipIndex, query_vector
 from wcembed.explore.data.table import DEFAULT_SET
 from wcembed.explore.state.scope import CHANGE_YEARS, Scope
@@ -181,7 +180,7 @@ class SearchModel(HasTraits):
             return
         results_other, b = found
         chip, index = search.chips[0], self.scope.index
-        if two_models(index, other):  # two spaces: the neighbours are compared, never the vectors
+        if self.scope.two_models:  # two spaces: the neighbours are compared, never the vectors
             line = f"{chip}: {index.set} and {other.set} are two models' spaces (no cosine between them)"
         else:
             a = self.vector if search.how == "chip" and self.vector is not None else index.vectors([chip])[0]
