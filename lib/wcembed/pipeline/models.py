@@ -102,7 +102,7 @@ class Model(ABC):
         if recipe is None:
             return self.recipe
         if recipe not in self.recipes:
-            raise BadParameterError(f"{self.id} has no recipe {recipe!r}: one of {list(self.recipes)}")
+            raise BadParameterError(f"{self.id} has no recipe {str(recipe)[:40]!r}: one of {list(self.recipes)}")
         return recipe
 
     def describe(self, recipe: str) -> dict[str, Any]:
