@@ -171,6 +171,21 @@ def test_a_tile_that_failed_to_open_is_asked_for_again(sample_root, monkeypatch)
     np.testing.assert_array_equal(pixels, mosaic_chip(sample_root, grid, chip))
 
 
+def test_a_tile_removed_from_the_server_is_missing_not_corrupt(sample_root, tmp_path):
+    """GDAL keeps what it learnt of a URL (size, header, blocks) for the process: a tile removed from the
+    server after it was read once is told missing (asked again, uncached), not undecodable."""
+    grid = Grid(["N37W076"])
+    dst = _copy_tile(sample_root, tmp_path)
+    first, other = grid.chip_at(-75.6, 37.7), grid.chip_at(-75.55, 37.7)
+    with RangeServer(tmp_path) as srv:
+        read_one(grid, srv.url, first)
+        dst.unlink()
+        with pytest.raises(TileMissingError) as err:
+            read_one(grid, srv.url, other)
+        statuses = [q["status"] for q in srv.requests()]
+    assert "N37W076" in str(err.value) and statuses[-1] == 404
+
+
 def _copy_tile(sample_root, tmp_path):
     dst = tmp_path / tile_key("N37W076", 2020)
     dst.parent.mkdir(parents=True)

@@ -223,17 +223,26 @@ class TileReader:
         """Pixels ``(4, h, w)`` of a window of a tile (into ``out`` if given), with retries of transient
         errors (call inside ``rasterio.Env(**reader.options)``)."""
         url = self.url(tile)
-        for attempt in range(self.retries + 1):
+        remote = gdal_path(url) != url
+        attempt, asked_again = 0, False
+        while True:
             try:
-                return self._dataset(tile, again=attempt > 0).read(window=window, out=out)
+                return self._dataset(tile, again=attempt > 0 or asked_again).read(window=window, out=out)
             except RasterioIOError as exc:
                 err = tile_error(exc, tile, url)
                 stale = self._open.pop(tile, None)
                 if stale is not None:
                     stale.close()
-                if not isinstance(err, TileTransientError) or attempt == self.retries:
+                if not isinstance(err, TileTransientError):
+                    # GDAL may have answered from what it kept of an earlier open of this URL (a file since
+                    # replaced or removed): a permanent error of a remote tile is confirmed once, uncached.
+                    if remote and not asked_again:
+                        asked_again = True
+                        continue
+                    raise err from exc
+                if attempt == self.retries:
                     raise err from exc
                 delay = self.backoff * 2**attempt
                 log.warning("transient error on %s (attempt %d), retrying in %.1fs: %s", url, attempt + 1, delay, exc)
                 time.sleep(delay)
-        raise AssertionError("unreachable")
+                attempt += 1
