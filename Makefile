@@ -28,6 +28,7 @@ $(STAMP): pyproject.toml $(LOCK)
 	$(PY) -m pip install -q -r $(LOCK)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	$(PY) -m wcembed.tools.labextension
 	@touch $@
 
 $(SYSTEM_STAMP): scripts/setup-system.sh scripts/package.json
