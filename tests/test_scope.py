@@ -56,3 +56,18 @@ def test_vectors_are_loaded_once_and_let_go_with_their_set(index):
     scope.beside = ""  # neither shown nor beside: its vectors go
     assert scope.vectors(2020, "other") is not theirs
     assert scope.two_years
+
+
+def test_at_most_two_years_of_vectors_are_held_the_least_recently_used_let_go_first(index):
+    """A change holds the two years of the set shown; the agreement a year of each set: the year not needed is
+    let go before the other set's is read (and the change pairs made of it with it)."""
+    scope = Scope(index)
+    scope.beside = "other"
+    pairs = scope.change_pairs()
+    assert scope.held == [("wcembed", 2020), ("wcembed", 2021)]
+    ours = scope.vectors(2020)  # used last: kept when the set beside is read
+    theirs = scope.vectors(2020, "other")
+    assert scope.held == [("other", 2020), ("wcembed", 2020)]
+    assert scope.vectors(2020) is ours and scope.vectors(2020, "other") is theirs
+    assert scope.change_pairs() is not pairs  # made again: its 2021 was let go
+    assert scope.held == [("wcembed", 2020), ("wcembed", 2021)] and scope.vectors(2020) is ours

@@ -4,7 +4,8 @@
 set names, so a view or another model observes them. The year's unit vectors of a set
 (:class:`~wcembed.explore.compute.vectors.YearVectors`) and the change pairs are loaded once, when first
 needed, and let go when their set is neither shown nor beside, or is beside but of another model (two models'
-vectors are never compared: only their neighbours are, through the indexes).
+vectors are never compared: only their neighbours are, through the indexes). At most :data:`HELD_YEARS` of them
+are held at once, the least recently used let go first.
 
 Example
 -------
@@ -28,6 +29,11 @@ from wcembed.explore.state.traits import Checked, one_of
 
 CHANGE_YEARS = (YEARS[0], YEARS[1])
 """The two years a change is between."""
+
+HELD_YEARS = 2
+"""The most years of unit vectors (of any sets) held at once: every layer needs at most two (a change, the two
+years of the set shown; the agreement, a year of each set), and two CONUS years are 1.65 GB at 768-d, so that
+the explorer stays within 4 GiB with two sets. Another is read from its kept file (0.1-1 s) when needed again."""
 
 
 class Scope(HasTraits):
@@ -128,9 +134,18 @@ class Scope(HasTraits):
         year = self.year if year is None else check_year(year)
         index = self.index if name is None else self.index_of(name)
         key = (index.set, year)
-        if key not in self._vectors:
-            self._vectors[key] = YearVectors.load(index, year)
-        return self._vectors[key]
+        held = self._vectors.pop(key, None)
+        if held is None:
+            while len(self._vectors) >= HELD_YEARS:  # let go before reading: the peak holds HELD_YEARS at most
+                self._let_go_of(next(iter(self._vectors)))
+            held = YearVectors.load(index, year)
+        self._vectors[key] = held  # the most recently used last
+        return held
+
+    def _let_go_of(self, key: tuple[str, int]) -> None:
+        """Let go of a (set, year)'s unit vectors and the change pairs made of them."""
+        del self._vectors[key]
+        self._pairs = {k: v for k, v in self._pairs.items() if not (k[0] == key[0] and key[1] in k[1])}
 
     def change_pairs(self, years: tuple[int, int] = CHANGE_YEARS) -> ChangePairs:
         """The chips of two years of the set shown, paired for change queries, made once."""
