@@ -10,7 +10,9 @@ region layer's image changed. Reported beside them: the slowest cells (JupyterLa
 kernel's peak resident memory (VmHWM), and the bytes the kernel sent per click (websocket frames) and of the
 layer image. Then labelling rounds: Run All trains on a labels file of 42 chips, and four more rounds each
 label two chips on the map and press "retrain" (50 labels at the fifth), timed from the press to the panel's
-result. Targets on the 2-core machine: click -> status p50 <= 0.3 s, click -> layer p50 <= 0.5 s, Run All
+result. ``--db PATH`` opens a database built elsewhere (by ``wcembed index``, of any vectors) instead. Each click's and
+round's figures are printed the moment the page measures them; the console's warnings and errors are reported.
+Targets on the 2-core machine: click -> status p50 <= 0.3 s, click -> layer p50 <= 0.5 s, Run All
 <= 30 s, a retrain <= 3 s, kernel peak <= 4 GiB through all of it.
 """
 
@@ -99,16 +101,38 @@ def cell_seconds(notebook: Path) -> list[tuple[float, str]]:
     return sorted(out, reverse=True)
 
 
+def drive(cfg: Path) -> tuple[dict | None, str]:
+    """Run ``lab_bench.cjs`` on ``cfg``, printing each figure the moment the page measured it (so a failure
+    later loses none); what the browser saw at the end, and the failure's message ("" if none)."""
+    with tempfile.TemporaryFile("w+") as err:  # a file, so that a chatty stderr never blocks the stdout read
+        node = subprocess.Popen(["node", str(ROOT / "benchmarks/lab_bench.cjs"), str(cfg)], stdout=subprocess.PIPE,
+                                stderr=err, text=True)  # fmt: skip
+        last = None
+        for line in node.stdout:
+            if line.startswith(('{"click"', '{"round"')):
+                print(line.rstrip(), flush=True)
+            elif line.strip():
+                last = line
+        if node.wait(timeout=1800):
+            err.seek(0)
+            return None, f"the browser run failed: {err.read()[-3000:]}"
+    return json.loads(last), ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workdir", default=str(ROOT / ".cache" / "bench_lab"), help="the database is kept here")
     ap.add_argument("--data", choices=sorted(DATA), default="lowrank")
     ap.add_argument("--max-columns", type=int, default=None, help="per year (default: all 1383, CONUS)")
     ap.add_argument("--clicks", type=int, default=5)
+    ap.add_argument("--db", help="a database built elsewhere (e.g. by wcembed index) to open instead of building one")
     args = ap.parse_args()
-    work = Path(args.workdir) / f"{args.data}_{args.max_columns or 'all'}"
-    db = work / "db"
-    if not (db / "chips.lance").exists():
+    work = Path(args.workdir) / (f"{args.data}_{args.max_columns or 'all'}" if not args.db else "given")
+    db = Path(args.db) if args.db else work / "db"
+    if args.db:
+        work.mkdir(parents=True, exist_ok=True)
+        ChipIndex(db)  # a database that cannot be opened stops here, in one line
+    elif not (db / "chips.lance").exists():
         shutil.rmtree(work, ignore_errors=True)
         child = multiprocessing.get_context("fork").Process(
             target=build, args=(work / "emb", db, args.data, args.max_columns)
@@ -140,17 +164,12 @@ def main() -> None:
             "chromium": shutil.which("chromium") or "/usr/bin/chromium",
             "screenshot": str(shot), "center": list(CENTER), "zoom": ZOOM, "clicks": clicks, "rounds": rounds,
         }))  # fmt: skip
-        done = subprocess.run(["node", str(ROOT / "benchmarks/lab_bench.cjs"), str(cfg)], capture_output=True,
-                              text=True, timeout=1800)  # fmt: skip
-        measured = [line for line in done.stdout.splitlines() if line.startswith(('{"click"', '{"round"'))]
-        for line in measured:  # what was measured, also when a later step fails
-            print(line)
-        if done.returncode:
-            raise SystemExit(done.stderr[-3000:])
+        seen, failed = drive(cfg)
         peak = kernel_peak_gib(proc.pid)
+        if failed:
+            raise SystemExit(f"{failed}\nkernel peak so far: {peak:.2f} GiB")
     finally:
         interrupt(proc)
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
     if seen["offHost"]:
         raise SystemExit(f"the browser asked hosts other than 127.0.0.1: {seen['offHost'][:5]}")
     with_layer = [c for c in seen["clicks"] if c["region"] != "none"]
@@ -160,8 +179,9 @@ def main() -> None:
     report(
         "bench_lab",
         {
+            "database": str(db) if args.db else f"built here ({args.data} vectors)",
             "chips": ChipIndex(db).rows,
-            "data": args.data,
+            "console warnings and errors": seen["console"] or "none",
             "clicks": args.clicks,
             "run_all_s": seen["run_all_s"],
             "slowest_cells": "; ".join(f"{s:.1f} s {src!r}" for s, src in slowest),
