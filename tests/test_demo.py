@@ -1,6 +1,7 @@
 """The demo pipeline, smaller (4 columns), so CI catches a broken `make demo`."""
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from wcembed.core import store
 
 
 @pytest.mark.slow
-def test_demo_pipeline_end_to_end_and_rerun(tmp_path, capsys):
+def test_demo_pipeline_end_to_end_and_rerun(sample_root, tmp_path, capsys):
     out = tmp_path / "outputs"
+    shutil.copytree(sample_root, out / "sample")  # built by the same function the demo's first step calls
     # array index 2 is the band of grid columns 1156..1159, where the sample scene has data
     assert demo.run(outputs=out, indices=[2]) == 0
     printed = capsys.readouterr().out

@@ -61,15 +61,17 @@ def choose_weights(checkpoint: str | None) -> str | None:
         return None
 
 
-def original_set(out: Path, sample: Path, weights: str | None):
-    """The sample's columns of :data:`YEAR` embedded the way the original scripts did and written in their
-    layout (:func:`wcembed.pipeline.original.write_original_column`) under ``out/original``, then ingested
-    beside ours as the set ``original-2024``, recorded with the weights used (``untrained`` without a
-    checkpoint: then the comparison shows the mechanism only)."""
+def original_set(out: Path, sample: Path, weights: str | None, bands: list[int] | None = None):
+    """The sample's columns of :data:`YEAR` (those of the array indices ``bands``, default all) embedded the way
+    the original scripts did and written in their layout (:func:`wcembed.pipeline.original.write_original_column`)
+    under ``out/original``, then ingested beside ours as the set ``original-2024``, recorded with the weights
+    used (``untrained`` without a checkpoint: then the comparison shows the mechanism only)."""
 
     model = load_model(weights, allow_untrained=not weights)
     grid = plan_grid(YEAR, str(sample))  # planned once for every column
-    for column in grid.columns:
+    starts = grid.band_starts(BAND)
+    columns = grid.columns if bands is None else [c for i in bands for c in grid.band(int(starts[i]), BAND)]
+    for column in columns:
         write_original_column(out / "original", YEAR, int(column), str(sample), model, grid=grid)
     recorded = "untrained" if model.untrained else "clay-v0.1 (run here as the original scripts ran it)"
     return ingest(out / "original", out / "lancedb", original_weights=recorded)
@@ -182,7 +184,7 @@ def run(
     banner("4/6 ingesting into LanceDB")
     print(ingest(out / "embeddings", out / "lancedb"))
     banner(f"4/6 the sample's {YEAR} embedded as the original 2024 scripts did, ingested as the set original-2024")
-    print(original_set(out, sample, weights))
+    print(original_set(out, sample, weights, indices))
     footprints = out / "footprints.fgb"
     ChipIndex(out / "lancedb").footprints().to_file(footprints, driver="FlatGeobuf")
 
