@@ -10,10 +10,15 @@ region layer's image changed. Reported beside them: the slowest cells (JupyterLa
 kernel's peak resident memory (VmHWM), and the bytes the kernel sent per click (websocket frames) and of the
 layer image. Then labelling rounds: Run All trains on a labels file of 42 chips, and four more rounds each
 label two chips on the map and press "retrain" (50 labels at the fifth), timed from the press to the panel's
-result. ``--db PATH`` opens a database built elsewhere (by ``wcembed index``, of any vectors) instead. Each click's and
-round's figures are printed the moment the page measures them; the console's warnings and errors are reported.
-Targets on the 2-core machine: click -> status p50 <= 0.3 s, click -> layer p50 <= 0.5 s, Run All
-<= 30 s, a retrain <= 3 s, kernel peak <= 4 GiB through all of it.
+result.
+
+``--db PATH`` opens a database built elsewhere (by ``wcembed index``, of any vectors) instead;
+``--compare-set`` names another set of it that Run All compares (the agreement layer, or the neighbours of
+another model's set). Each click's and round's figures are printed the moment the page measures them; the
+console's warnings and errors are reported.
+
+Targets on the 2-core machine: click -> status p50 <= 0.3 s, click -> layer p50 <= 0.5 s, Run All <= 30 s, a
+retrain <= 3 s, kernel peak <= 4 GiB through all of it.
 """
 
 from __future__ import annotations
@@ -126,6 +131,7 @@ def main() -> None:
     ap.add_argument("--max-columns", type=int, default=None, help="per year (default: all 1383, CONUS)")
     ap.add_argument("--clicks", type=int, default=5)
     ap.add_argument("--db", help="a database built elsewhere (e.g. by wcembed index) to open instead of building one")
+    ap.add_argument("--compare-set", help="another set of the database, compared in Run All (its agreement layer)")
     args = ap.parse_args()
     work = Path(args.workdir) / (f"{args.data}_{args.max_columns or 'all'}" if not args.db else "given")
     db = Path(args.db) if args.db else work / "db"
@@ -151,6 +157,7 @@ def main() -> None:
     cli = ["lab", "--tiles", sample_root(), "--db", str(db), "--workdir", str(work / "ms"), "--notebook-out", str(nb)]
     cli += ["--lab-port", str(port), "--no-browser", "--port", str(free_port()), "--basemap", "none"]
     cli += ["--labels", str(labels_path)]  # Run All trains on them: the first round
+    cli += ["--compare-set", args.compare_set] if args.compare_set else []
     env = {**os.environ, "JUPYTER_TOKEN": token, **jupyterlab_settings(work / "lab-settings", recordTiming=True)}
     proc, _ = start_cli(cli, "Ctrl-C stops both", env=env)
     shot = ROOT / "outputs" / "benchmarks" / "bench_lab.png"
@@ -181,6 +188,7 @@ def main() -> None:
         {
             "database": str(db) if args.db else f"built here ({args.data} vectors)",
             "chips": ChipIndex(db).rows,
+            "set beside (Run All compares it)": args.compare_set or "none",
             "console warnings and errors": seen["console"] or "none",
             "clicks": args.clicks,
             "run_all_s": seen["run_all_s"],

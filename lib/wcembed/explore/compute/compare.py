@@ -129,15 +129,20 @@ def two_models(a, b) -> bool:
     return a.dim != b.dim or len(models_of(a) | models_of(b)) > 1
 
 
+def no_cosine(a, b) -> str:
+    """Why two indexes of two models' vectors have no agreement (:func:`two_models`)."""
+    return (
+        f"{a.set} and {b.set} hold two models' vectors ({a.dim}-d, {b.dim}-d): no cosine between them; compare "
+        "their neighbours (the overlap of each chip's nearest in each set)"
+    )
+
+
 def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     """The cosine between the embeddings of ``a`` and ``b`` (two :class:`~wcembed.explore.data.index.ChipIndex` of
     one database, e.g. two sets) of each chip of ``year`` that both hold; ``vectors``: the two sets'
     :class:`~wcembed.explore.compute.vectors.YearVectors` of the year when they are at hand (else they are loaded)."""
     if two_models(a, b):
-        raise BadParameterError(
-            f"{a.set} and {b.set} hold two models' vectors ({a.dim}-d, {b.dim}-d): no cosine between them; compare "
-            "their neighbours (the overlap of each chip's nearest in each set)"
-        )
+        raise BadParameterError(no_cosine(a, b))
     va, vb = vectors or (YearVectors.load(a, year), YearVectors.load(b, year))
     ia, ib = pair_cells(va, vb)
     apart = va.pair_distance(ia, vb, ib)

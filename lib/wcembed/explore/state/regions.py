@@ -7,7 +7,6 @@ training round), or what it waits for; :func:`make` computes it with
 
 from __future__ import annotations
 
-from wcembed.explore.compute.compare import agreement
 from wcembed.explore.compute.vectors import change
 from wcembed.explore.state.labelling import LabelLoop
 from wcembed.explore.state.layers import LayerKey, Made
@@ -72,7 +71,5 @@ def make(key: LayerKey, scope: Scope, search: SearchModel, loop: LabelLoop) -> M
     if key.kind == "scores":
         return loop.score_layer(key.years[0]), loop.threshold, None
     if key.kind == "agreement":
-        year, other = key.years[0], key.source[0]
-        vectors = (scope.vectors(year), scope.vectors(year, other))
-        return agreement(scope.index, scope.index_of(other), year, vectors).layer(), None, None
+        return scope.agreement(key.years[0], key.source[0]).layer(), None, None
     return scope.vectors(key.years[0]).pca_rgb(), None, None

@@ -21,7 +21,7 @@ from traitlets import HasTraits, Instance, Unicode, observe, validate
 
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import YEARS, check_year
-from wcembed.explore.compute.compare import two_models
+from wcembed.explore.compute.compare import Agreement, agreement, no_cosine, two_models
 from wcembed.explore.compute.vectors import ChangePairs, YearVectors
 from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.table import DEFAULT_SET, sets_in
@@ -109,11 +109,12 @@ class Scope(HasTraits):
     def two_models(self) -> bool:
         """Whether the set beside holds another model's vectors (two spaces: compared by their neighbours, never
         by cosine; :func:`~wcembed.explore.compute.compare.two_models`, asked once for each pair of sets)."""
-        if self.other is None:
-            return False
-        key = (self.name, self.beside)
+        return self.other is not None and self._two_models(self.beside)
+
+    def _two_models(self, beside: str) -> bool:
+        key = (self.name, beside)
         if key not in self._spaces:
-            self._spaces[key] = two_models(self.index, self.other)
+            self._spaces[key] = two_models(self.index, self.index_of(beside))
         return self._spaces[key]
 
     def _let_go(self) -> None:
@@ -146,6 +147,22 @@ class Scope(HasTraits):
         """Let go of a (set, year)'s unit vectors and the change pairs made of them."""
         del self._vectors[key]
         self._pairs = {k: v for k, v in self._pairs.items() if not (k[0] == key[0] and key[1] in k[1])}
+
+    def agreement(self, year: int | None = None, beside: str | None = None) -> Agreement:
+        """The cosine between the set shown's and another set's (default: the set beside) embedding of each chip
+        of a year (default: the year shown) that both hold, from the unit vectors held here (at most
+        :data:`HELD_YEARS`: the set shown's other year is let go first).
+
+        >>> scope.agreement().layer()  # doctest: +SKIP
+        """
+        beside = self.beside if beside is None else beside
+        if not beside:
+            raise BadParameterError("no set beside the set shown: choose one to compare with")
+        year = self.year if year is None else check_year(year)
+        if self._two_models(beside):  # refused before any vectors are read
+            raise BadParameterError(no_cosine(self.index, self.index_of(beside)))
+        mine = self.vectors(year)
+        return agreement(self.index, self.index_of(beside), year, (mine, self.vectors(year, beside)))
 
     def change_pairs(self, years: tuple[int, int] = CHANGE_YEARS) -> ChangePairs:
         """The chips of two years of the set shown, paired for change queries, made once."""
