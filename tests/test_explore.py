@@ -36,6 +36,14 @@ def test_click_handler_updates_results_and_gallery(explore_db):
     assert len(feats) == 6 and feats[0]["properties"]["chip_id"] == "2020-1156-0288"  # query + 5 neighbours
     assert [f["properties"]["style"]["color"] for f in feats[1:]] == rank_colors(5)
     assert len(ex.gallery.children) == 5
+    cards = ex.gallery.children  # another search fills the same card widgets: a click sends HTML, not widgets
+    ex.handle_interaction(type="click", coordinates=list(grid.chip_center(1157, 289))[::-1])
+    assert ex.gallery.children == cards and ex.session.search.last.chips == ("2020-1157-0289",)
+    assert all(
+        f">#{i + 1} {chip}<" in card.value
+        for i, (card, chip) in enumerate(zip(cards, ex.session.results["chip_id"], strict=True))
+    )
+    ex.handle_interaction(type="click", coordinates=[lat, lon])
     src = re.search(r'<img src="([^"]+)"', ex.gallery.children[0].value)[1]
     png = urllib.request.urlopen(html.unescape(src), timeout=60).read()  # what the browser fetches
     assert png.startswith(b"\x89PNG") and Image.open(io.BytesIO(png)).size == (128, 128)

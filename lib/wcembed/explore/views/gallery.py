@@ -86,6 +86,8 @@ class Gallery:
         self.compare_line = w.HTML()  # how much the two sets agree on the query chip
         self.other = w.HBox(layout=w.Layout(flex_flow="row wrap"))  # the same search in the set beside
         self.other.add_class("wcembed-gallery-other")
+        self._cards: list = []  # the card widgets, made once and given new HTML on each search
+        self._others: list = []
         self.explain_box = w.HTML()  # where in a result it is like the query (after an "explain" click)
         self.explain_line = w.HTML()  # why matches cannot be explained (or that the weights are untrained)
         s = session
@@ -98,25 +100,37 @@ class Gallery:
         self._draw_explain_line()
 
     def draw(self) -> None:
-        """Draw the results (and those of the set beside) as cards."""
+        """Draw the results (and those of the set beside) as cards, into the card widgets already shown: a click
+        sends the cards' new HTML, not new widgets."""
         s, card = self.session, self.thumbnails.card
         other = s.search.results_other
-        self.other.children = [] if other is None else [
-            w.HTML(f"<b>in {html.escape(s.scope.beside)}</b>"),
-            *(w.HTML(card(r.chip_id, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}"))
-              for r in other.itertuples(index=False)),
-        ]  # fmt: skip
+        self.other.children = [] if other is None else self._shown(self._others, [
+            f"<b>in {html.escape(s.scope.beside)}</b>",
+            *(card(r.chip_id, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}") for r in other.itertuples(index=False)),
+        ])  # fmt: skip
         if s.results is None:
             self.cards.children = []
             return
         rows = list(s.results.itertuples(index=False))
         if s.search.pair_years:
-            self.cards.children = [w.HTML(self.thumbnails.pair(row, s.search.pair_years)) for row in rows]
+            self.cards.children = self._shown(
+                self._cards, [self.thumbnails.pair(row, s.search.pair_years) for row in rows]
+            )
             return
-        cards = [w.HTML(card(r.chip_id, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}")) for r in rows]
+        cards = self._shown(
+            self._cards, [card(r.chip_id, f"#{r.rank} {r.chip_id}<br>d = {r.distance:.4f}") for r in rows]
+        )
         if s.explaining.explainer is not None:
             cards = [w.VBox([c, self._explain_button(r.chip_id)]) for c, r in zip(cards, rows, strict=True)]
         self.cards.children = cards
+
+    @staticmethod
+    def _shown(pool: list, texts: list[str]) -> list:
+        """HTML widgets of ``pool`` (made as needed) holding ``texts``, one each."""
+        pool.extend(w.HTML() for _ in range(len(texts) - len(pool)))
+        for widget, text in zip(pool, texts, strict=False):
+            widget.value = text
+        return pool[: len(texts)]
 
     def _explain_button(self, chip: str):
         button = w.Button(description="explain", tooltip="where in this chip it is like the query", icon="search")
