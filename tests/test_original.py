@@ -312,6 +312,9 @@ def test_sets_of_other_dimensions_have_no_cosine_and_are_compared_by_neighbours(
     assert re.search(r"; \d of the 3 nearest in common$", line), line
     session.show_region("agreement")
     assert session.layer is None and "two models' spaces, with no cosine between them" in session.layers.note
+    with pytest.raises(BadParameterError, match="no cosine between them"):
+        session.scope.agreement()  # asked directly: refused before the other model's vectors are read
+    assert all(name != "original-2024" for name, _ in session.scope.held)
     session.show_region("similarity")  # the vectors of the set shown are held; another model's beside, never
     assert session.scope.held == [("wcembed", 2020)]
     session.set(embedding_set="original-2024", compare_set="wcembed")

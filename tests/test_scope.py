@@ -71,3 +71,17 @@ def test_at_most_two_years_of_vectors_are_held_the_least_recently_used_let_go_fi
     assert scope.vectors(2020) is ours and scope.vectors(2020, "other") is theirs
     assert scope.change_pairs() is not pairs  # made again: its 2021 was let go
     assert scope.held == [("wcembed", 2020), ("wcembed", 2021)] and scope.vectors(2020) is ours
+
+
+def test_the_agreement_is_made_from_the_vectors_held_and_never_of_a_set_with_itself(index):
+    scope = Scope(index)
+    with pytest.raises(BadParameterError, match="no set beside"):
+        scope.agreement()
+    with pytest.raises(BadParameterError, match="wcembed is the set shown"):
+        scope.agreement(beside="wcembed")
+    assert scope.held == []  # refused before any vectors are read
+    scope.change_pairs()
+    scope.beside = "other"
+    agreed = scope.agreement(2021)
+    assert scope.held == [("other", 2021), ("wcembed", 2021)]  # the shown set's 2020 let go first
+    assert agreed.sets == ("wcembed", "other") and len(agreed) and (np.abs(agreed.cosine) <= 1).all()

@@ -158,6 +158,8 @@ class Scope(HasTraits):
         beside = self.beside if beside is None else beside
         if not beside:
             raise BadParameterError("no set beside the set shown: choose one to compare with")
+        if beside == self.name:
+            raise BadParameterError(f"{beside} is the set shown: compare it with another set")
         year = self.year if year is None else check_year(year)
         if self._two_models(beside):  # refused before any vectors are read
             raise BadParameterError(no_cosine(self.index, self.index_of(beside)))
