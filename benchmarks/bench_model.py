@@ -41,7 +41,7 @@ from wcembed import ROOT
 from wcembed.pipeline.clay_v15 import ClayV15Config
 from wcembed.pipeline.inference import Embedder, PrecisionCheck, encode_latlon, encode_time
 from wcembed.pipeline.model import ClayConfig, ClayEncoder
-from wcembed.pipeline.models import CLAY_V0, CLAY_V15
+from wcembed.pipeline.models import CLAY_V0, CLAY_V15, quarters
 from wcembed.pipeline.weights import UNTRAINED, LoadedModel
 
 MEAN, STD = CLAY_V0.mean, CLAY_V0.std
@@ -196,9 +196,7 @@ def cpu_v15(args) -> dict:
         """The original Encoder over the chips' quarters, class tokens averaged."""
         x = (torch.from_numpy(pixels[i].astype(np.float32)) - mean) / std
         time, place = CLAY_V15.inputs(lat[i], lon[i], [2020] * len(x))
-        h = x.shape[2] // 2
-        quarters = torch.cat([x[..., :h, :h], x[..., :h, h:], x[..., h:, :h], x[..., h:, h:]])
-        cube = {"pixels": quarters, "time": time.repeat(4, 1), "latlon": place.repeat(4, 1),
+        cube = {"pixels": quarters(x), "time": time.repeat(4, 1), "latlon": place.repeat(4, 1),
                 "gsd": torch.tensor(CLAY_V15.gsd), "waves": waves}  # fmt: skip
         with torch.inference_mode():
             cls = original(cube)[0][:, 0, :]

@@ -168,6 +168,15 @@ class ClayV0(Model):
         return tokens.reshape(len(x), groups, g, g, -1).mean(dim=1)
 
 
+def quarters(x: torch.Tensor) -> torch.Tensor:
+    """The four quarters of chips ``(B, C, H, W)`` as one batch ``(4B, C, H/2, W/2)``, quarter-major: every chip's
+    north-west quarter, then north-east, south-west, south-east."""
+    import torch
+
+    h, w = x.shape[2] // 2, x.shape[3] // 2
+    return torch.cat([x[..., :h, :w], x[..., :h, w:], x[..., h:, :w], x[..., h:, w:]])
+
+
 @dataclass(frozen=True)
 class ClayV15(Model):
     """Clay v1.5 (:mod:`wcembed.pipeline.clay_v15`): the four bands by their wavelengths, the class token.
@@ -207,9 +216,7 @@ class ClayV15(Model):
         waves = torch.tensor(self.waves_um, device=x.device)
         if recipe == "whole":
             return encoder(x, waves, self.gsd, time, place)
-        h, w = x.shape[2] // 2, x.shape[3] // 2
-        quarters = torch.cat([x[..., :h, :w], x[..., :h, w:], x[..., h:, :w], x[..., h:, w:]])
-        return encoder(quarters, waves, self.gsd, time.repeat(4, 1), place.repeat(4, 1))
+        return encoder(quarters(x), waves, self.gsd, time.repeat(4, 1), place.repeat(4, 1))
 
     def embed(self, encoder, x, meta, recipe):
         cls = self._tokens(encoder, x, meta, recipe)[:, 0, :]

@@ -83,9 +83,10 @@ class Scope(HasTraits):
 
     @validate("beside")
     def _another_set(self, proposal) -> str:
-        name = proposal["value"]
-        if name == "":
-            return name
+        return proposal["value"] and self._set_beside(proposal["value"])
+
+    def _set_beside(self, name: str) -> str:
+        """``name`` if it is a set of the database other than the one shown, else :class:`BadParameterError`."""
         one_of(name, self.sets, "embedding set")
         if name == self.name:
             raise BadParameterError(f"{name} is the set shown: compare it with another set")
@@ -155,11 +156,9 @@ class Scope(HasTraits):
 
         >>> scope.agreement().layer()  # doctest: +SKIP
         """
-        beside = self.beside if beside is None else beside
+        beside = self.beside if beside is None else self._set_beside(beside)
         if not beside:
             raise BadParameterError("no set beside the set shown: choose one to compare with")
-        if beside == self.name:
-            raise BadParameterError(f"{beside} is the set shown: compare it with another set")
         year = self.year if year is None else check_year(year)
         if self._two_models(beside):  # refused before any vectors are read
             raise BadParameterError(no_cosine(self.index, self.index_of(beside)))
