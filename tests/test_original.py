@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import rasterio
 import shapely
 from builders import SAMPLE_COLUMNS, synthetic_index
 from wcembed.core import original
@@ -301,6 +302,13 @@ def test_sets_of_other_dimensions_have_no_cosine_and_are_compared_by_neighbours(
     out = capsys.readouterr().out
     assert "hold two models' vectors: two spaces, no cosine between them; compared by their neighbours" in out
     assert "3 nearest neighbours in common, among the 36 chips both sets hold, over 10 random chips" in out
+    cog = tmp_path / "neighbours.tif"
+    assert cli.main(["compare", "--db", db, "--sets", "wcembed", "original-2024", "--sample", "10", "-k", "3",
+                     "--cog", str(cog)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "neighbour agreement of 36 chips (3 nearest, searched among all 36 chips both hold): median" in out
+    with rasterio.open(cog) as src:
+        assert src.count == 1 and src.tags()["name"].startswith("neighbour agreement 2020")
     from wcembed.explore.state.session import ExploreSession  # the map: the neighbours of a click, no cosine
 
     session = ExploreSession(a, k=3)
@@ -315,11 +323,20 @@ def test_sets_of_other_dimensions_have_no_cosine_and_are_compared_by_neighbours(
     with pytest.raises(BadParameterError, match="no cosine between them"):
         session.scope.agreement()  # asked directly: refused before the other model's vectors are read
     assert all(name != "original-2024" for name, _ in session.scope.held)
-    session.show_region("similarity")  # the vectors of the set shown are held; another model's beside, never
+    session.show_region("neighbour agreement")  # every chip's neighbours compared, each in its model's space
+    layer = session.layer
+    assert layer.name == "neighbour agreement 2020: wcembed / original-2024" and layer.key.source[1] == "k 3"
+    assert "3 nearest neighbours" in layer.raster.description and "all 36 chips both hold" in layer.raster.description
+    assert session.scope.held == [("original-2024", 2020), ("wcembed", 2020)]
+    agreed = session.scope.neighbour_agreement(k=3)
+    both = set(zip(agreed.columns.tolist(), agreed.rows.tolist(), strict=True))
+    table = agreed.table()
+    for chip, value in zip(table["chip_id"][::6], table["overlap"][::6], strict=True):  # as a click counts them
+        assert neighbour_overlap(a, b, chip, 3, both) == pytest.approx(value), chip
+    session.set(k=4)  # the layer counts the neighbours the galleries show
+    assert session.layer.key.source[1] == "k 4" and "4 nearest" in session.layer.raster.description
+    session.set(compare_set="")  # the set beside's vectors go with it
     assert session.scope.held == [("wcembed", 2020)]
-    session.set(embedding_set="original-2024", compare_set="wcembed")
-    session.show_region("similarity")
-    assert session.scope.held == [("original-2024", 2020)]
 
 
 def test_edge_distance_counts_chips_to_the_nearest_tile_edge():
@@ -445,8 +462,12 @@ def test_the_explore_notebook_opens_a_set_and_compares_another_models_by_neighbo
     w, s, e, n = chip_bounds(1156, 288)
     with LocalWMS(sample_root, tmp_path / "ms") as wms:
         params = {"db": tmp_path / "db", "wms_url": wms.url, "embedding_set": "original-2024",
-                  "compare_set": "wcembed", "lon": (w + e) / 2, "lat": (s + n) / 2}  # fmt: skip
+                  "compare_set": "wcembed", "lon": (w + e) / 2, "lat": (s + n) / 2, "k": 4,
+                  "layers_out": tmp_path / "layers"}  # fmt: skip
+        (tmp_path / "layers").mkdir()
         text = run_papermill("explore.ipynb", tmp_path / "out.ipynb", params, cwd=ROOT)
     assert "in original-2024" in text  # the set given is the one searched
+    with rasterio.open(tmp_path / "layers" / "neighbour_agreement_2020.tif") as src:  # every chip's neighbours
+        assert "4 nearest neighbours in 2020 that original-2024 and wcembed find" in src.tags()["description"]
     assert "original-2024 and wcembed hold two models' vectors: no cosine between them" in text
     assert "original-2024 and wcembed are two models' spaces (no cosine between them)" in text

@@ -85,3 +85,17 @@ def test_the_agreement_is_made_from_the_vectors_held_and_never_of_a_set_with_its
     agreed = scope.agreement(2021)
     assert scope.held == [("other", 2021), ("wcembed", 2021)]  # the shown set's 2020 let go first
     assert agreed.sets == ("wcembed", "other") and len(agreed) and (np.abs(agreed.cosine) <= 1).all()
+
+
+def test_the_neighbour_agreement_is_made_from_the_vectors_held_and_checks_k(index):
+    scope = Scope(index)
+    with pytest.raises(BadParameterError, match="no set beside"):
+        scope.neighbour_agreement()
+    scope.beside = "other"
+    with pytest.raises(BadParameterError, match="k"):
+        scope.neighbour_agreement(k=0)
+    assert scope.held == []  # refused before any vectors are read
+    agreed = scope.neighbour_agreement(2021, k=4)
+    assert scope.held == [("other", 2021), ("wcembed", 2021)]
+    assert agreed.sets == ("wcembed", "other") and agreed.k == 4 and len(agreed) == agreed.references
+    assert ((agreed.overlap >= 0) & (agreed.overlap <= 1)).all()

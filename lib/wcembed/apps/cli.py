@@ -362,7 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--year", type=int, default=YEARS[0], help="the year compared (default 2020)")
     p.add_argument("--sample", type=int, default=200, help="chips whose neighbours are compared (default 200)")
     p.add_argument("-k", type=int, default=10, help="neighbours compared per chip (default 10)")
-    p.add_argument("--cog", default=None, help="write the agreement layer here as a Cloud-Optimized GeoTIFF")
+    p.add_argument(
+        "--cog", default=None,
+        help="write the agreement layer here as a Cloud-Optimized GeoTIFF (two models' sets: the neighbour agreement)",
+    )  # fmt: skip
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("catalog", help="write the STAC Collection of each year and the run's Catalog")
@@ -498,17 +501,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.sets[0] == args.sets[1]:
         raise BadParameterError(f"{args.sets[0]} compared with itself: name two sets")
     _check_sets(args.db, args.sets, "--sets")
-    from wcembed.explore.compute.compare import agreement, overlap_summary, summary, two_models  # after the checks
+    import numpy as np
+
+    from wcembed.explore.compute.compare import (  # after the checks
+        agreement,
+        neighbour_agreement,
+        overlap_summary,
+        summary,
+        two_models,
+    )
+    from wcembed.explore.compute.vectors import YearVectors
     from wcembed.explore.data.index import ChipIndex
 
     a, b = (ChipIndex(args.db, set=name) for name in args.sets)
     if two_models(a, b):  # two spaces, compared by their neighbours
-        if args.cog:
-            raise BadParameterError(f"--cog: {a.set} and {b.set} hold two models' vectors: no cosine layer")
         overlap = overlap_summary(a, b, args.year, sample=args.sample, k=args.k)
         print(f"{a.set} ({a.dim}-d) and {b.set} ({b.dim}-d) hold two models' vectors: two spaces, no cosine between "
               "them; compared by their neighbours")  # fmt: skip
         _print_overlap(overlap)
+        if args.cog:
+            va, vb = YearVectors.load(a, args.year), YearVectors.load(b, args.year)
+            agreed = neighbour_agreement(va, vb, (a.set, b.set), k=args.k)
+            print(f"neighbour agreement of {len(agreed)} chips ({args.k} nearest, searched among {agreed.among}): "
+                  f"median {np.median(agreed.overlap):.2f}, mean {agreed.overlap.mean():.2f}")  # fmt: skip
+            print("written:", agreed.layer().to_cog(args.cog))
         return 0
     agr = agreement(a, b, args.year)
     table = summary(agr, a, b, sample=args.sample, k=args.k)

@@ -9,11 +9,15 @@ For a year both sets hold (e.g. ours, ``wcembed``, and the original 2024 run's, 
   weights :attr:`Agreement.note` says so;
 * :func:`neighbour_overlap`: for a chip, the share of its ``k`` nearest neighbours the two sets have in
   common (the same places), what a click finds in each;
+* :func:`neighbour_agreement`: that share for every chip in both, as a whole-region layer
+  (:meth:`NeighbourAgreement.layer`): the neighbours searched in the sets' unit vectors among all the chips
+  both hold (up to :data:`EXACT_CHIPS`) or among :data:`REFERENCE_CHIPS` of them drawn at random;
 * :func:`summary`: median and quantiles of the agreement, over all chips, by distance to a tile edge and
   by valid fraction (where do they disagree?), and the neighbour overlap of a random sample of chips.
 
 Sets of two models (Clay v0's 768-d and Clay v1.5's 1024-d vectors) are two spaces: no cosine between them
-means anything, so they are compared by their neighbours only (:func:`overlap_summary`).
+means anything, so they are compared by their neighbours only (:func:`overlap_summary`,
+:func:`neighbour_agreement`).
 
 Example
 -------
@@ -32,7 +36,7 @@ from wcembed.core.errors import BadParameterError
 from wcembed.core.grid import chip_ids, parse_chip_id
 from wcembed.core.product import TILE_PX
 from wcembed.explore.compute.layers import ChipRaster
-from wcembed.explore.compute.vectors import YearVectors, pair_cells
+from wcembed.explore.compute.vectors import YearVectors, pair_cells, tensor_rows
 from wcembed.pipeline.models import MODELS
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -72,31 +76,87 @@ class Agreement:
     def layer(self) -> ChipRaster:
         """The agreement of every chip as a whole-region layer (0..1 shown; a chip below 0 shows as 0)."""
         a, b = self.sets
-        return ChipRaster.from_chips(
-            self.columns,
-            self.rows,
-            self.cosine,
-            name=f"agreement {self.year}: {a} / {b}",
-            description=f"cosine between each chip's {a} and {b} embeddings of {self.year}. {self.note}".strip(),
-            vmin=float(min(np.percentile(self.cosine, 1), 0.99)) if len(self) else 0.0,
-            vmax=1.0,
-            cmap="RdYlGn",
-            chip_size=self.chip_size,
-            origin=self.origin,
-        )
+        low = float(min(np.percentile(self.cosine, 1), 0.99)) if len(self) else 0.0
+        about = f"cosine between each chip's {a} and {b} embeddings of {self.year}. {self.note}".strip()
+        return _layer(self, self.cosine, f"agreement {self.year}: {a} / {b}", about, low)
 
     def table(self):
         """The chips from least to most alike: ``chip_id`` (of the year), ``column``, ``row``, ``cosine``."""
+        return _least_first(self, "cosine", self.cosine)
 
-        order = np.argsort(self.cosine, kind="stable")
-        return pd.DataFrame(
-            {
-                "chip_id": chip_ids(self.year, self.columns[order], self.rows[order]),
-                "column": self.columns[order],
-                "row": self.rows[order],
-                "cosine": self.cosine[order],
-            }
+
+@dataclass
+class NeighbourAgreement:
+    """For each chip two sets hold, the share of its ``k`` nearest neighbours that both sets find at the same
+    places (:func:`neighbour_agreement`): how two models (or two runs) agree where no cosine between their
+    vectors means anything.
+
+    Attributes
+    ----------
+    year : int
+    sets : tuple of str
+        The two sets' names.
+    columns, rows : ndarray
+        The chips' grid cells (int32).
+    overlap : ndarray
+        float32, 0..1, in steps of ``1 / k`` (1: the same ``k`` neighbours in both sets).
+    k : int
+        Neighbours compared per chip.
+    references : int
+        How many chips the neighbours were searched among: all the chips both sets hold, or a random draw
+        of them (the same places in both sets).
+    """
+
+    year: int
+    sets: tuple[str, str]
+    columns: np.ndarray
+    rows: np.ndarray
+    overlap: np.ndarray
+    k: int
+    references: int
+    chip_size: int
+    origin: tuple[float, float]
+
+    def __len__(self) -> int:
+        return len(self.overlap)
+
+    @property
+    def among(self) -> str:
+        """Among which chips the neighbours were searched, in words."""
+        if self.references == len(self):
+            return f"all {len(self)} chips both hold"
+        return f"{self.references} of the {len(self)} chips both hold, drawn at random"
+
+    def layer(self) -> ChipRaster:
+        """The neighbour agreement of every chip as a whole-region layer (0..1)."""
+        a, b = self.sets
+        return _layer(
+            self,
+            self.overlap,
+            f"neighbour agreement {self.year}: {a} / {b}",
+            f"share of each chip's {self.k} nearest neighbours in {self.year} that {a} and {b} find at the same "
+            f"places, searched among {self.among}.",
+            0.0,
         )
+
+    def table(self):
+        """The chips from least to most alike: ``chip_id`` (of the year), ``column``, ``row``, ``overlap``."""
+        return _least_first(self, "overlap", self.overlap)
+
+
+def _layer(compared, values: np.ndarray, name: str, description: str, vmin: float) -> ChipRaster:
+    """Per-chip ``values`` of an :class:`Agreement` or :class:`NeighbourAgreement` as a layer (``vmin``..1)."""
+    return ChipRaster.from_chips(compared.columns, compared.rows, values, name=name, description=description,
+                                 vmin=vmin, vmax=1.0, cmap="RdYlGn", chip_size=compared.chip_size,
+                                 origin=compared.origin)  # fmt: skip
+
+
+def _least_first(compared, measure: str, values: np.ndarray) -> pd.DataFrame:
+    """The chips of an :class:`Agreement` or :class:`NeighbourAgreement` sorted by ``values``, least first."""
+    order = np.argsort(values, kind="stable")
+    columns, rows = compared.columns[order], compared.rows[order]
+    return pd.DataFrame({"chip_id": chip_ids(compared.year, columns, rows), "column": columns, "row": rows,
+                         measure: values[order]})  # fmt: skip
 
 
 def _weights_names(weights: set[str]) -> set[str]:
@@ -148,6 +208,65 @@ def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     apart = va.pair_distance(ia, vb, ib)
     cosine = np.clip(1 - apart * apart / 2, -1, 1).astype(np.float32)
     return Agreement(year, (a.set, b.set), va.columns[ia], va.rows[ia], cosine, comparable(a, b), a.chip_size, a.origin)
+
+
+EXACT_CHIPS = 4096
+"""Up to this many chips in both sets, :func:`neighbour_agreement` searches each chip's neighbours among all of
+them (exact); beyond, among :data:`REFERENCE_CHIPS` drawn at random."""
+REFERENCE_CHIPS = 512
+"""The chips drawn at random among which :func:`neighbour_agreement` searches the neighbours of a set of more than
+:data:`EXACT_CHIPS` chips: its cost grows with their number (a CONUS year of a 768-d and a 1024-d set, 538,076
+chips: about 10 s on two cores with 512)."""
+NEIGHBOUR_CHUNK_ROWS = 2048
+"""Chips whose similarities to the references are computed at once (a float32 temporary of this many rows)."""
+
+
+def neighbour_agreement(
+    va: YearVectors, vb: YearVectors, sets: tuple[str, str], *, k: int = 10, references: int = REFERENCE_CHIPS,
+    exact: int = EXACT_CHIPS, seed: int = 0,
+) -> NeighbourAgreement:  # fmt: skip
+    """For each chip of a year that two sets hold (their unit vectors ``va`` and ``vb``, of one model or two),
+    the share of its ``k`` nearest neighbours (by cosine, itself left out) that the two sets find at the same
+    places, as a :class:`NeighbourAgreement`.
+
+    The neighbours are searched among all the chips both hold where they are at most ``exact``, else among
+    ``references`` of them drawn at random (``seed``), the same places in both sets: one matrix product a set,
+    ``N x references``, in chunks of :data:`NEIGHBOUR_CHUNK_ROWS`. Two models' vectors need no common length.
+
+    >>> v0, v15 = YearVectors.load(ours, 2020), YearVectors.load(theirs, 2020)  # doctest: +SKIP
+    >>> neighbour_agreement(v0, v15, ("wcembed", "wcembed-clay-v1-5"), k=10).layer()  # doctest: +SKIP
+    """
+    ia, ib = pair_cells(va, vb)
+    n = len(ia)
+    if n <= k:
+        raise BadParameterError(f"{n} chips of {va.year} in both {sets[0]} and {sets[1]}: more than k = {k} needed")
+    ref = np.arange(n) if n <= exact else np.sort(np.random.default_rng(seed).choice(n, min(references, n), False))
+    if len(ref) <= k:
+        raise BadParameterError(f"{len(ref)} reference chips: more than k = {k} needed")
+    ref_of = np.full(n, -1, np.int64)  # each pair's position among the references (-1: not one)
+    ref_of[ref] = np.arange(len(ref))
+    near_a = _nearest(va, ia, ia[ref], ref_of, k)
+    near_b = _nearest(vb, ib, ib[ref], ref_of, k)
+    overlap = (near_a[:, :, None] == near_b[:, None, :]).any(axis=2).sum(axis=1) / np.float32(k)
+    return NeighbourAgreement(va.year, tuple(sets), va.columns[ia], va.rows[ia], overlap.astype(np.float32), k,
+                              len(ref), va.chip_size, va.origin)  # fmt: skip
+
+
+def _nearest(v: YearVectors, rows: np.ndarray, ref_rows: np.ndarray, ref_of: np.ndarray, k: int) -> np.ndarray:
+    """For each of the rows ``rows`` of ``v``, the positions (among ``ref_rows``) of its ``k`` most similar
+    references, itself left out (``ref_of``: each row's own position among them, or -1), as ``(N, k)`` int32."""
+    import torch  # deferred: torch loads only where a model or a product runs
+
+    x = torch.from_numpy(v.vectors)
+    refs = x[torch.from_numpy(ref_rows)].float().T.contiguous()
+    out = np.empty((len(rows), k), np.int32)
+    for s in range(0, len(rows), NEIGHBOUR_CHUNK_ROWS):
+        chunk = slice(s, s + NEIGHBOUR_CHUNK_ROWS)
+        sims = tensor_rows(x, rows[chunk]).float() @ refs
+        own = np.flatnonzero(ref_of[chunk] >= 0)
+        sims[torch.from_numpy(own), torch.from_numpy(ref_of[chunk][own])] = -torch.inf
+        out[chunk] = torch.topk(sims, k, dim=1, sorted=False).indices.numpy()
+    return out
 
 
 def neighbour_overlap(a, b, chip: str, k: int = 10, both: set | None = None) -> float:

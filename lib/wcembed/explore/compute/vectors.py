@@ -111,7 +111,7 @@ class YearVectors:
         a, b = torch.from_numpy(self.vectors), torch.from_numpy(other.vectors)
         for s in range(0, len(i), PAIR_CHUNK_ROWS):
             chunk = slice(s, s + PAIR_CHUNK_ROWS)
-            d = _rows(b, j[chunk]) - _rows(a, i[chunk])
+            d = tensor_rows(b, j[chunk]) - tensor_rows(a, i[chunk])
             if m is not None:
                 d -= m
             out[chunk] = torch.linalg.vector_norm(d, dim=1, dtype=torch.float32).numpy()
@@ -161,7 +161,7 @@ class YearVectors:
         )
 
 
-def _rows(x, at: np.ndarray):
+def tensor_rows(x, at: np.ndarray):
     """Rows ``at`` of a tensor: a view where they are consecutive (two years of the same chips, in the same
     order, pair row for row), else a copy."""
     if len(at) and at[-1] - at[0] == len(at) - 1 and (len(at) == 1 or (np.diff(at) == 1).all()):

@@ -38,12 +38,14 @@ class LayerKey:
     Attributes
     ----------
     kind : str
-        The kind of region layer (similarity, scores, change, changed like, embedding colours, agreement).
+        The kind of region layer (similarity, scores, change, changed like, embedding colours, agreement,
+        neighbour agreement).
     years : tuple of int
         The year of its chips, or the two years of a change.
     source : tuple of str
         The query chip(s), ``+``/``-`` prefixed examples, the classifier's training round, or the set compared
-        with; empty for layers of the whole year (change, embedding colours).
+        with (and ``k {k}``, the neighbours counted); empty for layers of the whole year (change, embedding
+        colours).
     set : str
         The embedding set it was made from.
     """

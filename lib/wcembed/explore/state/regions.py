@@ -2,7 +2,8 @@
 
 :func:`layer_key` says what the layer of a kind is made from (the year or years, the query, the set, the
 training round), or what it waits for; :func:`make` computes it with
-:mod:`wcembed.explore.compute` (similarity, change, changed like, classifier scores, agreement, colours).
+:mod:`wcembed.explore.compute` (similarity, change, changed like, classifier scores, colours, and the
+agreement of two sets: the cosine of each chip's two embeddings, or the neighbours the two share).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from wcembed.explore.state.scope import CHANGE_YEARS, Scope
 from wcembed.explore.state.search import SearchModel
 from wcembed.explore.state.traits import one_of
 
-REGION_LAYERS = ("none", "similarity", "scores", "change", "changed like", "embedding colours", "agreement")
+REGION_LAYERS = (
+    "none", "similarity", "scores", "change", "changed like", "embedding colours", "agreement",
+    "neighbour agreement",
+)  # fmt: skip
 """Whole-region layers the map can show, one at a time."""
 
 
@@ -29,13 +33,14 @@ def layer_key(kind: str, scope: Scope, search: SearchModel, loop: LabelLoop) -> 
     year, last, of = (scope.year,), search.last, scope.index.set
     if kind == "none":
         return None, ""
-    if kind == "agreement":
+    if kind in ("agreement", "neighbour agreement"):
         if scope.other is None:
-            return None, "agreement: choose a set to compare with"
-        if scope.two_models:
+            return None, f"{kind}: choose a set to compare with"
+        if kind == "agreement" and scope.two_models:
             return None, (f"agreement: {of} and {scope.other.set} are two models' spaces, with no cosine between them: "
-                          "click a chip to compare their nearest neighbours")  # fmt: skip
-        return LayerKey(kind, year, (scope.other.set,), of), ""
+                          "choose the neighbour agreement")  # fmt: skip
+        source = (scope.other.set,) if kind == "agreement" else (scope.other.set, f"k {search.k}")
+        return LayerKey(kind, year, source, of), ""
     if kind in ("change", "changed like") and not scope.two_years:
         return None, f"{kind}: the index holds one year only"
     if kind in ("similarity", "changed like") and last is None:
@@ -72,4 +77,6 @@ def make(key: LayerKey, scope: Scope, search: SearchModel, loop: LabelLoop) -> M
         return loop.score_layer(key.years[0]), loop.threshold, None
     if key.kind == "agreement":
         return scope.agreement(key.years[0], key.source[0]).layer(), None, None
+    if key.kind == "neighbour agreement":
+        return scope.neighbour_agreement(key.years[0], key.source[0], k=search.k).layer(), None, None
     return scope.vectors(key.years[0]).pca_rgb(), None, None

@@ -3,9 +3,9 @@
 :class:`Scope` is an observable model: :attr:`Scope.index` and :attr:`Scope.other` are traits that follow the
 set names, so a view or another model observes them. The year's unit vectors of a set
 (:class:`~wcembed.explore.compute.vectors.YearVectors`) and the change pairs are loaded once, when first
-needed, and let go when their set is neither shown nor beside, or is beside but of another model (two models'
-vectors are never compared: only their neighbours are, through the indexes). At most :data:`HELD_YEARS` of them
-are held at once, the least recently used let go first.
+needed, and let go when their set is neither shown nor beside (two models' vectors are never compared by cosine:
+only their neighbours are). At most :data:`HELD_YEARS` of them are held at once, the least recently used let go
+first.
 
 Example
 -------
@@ -19,9 +19,17 @@ from __future__ import annotations
 
 from traitlets import HasTraits, Instance, Unicode, observe, validate
 
+from wcembed.core.checks import check_k
 from wcembed.core.errors import BadParameterError
 from wcembed.core.product import YEARS, check_year
-from wcembed.explore.compute.compare import Agreement, agreement, no_cosine, two_models
+from wcembed.explore.compute.compare import (
+    Agreement,
+    NeighbourAgreement,
+    agreement,
+    neighbour_agreement,
+    no_cosine,
+    two_models,
+)
 from wcembed.explore.compute.vectors import ChangePairs, YearVectors
 from wcembed.explore.data.index import ChipIndex
 from wcembed.explore.data.table import DEFAULT_SET, sets_in
@@ -32,8 +40,9 @@ CHANGE_YEARS = (YEARS[0], YEARS[1])
 
 HELD_YEARS = 2
 """The most years of unit vectors (of any sets) held at once: every layer needs at most two (a change, the two
-years of the set shown; the agreement, a year of each set), and two CONUS years are 1.65 GB at 768-d, so that
-the explorer stays within 4 GiB with two sets. Another is read from its kept file (0.1-1 s) when needed again."""
+years of the set shown; an agreement, a year of each set), and two CONUS years are 1.65 GB at 768-d (1.93 GB for
+a 768-d and a 1024-d set), so that the explorer stays within 4 GiB with two sets. Another is read from its kept
+file (0.1-1 s) when needed again."""
 
 
 class Scope(HasTraits):
@@ -119,9 +128,7 @@ class Scope(HasTraits):
         return self._spaces[key]
 
     def _let_go(self) -> None:
-        keep = {self.name}
-        if self.other is not None and not self.two_models:  # the agreement layer may need them
-            keep.add(self.beside)
+        keep = {self.name, self.beside}  # an agreement layer may need the set beside's
         self._vectors = {k: v for k, v in self._vectors.items() if k[0] in keep}
         self._pairs = {k: v for k, v in self._pairs.items() if k[0] in keep}
 
@@ -156,14 +163,32 @@ class Scope(HasTraits):
 
         >>> scope.agreement().layer()  # doctest: +SKIP
         """
-        beside = self.beside if beside is None else self._set_beside(beside)
-        if not beside:
-            raise BadParameterError("no set beside the set shown: choose one to compare with")
-        year = self.year if year is None else check_year(year)
+        year, beside = self._compared(year, beside)
         if self._two_models(beside):  # refused before any vectors are read
             raise BadParameterError(no_cosine(self.index, self.index_of(beside)))
         mine = self.vectors(year)
         return agreement(self.index, self.index_of(beside), year, (mine, self.vectors(year, beside)))
+
+    def neighbour_agreement(self, year: int | None = None, beside: str | None = None, k: int = 10
+                            ) -> NeighbourAgreement:  # fmt: skip
+        """For each chip of a year (default: the year shown) that the set shown and another set (default: the
+        set beside) hold, the share of its ``k`` nearest neighbours the two find at the same places
+        (:func:`~wcembed.explore.compute.compare.neighbour_agreement`), from the unit vectors held here: for two
+        models' sets as for one model's.
+
+        >>> scope.neighbour_agreement(k=10).layer()  # doctest: +SKIP
+        """
+        year, beside = self._compared(year, beside)
+        k = check_k(k)
+        mine = self.vectors(year)
+        return neighbour_agreement(mine, self.vectors(year, beside), (self.name, beside), k=k)
+
+    def _compared(self, year: int | None, beside: str | None) -> tuple[int, str]:
+        """The year (default: shown) and the set (default: beside) an agreement is of, checked."""
+        beside = self.beside if beside is None else self._set_beside(beside)
+        if not beside:
+            raise BadParameterError("no set beside the set shown: choose one to compare with")
+        return (self.year if year is None else check_year(year)), beside
 
     def change_pairs(self, years: tuple[int, int] = CHANGE_YEARS) -> ChangePairs:
         """The chips of two years of the set shown, paired for change queries, made once."""

@@ -102,6 +102,7 @@ class ExploreSession(HasTraits):
         self.scope.observe(lambda _: self.attempt(self._beside_changed), names="beside")
         self.labelling.observe(lambda _: self.attempt(self.show_region, "scores"), names="history")
         self.search.observe(lambda _: self.explaining.forget(self.query_chip), names="last")
+        self.search.observe(lambda _: self.attempt(self._k_changed), names="k")
 
     def use_explainer(self, tiles: str | None, checkpoint: str | None = None, *, allow_untrained=None) -> None:
         """Explain matches by reading chips from ``tiles`` with the weights the embeddings were made with; where
@@ -223,7 +224,11 @@ class ExploreSession(HasTraits):
 
     def _beside_changed(self) -> None:
         self.search.compare()
-        if self.region == "agreement":
+        if self.region in ("agreement", "neighbour agreement"):
+            self._show()
+
+    def _k_changed(self) -> None:
+        if self.region == "neighbour agreement":  # the neighbours it counts
             self._show()
 
     # ------------------------------------------------------------------ searching

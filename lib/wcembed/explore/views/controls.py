@@ -70,8 +70,8 @@ class Controls:
         self.region_box = w.HBox([self.widgets["region"], *self._no_layer], layout=w.Layout(flex_flow="row wrap"))
 
     def _regions(self) -> list[str]:
-        """The region layers the database can show (agreement only with a second set)."""
-        return [r for r in REGION_LAYERS if r != "agreement" or len(self.session.scope.sets) > 1]
+        """The region layers the database can show (the agreements only with a second set)."""
+        return [r for r in REGION_LAYERS if "agreement" not in r or len(self.session.scope.sets) > 1]
 
     def _besides(self) -> list[tuple[str, str]]:
         """The sets that can be beside the one shown: every other set of the database."""
