@@ -6,6 +6,7 @@ import os
 
 import pytest
 from builders import tiny_model, write_corner_tiles
+from filelock import FileLock
 from local_servers import RangeServer, moto_s3
 from wcembed.tools.sample import build_sample_region
 
@@ -14,10 +15,19 @@ os.environ.setdefault("GDAL_HTTP_TIMEOUT", "20")
 
 
 @pytest.fixture(scope="session")
-def sample_root(tmp_path_factory) -> str:
-    """The real Virginia Sentinel-2 scene in WorldCover layout (full 12000 px tile N37W076), 2020 and 2021."""
-    root = tmp_path_factory.mktemp("sample")
-    build_sample_region(root, years=(2020, 2021))
+def sample_root(tmp_path_factory, worker_id) -> str:
+    """The real Virginia Sentinel-2 scene in WorldCover layout (full 12000 px tile N37W076), 2020 and 2021: built
+    once for all the test processes of a run (tests read it, never change it)."""
+    if worker_id == "master":  # one process: its own folder
+        root = tmp_path_factory.mktemp("sample")
+        build_sample_region(root, years=(2020, 2021))
+        return str(root)
+    shared = tmp_path_factory.getbasetemp().parent  # the run's folder, above each worker's
+    root, built = shared / "sample", shared / "sample.built"
+    with FileLock(str(shared / "sample.lock")):
+        if not built.exists():
+            build_sample_region(root, years=(2020, 2021))
+            built.touch()
     return str(root)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,6 +144,15 @@ def write_tile(
     return path
 
 
+def _copy_whole(source: Path, path: Path) -> Path:
+    """Copy a file to ``path`` through a temporary file beside it: ``path`` is whole or absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    shutil.copyfile(source, partial)
+    partial.replace(path)
+    return path
+
+
 def build_sample_region(
     root: str | Path,
     years: Sequence[int] = (2020,),
@@ -213,10 +223,13 @@ def build_sample_region(
                 data[:, ~(data != 0).all(axis=0)] = 0  # a pixel has all four bands or none
                 tags = {k.upper(): str(v) for k, v in meta.items()}
                 tags["BUILT_BY"] = "wcembed.tools.sample.build_sample_region (nearest-neighbour reprojection)"
-                for year in years:
+                for i, year in enumerate(years):
                     path = Path(root) / tile_key(tile, check_year(year))
                     log.info("writing %s", path)
-                    written.append(write_tile(path, tile, data, window, tags=tags, overviews=overviews))
+                    if i:  # the same pixels under another year: the file written for the first, copied whole
+                        written.append(_copy_whole(written[-1], path))
+                    else:
+                        written.append(write_tile(path, tile, data, window, tags=tags, overviews=overviews))
         return written
     finally:
         for src, _ in sources:
