@@ -199,10 +199,11 @@ def test_output_to_s3(sample_root, s3_endpoint, small_model, grid):
 
 
 @pytest.mark.slow
-def test_two_attempts_of_a_column_at_once_leave_one_complete_file(sample_root, tmp_path):
-    """A retried Batch job while a stalled attempt still runs: both write the same column at once."""
+def test_two_attempts_of_a_column_at_once_leave_one_whole_file(sample_root, tmp_path):
+    """A retried Batch job while a stalled attempt still runs: both write the same column at once (its first 8
+    chips: the file is written as a whole column's is)."""
     args = [sys.executable, "-m", "wcembed", "embed", "--year", "2020", "--column", "1156", "--tiles", sample_root]
-    args += ["--allow-untrained", "--batch-size", "1", "--overwrite"]
+    args += ["--allow-untrained", "--batch-size", "1", "--overwrite", "--max-rows", "8"]
     procs = [subprocess.Popen([*args, "--output", str(tmp_path / "both")], stderr=subprocess.PIPE) for _ in range(2)]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
     alone = subprocess.run([*args, "--output", str(tmp_path / "alone")], capture_output=True, timeout=600)
