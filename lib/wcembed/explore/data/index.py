@@ -36,14 +36,13 @@ from wcembed.core.checks import (
 )
 from wcembed.core.errors import (
     BadParameterError,
-    DatabaseChangedError,
     IngestError,
-    OutputError,
     UnknownChipError,
-    one_line,
 )
-from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_at, chip_bounds, chip_id, parse_chip_id, parse_chip_ids
+from wcembed.core.grid import CHIP_PX, CONUS_ORIGIN, chip_id, parse_chip_ids
 from wcembed.core.product import CRS, PX_PER_DEGREE, YEARS, check_year
+from wcembed.explore.data.places import GridPlaces
+from wcembed.explore.data.record import SetRecord
 from wcembed.explore.data.table import (
     DEFAULT_SET,
     REFINE_FACTOR,
@@ -57,6 +56,7 @@ from wcembed.explore.data.table import (
     sets_in,
     table_names,
 )
+from wcembed.explore.data.version import OpenedVersion
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +123,14 @@ class ChipIndex:
             held = ", ".join(sets_in(db)) or "none"
             raise IngestError(f"the database {db} has no embedding set {self.set!r} (it holds: {held})")
         self.table = conn.open_table(table)
-        self._versions_seen = self._versions_stamp()
+        self._opened = OpenedVersion(db, self.table, self.set)
+        self.record = SetRecord(db, self.files_table)
+        """What the set's files table records of its files (:class:`~wcembed.explore.data.record.SetRecord`)."""
         self.origin = origin
         self.chip_size = chip_size or self._chip_size()
         """Chip size of the table's grid in pixels (read off its first chip's footprint unless given)."""
+        self.places = GridPlaces(self.chip_size, origin)
+        """The chips as places on the set's grid (:class:`~wcembed.explore.data.places.GridPlaces`)."""
         self.refresh()
 
     def _chip_size(self) -> int:
@@ -153,17 +157,9 @@ class ChipIndex:
 
     @property
     def weights(self) -> set[str]:
-        """The weights the ingested files were embedded with (``embedding.weights``: ``clay-v0.1``, ``untrained``),
-        or ``{"unknown"}`` for a database without the ``files`` table (built by other means or an older version)."""
-        conn = connect(self.db)
-        if self.files_table not in table_names(conn):
-            return {"unknown"}
-        try:
-            files = conn.open_table(self.files_table).to_arrow()
-        except (OSError, RuntimeError, ValueError) as exc:  # lance's errors for damaged data
-            why = str(exc).split(", /rustc")[0]  # lance appends the Rust source locations
-            raise OutputError(f"the files table of {self.db} cannot be read (damaged?): {why}") from None
-        return set(files["weights"].to_pylist()) if "weights" in files.column_names else set()
+        """The weights the ingested files were embedded with (``clay-v0.1``, ``untrained``; ``{"unknown"}`` for a
+        database without the set's files table), as its :attr:`record` says."""
+        return self.record.weights
 
     @property
     def dim(self) -> int:
@@ -180,13 +176,7 @@ class ChipIndex:
     @property
     def partial_files(self) -> list[str]:
         """Ingested files that hold only part of their column (embedded with ``max_rows``)."""
-        conn = connect(self.db)
-        if self.files_table not in table_names(conn):
-            return []
-        files = conn.open_table(self.files_table).to_arrow()
-        if "complete" not in files.column_names:
-            return []
-        return [p for p, ok in zip(files["path"].to_pylist(), files["complete"].to_pylist(), strict=True) if not ok]
+        return self.record.partial_files
 
     @property
     def untrained(self) -> bool:
@@ -195,38 +185,9 @@ class ChipIndex:
 
     def check_current(self) -> None:
         """:class:`~wcembed.core.errors.DatabaseChangedError` when the set's table is no longer at the version
-        it was opened at (rows written or deleted by another process, old versions cleaned up): what this index
-        would answer is no longer the database's. Every read checks it first; for a local database it costs
-        one ``stat`` of the table's version folder unless that folder changed."""
-        stamp = self._versions_stamp()
-        if stamp is not None and stamp == self._versions_seen:
-            return
-        try:
-            versions = [v["version"] for v in self.table.list_versions()]
-        except (OSError, RuntimeError) as exc:  # the table's folder itself is gone
-            raise self._changed(f"it cannot be read ({one_line(exc, 200)})") from None
-        opened = self.table.version
-        if opened not in versions:
-            raise self._changed(f"version {opened}, which it was opened at, was cleaned up")
-        if max(versions) != opened:
-            raise self._changed(f"opened at version {opened}, now at {max(versions)}")
-        self._versions_seen = stamp
-
-    def _changed(self, what: str) -> DatabaseChangedError:
-        return DatabaseChangedError(
-            f"the embedding set {self.set!r} of {self.db} changed while it was open ({what}): open it again "
-            "(run the notebook again from its first cell, or make a new ChipIndex)"
-        )
-
-    def _versions_stamp(self) -> int | None:
-        """When the table's version folder (``<table>.lance/_versions`` of a local database) last changed, in
-        nanoseconds; None for a database in an object store (its versions are listed at each check)."""
-        if remote(self.db):
-            return None
-        try:
-            return (Path(self.db) / f"{self.table.name}.lance" / "_versions").stat().st_mtime_ns
-        except OSError:
-            return None
+        it was opened at: what this index would answer is no longer the database's. Every read checks it first
+        (:meth:`OpenedVersion.check <wcembed.explore.data.version.OpenedVersion.check>`)."""
+        self._opened.check()
 
     def _lookup(self, chip_ids: Sequence[str], columns: list[str]) -> pa.Table:
         """The rows of those of the given chips that exist (one query through the ``chip_id`` index)."""
@@ -303,7 +264,7 @@ class ChipIndex:
         vector from one lookup by id; without ``year``, the first year that has it.
         """
         lon, lat = check_point(lon, lat)
-        column, row = chip_at(lon, lat, self.chip_size, self.origin)
+        column, row = self.places.cell_at(lon, lat)
         if column < 0 or row < 0:
             return None
         ids = [chip_id(y, column, row) for y in ([check_year(year)] if year is not None else YEARS)]
@@ -314,31 +275,14 @@ class ChipIndex:
             return None
         return best, store.vector_matrix(got["vector"])[found.index(best)]
 
-    MAX_AREA_CHIPS = 20_000
-    """The most chips an area query may cover (about 170 x 170 km of 512 px chips)."""
-
     def chips_in(self, geometry, year: int) -> list[str]:
         """Ids of the ``year``'s chips whose footprint overlaps ``geometry`` (a shapely polygon in degrees,
-        OGC:CRS84) with a positive area: candidates by grid arithmetic, then one lookup of which exist."""
-
+        OGC:CRS84) with a positive area: candidates by grid arithmetic
+        (:meth:`GridPlaces.cells_under <wcembed.explore.data.places.GridPlaces.cells_under>`), then one lookup of
+        which exist."""
         year = check_year(year)
-        if not isinstance(geometry, shapely.Geometry) or geometry.is_empty:
-            raise BadParameterError(f"the area is empty or not a geometry: {geometry!r}")
-        check_bbox(geometry.bounds)
-        if not geometry.is_valid:  # e.g. a self-intersecting drawing: what it encloses
-            geometry = shapely.make_valid(geometry)
-        w, s, e, n = geometry.bounds
-        (c0, r0), (c1, r1) = chip_at(w, n, self.chip_size, self.origin), chip_at(e, s, self.chip_size, self.origin)
-        n = max(0, c1 - max(c0, 0) + 1) * max(0, r1 - max(r0, 0) + 1)  # counted before any array is made
-        if n > self.MAX_AREA_CHIPS:
-            raise BadParameterError(f"the area covers {n} chips, more than {self.MAX_AREA_CHIPS}: draw a smaller one")
-        cols, rows = np.meshgrid(np.arange(max(c0, 0), c1 + 1), np.arange(max(r0, 0), r1 + 1))
-        cols, rows = cols.ravel(), rows.ravel()
-        boxes = shapely.box(
-            *np.array([chip_bounds(c, r, self.chip_size, self.origin) for c, r in zip(cols, rows, strict=True)]).T
-        )
-        overlap = shapely.area(shapely.intersection(boxes, geometry)) > 0
-        wanted = [chip_id(int(year), int(c), int(r)) for c, r in zip(cols[overlap], rows[overlap], strict=True)]
+        cols, rows = self.places.cells_under(geometry)
+        wanted = [chip_id(year, int(c), int(r)) for c, r in zip(cols, rows, strict=True)]
         found = set()
         for i in range(0, len(wanted), 2000):  # SQL lists of bounded length
             found |= set(self._lookup(wanted[i : i + 2000], ["chip_id"])["chip_id"].to_pylist())
@@ -351,9 +295,7 @@ class ChipIndex:
 
     def footprint(self, chip: str):
         """The footprint polygon of a chip id (degrees, lon/lat), by grid arithmetic (no lookup)."""
-
-        _, column, row = parse_chip_id(chip)
-        return shapely.box(*chip_bounds(column, row, self.chip_size, self.origin))
+        return self.places.footprint(chip)
 
     def by_vector(
         self,
@@ -398,27 +340,10 @@ class ChipIndex:
                 if len(keep) == k or len(cand) < limit or limit == MAX_K:
                     break
                 limit = min(MAX_K, limit * 4)  # too few far enough apart among these candidates: ask for more
-            df = self._with_footprints(cand.iloc[keep].reset_index(drop=True))
+            df = self.places.with_footprints(cand.iloc[keep].reset_index(drop=True))
         geom = shapely.from_wkb(df.pop("geometry").to_numpy())
         df.insert(0, "rank", np.arange(1, len(df) + 1))
         return gpd.GeoDataFrame(df, geometry=geom, crs=CRS)
-
-    def _with_footprints(self, df):
-        """``df`` (``SCALAR_COLUMNS`` and ``distance``) with the columns of :data:`RESULT_COLUMNS` that follow from
-        a chip's place on the grid (centre, bbox, WKB footprint), computed as the column files compute them."""
-
-        places = zip(df["column"], df["row"], strict=True)
-        b = np.array([chip_bounds(int(c), int(r), self.chip_size, self.origin) for c, r in places]).reshape(-1, 4)
-        out = df.assign(
-            lon=(b[:, 0] + b[:, 2]) / 2,
-            lat=(b[:, 1] + b[:, 3]) / 2,
-            geometry=shapely.to_wkb(shapely.box(b[:, 0], b[:, 1], b[:, 2], b[:, 3])),
-            xmin=b[:, 0],
-            ymin=b[:, 1],
-            xmax=b[:, 2],
-            ymax=b[:, 3],
-        )
-        return out[[*RESULT_COLUMNS, "distance"]]
 
     def _nearest(self, vector: np.ndarray, limit: int, where: str, exact: bool | None, refine: int, columns):
         """The ``limit`` nearest rows' ``columns`` (a DataFrame with ``distance``), exactly or through the ANN
