@@ -45,8 +45,8 @@ FRACTION_BINS = ((0.0, 0.999999, "valid < 1"), (0.999999, 1.0, "valid = 1"))
 
 
 @dataclass
-class Agreement:
-    """The cosine between two sets' embeddings of each chip both hold, of one year.
+class ChipsCompared:
+    """Two sets compared chip by chip for one year: the chips both hold, on their grid.
 
     Attributes
     ----------
@@ -55,49 +55,70 @@ class Agreement:
         The two sets' names.
     columns, rows : ndarray
         The chips' grid cells (int32).
-    cosine : ndarray
-        float32, -1..1 (1: the same direction), from float16 unit vectors (within ~1e-3).
-    note : str
-        Whether the two spaces are comparable (the same weights), in words.
+    chip_size : int
+        The grid's chip size in pixels.
+    origin : tuple of float
+        The grid's north-west corner (degrees).
     """
 
     year: int
     sets: tuple[str, str]
     columns: np.ndarray
     rows: np.ndarray
-    cosine: np.ndarray
-    note: str
     chip_size: int
     origin: tuple[float, float]
 
     def __len__(self) -> int:
-        return len(self.cosine)
+        return len(self.columns)
+
+    def _layer(self, values: np.ndarray, name: str, description: str, vmin: float) -> ChipRaster:
+        """Per-chip ``values`` as a whole-region layer (``vmin``..1)."""
+        return ChipRaster.from_chips(self.columns, self.rows, values, name=name, description=description, vmin=vmin,
+                                     vmax=1.0, cmap="RdYlGn", chip_size=self.chip_size, origin=self.origin)  # fmt: skip
+
+    def _least_first(self, measure: str, values: np.ndarray) -> pd.DataFrame:
+        """The chips sorted by ``values``, least first: ``chip_id`` (of the year), ``column``, ``row``, ``measure``."""
+        order = np.argsort(values, kind="stable")
+        columns, rows = self.columns[order], self.rows[order]
+        return pd.DataFrame({"chip_id": chip_ids(self.year, columns, rows), "column": columns, "row": rows,
+                             measure: values[order]})  # fmt: skip
+
+
+@dataclass
+class Agreement(ChipsCompared):
+    """The cosine between two sets' embeddings of each chip both hold (:class:`ChipsCompared`), and:
+
+    Attributes
+    ----------
+    cosine : ndarray
+        float32, -1..1 (1: the same direction), from float16 unit vectors (within ~1e-3).
+    note : str
+        Whether the two spaces are comparable (the same weights), in words.
+    """
+
+    cosine: np.ndarray
+    note: str
 
     def layer(self) -> ChipRaster:
         """The agreement of every chip as a whole-region layer (0..1 shown; a chip below 0 shows as 0)."""
         a, b = self.sets
         low = float(min(np.percentile(self.cosine, 1), 0.99)) if len(self) else 0.0
         about = f"cosine between each chip's {a} and {b} embeddings of {self.year}. {self.note}".strip()
-        return _layer(self, self.cosine, f"agreement {self.year}: {a} / {b}", about, low)
+        return self._layer(self.cosine, f"agreement {self.year}: {a} / {b}", about, low)
 
     def table(self):
         """The chips from least to most alike: ``chip_id`` (of the year), ``column``, ``row``, ``cosine``."""
-        return _least_first(self, "cosine", self.cosine)
+        return self._least_first("cosine", self.cosine)
 
 
 @dataclass
-class NeighbourAgreement:
-    """For each chip two sets hold, the share of its ``k`` nearest neighbours that both sets find at the same
-    places (:func:`neighbour_agreement`): how two models (or two runs) agree where no cosine between their
-    vectors means anything.
+class NeighbourAgreement(ChipsCompared):
+    """For each chip two sets hold (:class:`ChipsCompared`), the share of its ``k`` nearest neighbours that both
+    sets find at the same places (:func:`neighbour_agreement`): how two models (or two runs) agree where no
+    cosine between their vectors means anything.
 
     Attributes
     ----------
-    year : int
-    sets : tuple of str
-        The two sets' names.
-    columns, rows : ndarray
-        The chips' grid cells (int32).
     overlap : ndarray
         float32, 0..1, in steps of ``1 / k`` (1: the same ``k`` neighbours in both sets).
     k : int
@@ -107,18 +128,9 @@ class NeighbourAgreement:
         of them (the same places in both sets).
     """
 
-    year: int
-    sets: tuple[str, str]
-    columns: np.ndarray
-    rows: np.ndarray
     overlap: np.ndarray
     k: int
     references: int
-    chip_size: int
-    origin: tuple[float, float]
-
-    def __len__(self) -> int:
-        return len(self.overlap)
 
     @property
     def among(self) -> str:
@@ -130,33 +142,13 @@ class NeighbourAgreement:
     def layer(self) -> ChipRaster:
         """The neighbour agreement of every chip as a whole-region layer (0..1)."""
         a, b = self.sets
-        return _layer(
-            self,
-            self.overlap,
-            f"neighbour agreement {self.year}: {a} / {b}",
-            f"share of each chip's {self.k} nearest neighbours in {self.year} that {a} and {b} find at the same "
-            f"places, searched among {self.among}.",
-            0.0,
-        )
+        about = (f"share of each chip's {self.k} nearest neighbours in {self.year} that {a} and {b} find at the same "
+                 f"places, searched among {self.among}.")  # fmt: skip
+        return self._layer(self.overlap, f"neighbour agreement {self.year}: {a} / {b}", about, 0.0)
 
     def table(self):
         """The chips from least to most alike: ``chip_id`` (of the year), ``column``, ``row``, ``overlap``."""
-        return _least_first(self, "overlap", self.overlap)
-
-
-def _layer(compared, values: np.ndarray, name: str, description: str, vmin: float) -> ChipRaster:
-    """Per-chip ``values`` of an :class:`Agreement` or :class:`NeighbourAgreement` as a layer (``vmin``..1)."""
-    return ChipRaster.from_chips(compared.columns, compared.rows, values, name=name, description=description,
-                                 vmin=vmin, vmax=1.0, cmap="RdYlGn", chip_size=compared.chip_size,
-                                 origin=compared.origin)  # fmt: skip
-
-
-def _least_first(compared, measure: str, values: np.ndarray) -> pd.DataFrame:
-    """The chips of an :class:`Agreement` or :class:`NeighbourAgreement` sorted by ``values``, least first."""
-    order = np.argsort(values, kind="stable")
-    columns, rows = compared.columns[order], compared.rows[order]
-    return pd.DataFrame({"chip_id": chip_ids(compared.year, columns, rows), "column": columns, "row": rows,
-                         measure: values[order]})  # fmt: skip
+        return self._least_first("overlap", self.overlap)
 
 
 def _weights_names(weights: set[str]) -> set[str]:
@@ -207,7 +199,8 @@ def agreement(a, b, year: int, vectors: tuple | None = None) -> Agreement:
     ia, ib = pair_cells(va, vb)
     apart = va.pair_distance(ia, vb, ib)
     cosine = np.clip(1 - apart * apart / 2, -1, 1).astype(np.float32)
-    return Agreement(year, (a.set, b.set), va.columns[ia], va.rows[ia], cosine, comparable(a, b), a.chip_size, a.origin)
+    return Agreement(year, (a.set, b.set), va.columns[ia], va.rows[ia], a.chip_size, a.origin, cosine=cosine,
+                     note=comparable(a, b))  # fmt: skip
 
 
 EXACT_CHIPS = 4096
@@ -248,8 +241,8 @@ def neighbour_agreement(
     near_a = _nearest(va, ia, ia[ref], ref_of, k)
     near_b = _nearest(vb, ib, ib[ref], ref_of, k)
     overlap = (near_a[:, :, None] == near_b[:, None, :]).any(axis=2).sum(axis=1) / np.float32(k)
-    return NeighbourAgreement(va.year, tuple(sets), va.columns[ia], va.rows[ia], overlap.astype(np.float32), k,
-                              len(ref), va.chip_size, va.origin)  # fmt: skip
+    return NeighbourAgreement(va.year, tuple(sets), va.columns[ia], va.rows[ia], va.chip_size, va.origin,
+                              overlap=overlap.astype(np.float32), k=k, references=len(ref))  # fmt: skip
 
 
 def _nearest(v: YearVectors, rows: np.ndarray, ref_rows: np.ndarray, ref_of: np.ndarray, k: int) -> np.ndarray:
