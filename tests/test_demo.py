@@ -10,6 +10,7 @@ from builders import record_only_file
 from PIL import Image
 from wcembed.apps import demo
 from wcembed.core import store
+from wcembed.pipeline.original import write_original
 
 
 @pytest.mark.slow
@@ -37,9 +38,28 @@ def test_demo_pipeline_end_to_end_and_rerun(sample_root, tmp_path, capsys):
     img = np.asarray(Image.open(out / "map.png").convert("RGB")).astype(int)
     centre = img[250:450, 350:650]
     assert (np.abs(centre - centre[0, 0]).sum(axis=2) < 6).mean() < 0.2 and centre.std() > 15
-    mtimes = {p: os.stat(p).st_mtime_ns for p in files}
-    assert demo.run(outputs=out, indices=[2]) == 0  # rerun: finished columns are skipped
-    assert {p: os.stat(p).st_mtime_ns for p in files} == mtimes
+    originals = list(store.list_outputs(out / "original", version="v002"))  # a column whose every chip has a
+    assert originals  # 0 pixel has no file: the original scripts dropped such chips
+    mtimes = {p: os.stat(p).st_mtime_ns for p in [*files, *originals]}
+    assert demo.run(outputs=out, indices=[2]) == 0  # rerun: finished columns are skipped, the original set's too
+    assert {p: os.stat(p).st_mtime_ns for p in [*files, *originals]} == mtimes
+
+
+def test_the_original_set_of_a_rerun_keeps_the_whole_files_of_the_same_weights(tmp_path):
+    """The demo's original-layout files are written in place by the original statement: a rerun keeps those
+    that read whole and were embedded with its weights; a cut file is embedded again, and other weights'
+    files are removed before the new weights are named."""
+    folder = tmp_path / "original"
+    assert demo.original_columns_done(folder, "untrained") == set()  # a first run: nothing done
+    for column in (1156, 1157):
+        write_original(folder, 2020, column, [286, 287, 288], np.random.default_rng(column).normal(size=(3, 8)))
+    assert demo.original_columns_done(folder, "untrained") == {1156, 1157}
+    cut = folder / "2020" / "worldcover_embeddings_2020_1157_v002.gpq"
+    cut.write_bytes(cut.read_bytes()[:-100])  # a run killed while the statement wrote it
+    assert demo.original_columns_done(folder, "untrained") == {1156}
+    assert demo.original_columns_done(folder, "clay-v0.1\nClay_v0.1.ckpt") == set()  # other weights
+    assert list(store.list_outputs(folder, version="v002")) == []  # their files are gone
+    assert demo.original_columns_done(folder, "untrained") == set()
 
 
 def test_a_demo_rerun_with_other_weights_finds_the_files_to_embed_again(tmp_path):

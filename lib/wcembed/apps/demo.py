@@ -5,8 +5,8 @@ plan -> embed every column of 2020 and 2021 in bands of 4, the two years' arrays
 a sample query and the whole-region layers (similarity, change, embedding
 colours) -> map screenshot. The sample holds one scene placed as both years, so
 its real change is zero. Everything lands under ``outputs/``. A rerun reuses what is
-done (finished columns are skipped). Servers it starts are stopped, also on
-failure.
+done (finished columns are skipped, and the original set's files of the same weights).
+Servers it starts are stopped, also on failure.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import papermill
 
 from wcembed import NOTEBOOKS, ROOT
 from wcembed.core import original, store
+from wcembed.core.errors import OutputError
 from wcembed.core.grid import bands_holding
 from wcembed.core.tileset import plan_grid
 from wcembed.explore.data.index import ChipIndex
@@ -71,10 +72,40 @@ def original_set(out: Path, sample: Path, weights: str | None, bands: list[int] 
     grid = plan_grid(YEAR, str(sample))  # planned once for every column
     starts = grid.band_starts(BAND)
     columns = grid.columns if bands is None else [c for i in bands for c in grid.band(int(starts[i]), BAND)]
-    for column in columns:
-        write_original_column(out / "original", YEAR, int(column), str(sample), model, grid=grid)
     recorded = "untrained" if model.untrained else "clay-v0.1 (run here as the original scripts ran it)"
+    done = original_columns_done(out / "original", f"{recorded}\n{weights or ''}")
+    for column in columns:
+        if int(column) not in done:
+            write_original_column(out / "original", YEAR, int(column), str(sample), model, grid=grid)
     return ingest(out / "original", out / "lancedb", original_weights=recorded)
+
+
+ORIGINAL_WEIGHTS = ".weights"
+"""The file of the demo's original-layout folder that names the weights its files were embedded with (the
+original layout records none)."""
+
+
+def original_columns_done(folder: Path, weights: str) -> set[int]:
+    """The columns of :data:`YEAR` whose original-layout files under ``folder`` a run with ``weights`` (any text
+    naming them) wrote whole, so that a rerun skips them. The original scripts' statement writes a file in place
+    (a killed run can leave half of one): a file that does not read as the original layout is not done. Where
+    the folder's files were embedded with other weights they are removed, before the new weights are named."""
+    marker = folder / ORIGINAL_WEIGHTS
+    files = [Path(p) for p in store.list_outputs(folder, YEAR, version="v002")]
+    if not marker.exists() or marker.read_text() != weights:
+        for path in files:
+            path.unlink()
+        folder.mkdir(parents=True, exist_ok=True)
+        marker.write_text(weights)
+        return set()
+    done = set()
+    for path in files:
+        try:
+            original.read_as_ours(str(path), path.read_bytes())
+        except (OutputError, OSError, ValueError):  # pyarrow's ArrowInvalid for a cut file is a ValueError
+            continue
+        done.add(original.parse_name(str(path))[1])
+    return done
 
 
 def _of_other_weights(output: str, year: int, untrained: bool) -> dict[int, str]:
