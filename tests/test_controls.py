@@ -55,7 +55,8 @@ def default_threshold(layer) -> float:
 actions = st.lists(
     st.one_of(
         st.tuples(st.just("region"), st.sampled_from(["similarity", "change", "changed like", "agreement",
-                                                      "embedding colours", "scores", "none"])),
+                                                      "neighbour agreement", "embedding colours", "scores", "none"])),
+        st.tuples(st.just("k"), st.sampled_from([3, 4])),
         st.tuples(st.just("slide"), st.floats(0, 1)),
         st.tuples(st.just("echo"), st.floats(0, 1)),
         st.tuples(st.just("opacity"), st.floats(0, 1)),
@@ -97,8 +98,8 @@ def test_each_layer_keeps_the_threshold_it_was_given(world, steps):
                 continue
             ex.opacity.value = round(value, 2)
             opacities[s.layer] = ex.opacity.value
-        elif action == "year":
-            ex.controls["year"].value = value
+        elif action in ("year", "k"):
+            ex.controls[action].value = value
         elif action == "set":
             ex.controls["embedding_set"].value = value
         elif action == "beside":
