@@ -17,17 +17,18 @@ def year_vectors(matrix: np.ndarray, keep=slice(None)) -> YearVectors:
     return YearVectors.from_matrix(2020, COLUMNS[keep], ROWS[keep], matrix[keep])
 
 
-def brute_force(a: YearVectors, b: YearVectors, k: int) -> np.ndarray:
-    """The overlap of each chip's k nearest (itself left out) among the chips both hold, in float64, in the
-    order of ``a``."""
+def brute_force(a: YearVectors, b: YearVectors, k: int, references=None) -> np.ndarray:
+    """The overlap of each chip's k nearest (itself left out) among the chips both hold (or those of them at
+    the positions ``references``), in float64, in the order of ``a``."""
     in_b = set(zip(b.columns, b.rows, strict=True))
     both = [cell for cell in zip(a.columns, a.rows, strict=True) if cell in in_b]
+    ref = np.arange(len(both)) if references is None else np.asarray(references)
     nearest = []
     for v in (a, b):
         at = {cell: i for i, cell in enumerate(zip(v.columns, v.rows, strict=True))}
         x = v.vectors[[at[c] for c in both]].astype(np.float64)
-        sims = x @ x.T
-        np.fill_diagonal(sims, -np.inf)
+        sims = x @ x[ref].T
+        sims[ref, np.arange(len(ref))] = -np.inf  # a reference is not its own neighbour
         nearest.append(np.argsort(-sims, axis=1)[:, :k])
     return np.array([len(set(p) & set(q)) / k for p, q in zip(*nearest, strict=True)])
 
@@ -65,9 +66,11 @@ def test_a_chip_is_not_its_own_neighbour():
 def test_many_chips_are_compared_among_references_drawn_at_random():
     x = np.random.default_rng(6).normal(size=(60, 8))
     a, b = year_vectors(x), year_vectors(x + np.random.default_rng(7).normal(scale=0.5, size=x.shape))
-    agreed = neighbour_agreement(a, b, ("a", "b"), k=3, references=30, exact=20)
+    agreed = neighbour_agreement(a, b, ("a", "b"), k=3, references=30, exact=20, seed=5)
     assert agreed.references == 30 and agreed.among == "30 of the 60 chips both hold, drawn at random"
-    again = neighbour_agreement(a, b, ("a", "b"), k=3, references=30, exact=20)
+    drawn = np.sort(np.random.default_rng(5).choice(60, 30, replace=False))  # the draw the seed gives
+    np.testing.assert_allclose(agreed.overlap, brute_force(a, b, 3, drawn), atol=1e-6)
+    again = neighbour_agreement(a, b, ("a", "b"), k=3, references=30, exact=20, seed=5)
     np.testing.assert_array_equal(agreed.overlap, again.overlap)  # the same draw: reproducible
     same = neighbour_agreement(a, a, ("a", "a"), k=3, references=30, exact=20)
     assert (same.overlap == 1.0).all() and 0.2 < agreed.overlap.mean() < 1.0

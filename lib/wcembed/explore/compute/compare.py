@@ -238,28 +238,45 @@ def neighbour_agreement(
         raise BadParameterError(f"{len(ref)} reference chips: more than k = {k} needed")
     ref_of = np.full(n, -1, np.int64)  # each pair's position among the references (-1: not one)
     ref_of[ref] = np.arange(len(ref))
-    near_a = _nearest(va, ia, ia[ref], ref_of, k)
-    near_b = _nearest(vb, ib, ib[ref], ref_of, k)
-    overlap = (near_a[:, :, None] == near_b[:, None, :]).any(axis=2).sum(axis=1) / np.float32(k)
+    spaces = []  # each set's vectors, its rows of the pairs, and its references (D x R, float32)
+    for v, rows in ((va, ia), (vb, ib)):
+        x = _tensor(v)
+        spaces.append((x, rows, x[_torch_index(rows[ref])].float().T.contiguous()))
+    overlap = np.empty(n, np.float32)
+    for s in range(0, n, NEIGHBOUR_CHUNK_ROWS):  # memory: a chunk's similarities and neighbours, whatever k
+        chunk = slice(s, s + NEIGHBOUR_CHUNK_ROWS)
+        near_a, near_b = (_nearest(x, rows[chunk], refs, ref_of[chunk], k) for x, rows, refs in spaces)
+        found_a = np.zeros((len(near_a), len(ref)), bool)  # each chip's neighbours in a, as a mask of references
+        np.put_along_axis(found_a, near_a, True, axis=1)
+        overlap[chunk] = np.take_along_axis(found_a, near_b, axis=1).sum(axis=1) / np.float32(k)
     return NeighbourAgreement(va.year, tuple(sets), va.columns[ia], va.rows[ia], va.chip_size, va.origin,
-                              overlap=overlap.astype(np.float32), k=k, references=len(ref))  # fmt: skip
+                              overlap=overlap, k=k, references=len(ref))  # fmt: skip
 
 
-def _nearest(v: YearVectors, rows: np.ndarray, ref_rows: np.ndarray, ref_of: np.ndarray, k: int) -> np.ndarray:
-    """For each of the rows ``rows`` of ``v``, the positions (among ``ref_rows``) of its ``k`` most similar
-    references, itself left out (``ref_of``: each row's own position among them, or -1), as ``(N, k)`` int32."""
+def _tensor(v: YearVectors):
+    """A year's unit vectors as a torch tensor (no copy)."""
     import torch  # deferred: torch loads only where a model or a product runs
 
-    x = torch.from_numpy(v.vectors)
-    refs = x[torch.from_numpy(ref_rows)].float().T.contiguous()
-    out = np.empty((len(rows), k), np.int32)
-    for s in range(0, len(rows), NEIGHBOUR_CHUNK_ROWS):
-        chunk = slice(s, s + NEIGHBOUR_CHUNK_ROWS)
-        sims = tensor_rows(x, rows[chunk]).float() @ refs
-        own = np.flatnonzero(ref_of[chunk] >= 0)
-        sims[torch.from_numpy(own), torch.from_numpy(ref_of[chunk][own])] = -torch.inf
-        out[chunk] = torch.topk(sims, k, dim=1, sorted=False).indices.numpy()
-    return out
+    return torch.from_numpy(v.vectors)
+
+
+def _torch_index(at: np.ndarray):
+    """Row positions as a torch index."""
+    import torch  # deferred: torch loads only where a model or a product runs
+
+    return torch.from_numpy(np.asarray(at, np.int64))
+
+
+def _nearest(x, rows: np.ndarray, refs, ref_of: np.ndarray, k: int) -> np.ndarray:
+    """For the rows ``rows`` of unit vectors ``x`` (a tensor), the positions among the references (``refs``,
+    ``(D, R)`` float32) of their ``k`` most similar, each row itself left out (``ref_of``: its own position
+    among them, or -1), as ``(len(rows), k)``."""
+    import torch  # deferred: torch loads only where a model or a product runs
+
+    sims = tensor_rows(x, rows).float() @ refs
+    own = np.flatnonzero(ref_of >= 0)
+    sims[_torch_index(own), _torch_index(ref_of[own])] = -torch.inf
+    return torch.topk(sims, k, dim=1, sorted=False).indices.numpy()
 
 
 def neighbour_overlap(a, b, chip: str, k: int = 10, both: set | None = None) -> float:
