@@ -236,12 +236,14 @@ def neighbour_agreement(
     ref = np.arange(n) if n <= exact else np.sort(np.random.default_rng(seed).choice(n, min(references, n), False))
     if len(ref) <= k:
         raise BadParameterError(f"{len(ref)} reference chips: more than k = {k} needed")
+    import torch  # deferred: torch loads only where a model or a product runs
+
     ref_of = np.full(n, -1, np.int64)  # each pair's position among the references (-1: not one)
     ref_of[ref] = np.arange(len(ref))
     spaces = []  # each set's vectors, its rows of the pairs, and its references (D x R, float32)
     for v, rows in ((va, ia), (vb, ib)):
-        x = _tensor(v)
-        spaces.append((x, rows, x[_torch_index(rows[ref])].float().T.contiguous()))
+        x = torch.from_numpy(v.vectors)
+        spaces.append((x, rows, x[rows[ref]].float().T.contiguous()))
     overlap = np.empty(n, np.float32)
     for s in range(0, n, NEIGHBOUR_CHUNK_ROWS):  # memory: a chunk's similarities and neighbours, whatever k
         chunk = slice(s, s + NEIGHBOUR_CHUNK_ROWS)
@@ -253,20 +255,6 @@ def neighbour_agreement(
                               overlap=overlap, k=k, references=len(ref))  # fmt: skip
 
 
-def _tensor(v: YearVectors):
-    """A year's unit vectors as a torch tensor (no copy)."""
-    import torch  # deferred: torch loads only where a model or a product runs
-
-    return torch.from_numpy(v.vectors)
-
-
-def _torch_index(at: np.ndarray):
-    """Row positions as a torch index."""
-    import torch  # deferred: torch loads only where a model or a product runs
-
-    return torch.from_numpy(np.asarray(at, np.int64))
-
-
 def _nearest(x, rows: np.ndarray, refs, ref_of: np.ndarray, k: int) -> np.ndarray:
     """For the rows ``rows`` of unit vectors ``x`` (a tensor), the positions among the references (``refs``,
     ``(D, R)`` float32) of their ``k`` most similar, each row itself left out (``ref_of``: its own position
@@ -275,7 +263,7 @@ def _nearest(x, rows: np.ndarray, refs, ref_of: np.ndarray, k: int) -> np.ndarra
 
     sims = tensor_rows(x, rows).float() @ refs
     own = np.flatnonzero(ref_of >= 0)
-    sims[_torch_index(own), _torch_index(ref_of[own])] = -torch.inf
+    sims[own, ref_of[own]] = -torch.inf
     return torch.topk(sims, k, dim=1, sorted=False).indices.numpy()
 
 
