@@ -36,6 +36,7 @@ import rasterio.shutil
 from rasterio.warp import Resampling, reproject, transform_bounds
 from rasterio.windows import Window
 
+from wcembed.core import store
 from wcembed.core.errors import BadInputError, ToolError
 from wcembed.core.product import (
     BANDS,
@@ -144,15 +145,6 @@ def write_tile(
     return path
 
 
-def _copy_whole(source: Path, path: Path) -> Path:
-    """Copy a file to ``path`` through a temporary file beside it: ``path`` is whole or absent."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    shutil.copyfile(source, partial)
-    partial.replace(path)
-    return path
-
-
 def build_sample_region(
     root: str | Path,
     years: Sequence[int] = (2020,),
@@ -227,7 +219,9 @@ def build_sample_region(
                     path = Path(root) / tile_key(tile, check_year(year))
                     log.info("writing %s", path)
                     if i:  # the same pixels under another year: the file written for the first, copied whole
-                        written.append(_copy_whole(written[-1], path))
+                        with open(written[-1], "rb") as first:
+                            store.write_file_atomic(path, lambda fh, first=first: shutil.copyfileobj(first, fh))
+                        written.append(path)
                     else:
                         written.append(write_tile(path, tile, data, window, tags=tags, overviews=overviews))
         return written
